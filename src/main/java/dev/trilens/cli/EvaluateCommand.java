@@ -1,0 +1,89 @@
+package dev.trilens.cli;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.trilens.TrilensException;
+import dev.trilens.data.TrigramDataset;
+import dev.trilens.io.Checkpoint;
+import dev.trilens.io.Checkpoints;
+import dev.trilens.model.HookedTransformer;
+import dev.trilens.model.ModelConfig;
+import dev.trilens.train.EvalMetrics;
+import dev.trilens.train.Metrics;
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+@Command(name = "evaluate", mixinStandardHelpOptions = true,
+        description = "Regenerate the dataset and report the model's loss, correct-token probabilities and the "
+                + "challenge's trigram metrics. d_vocab and seq_len come from the model.")
+public final class EvaluateCommand implements Callable<Integer> {
+
+    /** Metadata keys under which a trilens checkpoint records the data it was trained on. */
+    public static final String META_SEED = "data.seed";
+    public static final String META_TRIGRAM_PROB = "data.trigram_prob";
+
+    @Option(names = "--model", required = true, description = "checkpoint: PyTorch .pt state dict or .safetensors")
+    Path model;
+
+    @Mixin
+    DatasetOptions data;
+
+    @Option(names = "--json", description = "print one JSON object instead of a table")
+    boolean json;
+
+    @CommandLine.Spec
+    CommandLine.Model.CommandSpec spec;
+
+    @Override
+    public Integer call() throws Exception {
+        Checkpoint ckpt = Checkpoints.load(model);
+        ModelConfig cfg = ckpt.weights().cfg;
+        TrigramDataset ds = datasetFor(ckpt, data, spec.commandLine().getParseResult());
+        EvalMetrics m = Metrics.evaluate(new HookedTransformer(ckpt.weights()), ds);
+        PrintWriter out = spec.commandLine().getOut();
+        if (json) {
+            out.println(new ObjectMapper().writeValueAsString(m.toJson()));
+        } else {
+            out.printf("model      %s%n           %s%n", model, cfg);
+            out.printf("dataset    seed=%d trigram_prob=%s size=%d seq_len=%d n_trigrams=%d%n", ds.seed(),
+                    ds.trigramProb(), ds.size(), ds.seqLen(), ds.nTrigrams());
+            for (Map.Entry<String, Object> e : m.toJson().entrySet()) {
+                Object v = e.getValue();
+                out.printf("%-25s %s%n", e.getKey(), v instanceof Double d ? String.format("%.6f", d) : v);
+            }
+        }
+        out.flush();
+        return 0;
+    }
+
+    /**
+     * The dataset to evaluate on: the model's d_vocab and n_ctx; seed and trigram_prob from the flags, else from
+     * the checkpoint's metadata, else the challenge's.
+     */
+    static TrigramDataset datasetFor(Checkpoint ckpt, DatasetOptions opts, CommandLine.ParseResult parsed) {
+        ModelConfig cfg = ckpt.weights().cfg;
+        long seed = opts.seed;
+        double prob = opts.trigramProb;
+        Map<String, String> meta = ckpt.metadata();
+        try {
+            if (!parsed.hasMatchedOption("--seed") && meta.containsKey(META_SEED)) {
+                seed = Long.parseLong(meta.get(META_SEED));
+            }
+            if (!parsed.hasMatchedOption("--trigram-prob") && meta.containsKey(META_TRIGRAM_PROB)) {
+                prob = Double.parseDouble(meta.get(META_TRIGRAM_PROB));
+            }
+        } catch (NumberFormatException e) {
+            throw new TrilensException("checkpoint metadata has a malformed dataset parameter (" + e.getMessage()
+                    + "); pass --seed and --trigram-prob explicitly");
+        }
+        if (cfg.nCtx() < 3) {
+            throw new TrilensException("the model's n_ctx is " + cfg.nCtx() + ", but trigram sequences need at least 3");
+        }
+        return TrigramDataset.generate(cfg.dVocab(), cfg.nCtx(), prob, seed, opts.size);
+    }
+}

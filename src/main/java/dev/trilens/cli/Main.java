@@ -1,0 +1,53 @@
+package dev.trilens.cli;
+
+import dev.trilens.TrilensException;
+import java.io.PrintWriter;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+
+@Command(name = "trilens", mixinStandardHelpOptions = true, version = "trilens 0.1.0",
+        description = "Train and mechanistically interpret small transformers: the ARENA Nov 2024 trigram model.",
+        subcommands = {DatasetCommand.class, EvaluateCommand.class, BenchCommand.class,
+                CommandLine.HelpCommand.class})
+public final class Main implements Runnable {
+
+    @CommandLine.Spec
+    CommandLine.Model.CommandSpec spec;
+
+    @Override
+    public void run() {
+        spec.commandLine().usage(spec.commandLine().getOut());
+    }
+
+    public static void main(String[] args) {
+        System.exit(execute(args));
+    }
+
+    /** Runs the CLI and returns its exit code: 0 ok, 1 an error in what the user gave, 2 a bad flag. */
+    public static int execute(String... args) {
+        CommandLine cli = new CommandLine(new Main());
+        cli.setParameterExceptionHandler((ex, argv) -> {
+            PrintWriter err = ex.getCommandLine().getErr();
+            String cmd = ex.getCommandLine().getCommandSpec().qualifiedName();
+            err.println(cmd + ": " + ex.getMessage() + " (see '" + cmd + " --help')");
+            err.flush();
+            return 2;
+        });
+        cli.setExecutionExceptionHandler((ex, commandLine, parseResult) -> {
+            PrintWriter err = commandLine.getErr();
+            if (ex instanceof TrilensException) {
+                err.println("trilens: error: " + ex.getMessage());
+            } else {
+                // a bug, not a bad input: still one line, with the trace only on request
+                err.println("trilens: internal error: " + ex + (System.getenv("TRILENS_DEBUG") == null
+                        ? " (set TRILENS_DEBUG=1 for the stack trace)" : ""));
+                if (System.getenv("TRILENS_DEBUG") != null) {
+                    ex.printStackTrace(err);
+                }
+            }
+            err.flush();
+            return 1;
+        });
+        return cli.execute(args);
+    }
+}

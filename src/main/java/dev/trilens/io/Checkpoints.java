@@ -1,0 +1,49 @@
+package dev.trilens.io;
+
+import dev.trilens.TrilensException;
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Map;
+
+/** Loads a model file of any supported format, telling them apart by content rather than by file name. */
+public final class Checkpoints {
+
+    private Checkpoints() {
+    }
+
+    /** A PyTorch zip checkpoint (.pt, .pth) or a safetensors file. */
+    public static Checkpoint load(Path path) {
+        requireFile(path);
+        byte[] magic;
+        try (InputStream in = Files.newInputStream(path)) {
+            magic = in.readNBytes(4);
+        } catch (IOException e) {
+            throw new TrilensException("cannot read model file " + path + ": " + AtomicFiles.describe(e), e);
+        }
+        if (magic.length == 4 && magic[0] == 'P' && magic[1] == 'K' && (magic[2] == 3 || magic[2] == 5)) {
+            return new Checkpoint(TorchCheckpoint.load(path), Map.of());
+        }
+        // torch.save before 1.6 wrote a bare pickle starting with protocol 2 and its LONG1 magic number
+        if (magic.length == 4 && (magic[0] & 0xff) == 0x80 && magic[1] == 2 && (magic[2] & 0xff) == 0x8a) {
+            throw new TrilensException("model file " + path + " is in the legacy (pre-1.6, not zip) torch.save "
+                    + "format: expected a zip checkpoint; re-save it with torch.save(model.state_dict(), path) "
+                    + "on PyTorch 1.6 or later");
+        }
+        return Safetensors.read(path);
+    }
+
+    static void requireFile(Path path) {
+        if (Files.isDirectory(path)) {
+            throw new TrilensException("model file not found: " + path
+                    + " (it is a folder, expected a .pt or .safetensors file)");
+        }
+        if (!Files.isRegularFile(path)) {
+            throw new TrilensException("model file not found: " + path);
+        }
+        if (!Files.isReadable(path)) {
+            throw new TrilensException("model file not found: " + path + " (it is not readable)");
+        }
+    }
+}

@@ -1,0 +1,41 @@
+package dev.trilens.model;
+
+import dev.trilens.TrilensException;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.Set;
+
+/** Activations kept by runWithCache, by TransformerLens hook name, each [batch, ...]. */
+public final class ActivationCache {
+    private final Map<String, Tensor> byName;
+
+    ActivationCache(Map<String, Tensor> byName) {
+        this.byName = Collections.unmodifiableMap(new LinkedHashMap<>(byName));
+    }
+
+    public Tensor get(String name) {
+        Tensor t = byName.get(name);
+        if (t == null) {
+            throw new TrilensException("activation '" + name + "' is not in the cache; cached: " + byName.keySet());
+        }
+        return t;
+    }
+
+    /** TransformerLens's short form, e.g. get("pattern", 0) for blocks.0.attn.hook_pattern. */
+    public Tensor get(String shortName, int layer) {
+        return get(HookNames.full(shortName, layer));
+    }
+
+    public boolean has(String name) {
+        return byName.containsKey(name);
+    }
+
+    public Set<String> names() {
+        return byName.keySet();
+    }
+
+    public Tensor pattern(int layer) {
+        return get(HookNames.full("pattern", layer));
+    }
+}

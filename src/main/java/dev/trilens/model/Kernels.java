@@ -1,0 +1,321 @@
+package dev.trilens.model;
+
+/**
+ * Layer kernels for one sequence at a time, llm.c style: each kernel's backward sits beside its forward.
+ * Letters: T positions, C input channels, OC output channels, D d_model, H heads, Dh d_head, M d_mlp, V vocab.
+ * Arrays are flat and row-major; every argument array comes with the offset where this sequence's slice starts.
+ * Backward kernels accumulate into their gradients with +=; zeroing is the caller's job.
+ */
+public final class Kernels {
+    private Kernels() {
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // matmul: out[T,OC] = inp[T,C] @ w[C,OC] + bias[OC]   (weights right-multiply, as in TransformerLens)
+
+    public static void matmulForward(float[] out, int outOff, float[] inp, int inpOff, float[] w, int wOff,
+                                     float[] bias, int biasOff, int T, int C, int OC) {
+        for (int t = 0; t < T; t++) {
+            int o_t = outOff + t * OC;
+            if (bias != null) {
+                System.arraycopy(bias, biasOff, out, o_t, OC);
+            } else {
+                java.util.Arrays.fill(out, o_t, o_t + OC, 0f);
+            }
+            int i_t = inpOff + t * C;
+            for (int c = 0; c < C; c++) {
+                float x = inp[i_t + c];
+                int w_c = wOff + c * OC;
+                for (int o = 0; o < OC; o++) {
+                    out[o_t + o] += x * w[w_c + o];
+                }
+            }
+        }
+    }
+
+    /** dinp += dout @ w^T; dw += inp^T @ dout; dbias += sum_t dout. Any of the three outputs may be null. */
+    public static void matmulBackward(float[] dinp, int dinpOff, float[] dw, int dwOff, float[] dbias, int dbiasOff,
+                                      float[] dout, int doutOff, float[] inp, int inpOff, float[] w, int wOff,
+                                      int T, int C, int OC) {
+        for (int t = 0; t < T; t++) {
+            int d_t = doutOff + t * OC;
+            int i_t = inpOff + t * C;
+            if (dbias != null) {
+                for (int o = 0; o < OC; o++) {
+                    dbias[dbiasOff + o] += dout[d_t + o];
+                }
+            }
+            for (int c = 0; c < C; c++) {
+                int w_c = wOff + c * OC;
+                if (dinp != null) {
+                    // out[t,o] += inp[t,c] * w[c,o]  =>  dinp[t,c] += sum_o dout[t,o] * w[c,o]
+                    float acc = 0f;
+                    for (int o = 0; o < OC; o++) {
+                        acc += dout[d_t + o] * w[w_c + o];
+                    }
+                    dinp[dinpOff + t * C + c] += acc;
+                }
+                if (dw != null) {
+                    // ... and dw[c,o] += inp[t,c] * dout[t,o]
+                    float x = inp[i_t + c];
+                    int dw_c = dwOff + c * OC;
+                    for (int o = 0; o < OC; o++) {
+                        dw[dw_c + o] += x * dout[d_t + o];
+                    }
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // layernorm (TransformerLens): x -= mean; scale = sqrt(mean(x^2) + eps); out = x / scale * w + b
+
+    public static void layerNormForward(float[] out, int outOff, float[] scale, int scaleOff, float[] inp, int inpOff,
+                                        float[] w, int wOff, float[] b, int bOff, int T, int D) {
+        layerNormScale(scale, scaleOff, inp, inpOff, T, D);
+        layerNormApply(out, outOff, scale, scaleOff, inp, inpOff, w, wOff, b, bOff, T, D);
+    }
+
+    /** The first half of the forward: scale[t] = sqrt(var(x_t) + eps). */
+    public static void layerNormScale(float[] scale, int scaleOff, float[] inp, int inpOff, int T, int D) {
+        for (int t = 0; t < T; t++) {
+            int x_t = inpOff + t * D;
+            float mean = 0f;
+            for (int i = 0; i < D; i++) {
+                mean += inp[x_t + i];
+            }
+            mean /= D;
+            float var = 0f;
+            for (int i = 0; i < D; i++) {
+                float c = inp[x_t + i] - mean;
+                var += c * c;
+            }
+            scale[scaleOff + t] = (float) Math.sqrt(var / D + ModelConfig.LN_EPS);
+        }
+    }
+
+    /** The second half of the forward, separate so a hook on hook_scale can change what it divides by. */
+    public static void layerNormApply(float[] out, int outOff, float[] scale, int scaleOff, float[] inp, int inpOff,
+                                      float[] w, int wOff, float[] b, int bOff, int T, int D) {
+        for (int t = 0; t < T; t++) {
+            int x_t = inpOff + t * D;
+            float mean = 0f;
+            for (int i = 0; i < D; i++) {
+                mean += inp[x_t + i];
+            }
+            mean /= D;
+            float rstd = 1f / scale[scaleOff + t];
+            for (int i = 0; i < D; i++) {
+                out[outOff + t * D + i] = (inp[x_t + i] - mean) * rstd * w[wOff + i] + b[bOff + i];
+            }
+        }
+    }
+
+    /** Gradient through out = xhat * w + b with xhat = (x - mean) / sqrt(var + eps), per position. */
+    public static void layerNormBackward(float[] dinp, int dinpOff, float[] dw, int dwOff, float[] db, int dbOff,
+                                         float[] dout, int doutOff, float[] inp, int inpOff, float[] scale,
+                                         int scaleOff, float[] w, int wOff, int T, int D) {
+        for (int t = 0; t < T; t++) {
+            int x_t = inpOff + t * D;
+            int d_t = doutOff + t * D;
+            float mean = 0f;
+            for (int i = 0; i < D; i++) {
+                mean += inp[x_t + i];
+            }
+            mean /= D;
+            float rstd = 1f / scale[scaleOff + t];
+            float dnormMean = 0f;
+            float dnormNormMean = 0f;
+            for (int i = 0; i < D; i++) {
+                float xhat = (inp[x_t + i] - mean) * rstd;
+                float dnorm = w[wOff + i] * dout[d_t + i];
+                dnormMean += dnorm;
+                dnormNormMean += dnorm * xhat;
+            }
+            dnormMean /= D;
+            dnormNormMean /= D;
+            for (int i = 0; i < D; i++) {
+                float xhat = (inp[x_t + i] - mean) * rstd;
+                float dnorm = w[wOff + i] * dout[d_t + i];
+                db[dbOff + i] += dout[d_t + i];
+                dw[dwOff + i] += xhat * dout[d_t + i];
+                dinp[dinpOff + t * D + i] += (dnorm - dnormMean - xhat * dnormNormMean) * rstd;
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // attention scores: scores[h,i,j] = q[i,h,:] . k[j,h,:] / sqrt(Dh) for j <= i, -inf above the diagonal.
+    // Scores reach ~300 in trained models and the pattern is nearly one-hot there, so the dot product is
+    // accumulated in double: float accumulation alone moved the challenge model's logits by 1e-3.
+
+    public static void attnScoresForward(float[] scores, int sOff, float[] q, int qOff, float[] k, int kOff,
+                                         int T, int H, int Dh) {
+        double scale = 1.0 / Math.sqrt(Dh);
+        int HDh = H * Dh;
+        for (int h = 0; h < H; h++) {
+            for (int i = 0; i < T; i++) {
+                int s_hi = sOff + (h * T + i) * T;
+                int q_i = qOff + i * HDh + h * Dh;
+                for (int j = 0; j <= i; j++) {
+                    int k_j = kOff + j * HDh + h * Dh;
+                    double dot = 0;
+                    for (int e = 0; e < Dh; e++) {
+                        dot += (double) q[q_i + e] * k[k_j + e];
+                    }
+                    scores[s_hi + j] = (float) (dot * scale);
+                }
+                for (int j = i + 1; j < T; j++) {
+                    scores[s_hi + j] = Float.NEGATIVE_INFINITY;
+                }
+            }
+        }
+    }
+
+    public static void attnScoresBackward(float[] dq, int dqOff, float[] dk, int dkOff, float[] dscores, int dsOff,
+                                          float[] q, int qOff, float[] k, int kOff, int T, int H, int Dh) {
+        float scale = (float) (1.0 / Math.sqrt(Dh));
+        int HDh = H * Dh;
+        for (int h = 0; h < H; h++) {
+            for (int i = 0; i < T; i++) {
+                int s_hi = dsOff + (h * T + i) * T;
+                int q_i = qOff + i * HDh + h * Dh;
+                int dq_i = dqOff + i * HDh + h * Dh;
+                for (int j = 0; j <= i; j++) {
+                    // scores[h,i,j] = q[i,h,:] . k[j,h,:] * scale
+                    float g = dscores[s_hi + j] * scale;
+                    int k_j = kOff + j * HDh + h * Dh;
+                    int dk_j = dkOff + j * HDh + h * Dh;
+                    for (int e = 0; e < Dh; e++) {
+                        dq[dq_i + e] += g * k[k_j + e];
+                        dk[dk_j + e] += g * q[q_i + e];
+                    }
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // softmax over keys: pattern[h,i,:] = softmax(scores[h,i,:]); -inf entries get exactly 0
+
+    public static void softmaxForward(float[] pattern, int pOff, float[] scores, int sOff, int T, int H) {
+        for (int r = 0; r < H * T; r++) {
+            int row = r * T;
+            float max = Float.NEGATIVE_INFINITY;
+            for (int j = 0; j < T; j++) {
+                max = Math.max(max, scores[sOff + row + j]);
+            }
+            float sum = 0f;
+            for (int j = 0; j < T; j++) {
+                float s = scores[sOff + row + j];
+                float e = s == Float.NEGATIVE_INFINITY ? 0f : (float) Math.exp(s - max);
+                pattern[pOff + row + j] = e;
+                sum += e;
+            }
+            float inv = 1f / sum;
+            for (int j = 0; j < T; j++) {
+                pattern[pOff + row + j] *= inv;
+            }
+        }
+    }
+
+    /** dscores[j] += p[j] * (dp[j] - sum_k p[k] dp[k]), causal rows only (masked entries have p = 0). */
+    public static void softmaxBackward(float[] dscores, int dsOff, float[] dpattern, int dpOff, float[] pattern,
+                                       int pOff, int T, int H) {
+        for (int h = 0; h < H; h++) {
+            for (int i = 0; i < T; i++) {
+                int row = (h * T + i) * T;
+                float dot = 0f;
+                for (int j = 0; j <= i; j++) {
+                    dot += pattern[pOff + row + j] * dpattern[dpOff + row + j];
+                }
+                for (int j = 0; j <= i; j++) {
+                    float p = pattern[pOff + row + j];
+                    dscores[dsOff + row + j] += p * (dpattern[dpOff + row + j] - dot);
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // z[i,h,:] = sum_j pattern[h,i,j] * v[j,h,:]
+
+    public static void attnValuesForward(float[] z, int zOff, float[] pattern, int pOff, float[] v, int vOff,
+                                         int T, int H, int Dh) {
+        int HDh = H * Dh;
+        for (int i = 0; i < T; i++) {
+            for (int h = 0; h < H; h++) {
+                int z_ih = zOff + i * HDh + h * Dh;
+                java.util.Arrays.fill(z, z_ih, z_ih + Dh, 0f);
+                int p_hi = pOff + (h * T + i) * T;
+                for (int j = 0; j < T; j++) {
+                    float p = pattern[p_hi + j];
+                    if (p == 0f) {
+                        continue;
+                    }
+                    int v_j = vOff + j * HDh + h * Dh;
+                    for (int e = 0; e < Dh; e++) {
+                        z[z_ih + e] += p * v[v_j + e];
+                    }
+                }
+            }
+        }
+    }
+
+    public static void attnValuesBackward(float[] dpattern, int dpOff, float[] dv, int dvOff, float[] dz, int dzOff,
+                                          float[] pattern, int pOff, float[] v, int vOff, int T, int H, int Dh) {
+        int HDh = H * Dh;
+        for (int i = 0; i < T; i++) {
+            for (int h = 0; h < H; h++) {
+                int dz_ih = dzOff + i * HDh + h * Dh;
+                int p_hi = pOff + (h * T + i) * T;
+                for (int j = 0; j <= i; j++) {
+                    // z[i,h,e] += pattern[h,i,j] * v[j,h,e]
+                    int v_j = vOff + j * HDh + h * Dh;
+                    int dv_j = dvOff + j * HDh + h * Dh;
+                    float p = pattern[p_hi + j];
+                    float dp = 0f;
+                    for (int e = 0; e < Dh; e++) {
+                        dp += dz[dz_ih + e] * v[v_j + e];
+                        dv[dv_j + e] += p * dz[dz_ih + e];
+                    }
+                    dpattern[dpOff + p_hi - pOff + j] += dp;
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // relu
+
+    public static void reluForward(float[] out, int outOff, float[] inp, int inpOff, int n) {
+        for (int i = 0; i < n; i++) {
+            out[outOff + i] = Math.max(0f, inp[inpOff + i]);
+        }
+    }
+
+    public static void reluBackward(float[] dinp, int dinpOff, float[] dout, int doutOff, float[] inp, int inpOff,
+                                    int n) {
+        for (int i = 0; i < n; i++) {
+            if (inp[inpOff + i] > 0f) {
+                dinp[dinpOff + i] += dout[doutOff + i];
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // elementwise sum: out = a + b (residual stream)
+
+    public static void addForward(float[] out, int outOff, float[] a, int aOff, float[] b, int bOff, int n) {
+        for (int i = 0; i < n; i++) {
+            out[outOff + i] = a[aOff + i] + b[bOff + i];
+        }
+    }
+
+    /** dst += src, the backward of every residual add and copy. */
+    public static void accumulate(float[] dst, int dstOff, float[] src, int srcOff, int n) {
+        for (int i = 0; i < n; i++) {
+            dst[dstOff + i] += src[srcOff + i];
+        }
+    }
+}

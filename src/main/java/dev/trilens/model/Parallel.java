@@ -1,0 +1,98 @@
+package dev.trilens.model;
+
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ExecutionException;
+
+/** The one place threads are made: a shared daemon pool, and a parallel loop over index ranges. */
+public final class Parallel {
+
+    /** Body of a parallel loop: worker index (0..threads-1, for per-worker scratch) and a half-open range. */
+    @FunctionalInterface
+    public interface RangeBody {
+        void run(int worker, int from, int to);
+    }
+
+    private static final int DEFAULT_THREADS = Runtime.getRuntime().availableProcessors();
+    private static volatile int threads = DEFAULT_THREADS;
+    private static ExecutorService pool;
+
+    private Parallel() {
+    }
+
+    public static int threads() {
+        return threads;
+    }
+
+    /** Sets how many threads parallel loops use (the CLI's --threads). */
+    public static synchronized void setThreads(int n) {
+        if (n < 1) {
+            throw new IllegalArgumentException("threads must be >= 1, got " + n);
+        }
+        threads = n;
+    }
+
+    private static synchronized ExecutorService pool() {
+        if (pool == null) {
+            pool = Executors.newCachedThreadPool(r -> {
+                Thread t = new Thread(r, "trilens-worker");
+                t.setDaemon(true);
+                return t;
+            });
+        }
+        return pool;
+    }
+
+    /**
+     * Runs body over [0, n) split into at most threads() contiguous ranges, one per worker; the caller's thread
+     * takes the first range. Exceptions in any worker are rethrown here.
+     */
+    public static void forRange(int n, RangeBody body) {
+        int workers = Math.min(threads, n);
+        if (workers <= 1) {
+            if (n > 0) {
+                body.run(0, 0, n);
+            }
+            return;
+        }
+        List<Future<?>> futures = new ArrayList<>(workers - 1);
+        for (int w = 1; w < workers; w++) {
+            int worker = w;
+            int from = (int) ((long) n * w / workers);
+            int to = (int) ((long) n * (w + 1) / workers);
+            futures.add(pool().submit(() -> body.run(worker, from, to)));
+        }
+        Throwable failure = null;
+        try {
+            body.run(0, 0, (int) ((long) n / workers));
+        } catch (RuntimeException | Error e) {
+            failure = e;
+        }
+        for (Future<?> f : futures) {
+            try {
+                f.get();
+            } catch (ExecutionException e) {
+                if (failure == null) {
+                    failure = e.getCause();
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                if (failure == null) {
+                    failure = e;
+                }
+            }
+        }
+        if (failure instanceof RuntimeException re) {
+            throw re;
+        }
+        if (failure instanceof Error err) {
+            throw err;
+        }
+        if (failure != null) {
+            throw new IllegalStateException(failure);
+        }
+    }
+}

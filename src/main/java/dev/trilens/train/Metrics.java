@@ -1,0 +1,115 @@
+package dev.trilens.train;
+
+import dev.trilens.data.TrigramDataset;
+import dev.trilens.model.HookedTransformer;
+import dev.trilens.model.Tensor;
+import java.util.Arrays;
+
+/** The challenge's metrics, computed from logits. */
+public final class Metrics {
+    private Metrics() {
+    }
+
+    /** Probability of the token at t+1 under the prediction at t, for every sequence and t in 0..T-2: [B, T-1]. */
+    public static float[] correctTokenProbs(Tensor logits, int[] tokens) {
+        int B = logits.dim(0), T = logits.dim(1), V = logits.dim(2);
+        float[] probs = new float[B * (T - 1)];
+        float[] l = logits.data();
+        for (int b = 0; b < B; b++) {
+            for (int t = 0; t < T - 1; t++) {
+                probs[b * (T - 1) + t] = (float) Math.exp(logProb(l, (b * T + t) * V, V, tokens[b * T + t + 1]));
+            }
+        }
+        return probs;
+    }
+
+    /** log softmax(row)[target], in double so a confident model's loss does not round to zero. */
+    public static double logProb(float[] logits, int rowOff, int V, int target) {
+        double max = Double.NEGATIVE_INFINITY;
+        for (int i = 0; i < V; i++) {
+            max = Math.max(max, logits[rowOff + i]);
+        }
+        double sum = 0;
+        for (int i = 0; i < V; i++) {
+            sum += Math.exp(logits[rowOff + i] - max);
+        }
+        return logits[rowOff + target] - max - Math.log(sum);
+    }
+
+    /** Mean cross-entropy of positions 0..T-2 predicting 1..T-1. */
+    public static double loss(Tensor logits, int[] tokens) {
+        int B = logits.dim(0), T = logits.dim(1), V = logits.dim(2);
+        double total = 0;
+        for (int b = 0; b < B; b++) {
+            for (int t = 0; t < T - 1; t++) {
+                total -= logProb(logits.data(), (b * T + t) * V, V, tokens[b * T + t + 1]);
+            }
+        }
+        return total / ((double) B * (T - 1));
+    }
+
+    /** 0 for a model that predicts every trigram perfectly and is uniform elsewhere, 1 for uniform guessing. */
+    public static double lossAsFrac(double loss, int dVocab, double trigramProb) {
+        double unif = Math.log(dVocab);
+        double min = unif * (1 - trigramProb);
+        return (loss - min) / (unif - min);
+    }
+
+    /** Trigram metrics on the batch of all trigrams as 3-token sequences, from the prediction at position 1. */
+    public record TrigramScore(int nCorrect, double fracCorrect, double avgCorrectProb) {
+    }
+
+    public static TrigramScore trigramScore(HookedTransformer model, TrigramDataset data) {
+        int n = data.nTrigrams();
+        if (n == 0) {
+            return new TrigramScore(0, Double.NaN, Double.NaN);
+        }
+        Tensor logits = model.forward(data.trigramBatch(), n, 3);
+        int V = logits.dim(2);
+        int[][] trigrams = data.trigrams();
+        int correct = 0;
+        double probSum = 0;
+        for (int i = 0; i < n; i++) {
+            int row = (i * 3 + 1) * V;
+            int c = trigrams[i][2];
+            if (argmax(logits.data(), row, V) == c) {
+                correct++;
+            }
+            probSum += Math.exp(logProb(logits.data(), row, V, c));
+        }
+        return new TrigramScore(correct, correct / (double) n, probSum / n);
+    }
+
+    /** First index of the largest value, as torch.argmax does. */
+    public static int argmax(float[] values, int off, int n) {
+        int best = 0;
+        for (int i = 1; i < n; i++) {
+            if (values[off + i] > values[off + best]) {
+                best = i;
+            }
+        }
+        return best;
+    }
+
+    /** Everything `evaluate` reports, on the whole dataset. */
+    public static EvalMetrics evaluate(HookedTransformer model, TrigramDataset data) {
+        int[] tokens = data.tokens();
+        Tensor logits = model.forward(tokens, data.size(), data.seqLen());
+        double loss = loss(logits, tokens);
+        float[] probs = correctTokenProbs(logits, tokens);
+        double mean = 0;
+        for (float p : probs) {
+            mean += p;
+        }
+        mean /= probs.length;
+        float[] sorted = probs.clone();
+        Arrays.sort(sorted);
+        // torch.median returns the lower of the two middle values
+        double median = sorted[(sorted.length - 1) / 2];
+        TrigramScore tri = trigramScore(model, data);
+        double trigramProb = Double.isNaN(data.trigramProb())
+                ? data.nTrigrams() / ((double) data.dVocab() * (data.dVocab() - 1)) : data.trigramProb();
+        return new EvalMetrics(loss, lossAsFrac(loss, data.dVocab(), trigramProb), mean, median, sorted[0],
+                tri.nCorrect(), tri.fracCorrect(), tri.avgCorrectProb(), data.nTrigrams());
+    }
+}
