@@ -1,6 +1,7 @@
 package dev.trilens.io;
 
 import com.fasterxml.jackson.core.JacksonException;
+import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
@@ -35,7 +36,9 @@ public final class Safetensors {
     /** The header is read whole into memory, so its declared length is bounded before anything is allocated. */
     static final long MAX_HEADER_BYTES = 100_000_000;
 
-    private static final ObjectMapper JSON = new ObjectMapper();
+    /** Duplicate names would let one tensor's bytes hide behind another's entry. */
+    private static final ObjectMapper JSON =
+            new ObjectMapper().enable(DeserializationFeature.FAIL_ON_READING_DUP_TREE_KEY);
     private static final List<String> CONFIG_KEYS =
             List.of("d_vocab", "n_ctx", "d_model", "n_layers", "n_heads", "d_head", "d_mlp", "normalization");
     private static final Map<String, String> DTYPES = Map.of("F32", "float32", "F64", "float64", "F16", "float16",

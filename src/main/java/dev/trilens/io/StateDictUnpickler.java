@@ -131,8 +131,11 @@ final class StateDictUnpickler extends Unpickler {
     private Global resolve(String module, String name) {
         Global g = ALLOWED.get(module + "." + name);
         if (g == null) {
-            throw new TrilensException("refusing to load " + file + ": pickle references global '" + module + "."
-                    + name + "', which is not a tensor state dict type");
+            // the name comes from the file: keep the message one short line whatever it holds
+            String shown = (module + "." + name).replaceAll("\\p{Cntrl}", "?");
+            shown = shown.length() > 100 ? shown.substring(0, 100) + "..." : shown;
+            throw new TrilensException("refusing to load " + file + ": pickle references global '" + shown
+                    + "', which is not a tensor state dict type");
         }
         return g;
     }

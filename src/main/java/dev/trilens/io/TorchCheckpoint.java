@@ -6,6 +6,7 @@ import dev.trilens.io.StateDictUnpickler.TensorRef;
 import dev.trilens.model.ModelConfig;
 import dev.trilens.model.ParamLayout;
 import dev.trilens.model.Weights;
+import java.io.EOFException;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.ByteBuffer;
@@ -57,15 +58,16 @@ public final class TorchCheckpoint {
                 if (bytes == null) {
                     bytes = readStorage(zip, prefix, s, file);
                     storages.put(s.key(), bytes);
-                } else if (bytes.length < s.numel() * elementSize(s.dtype())) {
+                } else if (s.numel() < 0 || s.numel() > bytes.length / elementSize(s.dtype())) {
                     throw new TrilensException("checkpoint " + file + ": storage '" + s.key() + "' holds "
                             + bytes.length + " bytes, expected " + s.numel() + " " + s.dtype() + " values");
                 }
                 out.put(e.getKey(), materialize(file, e.getKey(), e.getValue(), bytes, order));
             }
             return out;
-        } catch (ZipException e) {
-            throw new TrilensException("checkpoint " + file + " is not a readable zip archive (" + e.getMessage()
+        } catch (ZipException | EOFException e) {
+            String why = e.getMessage() != null ? e.getMessage() : "an entry ends before its stated size";
+            throw new TrilensException("checkpoint " + file + " is not a readable zip archive (" + why
                     + "): expected a PyTorch checkpoint written by torch.save, complete and uncorrupted", e);
         } catch (IOException e) {
             throw new TrilensException("cannot read checkpoint " + file + ": " + AtomicFiles.describe(e), e);

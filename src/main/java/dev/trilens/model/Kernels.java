@@ -7,6 +7,10 @@ package dev.trilens.model;
  * Backward kernels accumulate into their gradients with +=; zeroing is the caller's job.
  */
 public final class Kernels {
+    /** Whether the Vector-API kernels run; -Dtrilens.scalar=true forces the scalar reference code. */
+    public static final boolean VECTOR = ModuleLayer.boot().findModule("jdk.incubator.vector").isPresent()
+            && !Boolean.getBoolean("trilens.scalar");
+
     private Kernels() {
     }
 
@@ -15,6 +19,15 @@ public final class Kernels {
 
     public static void matmulForward(float[] out, int outOff, float[] inp, int inpOff, float[] w, int wOff,
                                      float[] bias, int biasOff, int T, int C, int OC) {
+        if (VECTOR) {
+            VectorKernels.matmulForward(out, outOff, inp, inpOff, w, wOff, bias, biasOff, T, C, OC);
+        } else {
+            matmulForwardScalar(out, outOff, inp, inpOff, w, wOff, bias, biasOff, T, C, OC);
+        }
+    }
+
+    public static void matmulForwardScalar(float[] out, int outOff, float[] inp, int inpOff, float[] w, int wOff,
+                                           float[] bias, int biasOff, int T, int C, int OC) {
         for (int t = 0; t < T; t++) {
             int o_t = outOff + t * OC;
             if (bias != null) {
@@ -151,6 +164,15 @@ public final class Kernels {
 
     public static void attnScoresForward(float[] scores, int sOff, float[] q, int qOff, float[] k, int kOff,
                                          int T, int H, int Dh) {
+        if (VECTOR) {
+            VectorKernels.attnScoresForward(scores, sOff, q, qOff, k, kOff, T, H, Dh);
+        } else {
+            attnScoresForwardScalar(scores, sOff, q, qOff, k, kOff, T, H, Dh);
+        }
+    }
+
+    public static void attnScoresForwardScalar(float[] scores, int sOff, float[] q, int qOff, float[] k, int kOff,
+                                               int T, int H, int Dh) {
         double scale = 1.0 / Math.sqrt(Dh);
         int HDh = H * Dh;
         for (int h = 0; h < H; h++) {

@@ -26,10 +26,23 @@ class GoldenForwardTest {
                 n -> n.equals("blocks.0.attn.hook_pattern"));
         float[] expectedLogits = Fixtures.tensor(golden.get("logits_first_sequences"));
         assertThat(run.logits().data()).hasSameSizeAs(expectedLogits);
-        // Logits reach 123 and the attention is nearly one-hot, so float32 rounding alone moves them by ~1e-3:
-        // golden.json's own values differ from a float64 forward by 1.6e-4 and from another float32 PyTorch run
-        // by 5e-4. Hence torch.allclose's form: |diff| <= atol + rtol * |expected|.
-        assertAllClose("logits", run.logits().data(), expectedLogits, 1e-4, 1e-4);
+        // 1e-4 everywhere is below the float32 noise of this model: logits reach 123 and some attention rows are
+        // nearly one-hot on scores near 300. Measured against golden.json, a float64 PyTorch forward has 2 of the 200
+        // positions off by more than 1e-4 (worst 1.6e-4), and a float32 PyTorch rerun 5 (worst 5.3e-4). We hold
+        // ourselves to that rerun: every logit within 1e-3, and at most 5 positions with any logit beyond 1e-4.
+        float[] logits = run.logits().data();
+        assertAllClose("logits", logits, expectedLogits, 1e-3, 0);
+        int V = w.cfg.dVocab();
+        int positionsOff = 0;
+        for (int p = 0; p < B * T; p++) {
+            for (int v = 0; v < V; v++) {
+                if (Math.abs(logits[p * V + v] - expectedLogits[p * V + v]) > 1e-4) {
+                    positionsOff++;
+                    break;
+                }
+            }
+        }
+        assertThat(positionsOff).as("positions with a logit off by more than 1e-4").isLessThanOrEqualTo(5);
 
         float[] expectedPattern = Fixtures.tensor(golden.get("pattern_first_sequence"));
         float[] pattern = new float[T * T];

@@ -1,0 +1,59 @@
+package dev.trilens.io;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import dev.trilens.TrilensException;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class AtomicFilesTest {
+
+    @TempDir
+    Path dir;
+
+    @Test
+    void writesAndReplaces() throws IOException {
+        Path target = dir.resolve("out.bin");
+        AtomicFiles.write(target, out -> out.write(new byte[] {1, 2, 3}));
+        assertThat(target).hasBinaryContent(new byte[] {1, 2, 3});
+        AtomicFiles.write(target, out -> {
+            out.write(9);
+            out.close(); // harmless: the file is synced and closed by AtomicFiles
+        });
+        assertThat(target).hasBinaryContent(new byte[] {9});
+        assertThat(Files.list(dir)).containsExactly(target);
+    }
+
+    @Test
+    void failureLeavesNoTargetAndNoTempFile() throws IOException {
+        Path target = dir.resolve("new.bin");
+        assertThatThrownBy(() -> AtomicFiles.write(target, out -> {
+            out.write(new byte[1000]);
+            throw new IOException("disk full");
+        })).isInstanceOf(TrilensException.class).hasMessage("cannot write " + target + ": disk full");
+        assertThat(target).doesNotExist();
+        assertThat(Files.list(dir)).isEmpty();
+
+        Path existing = Files.write(dir.resolve("old.bin"), new byte[] {7});
+        assertThatThrownBy(() -> AtomicFiles.write(existing, out -> {
+            out.write(1);
+            throw new IllegalStateException("bug");
+        })).isInstanceOf(IllegalStateException.class);
+        assertThat(existing).hasBinaryContent(new byte[] {7});
+        assertThat(Files.list(dir)).containsExactly(existing);
+    }
+
+    @Test
+    void missingFolderIsAUserError() {
+        Path target = dir.resolve("no/such/folder/m.pt");
+        assertThatThrownBy(() -> AtomicFiles.write(target, out -> out.write(1)))
+                .isInstanceOf(TrilensException.class)
+                .hasMessage("cannot write " + target + ": folder " + target.getParent() + " does not exist");
+        assertThatThrownBy(() -> AtomicFiles.write(dir, out -> out.write(1)))
+                .isInstanceOf(TrilensException.class).hasMessageContaining("it is a folder");
+    }
+}

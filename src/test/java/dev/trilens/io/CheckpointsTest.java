@@ -1,0 +1,63 @@
+package dev.trilens.io;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import dev.trilens.TrilensException;
+import dev.trilens.model.Weights;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class CheckpointsTest {
+
+    @TempDir
+    Path dir;
+
+    @Test
+    void dispatchesOnContentNotName() {
+        Weights w = Weights.init(TorchCheckpointTest.ATTN_ONLY, 9);
+        Path pt = dir.resolve("looks-like.safetensors");
+        TorchCheckpoint.write(w, pt);
+        Path st = dir.resolve("looks-like.pt");
+        Safetensors.write(w, Map.of("k", "v"), st);
+
+        Checkpoint fromPt = Checkpoints.load(pt);
+        assertThat(fromPt.weights().data).isEqualTo(w.data);
+        assertThat(fromPt.metadata()).isEmpty();
+        Checkpoint fromSt = Checkpoints.load(st);
+        assertThat(fromSt.weights().data).isEqualTo(w.data);
+        assertThat(fromSt.metadata()).containsEntry("k", "v");
+        assertThat(fromSt.weights().cfg).isEqualTo(fromPt.weights().cfg);
+    }
+
+    @Test
+    void missingFilesAndFolders() {
+        Path missing = dir.resolve("nope.pt");
+        for (Path p : new Path[] {missing, dir}) {
+            assertThatThrownBy(() -> Checkpoints.load(p)).isInstanceOf(TrilensException.class)
+                    .hasMessageStartingWith("model file not found: " + p);
+            assertThatThrownBy(() -> TorchCheckpoint.load(p)).isInstanceOf(TrilensException.class)
+                    .hasMessageStartingWith("model file not found: " + p);
+            assertThatThrownBy(() -> Safetensors.read(p)).isInstanceOf(TrilensException.class)
+                    .hasMessageStartingWith("model file not found: " + p);
+        }
+    }
+
+    @Test
+    void legacyTorchSaveIsNamed() throws IOException {
+        Path legacy = Files.write(dir.resolve("old.pt"), new byte[] {(byte) 0x80, 2, (byte) 0x8a, 10, 0, 0, 0, 0});
+        assertThatThrownBy(() -> Checkpoints.load(legacy)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith("model file " + legacy + " is in the legacy (pre-1.6, not zip) torch.save");
+    }
+
+    @Test
+    void emptyFileIsNotAModel() throws IOException {
+        Path empty = Files.write(dir.resolve("empty.pt"), new byte[0]);
+        assertThatThrownBy(() -> Checkpoints.load(empty)).isInstanceOf(TrilensException.class)
+                .hasMessageContaining("is 0 bytes long");
+    }
+}

@@ -1,0 +1,267 @@
+package dev.trilens.io;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.trilens.TrilensException;
+import dev.trilens.model.ModelConfig;
+import dev.trilens.model.ParamLayout;
+import dev.trilens.model.Weights;
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class SafetensorsTest {
+
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    @TempDir
+    Path dir;
+
+    @Test
+    void roundTripsBitForBitWithConfigAndMetadata() throws IOException {
+        for (ModelConfig cfg : List.of(ModelConfig.arena(), TorchCheckpointTest.LN_2L_2H,
+                TorchCheckpointTest.ATTN_ONLY)) {
+            Weights w = Weights.init(cfg, 11);
+            w.data[0] = -0f;
+            w.data[1] = Float.intBitsToFloat(0x7fc01234);
+            Path st = dir.resolve("m.safetensors");
+            Safetensors.write(w, Map.of("trained_by", "trilens", "epochs", "3"), st);
+            Checkpoint c = Safetensors.read(st);
+            assertThat(c.weights().cfg).isEqualTo(cfg);
+            assertThat(TorchCheckpointTest.bits(c.weights().data)).isEqualTo(TorchCheckpointTest.bits(w.data));
+            assertThat(c.metadata()).containsEntry("trained_by", "trilens").containsEntry("epochs", "3")
+                    .containsAllEntriesOf(Safetensors.configMetadata(cfg));
+            assertThat(Checkpoints.load(st).weights().data).isEqualTo(c.weights().data);
+        }
+    }
+
+    @Test
+    void writesAnAlignedStandardHeader() throws IOException {
+        Weights w = Weights.init(TorchCheckpointTest.LN_2L_2H, 2);
+        Path st = dir.resolve("m.safetensors");
+        Safetensors.write(w, Map.of(), st);
+        byte[] b = Files.readAllBytes(st);
+        long n = ByteBuffer.wrap(b, 0, 8).order(ByteOrder.LITTLE_ENDIAN).getLong();
+        assertThat(n % 8).isZero();
+        assertThat(b.length).isEqualTo(8 + n + 4L * w.data.length);
+        JsonNode h = JSON.readTree(new String(b, 8, (int) n, StandardCharsets.UTF_8));
+        assertThat(h.get("__metadata__").get("normalization").asText()).isEqualTo("LN");
+        assertThat(h.get("__metadata__").get("d_mlp").asText()).isEqualTo("12");
+        JsonNode wq = h.get("blocks.1.attn.W_Q");
+        assertThat(wq.get("dtype").asText()).isEqualTo("F32");
+        assertThat(wq.get("shape").toString()).isEqualTo("[2,8,4]");
+        int off = w.offset("blocks.1.attn.W_Q");
+        assertThat(wq.get("data_offsets").toString()).isEqualTo("[" + 4 * off + "," + 4 * (off + 64) + "]");
+        assertThat(ByteBuffer.wrap(b).order(ByteOrder.LITTLE_ENDIAN).getFloat((int) (8 + n + 4L * off)))
+                .isEqualTo(w.data[off]);
+    }
+
+    @Test
+    void infersTheConfigWhenMetadataHasNoneAndConvertsDtypes() throws IOException {
+        ModelConfig cfg = TorchCheckpointTest.LN_2L_2H;
+        Weights w = Weights.init(cfg, 4);
+        for (int i = 0; i < w.data.length; i++) {
+            w.data[i] = Math.round(w.data[i] * 64) / 64f; // exact in float16 and bfloat16
+        }
+        ObjectNode header = JSON.createObjectNode();
+        ByteArrayOutputStream data = new ByteArrayOutputStream();
+        String[] dtypes = {"F32", "F64", "F16", "BF16"};
+        int i = 0;
+        for (ParamLayout.Param p : w.layout.params()) {
+            String dtype = dtypes[i++ % dtypes.length];
+            byte[] bytes = encode(dtype, w.copyOf(p.name()));
+            ObjectNode t = header.putObject(p.name());
+            t.put("dtype", dtype);
+            Arrays.stream(p.shape()).forEach(t.putArray("shape")::add);
+            t.putArray("data_offsets").add(data.size()).add(data.size() + bytes.length);
+            data.write(bytes);
+        }
+        // a TransformerLens buffer, as save_file(model.state_dict()) would include it
+        header.putObject("blocks.0.attn.mask").put("dtype", "BOOL").set("shape", JSON.readTree("[2, 2]"));
+        ((ObjectNode) header.get("blocks.0.attn.mask")).putArray("data_offsets").add(data.size()).add(data.size() + 4);
+        data.write(new byte[] {1, 0, 1, 1});
+        Path st = file("inferred.safetensors", header.toString(), data.toByteArray());
+
+        Checkpoint c = Safetensors.read(st);
+        assertThat(c.weights().cfg).isEqualTo(cfg);
+        assertThat(c.metadata()).isEmpty();
+        assertThat(c.weights().data).isEqualTo(w.data);
+    }
+
+    @Test
+    void sharesTheStateDictChecks() throws IOException {
+        Weights w = Weights.init(ModelConfig.arena(), 1);
+        Path st = dir.resolve("m.safetensors");
+        Safetensors.write(w, Map.of(), st);
+        JsonNode header = header(st);
+        byte[] data = data(st);
+
+        ObjectNode missing = header.deepCopy();
+        missing.remove("blocks.0.attn.W_K");
+        Path p = file("missing.safetensors", missing.toString(), data);
+        assertThatThrownBy(() -> Safetensors.read(p)).isInstanceOf(TrilensException.class)
+                .hasMessage("checkpoint " + p + " has no 'blocks.0.attn.W_K' (expected shape [1, 32, 16])");
+
+        ObjectNode lying = header.deepCopy();
+        ((ObjectNode) lying.get("__metadata__")).put("d_vocab", "74");
+        Path p2 = file("lying.safetensors", lying.toString(), data);
+        assertThatThrownBy(() -> Safetensors.read(p2)).isInstanceOf(TrilensException.class)
+                .hasMessage("checkpoint " + p2 + ": 'embed.W_E' has shape [75, 32], expected [74, 32]");
+
+        ObjectNode badMeta = header.deepCopy();
+        ((ObjectNode) badMeta.get("__metadata__")).put("n_heads", "two");
+        Path p3 = file("badmeta.safetensors", badMeta.toString(), data);
+        assertThatThrownBy(() -> Safetensors.read(p3)).isInstanceOf(TrilensException.class)
+                .hasMessage("safetensors file " + p3 + ": metadata 'n_heads' is 'two', expected an integer");
+    }
+
+    @Test
+    void refusesMalformedFilesBeforeAllocating() throws IOException {
+        Weights w = Weights.init(TorchCheckpointTest.ATTN_ONLY, 1);
+        Path good = dir.resolve("good.safetensors");
+        Safetensors.write(w, Map.of(), good);
+        byte[] bytes = Files.readAllBytes(good);
+        JsonNode header = header(good);
+        byte[] data = data(good);
+        String wE = "safetensors file %s: tensor 'embed.W_E' ";
+
+        Path tiny = Files.write(dir.resolve("tiny.safetensors"), new byte[] {1, 2, 3});
+        assertThatThrownBy(() -> Safetensors.read(tiny)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith("safetensors file " + tiny + " is 3 bytes long: expected at least 8");
+
+        Path huge = Files.write(dir.resolve("huge.safetensors"), le(8L << 40, 0));
+        assertThatThrownBy(() -> Safetensors.read(huge)).isInstanceOf(TrilensException.class)
+                .hasMessageContaining("declares a huge header of 8796093022208 bytes, expected at most 100000000");
+        Path negative = Files.write(dir.resolve("neg.safetensors"), le(-1L, 0));
+        assertThatThrownBy(() -> Safetensors.read(negative)).isInstanceOf(TrilensException.class)
+                .hasMessageContaining("declares a huge header of 18446744073709551615 bytes");
+
+        Path cutHeader = Files.write(dir.resolve("cuthead.safetensors"), Arrays.copyOf(bytes, 40));
+        long n = ByteBuffer.wrap(bytes, 0, 8).order(ByteOrder.LITTLE_ENDIAN).getLong();
+        assertThatThrownBy(() -> Safetensors.read(cutHeader)).isInstanceOf(TrilensException.class)
+                .hasMessage("safetensors file " + cutHeader + " declares a header of " + n + " bytes but only 32 "
+                        + "bytes follow the length: truncated, or not a safetensors file");
+
+        Path cutData = Files.write(dir.resolve("cutdata.safetensors"), Arrays.copyOf(bytes, bytes.length - 1));
+        assertThatThrownBy(() -> Safetensors.read(cutData)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith("safetensors file " + cutData + ": tensor 'unembed.b_U' has data_offsets")
+                .hasMessageContaining("out of bounds");
+
+        Path notJson = file("notjson.safetensors", "{\"a\": [1, 2", new byte[0]);
+        assertThatThrownBy(() -> Safetensors.read(notJson)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith("safetensors file " + notJson + ": header is not valid JSON");
+        Path dup = file("dup.safetensors", "{\"x\": 1, \"x\": 2}", new byte[0]);
+        assertThatThrownBy(() -> Safetensors.read(dup)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith("safetensors file " + dup + ": header is not valid JSON (Duplicate field 'x'");
+        Path array = file("array.safetensors", "[1, 2, 3]", new byte[0]);
+        assertThatThrownBy(() -> Safetensors.read(array)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith("safetensors file " + array + ": header is not a JSON object");
+
+        ObjectNode beyond = header.deepCopy();
+        offsets(beyond, "embed.W_E", data.length - 4, data.length - 4 + 13 * 6 * 4);
+        Path p1 = file("beyond.safetensors", beyond.toString(), data);
+        assertThatThrownBy(() -> Safetensors.read(p1)).isInstanceOf(TrilensException.class)
+                .hasMessage(String.format(wE, p1) + "has data_offsets [" + (data.length - 4) + ", "
+                        + (data.length - 4 + 312) + "] out of bounds: expected 0 <= begin <= end <= " + data.length
+                        + " (the data size)");
+
+        ObjectNode wrongSize = header.deepCopy();
+        offsets(wrongSize, "embed.W_E", 0, 300);
+        Path p2 = file("size.safetensors", wrongSize.toString(), data);
+        assertThatThrownBy(() -> Safetensors.read(p2)).isInstanceOf(TrilensException.class)
+                .hasMessage(String.format(wE, p2) + "has data_offsets [0, 300] spanning 300 bytes, expected 312 for "
+                        + "shape [13, 6] of F32");
+
+        ObjectNode overlap = header.deepCopy();
+        offsets(overlap, "pos_embed.W_pos", 4, 4 + 5 * 6 * 4);
+        Path p3 = file("overlap.safetensors", overlap.toString(), data);
+        assertThatThrownBy(() -> Safetensors.read(p3)).isInstanceOf(TrilensException.class)
+                .hasMessage("safetensors file " + p3 + ": tensors 'embed.W_E' [0, 312) and 'pos_embed.W_pos' [4, 124)"
+                        + " overlap, expected each tensor to have its own bytes");
+
+        ObjectNode fp8 = header.deepCopy();
+        ((ObjectNode) fp8.get("embed.W_E")).put("dtype", "F8_E4M3");
+        Path p4 = file("fp8.safetensors", fp8.toString(), data);
+        assertThatThrownBy(() -> Safetensors.read(p4)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith(String.format(wE, p4) + "has dtype F8_E4M3, expected F32");
+
+        ObjectNode badShape = header.deepCopy();
+        ((ObjectNode) badShape.get("embed.W_E")).set("shape", JSON.readTree("[13, -6]"));
+        Path p5 = file("badshape.safetensors", badShape.toString(), data);
+        assertThatThrownBy(() -> Safetensors.read(p5)).isInstanceOf(TrilensException.class)
+                .hasMessage(String.format(wE, p5) + "has shape [13,-6], expected non-negative integer dimensions");
+
+        ObjectNode notTensor = header.deepCopy();
+        notTensor.put("embed.W_E", 42);
+        Path p6 = file("nottensor.safetensors", notTensor.toString(), data);
+        assertThatThrownBy(() -> Safetensors.read(p6)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith(String.format(wE, p6) + "is 42, expected {\"dtype\"");
+    }
+
+    static byte[] encode(String dtype, float[] v) {
+        int size = TorchCheckpoint.elementSize(Map.of("F32", "float32", "F64", "float64").getOrDefault(dtype, "float16"));
+        ByteBuffer b = ByteBuffer.allocate(size * v.length).order(ByteOrder.LITTLE_ENDIAN);
+        for (float x : v) {
+            switch (dtype) {
+                case "F32" -> b.putFloat(x);
+                case "F64" -> b.putDouble(x);
+                case "BF16" -> b.putShort((short) (Float.floatToIntBits(x) >>> 16));
+                default -> b.putShort(toHalf(x));
+            }
+        }
+        return b.array();
+    }
+
+    /** float32 to binary16 for values that are exact in it (normal range only). */
+    static short toHalf(float x) {
+        int bits = Float.floatToIntBits(x);
+        int sign = (bits >>> 16) & 0x8000;
+        if ((bits & 0x7fffffff) == 0) {
+            return (short) sign;
+        }
+        int exp = ((bits >>> 23) & 0xff) - 127 + 15;
+        return (short) (sign | (exp << 10) | ((bits >>> 13) & 0x3ff));
+    }
+
+    private static byte[] le(long n, int extra) {
+        return ByteBuffer.allocate(8 + extra).order(ByteOrder.LITTLE_ENDIAN).putLong(n).array();
+    }
+
+    private Path file(String name, String header, byte[] data) throws IOException {
+        byte[] h = header.getBytes(StandardCharsets.UTF_8);
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        out.write(le(h.length, 0));
+        out.write(h);
+        out.write(data);
+        return Files.write(dir.resolve(name), out.toByteArray());
+    }
+
+    private static JsonNode header(Path st) throws IOException {
+        byte[] b = Files.readAllBytes(st);
+        long n = ByteBuffer.wrap(b, 0, 8).order(ByteOrder.LITTLE_ENDIAN).getLong();
+        return JSON.readTree(new String(b, 8, (int) n, StandardCharsets.UTF_8));
+    }
+
+    private static byte[] data(Path st) throws IOException {
+        byte[] b = Files.readAllBytes(st);
+        long n = ByteBuffer.wrap(b, 0, 8).order(ByteOrder.LITTLE_ENDIAN).getLong();
+        return Arrays.copyOfRange(b, (int) (8 + n), b.length);
+    }
+
+    private static void offsets(ObjectNode header, String name, long begin, long end) {
+        ((ObjectNode) header.get(name)).putArray("data_offsets").add(begin).add(end);
+    }
+}

@@ -1,0 +1,394 @@
+package dev.trilens.io;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import dev.trilens.Fixtures;
+import dev.trilens.TrilensException;
+import dev.trilens.io.PtFiles.T;
+import dev.trilens.model.ModelConfig;
+import dev.trilens.model.Weights;
+import java.io.IOException;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.Base64;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.zip.ZipEntry;
+import java.util.zip.ZipFile;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class TorchCheckpointTest {
+
+    static final ModelConfig LN_2L_2H = new ModelConfig(11, 7, 8, 2, 2, 4, 12, true);
+    static final ModelConfig ATTN_ONLY = new ModelConfig(13, 5, 6, 2, 3, 2, 0, false);
+
+    @TempDir
+    Path dir;
+
+    @Test
+    void readsTheChallengeModel() {
+        Path pt = Fixtures.challengeModel();
+        Weights w = TorchCheckpoint.load(pt);
+        assertThat(w.cfg).isEqualTo(ModelConfig.arena());
+        float[] wE = w.copyOf("embed.W_E");
+        assertThat(wE).hasSize(75 * 32).isNotEqualTo(new float[75 * 32]);
+        for (float v : w.data) {
+            assertThat(Float.isFinite(v)).isTrue();
+        }
+        // values checked once against torch.load (float32, exact)
+        assertThat(wE[0]).isEqualTo(-0.5178828f);
+        assertThat(w.copyOf("unembed.W_U")[32 * 75 - 1]).isEqualTo(0.30961257f);
+        assertThat(w.copyOf("blocks.0.attn.b_Q")[0]).isEqualTo(-1.0213821f);
+
+        Map<String, TorchCheckpoint.Tensor> sd = TorchCheckpoint.readStateDict(pt);
+        assertThat(sd).hasSize(18).containsKeys("blocks.0.attn.mask", "blocks.0.attn.IGNORE");
+        assertThat(sd.keySet()).startsWith("embed.W_E", "pos_embed.W_pos", "blocks.0.attn.W_Q");
+        TorchCheckpoint.Tensor mask = sd.get("blocks.0.attn.mask");
+        assertThat(mask.dtype()).isEqualTo("bool");
+        assertThat(mask.shape()).containsExactly(50, 50);
+        assertThat(mask.values()[1]).isZero(); // causal: query 0 does not see key 1
+        assertThat(mask.values()[50]).isEqualTo(1f);
+        assertThat(sd.get("blocks.0.attn.IGNORE").shape()).isEmpty();
+        assertThat(sd.get("blocks.0.attn.IGNORE").values()).hasSize(1);
+
+        Checkpoint c = Checkpoints.load(pt);
+        assertThat(c.metadata()).isEmpty();
+        assertThat(c.weights().data).isEqualTo(w.data);
+    }
+
+    @Test
+    void roundTripsBitForBit() throws IOException {
+        for (ModelConfig cfg : List.of(ModelConfig.arena(), LN_2L_2H, ATTN_ONLY)) {
+            Weights w = Weights.init(cfg, 7);
+            w.data[0] = -0f;
+            w.data[1] = Float.intBitsToFloat(0x7fc01234); // a NaN with a payload
+            w.data[2] = Float.MIN_VALUE;
+            Path pt = dir.resolve("m.pt");
+            TorchCheckpoint.write(w, pt);
+            Weights back = TorchCheckpoint.load(pt);
+            assertThat(back.cfg).isEqualTo(cfg);
+            assertThat(bits(back.data)).isEqualTo(bits(w.data));
+            byte[] first = Files.readAllBytes(pt);
+            TorchCheckpoint.write(w, pt);
+            assertThat(Files.readAllBytes(pt)).as("same weights, same file").isEqualTo(first);
+        }
+    }
+
+    @Test
+    void writesTheLayoutTorchExpects() throws IOException {
+        Path pt = dir.resolve("my model.pt");
+        TorchCheckpoint.write(Weights.init(ATTN_ONLY, 1), pt);
+        try (ZipFile zip = new ZipFile(pt.toFile())) {
+            List<String> names = zip.stream().map(ZipEntry::getName).toList();
+            assertThat(names).startsWith("my_model/data.pkl", "my_model/byteorder", "my_model/data/0")
+                    .endsWith("my_model/version");
+            assertThat(zip.stream().allMatch(e -> e.getMethod() == ZipEntry.STORED)).isTrue();
+            assertThat(new String(zip.getInputStream(zip.getEntry("my_model/byteorder")).readAllBytes(),
+                    StandardCharsets.US_ASCII)).isEqualTo("little");
+            byte[] pkl = zip.getInputStream(zip.getEntry("my_model/data.pkl")).readAllBytes();
+            assertThat(pkl[0] & 0xff).isEqualTo(0x80);
+            assertThat(pkl[1]).isEqualTo((byte) 2);
+        }
+        assertThat(Files.list(dir)).containsExactly(pt);
+    }
+
+    /**
+     * Written by torch 1.13 (torch.save, no byteorder entry, plain dict): float64 views of one shared storage (a
+     * transpose, and a slice with a storage offset), float16, bfloat16, int64, bool and a stride-0 expand.
+     */
+    private static final String TORCH_MIXED = """
+            UEsDBAAACAgAAAAAAAAAAAAAAAAAAAAAAAAOABQAbWl4ZWQvZGF0YS5wa2xGQhAAWlpaWlpaWlpaWlpaWlpaWoACfXEAKFgBAAAA
+            dHEBY3RvcmNoLl91dGlscwpfcmVidWlsZF90ZW5zb3JfdjIKcQIoKFgHAAAAc3RvcmFnZXEDY3RvcmNoCkRvdWJsZVN0b3JhZ2UK
+            cQRYAQAAADBxBVgDAAAAY3B1cQZLDHRxB1FLAEsESwOGcQhLAUsEhnEJiWNjb2xsZWN0aW9ucwpPcmRlcmVkRGljdApxCilScQt0
+            cQxScQ1YAQAAAHZxDmgCKChoA2gEaAVoBksMdHEPUUsFSwJLAoZxEEsESwGGcRGJaAopUnESdHETUnEUWAEAAABocRVoAigoaANj
+            dG9yY2gKSGFsZlN0b3JhZ2UKcRZYAQAAADFxF2gGSwR0cRhRSwBLBIVxGUsBhXEaiWgKKVJxG3RxHFJxHVgBAAAAYnEeaAIoKGgD
+            Y3RvcmNoCkJGbG9hdDE2U3RvcmFnZQpxH1gBAAAAMnEgaAZLAnRxIVFLAEsChXEiSwGFcSOJaAopUnEkdHElUnEmWAEAAABpcSdo
+            AigoaANjdG9yY2gKTG9uZ1N0b3JhZ2UKcShYAQAAADNxKWgGSwR0cSpRSwBLAksChnErSwJLAYZxLIloCilScS10cS5ScS9YAQAA
+            AG1xMGgCKChoA2N0b3JjaApCb29sU3RvcmFnZQpxMVgBAAAANHEyaAZLA3RxM1FLAEsDhXE0SwGFcTWJaAopUnE2dHE3UnE4WAEA
+            AABlcTloAigoaANjdG9yY2gKRmxvYXRTdG9yYWdlCnE6WAEAAAA1cTtoBksDdHE8UUsASwJLA4ZxPUsASwGGcT6JaAopUnE/dHFA
+            UnFBdS5QSwcIYorBm2gCAABoAgAAUEsDBAAACAgAAAAAAAAAAAAAAAAAAAAAAAAMAB4AbWl4ZWQvZGF0YS8wRkIaAFpaWlpaWlpa
+            WlpaWlpaWlpaWlpaWlpaWlpaAAAAAAAAAAAAAAAAAADwPwAAAAAAAABAAAAAAAAACEAAAAAAAAAQQAAAAAAAABRAAAAAAAAAGEAA
+            AAAAAAAcQAAAAAAAACBAAAAAAAAAIkAAAAAAAAAkQAAAAAAAACZAUEsHCPAHmfhgAAAAYAAAAFBLAwQAAAgIAAAAAAAAAAAAAAAA
+            AAAAAAAADAAmAG1peGVkL2RhdGEvMUZCIgBaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaAD6AwP97AQBQSwcIZE1h
+            9QgAAAAIAAAAUEsDBAAACAgAAAAAAAAAAAAAAAAAAAAAAAAMAD4AbWl4ZWQvZGF0YS8yRkI6AFpaWlpaWlpaWlpaWlpaWlpaWlpa
+            WlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlrAP0DAUEsHCAIeIxMEAAAABAAAAFBLAwQAAAgIAAAAAAAAAAAA
+            AAAAAAAAAAAADABCAG1peGVkL2RhdGEvM0ZCPgBaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpa
+            WlpaWlpaWlpaWlpaWlpaWgEAAAAAAAAA/v////////8DAAAAAAAAAAQAAAAAAAAAUEsHCIXeY2ggAAAAIAAAAFBLAwQAAAgIAAAA
+            AAAAAAAAAAAAAAAAAAAADAAmAG1peGVkL2RhdGEvNEZCIgBaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaAQABUEsH
+            CLODhIkDAAAAAwAAAFBLAwQAAAgIAAAAAAAAAAAAAAAAAAAAAAAADABDAG1peGVkL2RhdGEvNUZCPwBaWlpaWlpaWlpaWlpaWlpa
+            WlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWloAAIA/AAAAQAAAQEBQSwcIsZYOsgwAAAAMAAAA
+            UEsDBAAACAgAAAAAAAAAAAAAAAAAAAAAAAANADkAbWl4ZWQvdmVyc2lvbkZCNQBaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpa
+            WlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWjMKUEsHCNGeZ1UCAAAAAgAAAFBLAQIAAAAACAgAAAAAAABiisGbaAIAAGgCAAAOAAAA
+            AAAAAAAAAAAAAAAAAABtaXhlZC9kYXRhLnBrbFBLAQIAAAAACAgAAAAAAADwB5n4YAAAAGAAAAAMAAAAAAAAAAAAAAAAALgCAABt
+            aXhlZC9kYXRhLzBQSwECAAAAAAgIAAAAAAAAZE1h9QgAAAAIAAAADAAAAAAAAAAAAAAAAABwAwAAbWl4ZWQvZGF0YS8xUEsBAgAA
+            AAAICAAAAAAAAAIeIxMEAAAABAAAAAwAAAAAAAAAAAAAAAAA2AMAAG1peGVkL2RhdGEvMlBLAQIAAAAACAgAAAAAAACF3mNoIAAA
+            ACAAAAAMAAAAAAAAAAAAAAAAAFQEAABtaXhlZC9kYXRhLzNQSwECAAAAAAgIAAAAAAAAs4OEiQMAAAADAAAADAAAAAAAAAAAAAAA
+            AADwBAAAbWl4ZWQvZGF0YS80UEsBAgAAAAAICAAAAAAAALGWDrIMAAAADAAAAAwAAAAAAAAAAAAAAAAAUwUAAG1peGVkL2RhdGEv
+            NVBLAQIAAAAACAgAAAAAAADRnmdVAgAAAAIAAAANAAAAAAAAAAAAAAAAANwFAABtaXhlZC92ZXJzaW9uUEsGBiwAAAAAAAAAHgMt
+            AAAAAAAAAAAACAAAAAAAAAAIAAAAAAAAANMBAAAAAAAAUgYAAAAAAABQSwYHAAAAACUIAAAAAAAAAQAAAFBLBQYAAAAACAAIANMB
+            AABSBgAAAAA=
+            """;
+
+    @Test
+    void readsStridesOffsetsAndDtypesAsTorchWritesThem() throws IOException {
+        Path pt = Files.write(dir.resolve("mixed.pt"), Base64.getMimeDecoder().decode(TORCH_MIXED));
+        Map<String, TorchCheckpoint.Tensor> sd = TorchCheckpoint.readStateDict(pt);
+        assertThat(sd.keySet()).containsExactly("t", "v", "h", "b", "i", "m", "e");
+        // base = arange(12).reshape(3, 4) as float64; t = base.t(); v = base[1:, 1:3]
+        assertTensor(sd.get("t"), "float64", new int[] {4, 3}, 0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11);
+        assertTensor(sd.get("v"), "float64", new int[] {2, 2}, 5, 6, 9, 10);
+        assertTensor(sd.get("h"), "float16", new int[] {4}, 1.5f, -2.25f, 65504f, 0x1p-24f);
+        assertTensor(sd.get("b"), "bfloat16", new int[] {2}, 1.5f, -3f);
+        assertTensor(sd.get("i"), "int64", new int[] {2, 2}, 1, -2, 3, 4);
+        assertTensor(sd.get("m"), "bool", new int[] {3}, 1, 0, 1);
+        assertTensor(sd.get("e"), "float32", new int[] {2, 3}, 1, 2, 3, 1, 2, 3);
+    }
+
+    @Test
+    void readsHandBuiltViewsOfSharedStorages() throws IOException {
+        float[] storage = new float[12];
+        for (int i = 0; i < storage.length; i++) {
+            storage[i] = i;
+        }
+        PickleWriter pkl = new PickleWriter().proto(2).global("collections", "OrderedDict").emptyTuple().reduce();
+        pkl.mark();
+        // a transposed view: size (4, 3), stride (1, 4) of a contiguous 3x4
+        pkl.string("transposed").tensorV2("FloatStorage", "0", "cpu", 12, 0, new long[] {4, 3}, new long[] {1, 4});
+        // a 2x2 window starting at element 5 of the same storage
+        pkl.string("window").tensorV2("FloatStorage", "0", "cpu", 12, 5, new long[] {2, 2}, new long[] {4, 1});
+        pkl.string("scalar").tensorV2("DoubleStorage", "1", "cuda:0", 3, 2, new long[0], new long[0]);
+        pkl.string("empty").tensorV2("FloatStorage", "0", "cpu", 12, 0, new long[] {0, 3}, new long[] {3, 1});
+        byte[] data = pkl.setitems().stop().toByteArray();
+
+        for (ByteOrder order : List.of(ByteOrder.LITTLE_ENDIAN, ByteOrder.BIG_ENDIAN)) {
+            Map<String, byte[]> entries = new LinkedHashMap<>();
+            entries.put("top/data.pkl", data);
+            entries.put("top/byteorder", order == ByteOrder.BIG_ENDIAN ? "big".getBytes() : "little".getBytes());
+            entries.put("top/data/0", PtFiles.floats(order, storage));
+            byte[] d = PtFiles.doubles(0.5, 1.5, -2.5);
+            if (order == ByteOrder.BIG_ENDIAN) {
+                java.nio.ByteBuffer.wrap(d).asDoubleBuffer().put(new double[] {0.5, 1.5, -2.5});
+            }
+            entries.put("top/data/1", d);
+            Map<String, TorchCheckpoint.Tensor> sd = TorchCheckpoint.readStateDict(PtFiles.zip(dir.resolve(
+                    "views-" + order + ".pt"), entries));
+            assertTensor(sd.get("transposed"), "float32", new int[] {4, 3}, 0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11);
+            assertTensor(sd.get("window"), "float32", new int[] {2, 2}, 5, 6, 9, 10);
+            assertTensor(sd.get("scalar"), "float64", new int[0], -2.5f);
+            assertTensor(sd.get("empty"), "float32", new int[] {0, 3});
+        }
+    }
+
+    @Test
+    void ignoresBuffersAndChecksEveryParameter() throws IOException {
+        Weights w = Weights.init(ModelConfig.arena(), 3);
+        Map<String, T> tensors = PtFiles.tensorsOf(w);
+        tensors.put("blocks.0.attn.mask", new T("BoolStorage", new long[] {2, 2}, new byte[] {1, 0, 1, 1}));
+        tensors.put("blocks.0.attn.IGNORE", T.f32(new long[0], Float.NEGATIVE_INFINITY));
+        Weights back = TorchCheckpoint.load(PtFiles.stateDict(dir.resolve("ok.pt"), tensors));
+        assertThat(back.data).isEqualTo(w.data);
+
+        Map<String, T> missing = PtFiles.tensorsOf(w);
+        missing.remove("blocks.0.attn.W_K");
+        Path p1 = PtFiles.stateDict(dir.resolve("missing.pt"), missing);
+        assertThatThrownBy(() -> TorchCheckpoint.load(p1)).isInstanceOf(TrilensException.class)
+                .hasMessage("checkpoint " + p1 + " has no 'blocks.0.attn.W_K' (expected shape [1, 32, 16])");
+
+        Map<String, T> misshapen = PtFiles.tensorsOf(w);
+        misshapen.put("unembed.W_U", T.f32(new long[] {32, 74}, new float[32 * 74]));
+        Path p2 = PtFiles.stateDict(dir.resolve("shape.pt"), misshapen);
+        assertThatThrownBy(() -> TorchCheckpoint.load(p2)).isInstanceOf(TrilensException.class)
+                .hasMessage("checkpoint " + p2 + ": 'unembed.W_U' has shape [32, 74], expected [32, 75]");
+
+        Map<String, T> extra = PtFiles.tensorsOf(w);
+        extra.put("blocks.0.attn.W_X", T.f32(new long[] {1}, 1f));
+        Path p3 = PtFiles.stateDict(dir.resolve("extra.pt"), extra);
+        assertThatThrownBy(() -> TorchCheckpoint.load(p3)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith("checkpoint " + p3 + ": unexpected key 'blocks.0.attn.W_X'");
+
+        Map<String, T> noMlp = PtFiles.tensorsOf(w);
+        noMlp.keySet().removeIf(k -> k.contains(".mlp."));
+        assertThat(TorchCheckpoint.load(PtFiles.stateDict(dir.resolve("attn.pt"), noMlp)).cfg)
+                .isEqualTo(ModelConfig.arena().withDMlp(0));
+
+        Map<String, T> ints = PtFiles.tensorsOf(w);
+        ints.put("unembed.b_U", new T("LongStorage", new long[] {75}, new byte[75 * 8]));
+        Path p4 = PtFiles.stateDict(dir.resolve("ints.pt"), ints);
+        assertThatThrownBy(() -> TorchCheckpoint.load(p4)).isInstanceOf(TrilensException.class)
+                .hasMessage("checkpoint " + p4 + ": 'unembed.b_U' has dtype int64, expected a floating-point tensor");
+
+        Map<String, T> notTl = new LinkedHashMap<>();
+        notTl.put("fc.weight", T.f32(new long[] {2, 2}, 1, 2, 3, 4));
+        Path p5 = PtFiles.stateDict(dir.resolve("other.pt"), notTl);
+        assertThatThrownBy(() -> TorchCheckpoint.load(p5)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith("checkpoint " + p5 + " has no 'embed.W_E'");
+    }
+
+    @Test
+    void refusesTruncatedCorruptedAndForeignFiles() throws IOException {
+        Path good = dir.resolve("good.pt");
+        TorchCheckpoint.write(Weights.init(ATTN_ONLY, 5), good);
+        byte[] bytes = Files.readAllBytes(good);
+
+        for (int len : new int[] {0, 3, 100, bytes.length / 2, bytes.length - 30, bytes.length - 1}) {
+            Path cut = Files.write(dir.resolve("cut.pt"), Arrays.copyOf(bytes, len));
+            assertThatThrownBy(() -> TorchCheckpoint.readStateDict(cut)).isInstanceOf(TrilensException.class)
+                    .hasMessageContaining(cut.toString()).hasMessageContaining("expected");
+        }
+
+        // a flipped byte anywhere: loads (e.g. a timestamp) or fails as a TrilensException, never as anything else
+        int failures = 0;
+        for (int i = 0; i < bytes.length; i += 5) {
+            byte[] bad = bytes.clone();
+            bad[i] ^= 0x5a;
+            Path p = Files.write(dir.resolve("flip.pt"), bad);
+            try {
+                TorchCheckpoint.load(p);
+            } catch (TrilensException e) {
+                assertThat(e.getMessage()).contains(p.toString()).doesNotContain("\n");
+                failures++;
+            }
+        }
+        assertThat(failures).isGreaterThan(bytes.length / 10);
+
+        Path text = Files.writeString(dir.resolve("notes.pt"), "not a checkpoint\n");
+        assertThatThrownBy(() -> TorchCheckpoint.load(text)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith("checkpoint " + text + " is not a readable zip archive");
+
+        Path noPkl = PtFiles.zip(dir.resolve("nopkl.pt"), Map.of("x/data/0", new byte[4]));
+        assertThatThrownBy(() -> TorchCheckpoint.load(noPkl)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith("checkpoint " + noPkl + " has no data.pkl: expected a zip written by torch.save");
+    }
+
+    @Test
+    void detectsStorageDataThatIsCorruptedButStillAZip() throws IOException {
+        Path good = dir.resolve("good.pt");
+        TorchCheckpoint.write(Weights.init(ATTN_ONLY, 5), good);
+        byte[] bytes = Files.readAllBytes(good);
+        int at = indexOf(bytes, "good/data/0".getBytes()) + "good/data/0".length() + 3; // inside the stored floats
+        bytes[at] ^= 1;
+        Path bad = Files.write(dir.resolve("bad.pt"), bytes);
+        assertThatThrownBy(() -> TorchCheckpoint.load(bad)).isInstanceOf(TrilensException.class)
+                .hasMessage("checkpoint " + bad + ": entry 'good/data/0' is corrupted (size or CRC does not match the "
+                        + "zip directory): expected an intact torch.save file");
+    }
+
+    @Test
+    void refusesStoragesShorterThanTheirViews() throws IOException {
+        PickleWriter pkl = new PickleWriter().proto(2).global("collections", "OrderedDict").emptyTuple().reduce();
+        pkl.mark().string("x").tensorV2("FloatStorage", "0", "cpu", 10, 0, new long[] {4, 4}, new long[] {4, 1});
+        Path p = PtFiles.zip(dir.resolve("short.pt"), Map.of("a/data.pkl", pkl.setitems().stop().toByteArray(),
+                "a/data/0", new byte[40]));
+        assertThatThrownBy(() -> TorchCheckpoint.readStateDict(p)).isInstanceOf(TrilensException.class)
+                .hasMessage("checkpoint " + p + ": tensor 'x' (size [4, 4], stride [4, 1], offset 0) needs 16 "
+                        + "elements of storage '0', which holds only 10");
+
+        PickleWriter pkl2 = new PickleWriter().proto(2).global("collections", "OrderedDict").emptyTuple().reduce();
+        pkl2.mark().string("x").tensorV2("FloatStorage", "0", "cpu", 10, 0, new long[] {10}, new long[] {1});
+        Path p2 = PtFiles.zip(dir.resolve("short2.pt"), Map.of("a/data.pkl", pkl2.setitems().stop().toByteArray(),
+                "a/data/0", new byte[32]));
+        assertThatThrownBy(() -> TorchCheckpoint.readStateDict(p2)).isInstanceOf(TrilensException.class)
+                .hasMessage("checkpoint " + p2 + ": 'a/data/0' holds 32 bytes, expected 10 float32 values (40 bytes)");
+
+        Path p3 = PtFiles.zip(dir.resolve("nostorage.pt"), Map.of("a/data.pkl",
+                pkl2.toByteArray()));
+        assertThatThrownBy(() -> TorchCheckpoint.readStateDict(p3)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith("checkpoint " + p3 + " has no entry 'a/data/0'");
+    }
+
+    @Test
+    void refusesPicklesThatAreNotFlatStateDicts() throws IOException {
+        byte[] tuple = new PickleWriter().proto(2).intTuple(1, 2).stop().toByteArray();
+        Path p = PtFiles.zip(dir.resolve("tuple.pt"), Map.of("a/data.pkl", tuple));
+        assertThatThrownBy(() -> TorchCheckpoint.readStateDict(p)).isInstanceOf(TrilensException.class)
+                .hasMessageContaining("expected a state dict");
+
+        byte[] nested = new PickleWriter().proto(2).emptyDict().string("model").emptyDict().setitem().stop()
+                .toByteArray();
+        Path p2 = PtFiles.zip(dir.resolve("nested.pt"), Map.of("a/data.pkl", nested));
+        assertThatThrownBy(() -> TorchCheckpoint.readStateDict(p2)).isInstanceOf(TrilensException.class)
+                .hasMessage("checkpoint " + p2 + ": entry 'model' is a dict, expected a tensor: save the model with "
+                        + "torch.save(model.state_dict(), path)");
+
+        byte[] forged = {(byte) 0x80, 2, 'X', (byte) 0xf0, (byte) 0xff, (byte) 0xff, 0x7f, 'a', '.'};
+        Path p4 = PtFiles.zip(dir.resolve("forged.pt"), Map.of("a/data.pkl", forged));
+        assertThatThrownBy(() -> TorchCheckpoint.readStateDict(p4)).isInstanceOf(TrilensException.class)
+                .hasMessage("checkpoint " + p4 + ": data.pkl is not a valid state dict pickle (a value's length "
+                        + "runs past the end of data.pkl)");
+
+        byte[] garbage = {(byte) 0x80, 2, (byte) 0xff, 0x00};
+        Path p3 = PtFiles.zip(dir.resolve("garbage.pt"), Map.of("a/data.pkl", garbage));
+        assertThatThrownBy(() -> TorchCheckpoint.readStateDict(p3)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith("checkpoint " + p3 + ": data.pkl is not a valid state dict pickle");
+    }
+
+    @Test
+    void refusesMaliciousPicklesWithoutRunningThem() throws IOException {
+        Path marker = dir.resolve("pwned");
+        String shell = "touch " + marker;
+        String python = "open(" + "'" + marker + "', 'w').write('x')";
+        Map<String, byte[]> attacks = new LinkedHashMap<>();
+        attacks.put("os.system", new PickleWriter().proto(2).global("os", "system").string(shell).op(0x85).reduce()
+                .stop().toByteArray());
+        attacks.put("posix.system", new PickleWriter().proto(2).global("posix", "system").string(shell).op(0x85)
+                .reduce().stop().toByteArray());
+        // protocol 4's STACK_GLOBAL takes module and name from the stack
+        attacks.put("builtins.eval", new PickleWriter().proto(4).string("builtins").string("eval").op(0x93)
+                .string(python).op(0x85).reduce().stop().toByteArray());
+        attacks.put("subprocess.check_output", new PickleWriter().proto(2).global("subprocess", "check_output")
+                .mark().string("touch").string(marker.toString()).op('l').op(0x85).reduce().stop().toByteArray());
+        // INST names its class inline
+        attacks.put("os.system ", new PickleWriter().proto(0).mark().string(shell).op('i')
+                .bytes("os\nsystem\n".getBytes()).stop().toByteArray());
+        // hidden after a genuine tensor, inside the state dict
+        PickleWriter inDict = new PickleWriter().proto(2).global("collections", "OrderedDict").emptyTuple().reduce();
+        inDict.mark().string("embed.W_E").tensorV2("FloatStorage", "0", "cpu", 1, 0, new long[] {1}, new long[] {1});
+        inDict.string("x").global("builtins", "exec").string("import os; os.system('" + shell + "')").op(0x85)
+                .reduce().setitems().stop();
+        attacks.put("builtins.exec", inDict.toByteArray());
+
+        for (Map.Entry<String, byte[]> a : attacks.entrySet()) {
+            Path pt = PtFiles.zip(dir.resolve("evil.pt"), Map.of("evil/data.pkl", a.getValue(),
+                    "evil/data/0", new byte[4]));
+            assertThatThrownBy(() -> TorchCheckpoint.load(pt)).isInstanceOf(TrilensException.class)
+                    .hasMessage("refusing to load " + pt + ": pickle references global '" + a.getKey().trim()
+                            + "', which is not a tensor state dict type");
+            assertThatThrownBy(() -> Checkpoints.load(pt)).isInstanceOf(TrilensException.class)
+                    .hasMessageStartingWith("refusing to load");
+            assertThat(marker).doesNotExist();
+        }
+    }
+
+    static void assertTensor(TorchCheckpoint.Tensor t, String dtype, int[] shape, float... values) {
+        assertThat(t.dtype()).isEqualTo(dtype);
+        assertThat(t.shape()).isEqualTo(shape);
+        assertThat(t.values()).containsExactly(values);
+    }
+
+    static int[] bits(float[] a) {
+        int[] out = new int[a.length];
+        for (int i = 0; i < a.length; i++) {
+            out[i] = Float.floatToRawIntBits(a[i]);
+        }
+        return out;
+    }
+
+    static int indexOf(byte[] hay, byte[] needle) {
+        outer:
+        for (int i = 0; i + needle.length <= hay.length; i++) {
+            for (int j = 0; j < needle.length; j++) {
+                if (hay[i + j] != needle[j]) {
+                    continue outer;
+                }
+            }
+            return i;
+        }
+        throw new AssertionError("not found");
+    }
+}
