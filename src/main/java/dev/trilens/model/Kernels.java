@@ -46,36 +46,67 @@ public final class Kernels {
         }
     }
 
-    /** dinp += dout @ w^T; dw += inp^T @ dout; dbias += sum_t dout. Any of the three outputs may be null. */
-    public static void matmulBackward(float[] dinp, int dinpOff, float[] dw, int dwOff, float[] dbias, int dbiasOff,
-                                      float[] dout, int doutOff, float[] inp, int inpOff, float[] w, int wOff,
-                                      int T, int C, int OC) {
+    /** dbias[OC] += sum_t dout[t,:]. */
+    public static void biasBackward(float[] dbias, int dbiasOff, float[] dout, int doutOff, int T, int OC) {
         for (int t = 0; t < T; t++) {
-            int d_t = doutOff + t * OC;
-            int i_t = inpOff + t * C;
-            if (dbias != null) {
+            for (int o = 0; o < OC; o++) {
+                dbias[dbiasOff + o] += dout[doutOff + t * OC + o];
+            }
+        }
+    }
+
+    /** dw[C,OC] += inp^T @ dout. */
+    public static void matmulBackwardWeight(float[] dw, int dwOff, float[] dout, int doutOff, float[] inp, int inpOff,
+                                            int T, int C, int OC) {
+        if (VECTOR) {
+            VectorKernels.matmulBackwardWeight(dw, dwOff, dout, doutOff, inp, inpOff, T, C, OC);
+        } else {
+            matmulBackwardWeightScalar(dw, dwOff, dout, doutOff, inp, inpOff, T, C, OC);
+        }
+    }
+
+    public static void matmulBackwardWeightScalar(float[] dw, int dwOff, float[] dout, int doutOff, float[] inp,
+                                                  int inpOff, int T, int C, int OC) {
+        for (int t = 0; t < T; t++) {
+            for (int c = 0; c < C; c++) {
+                // out[t,o] += inp[t,c] * w[c,o]  =>  dw[c,o] += inp[t,c] * dout[t,o]
+                float x = inp[inpOff + t * C + c];
                 for (int o = 0; o < OC; o++) {
-                    dbias[dbiasOff + o] += dout[d_t + o];
+                    dw[dwOff + c * OC + o] += x * dout[doutOff + t * OC + o];
                 }
             }
+        }
+    }
+
+    /** dinp[T,C] += dout[T,OC] @ w^T, given wT = w transposed to [OC,C] (see {@link #transpose}). */
+    public static void matmulBackwardInput(float[] dinp, int dinpOff, float[] dout, int doutOff, float[] wT, int wTOff,
+                                           int T, int C, int OC) {
+        if (VECTOR) {
+            VectorKernels.matmulAccumulate(dinp, dinpOff, dout, doutOff, wT, wTOff, T, OC, C);
+        } else {
+            matmulBackwardInputScalar(dinp, dinpOff, dout, doutOff, wT, wTOff, T, C, OC);
+        }
+    }
+
+    public static void matmulBackwardInputScalar(float[] dinp, int dinpOff, float[] dout, int doutOff, float[] wT,
+                                                 int wTOff, int T, int C, int OC) {
+        for (int t = 0; t < T; t++) {
             for (int c = 0; c < C; c++) {
-                int w_c = wOff + c * OC;
-                if (dinp != null) {
-                    // out[t,o] += inp[t,c] * w[c,o]  =>  dinp[t,c] += sum_o dout[t,o] * w[c,o]
-                    float acc = 0f;
-                    for (int o = 0; o < OC; o++) {
-                        acc += dout[d_t + o] * w[w_c + o];
-                    }
-                    dinp[dinpOff + t * C + c] += acc;
+                // out[t,o] += inp[t,c] * w[c,o]  =>  dinp[t,c] += sum_o dout[t,o] * w[c,o]
+                float acc = 0f;
+                for (int o = 0; o < OC; o++) {
+                    acc += dout[doutOff + t * OC + o] * wT[wTOff + o * C + c];
                 }
-                if (dw != null) {
-                    // ... and dw[c,o] += inp[t,c] * dout[t,o]
-                    float x = inp[i_t + c];
-                    int dw_c = dwOff + c * OC;
-                    for (int o = 0; o < OC; o++) {
-                        dw[dw_c + o] += x * dout[d_t + o];
-                    }
-                }
+                dinp[dinpOff + t * C + c] += acc;
+            }
+        }
+    }
+
+    /** out[cols, rows] = in[rows, cols]^T. */
+    public static void transpose(float[] out, int outOff, float[] in, int inOff, int rows, int cols) {
+        for (int r = 0; r < rows; r++) {
+            for (int c = 0; c < cols; c++) {
+                out[outOff + c * rows + r] = in[inOff + r * cols + c];
             }
         }
     }
@@ -305,6 +336,40 @@ public final class Kernels {
                 }
             }
         }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // cross-entropy of logits[t] against tokens[t+1] for t in 0..T-2, fused with its gradient
+
+    /**
+     * Returns sum_t -log softmax(logits[t])[tokens[t+1]]; writes dlogits = (softmax - onehot) * scale for those rows
+     * and zero for the last row, which predicts nothing.
+     */
+    public static double crossEntropyForwardBackward(float[] dlogits, float[] logits, int[] tokens, int tokOff,
+                                                     float scale, int T, int V) {
+        double loss = 0;
+        for (int t = 0; t < T - 1; t++) {
+            int row = t * V;
+            float max = Float.NEGATIVE_INFINITY;
+            for (int i = 0; i < V; i++) {
+                max = Math.max(max, logits[row + i]);
+            }
+            float sum = 0f;
+            for (int i = 0; i < V; i++) {
+                float e = (float) Math.exp(logits[row + i] - max);
+                dlogits[row + i] = e;
+                sum += e;
+            }
+            int target = tokens[tokOff + t + 1];
+            loss -= logits[row + target] - max - Math.log(sum);
+            float inv = scale / sum;
+            for (int i = 0; i < V; i++) {
+                dlogits[row + i] *= inv;
+            }
+            dlogits[row + target] -= scale;
+        }
+        java.util.Arrays.fill(dlogits, (T - 1) * V, T * V, 0f);
+        return loss;
     }
 
     // ---------------------------------------------------------------------------------------------------------

@@ -1,0 +1,346 @@
+package dev.trilens.model;
+
+import java.util.Arrays;
+
+/**
+ * Training forward + backward: mean cross-entropy of positions 0..T-2 predicting 1..T-1, and its gradient with
+ * respect to every parameter, in the flat layout of {@link ParamLayout}.
+ *
+ * <p>Each worker runs one sequence forward and straight back, so its activations stay in cache. Sequences are
+ * grouped into fixed blocks whose gradients are summed in block order, which makes the result the same whatever the
+ * thread count. All buffers are kept between calls: the steady state allocates nothing.
+ */
+public final class Backprop {
+    /** Sequences per gradient block: fixed, so the summation order does not depend on the thread count. */
+    static final int BLOCK = 16;
+
+    private final ModelConfig cfg;
+    private final ParamLayout layout;
+    private final int D, H, Dh, HDh, M, V, L;
+    private int T = -1;
+    private Workspace[] workspaces = new Workspace[0];
+    private float[][] blockGrads = new float[0][];
+    private double[] blockLoss = new double[0];
+    private final Transposed wT;
+
+    public Backprop(ModelConfig cfg) {
+        this.cfg = cfg;
+        this.layout = new ParamLayout(cfg);
+        D = cfg.dModel();
+        H = cfg.nHeads();
+        Dh = cfg.dHead();
+        HDh = H * Dh;
+        M = cfg.dMlp();
+        V = cfg.dVocab();
+        L = cfg.nLayers();
+        wT = new Transposed();
+    }
+
+    /**
+     * Returns the mean loss over the batch; grads (length = layout total size) is overwritten with its gradient.
+     * Deterministic for a given input whatever Parallel.threads() is.
+     */
+    public double lossAndGradients(Weights w, int[] tokens, int B, int T, float[] grads) {
+        if (!w.cfg.equals(cfg) || grads.length != layout.totalSize() || tokens.length != B * T || T < 2
+                || T > cfg.nCtx()) {
+            throw new IllegalArgumentException("lossAndGradients: config/shape mismatch (B=" + B + ", T=" + T + ")");
+        }
+        ensureCapacity(B, T);
+        wT.update(w);
+        int nBlocks = (B + BLOCK - 1) / BLOCK;
+        double invCount = 1.0 / ((double) B * (T - 1));
+        Parallel.forRange(nBlocks, (worker, from, to) -> {
+            Workspace ws = workspaces[worker];
+            for (int blk = from; blk < to; blk++) {
+                float[] g = blockGrads[blk];
+                Arrays.fill(g, 0f);
+                double loss = 0;
+                for (int b = blk * BLOCK; b < Math.min(B, (blk + 1) * BLOCK); b++) {
+                    loss += ws.forwardBackward(w, tokens, b * T, (float) invCount, g);
+                }
+                ws.flushPackedGrads(g);
+                blockLoss[blk] = loss;
+            }
+        });
+        System.arraycopy(blockGrads[0], 0, grads, 0, grads.length);
+        double loss = blockLoss[0];
+        for (int blk = 1; blk < nBlocks; blk++) {
+            Kernels.accumulate(grads, 0, blockGrads[blk], 0, grads.length);
+            loss += blockLoss[blk];
+        }
+        return loss * invCount;
+    }
+
+    private void ensureCapacity(int B, int newT) {
+        int nBlocks = (B + BLOCK - 1) / BLOCK;
+        if (newT != T || workspaces.length < Parallel.threads()) {
+            T = newT;
+            workspaces = new Workspace[Parallel.threads()];
+            for (int i = 0; i < workspaces.length; i++) {
+                workspaces[i] = new Workspace();
+            }
+        }
+        if (blockGrads.length < nBlocks) {
+            blockGrads = new float[nBlocks][layout.totalSize()];
+            blockLoss = new double[nBlocks];
+        }
+    }
+
+    /** Each weight matrix transposed, for the input gradients (dinp = dout @ w^T), refreshed every call. */
+    private final class Transposed {
+        final float[][] wq = new float[L][], wk = new float[L][], wv = new float[L][];
+        final float[][] wqT = new float[L][], wkT = new float[L][], wvT = new float[L][];
+        final float[][] woT = new float[L][], winT = new float[L][], woutT = new float[L][];
+        final float[] wuT = new float[V * D];
+
+        Transposed() {
+            for (int l = 0; l < L; l++) {
+                wqT[l] = new float[HDh * D];
+                wkT[l] = new float[HDh * D];
+                wvT[l] = new float[HDh * D];
+                woT[l] = new float[D * HDh];
+                if (M > 0) {
+                    winT[l] = new float[M * D];
+                    woutT[l] = new float[D * M];
+                }
+            }
+        }
+
+        void update(Weights w) {
+            for (int l = 0; l < L; l++) {
+                String b = "blocks." + l + ".";
+                wq[l] = HookedTransformer.Packed.packHeads(w, b + "attn.W_Q");
+                wk[l] = HookedTransformer.Packed.packHeads(w, b + "attn.W_K");
+                wv[l] = HookedTransformer.Packed.packHeads(w, b + "attn.W_V");
+                Kernels.transpose(wqT[l], 0, wq[l], 0, D, HDh);
+                Kernels.transpose(wkT[l], 0, wk[l], 0, D, HDh);
+                Kernels.transpose(wvT[l], 0, wv[l], 0, D, HDh);
+                Kernels.transpose(woT[l], 0, w.data, w.offset(b + "attn.W_O"), HDh, D);
+                if (M > 0) {
+                    Kernels.transpose(winT[l], 0, w.data, w.offset(b + "mlp.W_in"), D, M);
+                    Kernels.transpose(woutT[l], 0, w.data, w.offset(b + "mlp.W_out"), M, D);
+                }
+            }
+            Kernels.transpose(wuT, 0, w.data, w.offset("unembed.W_U"), D, V);
+        }
+    }
+
+    /** One worker's activations and gradients for a single sequence. */
+    private final class Workspace {
+        // activations, per layer where the backward needs them
+        final float[][] residPre = new float[L][], ln1Scale = new float[L][], ln1Out = new float[L][];
+        final float[][] q = new float[L][], k = new float[L][], v = new float[L][], pattern = new float[L][];
+        final float[][] z = new float[L][], residMid = new float[L][], ln2Scale = new float[L][];
+        final float[][] ln2Out = new float[L][], pre = new float[L][], post = new float[L][];
+        final float[][] residPost = new float[L][];
+        final float[] scores, tmpD, lnfScale, lnfOut, logits;
+        // gradients of activations, reused across layers
+        final float[] dResid, dMid, dAttnIn, dMlpIn, dz, dq, dk, dv, dPattern, dScores, dPre, dPost, dLogits;
+        // gradients of the packed Q/K/V weights, unpacked into the block's gradient once per block
+        final float[][] dWq = new float[L][], dWk = new float[L][], dWv = new float[L][];
+
+        Workspace() {
+            for (int l = 0; l < L; l++) {
+                residPre[l] = new float[T * D];
+                q[l] = new float[T * HDh];
+                k[l] = new float[T * HDh];
+                v[l] = new float[T * HDh];
+                pattern[l] = new float[H * T * T];
+                z[l] = new float[T * HDh];
+                residMid[l] = new float[T * D];
+                residPost[l] = new float[T * D];
+                if (cfg.layerNorm()) {
+                    ln1Scale[l] = new float[T];
+                    ln1Out[l] = new float[T * D];
+                    ln2Scale[l] = new float[T];
+                    ln2Out[l] = new float[T * D];
+                }
+                if (M > 0) {
+                    pre[l] = new float[T * M];
+                    post[l] = new float[T * M];
+                }
+                dWq[l] = new float[D * HDh];
+                dWk[l] = new float[D * HDh];
+                dWv[l] = new float[D * HDh];
+            }
+            scores = new float[H * T * T];
+            tmpD = new float[T * D];
+            lnfScale = new float[T];
+            lnfOut = new float[T * D];
+            logits = new float[T * V];
+            dResid = new float[T * D];
+            dMid = new float[T * D];
+            dAttnIn = new float[T * D];
+            dMlpIn = new float[T * D];
+            dz = new float[T * HDh];
+            dq = new float[T * HDh];
+            dk = new float[T * HDh];
+            dv = new float[T * HDh];
+            dPattern = new float[H * T * T];
+            dScores = new float[H * T * T];
+            dPre = new float[T * Math.max(M, 1)];
+            dPost = new float[T * Math.max(M, 1)];
+            dLogits = new float[T * V];
+        }
+
+        float[] attnIn(int l) {
+            return cfg.layerNorm() ? ln1Out[l] : residPre[l];
+        }
+
+        float[] mlpIn(int l) {
+            return cfg.layerNorm() ? ln2Out[l] : residMid[l];
+        }
+
+        float[] unembedIn() {
+            return cfg.layerNorm() ? lnfOut : residPost[L - 1];
+        }
+
+        /** Forward and backward of the sequence at tokens[tokOff..tokOff+T); returns its summed loss. */
+        double forwardBackward(Weights weights, int[] tokens, int tokOff, float lossScale, float[] g) {
+            float[] w = weights.data;
+            // ---- forward
+            int wE = layout.offset("embed.W_E"), wPos = layout.offset("pos_embed.W_pos");
+            for (int t = 0; t < T; t++) {
+                Kernels.addForward(residPre[0], t * D, w, wE + tokens[tokOff + t] * D, w, wPos + t * D, D);
+            }
+            for (int l = 0; l < L; l++) {
+                String b = "blocks." + l + ".";
+                if (l > 0) {
+                    System.arraycopy(residPost[l - 1], 0, residPre[l], 0, T * D);
+                }
+                if (cfg.layerNorm()) {
+                    Kernels.layerNormForward(ln1Out[l], 0, ln1Scale[l], 0, residPre[l], 0, w,
+                            layout.offset(b + "ln1.w"), w, layout.offset(b + "ln1.b"), T, D);
+                }
+                float[] x = attnIn(l);
+                Kernels.matmulForward(q[l], 0, x, 0, wT.wq[l], 0, w, layout.offset(b + "attn.b_Q"), T, D, HDh);
+                Kernels.matmulForward(k[l], 0, x, 0, wT.wk[l], 0, w, layout.offset(b + "attn.b_K"), T, D, HDh);
+                Kernels.matmulForward(v[l], 0, x, 0, wT.wv[l], 0, w, layout.offset(b + "attn.b_V"), T, D, HDh);
+                Kernels.attnScoresForward(scores, 0, q[l], 0, k[l], 0, T, H, Dh);
+                Kernels.softmaxForward(pattern[l], 0, scores, 0, T, H);
+                Kernels.attnValuesForward(z[l], 0, pattern[l], 0, v[l], 0, T, H, Dh);
+                Kernels.matmulForward(tmpD, 0, z[l], 0, w, layout.offset(b + "attn.W_O"), w,
+                        layout.offset(b + "attn.b_O"), T, HDh, D);
+                float[] afterAttn = M > 0 ? residMid[l] : residPost[l];
+                Kernels.addForward(afterAttn, 0, residPre[l], 0, tmpD, 0, T * D);
+                if (M > 0) {
+                    if (cfg.layerNorm()) {
+                        Kernels.layerNormForward(ln2Out[l], 0, ln2Scale[l], 0, residMid[l], 0, w,
+                                layout.offset(b + "ln2.w"), w, layout.offset(b + "ln2.b"), T, D);
+                    }
+                    Kernels.matmulForward(pre[l], 0, mlpIn(l), 0, w, layout.offset(b + "mlp.W_in"), w,
+                            layout.offset(b + "mlp.b_in"), T, D, M);
+                    Kernels.reluForward(post[l], 0, pre[l], 0, T * M);
+                    Kernels.matmulForward(tmpD, 0, post[l], 0, w, layout.offset(b + "mlp.W_out"), w,
+                            layout.offset(b + "mlp.b_out"), T, M, D);
+                    Kernels.addForward(residPost[l], 0, residMid[l], 0, tmpD, 0, T * D);
+                }
+            }
+            if (cfg.layerNorm()) {
+                Kernels.layerNormForward(lnfOut, 0, lnfScale, 0, residPost[L - 1], 0, w, layout.offset("ln_final.w"),
+                        w, layout.offset("ln_final.b"), T, D);
+            }
+            Kernels.matmulForward(logits, 0, unembedIn(), 0, w, layout.offset("unembed.W_U"), w,
+                    layout.offset("unembed.b_U"), T, D, V);
+
+            // ---- loss: position t predicts token t+1; the last position predicts nothing
+            double loss = Kernels.crossEntropyForwardBackward(dLogits, logits, tokens, tokOff, lossScale, T, V);
+
+            // ---- backward
+            Kernels.matmulBackwardWeight(g, layout.offset("unembed.W_U"), dLogits, 0, unembedIn(), 0, T, D, V);
+            Kernels.biasBackward(g, layout.offset("unembed.b_U"), dLogits, 0, T, V);
+            Arrays.fill(dResid, 0f);
+            if (cfg.layerNorm()) {
+                Arrays.fill(dMlpIn, 0f);
+                Kernels.matmulBackwardInput(dMlpIn, 0, dLogits, 0, wT.wuT, 0, T, D, V);
+                Kernels.layerNormBackward(dResid, 0, g, layout.offset("ln_final.w"), g, layout.offset("ln_final.b"),
+                        dMlpIn, 0, residPost[L - 1], 0, lnfScale, 0, w, layout.offset("ln_final.w"), T, D);
+            } else {
+                Kernels.matmulBackwardInput(dResid, 0, dLogits, 0, wT.wuT, 0, T, D, V);
+            }
+            // dResid now holds the gradient of resid_post of the last layer
+            for (int l = L - 1; l >= 0; l--) {
+                String b = "blocks." + l + ".";
+                // dMid: gradient of the residual stream after attention (resid_mid, or resid_post when attn-only)
+                System.arraycopy(dResid, 0, dMid, 0, T * D);
+                if (M > 0) {
+                    // resid_post = resid_mid + post @ W_out + b_out
+                    Kernels.matmulBackwardWeight(g, layout.offset(b + "mlp.W_out"), dResid, 0, post[l], 0, T, M, D);
+                    Kernels.biasBackward(g, layout.offset(b + "mlp.b_out"), dResid, 0, T, D);
+                    Arrays.fill(dPost, 0, T * M, 0f);
+                    Kernels.matmulBackwardInput(dPost, 0, dResid, 0, wT.woutT[l], 0, T, M, D);
+                    Arrays.fill(dPre, 0, T * M, 0f);
+                    Kernels.reluBackward(dPre, 0, dPost, 0, pre[l], 0, T * M);
+                    Kernels.matmulBackwardWeight(g, layout.offset(b + "mlp.W_in"), dPre, 0, mlpIn(l), 0, T, D, M);
+                    Kernels.biasBackward(g, layout.offset(b + "mlp.b_in"), dPre, 0, T, M);
+                    if (cfg.layerNorm()) {
+                        Arrays.fill(dMlpIn, 0f);
+                        Kernels.matmulBackwardInput(dMlpIn, 0, dPre, 0, wT.winT[l], 0, T, D, M);
+                        Kernels.layerNormBackward(dMid, 0, g, layout.offset(b + "ln2.w"), g, layout.offset(b + "ln2.b"),
+                                dMlpIn, 0, residMid[l], 0, ln2Scale[l], 0, w, layout.offset(b + "ln2.w"), T, D);
+                    } else {
+                        Kernels.matmulBackwardInput(dMid, 0, dPre, 0, wT.winT[l], 0, T, D, M);
+                    }
+                }
+                // resid_mid = resid_pre + z @ W_O + b_O
+                Kernels.matmulBackwardWeight(g, layout.offset(b + "attn.W_O"), dMid, 0, z[l], 0, T, HDh, D);
+                Kernels.biasBackward(g, layout.offset(b + "attn.b_O"), dMid, 0, T, D);
+                Arrays.fill(dz, 0f);
+                Kernels.matmulBackwardInput(dz, 0, dMid, 0, wT.woT[l], 0, T, HDh, D);
+                Arrays.fill(dPattern, 0f);
+                Arrays.fill(dv, 0f);
+                Kernels.attnValuesBackward(dPattern, 0, dv, 0, dz, 0, pattern[l], 0, v[l], 0, T, H, Dh);
+                Arrays.fill(dScores, 0f);
+                Kernels.softmaxBackward(dScores, 0, dPattern, 0, pattern[l], 0, T, H);
+                Arrays.fill(dq, 0f);
+                Arrays.fill(dk, 0f);
+                Kernels.attnScoresBackward(dq, 0, dk, 0, dScores, 0, q[l], 0, k[l], 0, T, H, Dh);
+                float[] x = attnIn(l);
+                Kernels.matmulBackwardWeight(dWq[l], 0, dq, 0, x, 0, T, D, HDh);
+                Kernels.matmulBackwardWeight(dWk[l], 0, dk, 0, x, 0, T, D, HDh);
+                Kernels.matmulBackwardWeight(dWv[l], 0, dv, 0, x, 0, T, D, HDh);
+                Kernels.biasBackward(g, layout.offset(b + "attn.b_Q"), dq, 0, T, HDh);
+                Kernels.biasBackward(g, layout.offset(b + "attn.b_K"), dk, 0, T, HDh);
+                Kernels.biasBackward(g, layout.offset(b + "attn.b_V"), dv, 0, T, HDh);
+                // the residual passes straight through: dResid (of resid_pre) = dMid + attention-input gradient
+                float[] dIn = cfg.layerNorm() ? dAttnIn : dMid;
+                if (cfg.layerNorm()) {
+                    Arrays.fill(dAttnIn, 0f);
+                }
+                Kernels.matmulBackwardInput(dIn, 0, dq, 0, wT.wqT[l], 0, T, D, HDh);
+                Kernels.matmulBackwardInput(dIn, 0, dk, 0, wT.wkT[l], 0, T, D, HDh);
+                Kernels.matmulBackwardInput(dIn, 0, dv, 0, wT.wvT[l], 0, T, D, HDh);
+                if (cfg.layerNorm()) {
+                    Kernels.layerNormBackward(dMid, 0, g, layout.offset(b + "ln1.w"), g, layout.offset(b + "ln1.b"),
+                            dAttnIn, 0, residPre[l], 0, ln1Scale[l], 0, w, layout.offset(b + "ln1.w"), T, D);
+                }
+                System.arraycopy(dMid, 0, dResid, 0, T * D);
+            }
+            // resid_pre[0] = W_E[token] + W_pos
+            for (int t = 0; t < T; t++) {
+                Kernels.accumulate(g, wE + tokens[tokOff + t] * D, dResid, t * D, D);
+                Kernels.accumulate(g, wPos + t * D, dResid, t * D, D);
+            }
+            return loss;
+        }
+
+        /** Adds the packed [D, H*Dh] Q/K/V weight gradients into g's [H, D, Dh] layout, and clears them. */
+        void flushPackedGrads(float[] g) {
+            for (int l = 0; l < L; l++) {
+                String b = "blocks." + l + ".";
+                unpackAdd(g, layout.offset(b + "attn.W_Q"), dWq[l]);
+                unpackAdd(g, layout.offset(b + "attn.W_K"), dWk[l]);
+                unpackAdd(g, layout.offset(b + "attn.W_V"), dWv[l]);
+            }
+        }
+
+        private void unpackAdd(float[] g, int off, float[] packed) {
+            for (int h = 0; h < H; h++) {
+                for (int d = 0; d < D; d++) {
+                    Kernels.accumulate(g, off + (h * D + d) * Dh, packed, d * HDh + h * Dh, Dh);
+                }
+            }
+            Arrays.fill(packed, 0f);
+        }
+    }
+}
