@@ -1,9 +1,11 @@
 package dev.trilens.cli;
 
+import dev.trilens.model.Backprop;
 import dev.trilens.model.HookedTransformer;
 import dev.trilens.model.ModelConfig;
 import dev.trilens.model.Parallel;
 import dev.trilens.model.Weights;
+import dev.trilens.train.AdamW;
 import java.io.PrintWriter;
 import java.util.Random;
 import java.util.concurrent.Callable;
@@ -14,16 +16,21 @@ import picocli.CommandLine.Parameters;
 
 @Command(name = "bench", mixinStandardHelpOptions = true,
         description = "Benchmarks on the challenge's shapes, to set beside ../shared/bench/torch_peer.py. "
-                + "eval: one forward pass with a full activation cache over 2500 x 50 tokens.")
+                + "eval: one forward pass with a full activation cache over 2500 x 50 tokens; "
+                + "train: one training step (forward, backward, AdamW) on a batch of 512 x 50.")
 public final class BenchCommand implements Callable<Integer> {
 
-    enum What { eval }
+    enum What { eval, train }
 
     @Parameters(index = "0", description = "what to time: ${COMPLETION-CANDIDATES}")
     What what;
 
-    @Option(names = "--iters", defaultValue = "20", description = "timed repetitions (default: ${DEFAULT-VALUE})")
+    @Option(names = {"--iters", "--steps"}, defaultValue = "20",
+            description = "timed repetitions (default: ${DEFAULT-VALUE})")
     int iters;
+
+    @Option(names = "--attn-only", description = "train: the attention-only variant")
+    boolean attnOnly;
 
     @Option(names = "--warmup", defaultValue = "10", description = "untimed repetitions first "
             + "(default: ${DEFAULT-VALUE})")
@@ -48,27 +55,46 @@ public final class BenchCommand implements Callable<Integer> {
             Parallel.setThreads(threads);
         }
         PrintWriter out = spec.commandLine().getOut();
-        ModelConfig cfg = ModelConfig.arena();
-        HookedTransformer model = new HookedTransformer(Weights.init(cfg, 0));
-        int B = 2500, T = cfg.nCtx();
-        int[] tokens = new int[B * T];
+        ModelConfig cfg = attnOnly ? ModelConfig.arena().withDMlp(0) : ModelConfig.arena();
+        Weights weights = Weights.init(cfg, 0);
+        int B = what == What.eval ? 2500 : 512, T = cfg.nCtx();
+        int batches = what == What.eval ? 1 : 8;
+        int[] tokens = new int[batches * B * T];
         Random r = new Random(0);
         for (int i = 0; i < tokens.length; i++) {
             tokens[i] = r.nextInt(cfg.dVocab());
         }
+        Runnable step;
+        if (what == What.eval) {
+            HookedTransformer model = new HookedTransformer(weights);
+            step = () -> model.runWithCache(tokens, B, T, name -> true);
+        } else {
+            Backprop backprop = new Backprop(cfg);
+            AdamW adam = new AdamW(weights.data.length, 1e-3);
+            float[] grads = new float[weights.data.length];
+            int[] batch = new int[B * T];
+            int[] counter = {0};
+            step = () -> {
+                // cycle through 8 different batches, as the peer does
+                System.arraycopy(tokens, (counter[0]++ % batches) * B * T, batch, 0, B * T);
+                backprop.lossAndGradients(weights, batch, B, T, grads);
+                adam.step(weights.data, grads, 1e-3);
+            };
+        }
         double[] ms = new double[iters];
         for (int i = 0; i < warmup + iters; i++) {
             long t0 = System.nanoTime();
-            model.runWithCache(tokens, B, T, name -> true);
+            step.run();
             if (i >= warmup) {
                 ms[i - warmup] = (System.nanoTime() - t0) / 1e6;
             }
         }
         java.util.Arrays.sort(ms);
         double median = ms[iters / 2];
-        out.printf("trilens eval, %d threads: forward with full cache over %dx%d: median %.2f ms (min %.2f) over %d "
-                + "runs%n", Parallel.threads(), B, T, median, ms[0], iters);
-        out.printf("eval_ms=%.2f%n", median);
+        String key = what == What.eval ? "eval_ms" : "train_ms_per_step";
+        out.printf("trilens %s%s, %d threads, %dx%d: median %.2f ms (min %.2f) over %d runs after %d warm-up%n", what,
+                attnOnly ? " (attn-only)" : "", Parallel.threads(), B, T, median, ms[0], iters, warmup);
+        out.printf("%s=%.2f%n", key, median);
         out.flush();
         return 0;
     }

@@ -227,6 +227,10 @@ public final class Kernels {
 
     public static void attnScoresBackward(float[] dq, int dqOff, float[] dk, int dkOff, float[] dscores, int dsOff,
                                           float[] q, int qOff, float[] k, int kOff, int T, int H, int Dh) {
+        if (VECTOR && Dh % VectorKernels.floatLanes() == 0) {
+            VectorKernels.attnScoresBackward(dq, dqOff, dk, dkOff, dscores, dsOff, q, qOff, k, kOff, T, H, Dh);
+            return;
+        }
         float scale = (float) (1.0 / Math.sqrt(Dh));
         int HDh = H * Dh;
         for (int h = 0; h < H; h++) {
@@ -295,6 +299,10 @@ public final class Kernels {
 
     public static void attnValuesForward(float[] z, int zOff, float[] pattern, int pOff, float[] v, int vOff,
                                          int T, int H, int Dh) {
+        if (VECTOR && Dh % VectorKernels.floatLanes() == 0) {
+            VectorKernels.attnValuesForward(z, zOff, pattern, pOff, v, vOff, T, H, Dh);
+            return;
+        }
         int HDh = H * Dh;
         for (int i = 0; i < T; i++) {
             for (int h = 0; h < H; h++) {
@@ -317,6 +325,10 @@ public final class Kernels {
 
     public static void attnValuesBackward(float[] dpattern, int dpOff, float[] dv, int dvOff, float[] dz, int dzOff,
                                           float[] pattern, int pOff, float[] v, int vOff, int T, int H, int Dh) {
+        if (VECTOR && Dh % VectorKernels.floatLanes() == 0) {
+            VectorKernels.attnValuesBackward(dpattern, dpOff, dv, dvOff, dz, dzOff, pattern, pOff, v, vOff, T, H, Dh);
+            return;
+        }
         int HDh = H * Dh;
         for (int i = 0; i < T; i++) {
             for (int h = 0; h < H; h++) {

@@ -170,4 +170,74 @@ final class VectorKernels {
             }
         }
     }
+
+    static int floatLanes() {
+        return F.length();
+    }
+
+    // The attention kernels below need Dh to be a multiple of floatLanes(); Kernels checks before calling.
+
+    /** z[i,h,:] = sum_{j<=i} pattern[h,i,j] * v[j,h,:], lanes over Dh. */
+    static void attnValuesForward(float[] z, int zOff, float[] pattern, int pOff, float[] v, int vOff,
+                                  int T, int H, int Dh) {
+        int HDh = H * Dh;
+        for (int i = 0; i < T; i++) {
+            for (int h = 0; h < H; h++) {
+                int p_hi = pOff + (h * T + i) * T;
+                for (int e = 0; e < Dh; e += F.length()) {
+                    FloatVector acc = FloatVector.zero(F);
+                    for (int j = 0; j <= i; j++) {
+                        acc = FloatVector.fromArray(F, v, vOff + j * HDh + h * Dh + e)
+                                .fma(FloatVector.broadcast(F, pattern[p_hi + j]), acc);
+                    }
+                    acc.intoArray(z, zOff + i * HDh + h * Dh + e);
+                }
+            }
+        }
+    }
+
+    static void attnValuesBackward(float[] dpattern, int dpOff, float[] dv, int dvOff, float[] dz, int dzOff,
+                                   float[] pattern, int pOff, float[] v, int vOff, int T, int H, int Dh) {
+        int HDh = H * Dh;
+        for (int i = 0; i < T; i++) {
+            for (int h = 0; h < H; h++) {
+                int row = (h * T + i) * T;
+                for (int e = 0; e < Dh; e += F.length()) {
+                    FloatVector dzv = FloatVector.fromArray(F, dz, dzOff + i * HDh + h * Dh + e);
+                    for (int j = 0; j <= i; j++) {
+                        // z[i,h,e] += pattern[h,i,j] * v[j,h,e]
+                        int at = j * HDh + h * Dh + e;
+                        dpattern[dpOff + row + j] += dzv.mul(FloatVector.fromArray(F, v, vOff + at)).reduceLanes(
+                                jdk.incubator.vector.VectorOperators.ADD);
+                        FloatVector.fromArray(F, dv, dvOff + at)
+                                .add(dzv.mul(pattern[pOff + row + j])).intoArray(dv, dvOff + at);
+                    }
+                }
+            }
+        }
+    }
+
+    static void attnScoresBackward(float[] dq, int dqOff, float[] dk, int dkOff, float[] dscores, int dsOff,
+                                   float[] q, int qOff, float[] k, int kOff, int T, int H, int Dh) {
+        float scale = (float) (1.0 / Math.sqrt(Dh));
+        int HDh = H * Dh;
+        for (int h = 0; h < H; h++) {
+            for (int i = 0; i < T; i++) {
+                int row = dsOff + (h * T + i) * T;
+                for (int e = 0; e < Dh; e += F.length()) {
+                    int at_i = i * HDh + h * Dh + e;
+                    FloatVector qi = FloatVector.fromArray(F, q, qOff + at_i);
+                    FloatVector dqi = FloatVector.fromArray(F, dq, dqOff + at_i);
+                    for (int j = 0; j <= i; j++) {
+                        // scores[h,i,j] = q[i,h,:] . k[j,h,:] * scale
+                        float g = dscores[row + j] * scale;
+                        int at_j = j * HDh + h * Dh + e;
+                        dqi = FloatVector.fromArray(F, k, kOff + at_j).fma(FloatVector.broadcast(F, g), dqi);
+                        FloatVector.fromArray(F, dk, dkOff + at_j).add(qi.mul(g)).intoArray(dk, dkOff + at_j);
+                    }
+                    dqi.intoArray(dq, dqOff + at_i);
+                }
+            }
+        }
+    }
 }
