@@ -17,6 +17,11 @@ public final class Backprop {
     private final ModelConfig cfg;
     private final ParamLayout layout;
     private final int D, H, Dh, HDh, M, V, L;
+    /** d_mlp and d_vocab padded to whole vectors (see PackedParams). */
+    private final int Mp, Vp;
+    private final PackedParams packing;
+    /** This step's weights in the packed layout, and the summed gradient in the packed layout. */
+    private final float[] pw, packedGrads;
     private int T = -1;
     private Workspace[] workspaces = new Workspace[0];
     private float[][] blockGrads = new float[0][];
@@ -33,6 +38,11 @@ public final class Backprop {
         M = cfg.dMlp();
         V = cfg.dVocab();
         L = cfg.nLayers();
+        packing = new PackedParams(layout, cfg, Kernels.VECTOR ? VectorKernels.floatLanes() : 1);
+        Mp = packing.dMlpPadded;
+        Vp = packing.dVocabPadded;
+        pw = new float[packing.size];
+        packedGrads = new float[packing.size];
         wT = new Transposed();
     }
 
@@ -46,7 +56,8 @@ public final class Backprop {
             throw new IllegalArgumentException("lossAndGradients: config/shape mismatch (B=" + B + ", T=" + T + ")");
         }
         ensureCapacity(B, T);
-        wT.update(w);
+        packing.pack(w.data, pw);
+        wT.update();
         int nBlocks = (B + BLOCK - 1) / BLOCK;
         double invCount = 1.0 / ((double) B * (T - 1));
         Parallel.forRange(nBlocks, (worker, from, to) -> {
@@ -56,18 +67,18 @@ public final class Backprop {
                 Arrays.fill(g, 0f);
                 double loss = 0;
                 for (int b = blk * BLOCK; b < Math.min(B, (blk + 1) * BLOCK); b++) {
-                    loss += ws.forwardBackward(w, tokens, b * T, (float) invCount, g);
+                    loss += ws.forwardBackward(tokens, b * T, (float) invCount, g);
                 }
-                ws.flushPackedGrads(g);
                 blockLoss[blk] = loss;
             }
         });
-        System.arraycopy(blockGrads[0], 0, grads, 0, grads.length);
+        System.arraycopy(blockGrads[0], 0, packedGrads, 0, packedGrads.length);
         double loss = blockLoss[0];
         for (int blk = 1; blk < nBlocks; blk++) {
-            Kernels.accumulate(grads, 0, blockGrads[blk], 0, grads.length);
+            Kernels.accumulate(packedGrads, 0, blockGrads[blk], 0, packedGrads.length);
             loss += blockLoss[blk];
         }
+        packing.unpack(packedGrads, grads);
         return loss * invCount;
     }
 
@@ -81,17 +92,16 @@ public final class Backprop {
             }
         }
         if (blockGrads.length < nBlocks) {
-            blockGrads = new float[nBlocks][layout.totalSize()];
+            blockGrads = new float[nBlocks][packing.size];
             blockLoss = new double[nBlocks];
         }
     }
 
-    /** Each weight matrix transposed, for the input gradients (dinp = dout @ w^T), refreshed every call. */
+    /** Each packed weight matrix transposed, for the input gradients (dinp = dout @ w^T), refreshed every call. */
     private final class Transposed {
-        final float[][] wq = new float[L][], wk = new float[L][], wv = new float[L][];
         final float[][] wqT = new float[L][], wkT = new float[L][], wvT = new float[L][];
         final float[][] woT = new float[L][], winT = new float[L][], woutT = new float[L][];
-        final float[] wuT = new float[V * D];
+        final float[] wuT = new float[Vp * D];
 
         Transposed() {
             for (int l = 0; l < L; l++) {
@@ -100,28 +110,25 @@ public final class Backprop {
                 wvT[l] = new float[HDh * D];
                 woT[l] = new float[D * HDh];
                 if (M > 0) {
-                    winT[l] = new float[M * D];
-                    woutT[l] = new float[D * M];
+                    winT[l] = new float[Mp * D];
+                    woutT[l] = new float[D * Mp];
                 }
             }
         }
 
-        void update(Weights w) {
+        void update() {
             for (int l = 0; l < L; l++) {
                 String b = "blocks." + l + ".";
-                wq[l] = HookedTransformer.Packed.packHeads(w, b + "attn.W_Q");
-                wk[l] = HookedTransformer.Packed.packHeads(w, b + "attn.W_K");
-                wv[l] = HookedTransformer.Packed.packHeads(w, b + "attn.W_V");
-                Kernels.transpose(wqT[l], 0, wq[l], 0, D, HDh);
-                Kernels.transpose(wkT[l], 0, wk[l], 0, D, HDh);
-                Kernels.transpose(wvT[l], 0, wv[l], 0, D, HDh);
-                Kernels.transpose(woT[l], 0, w.data, w.offset(b + "attn.W_O"), HDh, D);
+                Kernels.transpose(wqT[l], 0, pw, packing.offset(b + "attn.W_Q"), D, HDh);
+                Kernels.transpose(wkT[l], 0, pw, packing.offset(b + "attn.W_K"), D, HDh);
+                Kernels.transpose(wvT[l], 0, pw, packing.offset(b + "attn.W_V"), D, HDh);
+                Kernels.transpose(woT[l], 0, pw, packing.offset(b + "attn.W_O"), HDh, D);
                 if (M > 0) {
-                    Kernels.transpose(winT[l], 0, w.data, w.offset(b + "mlp.W_in"), D, M);
-                    Kernels.transpose(woutT[l], 0, w.data, w.offset(b + "mlp.W_out"), M, D);
+                    Kernels.transpose(winT[l], 0, pw, packing.offset(b + "mlp.W_in"), D, Mp);
+                    Kernels.transpose(woutT[l], 0, pw, packing.offset(b + "mlp.W_out"), Mp, D);
                 }
             }
-            Kernels.transpose(wuT, 0, w.data, w.offset("unembed.W_U"), D, V);
+            Kernels.transpose(wuT, 0, pw, packing.offset("unembed.W_U"), D, Vp);
         }
     }
 
@@ -136,8 +143,6 @@ public final class Backprop {
         final float[] scores, tmpD, lnfScale, lnfOut, logits;
         // gradients of activations, reused across layers
         final float[] dResid, dMid, dAttnIn, dMlpIn, dz, dq, dk, dv, dPattern, dScores, dPre, dPost, dLogits;
-        // gradients of the packed Q/K/V weights, unpacked into the block's gradient once per block
-        final float[][] dWq = new float[L][], dWk = new float[L][], dWv = new float[L][];
 
         Workspace() {
             for (int l = 0; l < L; l++) {
@@ -156,18 +161,15 @@ public final class Backprop {
                     ln2Out[l] = new float[T * D];
                 }
                 if (M > 0) {
-                    pre[l] = new float[T * M];
-                    post[l] = new float[T * M];
+                    pre[l] = new float[T * Mp];
+                    post[l] = new float[T * Mp];
                 }
-                dWq[l] = new float[D * HDh];
-                dWk[l] = new float[D * HDh];
-                dWv[l] = new float[D * HDh];
             }
             scores = new float[H * T * T];
             tmpD = new float[T * D];
             lnfScale = new float[T];
             lnfOut = new float[T * D];
-            logits = new float[T * V];
+            logits = new float[T * Vp];
             dResid = new float[T * D];
             dMid = new float[T * D];
             dAttnIn = new float[T * D];
@@ -178,9 +180,9 @@ public final class Backprop {
             dv = new float[T * HDh];
             dPattern = new float[H * T * T];
             dScores = new float[H * T * T];
-            dPre = new float[T * Math.max(M, 1)];
-            dPost = new float[T * Math.max(M, 1)];
-            dLogits = new float[T * V];
+            dPre = new float[T * Math.max(Mp, 1)];
+            dPost = new float[T * Math.max(Mp, 1)];
+            dLogits = new float[T * Vp];
         }
 
         float[] attnIn(int l) {
@@ -196,10 +198,10 @@ public final class Backprop {
         }
 
         /** Forward and backward of the sequence at tokens[tokOff..tokOff+T); returns its summed loss. */
-        double forwardBackward(Weights weights, int[] tokens, int tokOff, float lossScale, float[] g) {
-            float[] w = weights.data;
+        double forwardBackward(int[] tokens, int tokOff, float lossScale, float[] g) {
+            float[] w = pw;
             // ---- forward
-            int wE = layout.offset("embed.W_E"), wPos = layout.offset("pos_embed.W_pos");
+            int wE = packing.offset("embed.W_E"), wPos = packing.offset("pos_embed.W_pos");
             for (int t = 0; t < T; t++) {
                 Kernels.addForward(residPre[0], t * D, w, wE + tokens[tokOff + t] * D, w, wPos + t * D, D);
             }
@@ -210,53 +212,53 @@ public final class Backprop {
                 }
                 if (cfg.layerNorm()) {
                     Kernels.layerNormForward(ln1Out[l], 0, ln1Scale[l], 0, residPre[l], 0, w,
-                            layout.offset(b + "ln1.w"), w, layout.offset(b + "ln1.b"), T, D);
+                            packing.offset(b + "ln1.w"), w, packing.offset(b + "ln1.b"), T, D);
                 }
                 float[] x = attnIn(l);
-                Kernels.matmulForward(q[l], 0, x, 0, wT.wq[l], 0, w, layout.offset(b + "attn.b_Q"), T, D, HDh);
-                Kernels.matmulForward(k[l], 0, x, 0, wT.wk[l], 0, w, layout.offset(b + "attn.b_K"), T, D, HDh);
-                Kernels.matmulForward(v[l], 0, x, 0, wT.wv[l], 0, w, layout.offset(b + "attn.b_V"), T, D, HDh);
+                Kernels.matmulForward(q[l], 0, x, 0, w, packing.offset(b + "attn.W_Q"), w, packing.offset(b + "attn.b_Q"), T, D, HDh);
+                Kernels.matmulForward(k[l], 0, x, 0, w, packing.offset(b + "attn.W_K"), w, packing.offset(b + "attn.b_K"), T, D, HDh);
+                Kernels.matmulForward(v[l], 0, x, 0, w, packing.offset(b + "attn.W_V"), w, packing.offset(b + "attn.b_V"), T, D, HDh);
                 Kernels.attnScoresForward(scores, 0, q[l], 0, k[l], 0, T, H, Dh);
                 Kernels.softmaxForward(pattern[l], 0, scores, 0, T, H);
                 Kernels.attnValuesForward(z[l], 0, pattern[l], 0, v[l], 0, T, H, Dh);
-                Kernels.matmulForward(tmpD, 0, z[l], 0, w, layout.offset(b + "attn.W_O"), w,
-                        layout.offset(b + "attn.b_O"), T, HDh, D);
+                Kernels.matmulForward(tmpD, 0, z[l], 0, w, packing.offset(b + "attn.W_O"), w,
+                        packing.offset(b + "attn.b_O"), T, HDh, D);
                 float[] afterAttn = M > 0 ? residMid[l] : residPost[l];
                 Kernels.addForward(afterAttn, 0, residPre[l], 0, tmpD, 0, T * D);
                 if (M > 0) {
                     if (cfg.layerNorm()) {
                         Kernels.layerNormForward(ln2Out[l], 0, ln2Scale[l], 0, residMid[l], 0, w,
-                                layout.offset(b + "ln2.w"), w, layout.offset(b + "ln2.b"), T, D);
+                                packing.offset(b + "ln2.w"), w, packing.offset(b + "ln2.b"), T, D);
                     }
-                    Kernels.matmulForward(pre[l], 0, mlpIn(l), 0, w, layout.offset(b + "mlp.W_in"), w,
-                            layout.offset(b + "mlp.b_in"), T, D, M);
-                    Kernels.reluForward(post[l], 0, pre[l], 0, T * M);
-                    Kernels.matmulForward(tmpD, 0, post[l], 0, w, layout.offset(b + "mlp.W_out"), w,
-                            layout.offset(b + "mlp.b_out"), T, M, D);
+                    Kernels.matmulForward(pre[l], 0, mlpIn(l), 0, w, packing.offset(b + "mlp.W_in"), w,
+                            packing.offset(b + "mlp.b_in"), T, D, Mp);
+                    Kernels.reluForward(post[l], 0, pre[l], 0, T * Mp);
+                    Kernels.matmulForward(tmpD, 0, post[l], 0, w, packing.offset(b + "mlp.W_out"), w,
+                            packing.offset(b + "mlp.b_out"), T, Mp, D);
                     Kernels.addForward(residPost[l], 0, residMid[l], 0, tmpD, 0, T * D);
                 }
             }
             if (cfg.layerNorm()) {
-                Kernels.layerNormForward(lnfOut, 0, lnfScale, 0, residPost[L - 1], 0, w, layout.offset("ln_final.w"),
-                        w, layout.offset("ln_final.b"), T, D);
+                Kernels.layerNormForward(lnfOut, 0, lnfScale, 0, residPost[L - 1], 0, w, packing.offset("ln_final.w"),
+                        w, packing.offset("ln_final.b"), T, D);
             }
-            Kernels.matmulForward(logits, 0, unembedIn(), 0, w, layout.offset("unembed.W_U"), w,
-                    layout.offset("unembed.b_U"), T, D, V);
+            Kernels.matmulForward(logits, 0, unembedIn(), 0, w, packing.offset("unembed.W_U"), w,
+                    packing.offset("unembed.b_U"), T, D, Vp);
 
             // ---- loss: position t predicts token t+1; the last position predicts nothing
-            double loss = Kernels.crossEntropyForwardBackward(dLogits, logits, tokens, tokOff, lossScale, T, V);
+            double loss = Kernels.crossEntropyForwardBackward(dLogits, logits, tokens, tokOff, lossScale, T, V, Vp);
 
             // ---- backward
-            Kernels.matmulBackwardWeight(g, layout.offset("unembed.W_U"), dLogits, 0, unembedIn(), 0, T, D, V);
-            Kernels.biasBackward(g, layout.offset("unembed.b_U"), dLogits, 0, T, V);
+            Kernels.matmulBackwardWeight(g, packing.offset("unembed.W_U"), dLogits, 0, unembedIn(), 0, T, D, Vp);
+            Kernels.biasBackward(g, packing.offset("unembed.b_U"), dLogits, 0, T, Vp);
             Arrays.fill(dResid, 0f);
             if (cfg.layerNorm()) {
                 Arrays.fill(dMlpIn, 0f);
-                Kernels.matmulBackwardInput(dMlpIn, 0, dLogits, 0, wT.wuT, 0, T, D, V);
-                Kernels.layerNormBackward(dResid, 0, g, layout.offset("ln_final.w"), g, layout.offset("ln_final.b"),
-                        dMlpIn, 0, residPost[L - 1], 0, lnfScale, 0, w, layout.offset("ln_final.w"), T, D);
+                Kernels.matmulBackwardInput(dMlpIn, 0, dLogits, 0, wT.wuT, 0, T, D, Vp);
+                Kernels.layerNormBackward(dResid, 0, g, packing.offset("ln_final.w"), g, packing.offset("ln_final.b"),
+                        dMlpIn, 0, residPost[L - 1], 0, lnfScale, 0, w, packing.offset("ln_final.w"), T, D);
             } else {
-                Kernels.matmulBackwardInput(dResid, 0, dLogits, 0, wT.wuT, 0, T, D, V);
+                Kernels.matmulBackwardInput(dResid, 0, dLogits, 0, wT.wuT, 0, T, D, Vp);
             }
             // dResid now holds the gradient of resid_post of the last layer
             for (int l = L - 1; l >= 0; l--) {
@@ -265,26 +267,26 @@ public final class Backprop {
                 System.arraycopy(dResid, 0, dMid, 0, T * D);
                 if (M > 0) {
                     // resid_post = resid_mid + post @ W_out + b_out
-                    Kernels.matmulBackwardWeight(g, layout.offset(b + "mlp.W_out"), dResid, 0, post[l], 0, T, M, D);
-                    Kernels.biasBackward(g, layout.offset(b + "mlp.b_out"), dResid, 0, T, D);
-                    Arrays.fill(dPost, 0, T * M, 0f);
-                    Kernels.matmulBackwardInput(dPost, 0, dResid, 0, wT.woutT[l], 0, T, M, D);
-                    Arrays.fill(dPre, 0, T * M, 0f);
-                    Kernels.reluBackward(dPre, 0, dPost, 0, pre[l], 0, T * M);
-                    Kernels.matmulBackwardWeight(g, layout.offset(b + "mlp.W_in"), dPre, 0, mlpIn(l), 0, T, D, M);
-                    Kernels.biasBackward(g, layout.offset(b + "mlp.b_in"), dPre, 0, T, M);
+                    Kernels.matmulBackwardWeight(g, packing.offset(b + "mlp.W_out"), dResid, 0, post[l], 0, T, Mp, D);
+                    Kernels.biasBackward(g, packing.offset(b + "mlp.b_out"), dResid, 0, T, D);
+                    Arrays.fill(dPost, 0, T * Mp, 0f);
+                    Kernels.matmulBackwardInput(dPost, 0, dResid, 0, wT.woutT[l], 0, T, Mp, D);
+                    Arrays.fill(dPre, 0, T * Mp, 0f);
+                    Kernels.reluBackward(dPre, 0, dPost, 0, pre[l], 0, T * Mp);
+                    Kernels.matmulBackwardWeight(g, packing.offset(b + "mlp.W_in"), dPre, 0, mlpIn(l), 0, T, D, Mp);
+                    Kernels.biasBackward(g, packing.offset(b + "mlp.b_in"), dPre, 0, T, Mp);
                     if (cfg.layerNorm()) {
                         Arrays.fill(dMlpIn, 0f);
-                        Kernels.matmulBackwardInput(dMlpIn, 0, dPre, 0, wT.winT[l], 0, T, D, M);
-                        Kernels.layerNormBackward(dMid, 0, g, layout.offset(b + "ln2.w"), g, layout.offset(b + "ln2.b"),
-                                dMlpIn, 0, residMid[l], 0, ln2Scale[l], 0, w, layout.offset(b + "ln2.w"), T, D);
+                        Kernels.matmulBackwardInput(dMlpIn, 0, dPre, 0, wT.winT[l], 0, T, D, Mp);
+                        Kernels.layerNormBackward(dMid, 0, g, packing.offset(b + "ln2.w"), g, packing.offset(b + "ln2.b"),
+                                dMlpIn, 0, residMid[l], 0, ln2Scale[l], 0, w, packing.offset(b + "ln2.w"), T, D);
                     } else {
-                        Kernels.matmulBackwardInput(dMid, 0, dPre, 0, wT.winT[l], 0, T, D, M);
+                        Kernels.matmulBackwardInput(dMid, 0, dPre, 0, wT.winT[l], 0, T, D, Mp);
                     }
                 }
                 // resid_mid = resid_pre + z @ W_O + b_O
-                Kernels.matmulBackwardWeight(g, layout.offset(b + "attn.W_O"), dMid, 0, z[l], 0, T, HDh, D);
-                Kernels.biasBackward(g, layout.offset(b + "attn.b_O"), dMid, 0, T, D);
+                Kernels.matmulBackwardWeight(g, packing.offset(b + "attn.W_O"), dMid, 0, z[l], 0, T, HDh, D);
+                Kernels.biasBackward(g, packing.offset(b + "attn.b_O"), dMid, 0, T, D);
                 Arrays.fill(dz, 0f);
                 Kernels.matmulBackwardInput(dz, 0, dMid, 0, wT.woT[l], 0, T, HDh, D);
                 Arrays.fill(dPattern, 0f);
@@ -296,12 +298,12 @@ public final class Backprop {
                 Arrays.fill(dk, 0f);
                 Kernels.attnScoresBackward(dq, 0, dk, 0, dScores, 0, q[l], 0, k[l], 0, T, H, Dh);
                 float[] x = attnIn(l);
-                Kernels.matmulBackwardWeight(dWq[l], 0, dq, 0, x, 0, T, D, HDh);
-                Kernels.matmulBackwardWeight(dWk[l], 0, dk, 0, x, 0, T, D, HDh);
-                Kernels.matmulBackwardWeight(dWv[l], 0, dv, 0, x, 0, T, D, HDh);
-                Kernels.biasBackward(g, layout.offset(b + "attn.b_Q"), dq, 0, T, HDh);
-                Kernels.biasBackward(g, layout.offset(b + "attn.b_K"), dk, 0, T, HDh);
-                Kernels.biasBackward(g, layout.offset(b + "attn.b_V"), dv, 0, T, HDh);
+                Kernels.matmulBackwardWeight(g, packing.offset(b + "attn.W_Q"), dq, 0, x, 0, T, D, HDh);
+                Kernels.matmulBackwardWeight(g, packing.offset(b + "attn.W_K"), dk, 0, x, 0, T, D, HDh);
+                Kernels.matmulBackwardWeight(g, packing.offset(b + "attn.W_V"), dv, 0, x, 0, T, D, HDh);
+                Kernels.biasBackward(g, packing.offset(b + "attn.b_Q"), dq, 0, T, HDh);
+                Kernels.biasBackward(g, packing.offset(b + "attn.b_K"), dk, 0, T, HDh);
+                Kernels.biasBackward(g, packing.offset(b + "attn.b_V"), dv, 0, T, HDh);
                 // the residual passes straight through: dResid (of resid_pre) = dMid + attention-input gradient
                 float[] dIn = cfg.layerNorm() ? dAttnIn : dMid;
                 if (cfg.layerNorm()) {
@@ -311,8 +313,8 @@ public final class Backprop {
                 Kernels.matmulBackwardInput(dIn, 0, dk, 0, wT.wkT[l], 0, T, D, HDh);
                 Kernels.matmulBackwardInput(dIn, 0, dv, 0, wT.wvT[l], 0, T, D, HDh);
                 if (cfg.layerNorm()) {
-                    Kernels.layerNormBackward(dMid, 0, g, layout.offset(b + "ln1.w"), g, layout.offset(b + "ln1.b"),
-                            dAttnIn, 0, residPre[l], 0, ln1Scale[l], 0, w, layout.offset(b + "ln1.w"), T, D);
+                    Kernels.layerNormBackward(dMid, 0, g, packing.offset(b + "ln1.w"), g, packing.offset(b + "ln1.b"),
+                            dAttnIn, 0, residPre[l], 0, ln1Scale[l], 0, w, packing.offset(b + "ln1.w"), T, D);
                 }
                 System.arraycopy(dMid, 0, dResid, 0, T * D);
             }
@@ -324,23 +326,5 @@ public final class Backprop {
             return loss;
         }
 
-        /** Adds the packed [D, H*Dh] Q/K/V weight gradients into g's [H, D, Dh] layout, and clears them. */
-        void flushPackedGrads(float[] g) {
-            for (int l = 0; l < L; l++) {
-                String b = "blocks." + l + ".";
-                unpackAdd(g, layout.offset(b + "attn.W_Q"), dWq[l]);
-                unpackAdd(g, layout.offset(b + "attn.W_K"), dWk[l]);
-                unpackAdd(g, layout.offset(b + "attn.W_V"), dWv[l]);
-            }
-        }
-
-        private void unpackAdd(float[] g, int off, float[] packed) {
-            for (int h = 0; h < H; h++) {
-                for (int d = 0; d < D; d++) {
-                    Kernels.accumulate(g, off + (h * D + d) * Dh, packed, d * HDh + h * Dh, Dh);
-                }
-            }
-            Arrays.fill(packed, 0f);
-        }
     }
 }

@@ -256,6 +256,10 @@ public final class Kernels {
     // softmax over keys: pattern[h,i,:] = softmax(scores[h,i,:]); -inf entries get exactly 0
 
     public static void softmaxForward(float[] pattern, int pOff, float[] scores, int sOff, int T, int H) {
+        if (VECTOR) {
+            VectorKernels.softmaxForward(pattern, pOff, scores, sOff, T, H);
+            return;
+        }
         for (int r = 0; r < H * T; r++) {
             int row = r * T;
             float max = Float.NEGATIVE_INFINITY;
@@ -355,13 +359,17 @@ public final class Kernels {
 
     /**
      * Returns sum_t -log softmax(logits[t])[tokens[t+1]]; writes dlogits = (softmax - onehot) * scale for those rows
-     * and zero for the last row, which predicts nothing.
+     * and zero for the last row, which predicts nothing. Rows are Vp apart; columns V..Vp-1 are padding (gradient 0).
      */
     public static double crossEntropyForwardBackward(float[] dlogits, float[] logits, int[] tokens, int tokOff,
-                                                     float scale, int T, int V) {
+                                                     float scale, int T, int V, int Vp) {
+        if (VECTOR) {
+            return VectorKernels.crossEntropyForwardBackward(dlogits, logits, tokens, tokOff, scale, T, V, Vp);
+        }
+        java.util.Arrays.fill(dlogits, 0f);
         double loss = 0;
         for (int t = 0; t < T - 1; t++) {
-            int row = t * V;
+            int row = t * Vp;
             float max = Float.NEGATIVE_INFINITY;
             for (int i = 0; i < V; i++) {
                 max = Math.max(max, logits[row + i]);
@@ -380,7 +388,6 @@ public final class Kernels {
             }
             dlogits[row + target] -= scale;
         }
-        java.util.Arrays.fill(dlogits, (T - 1) * V, T * V, 0f);
         return loss;
     }
 

@@ -2,6 +2,7 @@ package dev.trilens.model;
 
 import jdk.incubator.vector.DoubleVector;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -14,6 +15,8 @@ final class VectorKernels {
 
     /** Per-thread [Dh+1, T] doubles for attnScoresForward: K transposed, then one row of scores. */
     private static final ThreadLocal<double[]> SCRATCH = ThreadLocal.withInitial(() -> new double[0]);
+    /** Per-thread [Dh, T] floats for attnValuesBackward: V transposed. */
+    private static final ThreadLocal<float[]> FLOAT_SCRATCH = ThreadLocal.withInitial(() -> new float[0]);
 
     private VectorKernels() {
     }
@@ -171,6 +174,35 @@ final class VectorKernels {
         }
     }
 
+    // Results must not depend on whether a method runs compiled or interpreted: the JIT intrinsics for EXP and for
+    // reduceLanes(ADD) round differently from their Java fallbacks, which broke run-to-run reproducibility. So exp is
+    // built from exactly-rounded lane operations, and sums across lanes are done in scalar code, in order.
+
+    private static final float LOG2E = 1.44269504088896341f;
+    private static final float LN2_HI = 0.693359375f;
+    private static final float LN2_LO = -2.12194440e-4f;
+    private static final float ROUNDER = 12582912f; // 1.5 * 2^23: adding and subtracting it rounds to an integer
+    private static final float EXP_MIN = -87.3f, EXP_MAX = 88.7f;
+
+    /** e^x per lane (Cephes expf, ~1 ulp); exactly 0 below EXP_MIN, including -inf. */
+    static FloatVector exp(FloatVector x) {
+        var tooSmall = x.compare(VectorOperators.LT, EXP_MIN);
+        FloatVector c = x.max(EXP_MIN).min(EXP_MAX);
+        FloatVector n = c.mul(LOG2E).add(ROUNDER).sub(ROUNDER);
+        FloatVector r = n.fma(FloatVector.broadcast(F, -LN2_HI), c);
+        r = n.fma(FloatVector.broadcast(F, -LN2_LO), r);
+        FloatVector p = FloatVector.broadcast(F, 1.9875691500e-4f);
+        p = p.fma(r, FloatVector.broadcast(F, 1.3981999507e-3f));
+        p = p.fma(r, FloatVector.broadcast(F, 8.3334519073e-3f));
+        p = p.fma(r, FloatVector.broadcast(F, 4.1665795894e-2f));
+        p = p.fma(r, FloatVector.broadcast(F, 1.6666665459e-1f));
+        p = p.fma(r, FloatVector.broadcast(F, 5.0000001201e-1f));
+        p = p.fma(r.mul(r), r).add(1f);
+        FloatVector twoN = ((jdk.incubator.vector.IntVector) n.convert(VectorOperators.F2I, 0))
+                .add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
+        return p.mul(twoN).blend(0f, tooSmall);
+    }
+
     static int floatLanes() {
         return F.length();
     }
@@ -199,18 +231,45 @@ final class VectorKernels {
     static void attnValuesBackward(float[] dpattern, int dpOff, float[] dv, int dvOff, float[] dz, int dzOff,
                                    float[] pattern, int pOff, float[] v, int vOff, int T, int H, int Dh) {
         int HDh = H * Dh;
-        for (int i = 0; i < T; i++) {
-            for (int h = 0; h < H; h++) {
+        int L = F.length();
+        float[] vT = FLOAT_SCRATCH.get();
+        if (vT.length < Dh * T) {
+            vT = new float[Dh * T];
+            FLOAT_SCRATCH.set(vT);
+        }
+        for (int h = 0; h < H; h++) {
+            for (int j = 0; j < T; j++) {
+                for (int e = 0; e < Dh; e++) {
+                    vT[e * T + j] = v[vOff + j * HDh + h * Dh + e];
+                }
+            }
+            for (int i = 0; i < T; i++) {
                 int row = (h * T + i) * T;
-                for (int e = 0; e < Dh; e += F.length()) {
-                    FloatVector dzv = FloatVector.fromArray(F, dz, dzOff + i * HDh + h * Dh + e);
-                    for (int j = 0; j <= i; j++) {
-                        // z[i,h,e] += pattern[h,i,j] * v[j,h,e]
-                        int at = j * HDh + h * Dh + e;
-                        dpattern[dpOff + row + j] += dzv.mul(FloatVector.fromArray(F, v, vOff + at)).reduceLanes(
-                                jdk.incubator.vector.VectorOperators.ADD);
-                        FloatVector.fromArray(F, dv, dvOff + at)
-                                .add(dzv.mul(pattern[pOff + row + j])).intoArray(dv, dvOff + at);
+                int dz_i = dzOff + i * HDh + h * Dh;
+                // dpattern[h,i,j] = dz[i,h,:] . v[j,h,:], lanes over j
+                int n = i + 1;
+                int jBound = F.loopBound(n);
+                for (int j = 0; j < jBound; j += L) {
+                    FloatVector acc = FloatVector.fromArray(F, dpattern, dpOff + row + j);
+                    for (int e = 0; e < Dh; e++) {
+                        acc = FloatVector.fromArray(F, vT, e * T + j).fma(FloatVector.broadcast(F, dz[dz_i + e]), acc);
+                    }
+                    acc.intoArray(dpattern, dpOff + row + j);
+                }
+                for (int j = jBound; j < n; j++) {
+                    float acc = dpattern[dpOff + row + j];
+                    for (int e = 0; e < Dh; e++) {
+                        acc = Math.fma(dz[dz_i + e], vT[e * T + j], acc);
+                    }
+                    dpattern[dpOff + row + j] = acc;
+                }
+                // dv[j,h,:] += pattern[h,i,j] * dz[i,h,:], lanes over Dh
+                for (int e = 0; e < Dh; e += L) {
+                    FloatVector dzv = FloatVector.fromArray(F, dz, dz_i + e);
+                    for (int j = 0; j < n; j++) {
+                        int at = dvOff + j * HDh + h * Dh + e;
+                        dzv.fma(FloatVector.broadcast(F, pattern[pOff + row + j]), FloatVector.fromArray(F, dv, at))
+                                .intoArray(dv, at);
                     }
                 }
             }
@@ -239,5 +298,77 @@ final class VectorKernels {
                 }
             }
         }
+    }
+
+    /** pattern rows = softmax(score rows), exp in vector lanes; -inf scores give exactly 0. */
+    static void softmaxForward(float[] pattern, int pOff, float[] scores, int sOff, int T, int H) {
+        int L = F.length();
+        int jBound = F.loopBound(T);
+        for (int r = 0; r < H * T; r++) {
+            int s_r = sOff + r * T, p_r = pOff + r * T;
+            float max = Float.NEGATIVE_INFINITY;
+            for (int j = 0; j < T; j++) {
+                max = Math.max(max, scores[s_r + j]);
+            }
+            for (int j = 0; j < jBound; j += L) {
+                exp(FloatVector.fromArray(F, scores, s_r + j).sub(max)).intoArray(pattern, p_r + j);
+            }
+            for (int j = jBound; j < T; j++) {
+                float sc = scores[s_r + j];
+                pattern[p_r + j] = sc == Float.NEGATIVE_INFINITY ? 0f : (float) Math.exp(sc - max);
+            }
+            float sum = 0f;
+            for (int j = 0; j < T; j++) {
+                sum += pattern[p_r + j];
+            }
+            float inv = 1f / sum;
+            for (int j = 0; j < jBound; j += L) {
+                FloatVector.fromArray(F, pattern, p_r + j).mul(inv).intoArray(pattern, p_r + j);
+            }
+            for (int j = jBound; j < T; j++) {
+                pattern[p_r + j] *= inv;
+            }
+        }
+    }
+
+    /** See Kernels.crossEntropyForwardBackward; exp in vector lanes over the V real columns. */
+    static double crossEntropyForwardBackward(float[] dlogits, float[] logits, int[] tokens, int tokOff,
+                                              float scale, int T, int V, int Vp) {
+        java.util.Arrays.fill(dlogits, 0f);
+        int L = F.length();
+        int vBound = F.loopBound(V);
+        double loss = 0;
+        for (int t = 0; t < T - 1; t++) {
+            int row = t * Vp;
+            FloatVector maxV = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
+            for (int i = 0; i < vBound; i += L) {
+                maxV = maxV.max(FloatVector.fromArray(F, logits, row + i));
+            }
+            float max = maxV.reduceLanes(VectorOperators.MAX);
+            for (int i = vBound; i < V; i++) {
+                max = Math.max(max, logits[row + i]);
+            }
+            for (int i = 0; i < vBound; i += L) {
+                exp(FloatVector.fromArray(F, logits, row + i).sub(max)).intoArray(dlogits, row + i);
+            }
+            for (int i = vBound; i < V; i++) {
+                dlogits[row + i] = (float) Math.exp(logits[row + i] - max);
+            }
+            float sum = 0f;
+            for (int i = 0; i < V; i++) {
+                sum += dlogits[row + i];
+            }
+            int target = tokens[tokOff + t + 1];
+            loss -= logits[row + target] - max - Math.log(sum);
+            float inv = scale / sum;
+            for (int i = 0; i < vBound; i += L) {
+                FloatVector.fromArray(F, dlogits, row + i).mul(inv).intoArray(dlogits, row + i);
+            }
+            for (int i = vBound; i < V; i++) {
+                dlogits[row + i] *= inv;
+            }
+            dlogits[row + target] -= scale;
+        }
+        return loss;
     }
 }
