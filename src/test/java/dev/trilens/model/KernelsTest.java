@@ -1,0 +1,207 @@
+package dev.trilens.model;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.util.Random;
+import org.assertj.core.data.Offset;
+import org.junit.jupiter.api.Test;
+
+/** Each vector kernel against the scalar reference beside it, on shapes with and without vector tails. */
+class KernelsTest {
+    private final Random rng = new Random(42);
+
+    private float[] random(int n) {
+        float[] a = new float[n];
+        for (int i = 0; i < n; i++) {
+            a[i] = (float) rng.nextGaussian();
+        }
+        return a;
+    }
+
+    private static void assertClose(float[] actual, float[] expected, double tol) {
+        for (int i = 0; i < expected.length; i++) {
+            assertThat(actual[i]).as("index %d", i)
+                    .isCloseTo(expected[i], Offset.offset((float) (tol * (1 + Math.abs(expected[i])))));
+        }
+    }
+
+    @Test
+    void vectorKernelsAreInUse() {
+        // the build and launcher pass --add-modules jdk.incubator.vector; without it everything runs scalar
+        assertThat(Kernels.VECTOR).isTrue();
+    }
+
+    @Test
+    void matmulsAgreeWithScalar() {
+        int[][] shapes = {{50, 32, 75}, {7, 5, 16}, {3, 16, 33}, {1, 20, 32}};
+        for (int[] s : shapes) {
+            int T = s[0], C = s[1], OC = s[2];
+            float[] inp = random(T * C), w = random(C * OC), bias = random(OC), dout = random(T * OC);
+            float[] fast = new float[T * OC], slow = new float[T * OC];
+            VectorKernels.matmulForward(fast, 0, inp, 0, w, 0, bias, 0, T, C, OC);
+            Kernels.matmulForwardScalar(slow, 0, inp, 0, w, 0, bias, 0, T, C, OC);
+            assertClose(fast, slow, 1e-5);
+
+            float[] dwFast = random(C * OC), dwSlow = dwFast.clone();
+            VectorKernels.matmulBackwardWeight(dwFast, 0, dout, 0, inp, 0, T, C, OC);
+            Kernels.matmulBackwardWeightScalar(dwSlow, 0, dout, 0, inp, 0, T, C, OC);
+            assertClose(dwFast, dwSlow, 1e-5);
+
+            float[] wT = new float[OC * C];
+            Kernels.transpose(wT, 0, w, 0, C, OC);
+            float[] dinFast = random(T * C), dinSlow = dinFast.clone();
+            VectorKernels.matmulAccumulate(dinFast, 0, dout, 0, wT, 0, T, OC, C);
+            Kernels.matmulBackwardInputScalar(dinSlow, 0, dout, 0, wT, 0, T, C, OC);
+            assertClose(dinFast, dinSlow, 1e-5);
+        }
+    }
+
+    @Test
+    void attentionAgreesWithScalar() {
+        int T = 13, H = 2, Dh = VectorKernels.floatLanes();
+        float[] q = random(T * H * Dh), k = random(T * H * Dh), v = random(T * H * Dh), dz = random(T * H * Dh);
+        float[] sFast = new float[H * T * T], sSlow = new float[H * T * T];
+        VectorKernels.attnScoresForward(sFast, 0, q, 0, k, 0, T, H, Dh);
+        Kernels.attnScoresForwardScalar(sSlow, 0, q, 0, k, 0, T, H, Dh);
+        assertClose(sFast, sSlow, 1e-6);
+
+        float[] pFast = new float[H * T * T], pSlow = new float[H * T * T];
+        VectorKernels.softmaxForward(pFast, 0, sSlow, 0, T, H);
+        softmaxScalar(pSlow, sSlow, T, H);
+        assertClose(pFast, pSlow, 1e-6);
+        assertThat(pFast[1]).isZero(); // row 0 attends only to itself
+
+        float[] zFast = new float[T * H * Dh], zSlow = new float[T * H * Dh];
+        VectorKernels.attnValuesForward(zFast, 0, pSlow, 0, v, 0, T, H, Dh);
+        attnValuesScalar(zSlow, pSlow, v, T, H, Dh);
+        assertClose(zFast, zSlow, 1e-5);
+
+        float[] dpFast = new float[H * T * T], dvFast = new float[T * H * Dh];
+        VectorKernels.attnValuesBackward(dpFast, 0, dvFast, 0, dz, 0, pSlow, 0, v, 0, T, H, Dh);
+        float[] dpSlow = new float[H * T * T], dvSlow = new float[T * H * Dh];
+        attnValuesBackwardScalar(dpSlow, dvSlow, dz, pSlow, v, T, H, Dh);
+        for (int h = 0; h < H; h++) {
+            for (int i = 0; i < T; i++) {
+                for (int j = 0; j <= i; j++) { // only the causal part is defined
+                    int at = (h * T + i) * T + j;
+                    assertThat(dpFast[at]).isCloseTo(dpSlow[at], Offset.offset(1e-4f));
+                }
+            }
+        }
+        assertClose(dvFast, dvSlow, 1e-5);
+
+        float[] dq1 = new float[T * H * Dh], dk1 = new float[T * H * Dh];
+        float[] dq2 = new float[T * H * Dh], dk2 = new float[T * H * Dh];
+        float[] dscores = random(H * T * T);
+        VectorKernels.attnScoresBackward(dq1, 0, dk1, 0, dscores, 0, q, 0, k, 0, T, H, Dh);
+        attnScoresBackwardScalar(dq2, dk2, dscores, q, k, T, H, Dh);
+        assertClose(dq1, dq2, 1e-5);
+        assertClose(dk1, dk2, 1e-5);
+    }
+
+    @Test
+    void crossEntropyAgreesWithScalar() {
+        int T = 6, V = 75, Vp = 80;
+        float[] logits = random(T * Vp);
+        int[] tokens = {3, 74, 0, 12, 40, 5};
+        float[] dFast = new float[T * Vp], dSlow = new float[T * Vp];
+        double fast = VectorKernels.crossEntropyForwardBackward(dFast, logits, tokens, 0, 0.5f, T, V, Vp);
+        double slow = 0;
+        for (int t = 0; t < T - 1; t++) {
+            double max = Double.NEGATIVE_INFINITY, sum = 0;
+            for (int i = 0; i < V; i++) {
+                max = Math.max(max, logits[t * Vp + i]);
+            }
+            for (int i = 0; i < V; i++) {
+                sum += Math.exp(logits[t * Vp + i] - max);
+            }
+            slow -= logits[t * Vp + tokens[t + 1]] - max - Math.log(sum);
+            for (int i = 0; i < V; i++) {
+                dSlow[t * Vp + i] = (float) (0.5 * Math.exp(logits[t * Vp + i] - max) / sum
+                        - (i == tokens[t + 1] ? 0.5 : 0));
+            }
+        }
+        assertThat(fast).isCloseTo(slow, Offset.offset(1e-4));
+        assertClose(dFast, dSlow, 1e-5);
+    }
+
+    @Test
+    void vectorExpIsAccurateAndExactlyZeroForMinusInfinity() {
+        int L = VectorKernels.floatLanes();
+        float[] xs = new float[L];
+        for (float start = -90f; start + 0.37f * L < 88.5f; start += 0.37f * L) {
+            for (int i = 0; i < L; i++) {
+                xs[i] = start + 0.37f * i;
+            }
+            float[] out = new float[L];
+            VectorKernels.exp(jdk.incubator.vector.FloatVector.fromArray(jdk.incubator.vector.FloatVector.SPECIES_PREFERRED, xs, 0)).intoArray(out, 0);
+            for (int i = 0; i < L; i++) {
+                double want = xs[i] < -87.3f ? 0 : Math.exp(xs[i]);
+                assertThat((double) out[i]).as("exp(%s)", xs[i]).isCloseTo(want, Offset.offset(want * 3e-7 + 1e-38));
+            }
+        }
+        xs[0] = Float.NEGATIVE_INFINITY;
+        float[] out = new float[L];
+        VectorKernels.exp(jdk.incubator.vector.FloatVector.fromArray(jdk.incubator.vector.FloatVector.SPECIES_PREFERRED, xs, 0)).intoArray(out, 0);
+        assertThat(out[0]).isZero();
+    }
+
+    // scalar references for the kernels whose scalar form in Kernels dispatches to the vector one
+
+    private static void softmaxScalar(float[] p, float[] s, int T, int H) {
+        for (int r = 0; r < H * T; r++) {
+            double max = Double.NEGATIVE_INFINITY, sum = 0;
+            for (int j = 0; j < T; j++) {
+                max = Math.max(max, s[r * T + j]);
+            }
+            for (int j = 0; j < T; j++) {
+                sum += s[r * T + j] == Float.NEGATIVE_INFINITY ? 0 : Math.exp(s[r * T + j] - max);
+            }
+            for (int j = 0; j < T; j++) {
+                p[r * T + j] = s[r * T + j] == Float.NEGATIVE_INFINITY ? 0f : (float) (Math.exp(s[r * T + j] - max) / sum);
+            }
+        }
+    }
+
+    private static void attnValuesScalar(float[] z, float[] p, float[] v, int T, int H, int Dh) {
+        for (int i = 0; i < T; i++) {
+            for (int h = 0; h < H; h++) {
+                for (int j = 0; j < T; j++) {
+                    for (int e = 0; e < Dh; e++) {
+                        z[(i * H + h) * Dh + e] += p[(h * T + i) * T + j] * v[(j * H + h) * Dh + e];
+                    }
+                }
+            }
+        }
+    }
+
+    private static void attnValuesBackwardScalar(float[] dp, float[] dv, float[] dz, float[] p, float[] v, int T,
+                                                 int H, int Dh) {
+        for (int i = 0; i < T; i++) {
+            for (int h = 0; h < H; h++) {
+                for (int j = 0; j <= i; j++) {
+                    for (int e = 0; e < Dh; e++) {
+                        dp[(h * T + i) * T + j] += dz[(i * H + h) * Dh + e] * v[(j * H + h) * Dh + e];
+                        dv[(j * H + h) * Dh + e] += p[(h * T + i) * T + j] * dz[(i * H + h) * Dh + e];
+                    }
+                }
+            }
+        }
+    }
+
+    private static void attnScoresBackwardScalar(float[] dq, float[] dk, float[] ds, float[] q, float[] k, int T,
+                                                 int H, int Dh) {
+        float scale = (float) (1 / Math.sqrt(Dh));
+        for (int h = 0; h < H; h++) {
+            for (int i = 0; i < T; i++) {
+                for (int j = 0; j <= i; j++) {
+                    float g = ds[(h * T + i) * T + j] * scale;
+                    for (int e = 0; e < Dh; e++) {
+                        dq[(i * H + h) * Dh + e] += g * k[(j * H + h) * Dh + e];
+                        dk[(j * H + h) * Dh + e] += g * q[(i * H + h) * Dh + e];
+                    }
+                }
+            }
+        }
+    }
+}
