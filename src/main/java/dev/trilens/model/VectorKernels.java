@@ -21,15 +21,24 @@ final class VectorKernels {
     private VectorKernels() {
     }
 
-    /** out[T,OC] = inp[T,C] @ w[C,OC] + bias: lanes over OC, two rows at a time so each w load feeds two FMAs. */
+    /**
+     * out[T,OC] = inp[T,C] @ w[C,OC] + bias: lanes over OC, two rows at a time so each w load feeds two FMAs.
+     * When OC is not a whole number of vectors the last vector overlaps the one before it: the overlapped columns
+     * are computed twice, identically, which is cheaper than a scalar tail (and other vector widths in the same
+     * loop would stop the JIT from compiling the vector code at all).
+     */
     static void matmulForward(float[] out, int outOff, float[] inp, int inpOff, float[] w, int wOff,
                               float[] bias, int biasOff, int T, int C, int OC) {
         int L = F.length();
-        int oBound = F.loopBound(OC);
+        if (OC < L) {
+            Kernels.matmulForwardScalar(out, outOff, inp, inpOff, w, wOff, bias, biasOff, T, C, OC);
+            return;
+        }
         int t = 0;
         for (; t + 1 < T; t += 2) {
             int i0 = inpOff + t * C, i1 = i0 + C;
-            for (int o = 0; o < oBound; o += L) {
+            for (int blk = 0; blk < OC; blk += L) {
+                int o = Math.min(blk, OC - L);
                 FloatVector acc0 = bias != null ? FloatVector.fromArray(F, bias, biasOff + o) : FloatVector.zero(F);
                 FloatVector acc1 = acc0;
                 for (int c = 0; c < C; c++) {
@@ -40,31 +49,16 @@ final class VectorKernels {
                 acc0.intoArray(out, outOff + t * OC + o);
                 acc1.intoArray(out, outOff + (t + 1) * OC + o);
             }
-            matmulTail(out, outOff, inp, inpOff, w, wOff, bias, biasOff, t, t + 2, C, OC, oBound);
         }
         for (; t < T; t++) {
             int i0 = inpOff + t * C;
-            for (int o = 0; o < oBound; o += L) {
+            for (int blk = 0; blk < OC; blk += L) {
+                int o = Math.min(blk, OC - L);
                 FloatVector acc0 = bias != null ? FloatVector.fromArray(F, bias, biasOff + o) : FloatVector.zero(F);
                 for (int c = 0; c < C; c++) {
                     acc0 = FloatVector.fromArray(F, w, wOff + c * OC + o).fma(FloatVector.broadcast(F, inp[i0 + c]), acc0);
                 }
                 acc0.intoArray(out, outOff + t * OC + o);
-            }
-            matmulTail(out, outOff, inp, inpOff, w, wOff, bias, biasOff, t, t + 1, C, OC, oBound);
-        }
-    }
-
-    /** The output columns past the last full vector, in scalar code. */
-    private static void matmulTail(float[] out, int outOff, float[] inp, int inpOff, float[] w, int wOff,
-                                   float[] bias, int biasOff, int tFrom, int tTo, int C, int OC, int oFrom) {
-        for (int t = tFrom; t < tTo; t++) {
-            for (int o = oFrom; o < OC; o++) {
-                float acc = bias != null ? bias[biasOff + o] : 0f;
-                for (int c = 0; c < C; c++) {
-                    acc = Math.fma(inp[inpOff + t * C + c], w[wOff + c * OC + o], acc);
-                }
-                out[outOff + t * OC + o] = acc;
             }
         }
     }
@@ -198,8 +192,10 @@ final class VectorKernels {
         p = p.fma(r, FloatVector.broadcast(F, 1.6666665459e-1f));
         p = p.fma(r, FloatVector.broadcast(F, 5.0000001201e-1f));
         p = p.fma(r.mul(r), r).add(1f);
-        FloatVector twoN = ((jdk.incubator.vector.IntVector) n.convert(VectorOperators.F2I, 0))
-                .add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
+        // 2^n without a float->int conversion (not intrinsified in Java 17): n + 127 + 2^23 holds n + 127 in its
+        // low mantissa bits, and shifting those into the exponent field drops everything else
+        FloatVector twoN = n.add(127f + 8388608f).reinterpretAsInts().lanewise(VectorOperators.LSHL, 23)
+                .reinterpretAsFloats();
         return p.mul(twoN).blend(0f, tooSmall);
     }
 

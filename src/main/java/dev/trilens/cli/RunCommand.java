@@ -1,0 +1,69 @@
+package dev.trilens.cli;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.trilens.data.TrigramDataset;
+import dev.trilens.io.AtomicFiles;
+import dev.trilens.model.HookedTransformer;
+import dev.trilens.train.EvalMetrics;
+import dev.trilens.train.Metrics;
+import dev.trilens.train.TrainConfig;
+import dev.trilens.train.Trainer;
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+
+@Command(name = "run", mixinStandardHelpOptions = true,
+        description = "Train a preset from scratch, then evaluate the final model on the 2500-sequence dataset of the "
+                + "same seed and trigram_prob (as evaluate does) and write eval.json next to the model.")
+public final class RunCommand implements Callable<Integer> {
+
+    /** evaluate's default dataset size, so run's numbers match `trilens evaluate --model DIR/model.safetensors`. */
+    static final int EVAL_SIZE = 2500;
+
+    @CommandLine.Mixin
+    TrainCommand.RunOptions run;
+
+    @CommandLine.Spec
+    CommandLine.Model.CommandSpec spec;
+
+    @Override
+    public Integer call() throws Exception {
+        CommandLine cl = spec.commandLine();
+        TrainCommand.applyThreads(cl, run.threads);
+        TrainCommand.Preset p = run.preset == null ? TrainCommand.Preset.arena : run.preset;
+        PrintWriter out = cl.getOut();
+        Trainer trainer = Trainer.start(TrainConfig.preset(p.name()), TrainCommand.outDir(run.out, p));
+        Path dir = trainer.dir();
+        out.printf("training into %s%n", dir);
+        TrainCommand.train(trainer, out);
+
+        TrainConfig cfg = trainer.config();
+        TrigramDataset ds = TrigramDataset.generate(cfg.dVocab(), cfg.seqLen(), cfg.trigramProb(), cfg.dataSeed(),
+                EVAL_SIZE);
+        EvalMetrics m = Metrics.evaluate(new HookedTransformer(trainer.weights()), ds);
+        out.printf("%nfinal model on dataset seed=%d trigram_prob=%s size=%d seq_len=%d n_trigrams=%d%n", ds.seed(),
+                ds.trigramProb(), ds.size(), ds.seqLen(), ds.nTrigrams());
+        for (Map.Entry<String, Object> e : m.toJson().entrySet()) {
+            Object v = e.getValue();
+            out.printf("%-25s %s%n", e.getKey(), v instanceof Double d ? String.format("%.6f", d) : v);
+        }
+        Path evalJson = dir.resolve("eval.json");
+        byte[] json = new ObjectMapper().writerWithDefaultPrettyPrinter().writeValueAsBytes(m.toJson());
+        AtomicFiles.write(evalJson, o -> {
+            o.write(json);
+            o.write('\n');
+        });
+
+        out.printf("%nrun folder  %s%n", dir);
+        out.printf("  %-24s final weights (evaluate --model it)%n", Trainer.MODEL);
+        out.printf("  %-24s best trigram_avg_correct_prob (epoch %d)%n", Trainer.BEST, trainer.bestEpoch());
+        out.printf("  %-24s one line per epoch%n", Trainer.METRICS);
+        out.printf("  %-24s optimizer state for train --resume%n", Trainer.STATE);
+        out.printf("  %-24s the table above%n", "eval.json");
+        out.flush();
+        return 0;
+    }
+}

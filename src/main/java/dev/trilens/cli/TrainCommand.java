@@ -1,0 +1,219 @@
+package dev.trilens.cli;
+
+import dev.trilens.TrilensException;
+import dev.trilens.model.Parallel;
+import dev.trilens.train.TrainConfig;
+import dev.trilens.train.Trainer;
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.time.LocalDateTime;
+import java.time.format.DateTimeFormatter;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import me.tongfei.progressbar.ConsoleProgressBarConsumer;
+import me.tongfei.progressbar.ProgressBar;
+import me.tongfei.progressbar.ProgressBarBuilder;
+import me.tongfei.progressbar.ProgressBarStyle;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+@Command(name = "train", mixinStandardHelpOptions = true,
+        description = "Train a trigram transformer with the challenge's recipe (AdamW, linear lr schedule). Each epoch "
+                + "writes model.safetensors, best.safetensors, metrics.jsonl and train_state.safetensors into the run "
+                + "folder; --resume continues an interrupted run exactly.")
+public final class TrainCommand implements Callable<Integer> {
+
+    enum Preset { arena, quick }
+
+    /** The flags train and run share. */
+    static final class RunOptions {
+        @Option(names = "--preset", description = "arena: the challenge's recipe (default); quick: a small model that "
+                + "trains in seconds")
+        Preset preset;
+
+        @Option(names = "--out", description = "run folder (default: runs/<preset>-<date>-<time>)")
+        Path out;
+
+        @Option(names = "--threads", description = "worker threads (default: all cores); results do not depend on it")
+        Integer threads;
+    }
+
+    @CommandLine.Mixin
+    RunOptions run;
+
+    @Option(names = "--attn-only", description = "no MLP (d_mlp 0)")
+    boolean attnOnly;
+
+    @Option(names = "--d-head", description = "attention head size")
+    Integer dHead;
+
+    @Option(names = "--d-mlp", description = "MLP width; 0 = attention-only")
+    Integer dMlp;
+
+    @Option(names = "--epochs", description = "number of epochs")
+    Integer epochs;
+
+    @Option(names = "--seed", description = "dataset and init seed")
+    Long seed;
+
+    @Option(names = "--resume", description = "continue the run in --out after its last completed epoch")
+    boolean resume;
+
+    @CommandLine.Spec
+    CommandLine.Model.CommandSpec spec;
+
+    @Override
+    public Integer call() {
+        CommandLine cl = spec.commandLine();
+        check(cl, epochs == null || epochs >= 1, "--epochs must be >= 1, got " + epochs);
+        check(cl, dHead == null || dHead >= 1, "--d-head must be >= 1, got " + dHead);
+        check(cl, dMlp == null || dMlp >= 0, "--d-mlp must be >= 0 (0 = attention-only), got " + dMlp);
+        check(cl, !(attnOnly && dMlp != null && dMlp != 0), "--attn-only contradicts --d-mlp " + dMlp
+                + "; give one of them");
+        check(cl, !resume || run.out != null, "--resume needs --out, the run folder to continue");
+        applyThreads(cl, run.threads);
+        PrintWriter out = cl.getOut();
+        Trainer trainer;
+        if (resume) {
+            trainer = Trainer.resume(run.out);
+            TrainConfig saved = trainer.config();
+            checkSameConfig(run.out, saved, overrides(run.preset == null ? saved : TrainConfig.preset(
+                    run.preset.name())));
+            out.printf("resuming %s after epoch %d of %d%n", run.out, trainer.epochsDone(), saved.epochs());
+        } else {
+            Preset p = run.preset == null ? Preset.arena : run.preset;
+            trainer = Trainer.start(overrides(TrainConfig.preset(p.name())), outDir(run.out, p));
+            out.printf("training into %s%n", trainer.dir());
+        }
+        train(trainer, out);
+        out.printf("model     %s%nbest      %s (epoch %d)%nmetrics   %s%n", trainer.dir().resolve(Trainer.MODEL),
+                trainer.dir().resolve(Trainer.BEST), trainer.bestEpoch(), trainer.dir().resolve(Trainer.METRICS));
+        out.flush();
+        return 0;
+    }
+
+    private TrainConfig overrides(TrainConfig c) {
+        if (attnOnly) {
+            c = c.withDMlp(0);
+        }
+        if (dMlp != null) {
+            c = c.withDMlp(dMlp);
+        }
+        if (dHead != null) {
+            c = c.withDHead(dHead);
+        }
+        if (epochs != null) {
+            c = c.withEpochs(epochs);
+        }
+        if (seed != null) {
+            c = c.withSeed(seed);
+        }
+        return c;
+    }
+
+    /** A resumed run must keep its config, or it would no longer be the run it continues. */
+    private static void checkSameConfig(Path dir, TrainConfig saved, TrainConfig asked) {
+        Map<String, String> s = saved.toMetadata(), a = asked.toMetadata();
+        List<String> diff = new ArrayList<>();
+        s.forEach((k, v) -> {
+            if (!v.equals(a.get(k))) {
+                diff.add(k + " " + v + " (flags ask " + a.get(k) + ")");
+            }
+        });
+        if (!diff.isEmpty()) {
+            throw new TrilensException("cannot resume " + dir + " with a different config: it has " + String.join(", ",
+                    diff) + "; drop those flags or start a new run with another --out");
+        }
+    }
+
+    static void check(CommandLine cl, boolean ok, String message) {
+        if (!ok) {
+            throw new CommandLine.ParameterException(cl, message);
+        }
+    }
+
+    static void applyThreads(CommandLine cl, Integer threads) {
+        if (threads != null) {
+            check(cl, threads >= 1, "--threads must be >= 1, got " + threads);
+            Parallel.setThreads(threads);
+        }
+    }
+
+    static Path outDir(Path given, Preset preset) {
+        return given != null ? given : Path.of("runs", preset.name() + "-"
+                + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
+    }
+
+    /** Runs the remaining epochs, one line each; a progress bar while an epoch runs when stdout is a terminal. */
+    static void train(Trainer trainer, PrintWriter out) {
+        TrainConfig cfg = trainer.config();
+        out.println(cfg.describe());
+        if (trainer.epochsDone() >= cfg.epochs()) {
+            out.printf("all %d epochs are already done%n", cfg.epochs());
+            out.flush();
+            return;
+        }
+        out.flush();
+        boolean terminal = System.console() != null;
+        int width = String.valueOf(cfg.epochs()).length();
+        trainer.run(new Trainer.Listener() {
+            ProgressBar bar;
+
+            @Override
+            public void epochStarted(int epoch, int nBatches, double lr) {
+                if (terminal) {
+                    bar = new ProgressBarBuilder().setTaskName(String.format("epoch %" + width + "d/%d", epoch,
+                                    cfg.epochs())).setInitialMax(nBatches).setStyle(ProgressBarStyle.ASCII)
+                            .setUpdateIntervalMillis(250).setConsumer(new BarOnStdout()).build();
+                }
+            }
+
+            @Override
+            public void batchDone(int epoch, int batch, int nBatches, double loss) {
+                if (bar != null) {
+                    bar.stepTo(batch);
+                    bar.setExtraMessage(String.format("loss %.4f", loss));
+                }
+            }
+
+            @Override
+            public void epochDone(Trainer.EpochMetrics m) {
+                if (bar != null) {
+                    bar.close();
+                    bar = null;
+                }
+                out.printf("epoch %" + width + "d/%d  train_loss %.4f (as_frac %.3f)  val_loss %.4f  trigrams %d/%d "
+                                + "correct, avg p %.3f  lr %.2e  %.1fs%n", m.epoch(), cfg.epochs(), m.trainLoss(),
+                        m.trainLossAsFrac(), m.valLoss(), m.trigramNCorrect(), trainer.dataset().nTrigrams(),
+                        m.trigramAvgCorrectProb(), m.lr(), m.seconds());
+                out.flush();
+            }
+        });
+    }
+
+    /**
+     * The bar redrawn with a carriage return on stdout, where the epoch lines go, and wiped when the epoch ends so
+     * its line is taken by the epoch's summary. (The library's default draws on stderr with cursor movements, which
+     * interleave badly with lines printed on stdout.)
+     */
+    private static final class BarOnStdout extends ConsoleProgressBarConsumer {
+        BarOnStdout() {
+            super(System.out);
+        }
+
+        @Override
+        public void accept(String rendered) {
+            super.accept(rendered);
+            System.out.flush();
+        }
+
+        @Override
+        public void close() {
+            System.out.print("\r" + " ".repeat(Math.max(0, getMaxRenderedLength())) + "\r");
+            System.out.flush();
+        }
+    }
+}

@@ -1,0 +1,286 @@
+package dev.trilens.train;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.trilens.TrilensException;
+import dev.trilens.data.TrigramDataset;
+import dev.trilens.io.Safetensors;
+import dev.trilens.model.Backprop;
+import dev.trilens.model.HookedTransformer;
+import dev.trilens.model.Weights;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+
+/**
+ * Trains a model with the challenge's recipe into a run folder, epoch by epoch. After each epoch it writes, each
+ * file atomically and the training state last (the commit point): model.safetensors, best.safetensors (when
+ * trigram_avg_correct_prob improved), metrics.jsonl and train_state.safetensors. A run killed at any moment therefore
+ * loses at most the epoch in progress, and {@link #resume} continues it to bit-identical weights.
+ *
+ * <p>Epochs are numbered from 1 in files and listeners ("epoch 3" = the third); the schedule's e is epoch - 1.
+ */
+public final class Trainer {
+    public static final String MODEL = "model.safetensors";
+    public static final String BEST = "best.safetensors";
+    public static final String METRICS = "metrics.jsonl";
+    public static final String STATE = "train_state.safetensors";
+
+    /** Progress callbacks, called on the training thread. */
+    public interface Listener {
+        default void epochStarted(int epoch, int nBatches, double lr) {
+        }
+
+        default void batchDone(int epoch, int batch, int nBatches, double loss) {
+        }
+
+        default void epochDone(EpochMetrics metrics) {
+        }
+    }
+
+    /** One line of metrics.jsonl. */
+    public record EpochMetrics(int epoch, double trainLoss, double trainLossAsFrac, double valLoss,
+                               int trigramNCorrect, double trigramFracCorrect, double trigramAvgCorrectProb,
+                               double lr, double seconds) {
+        public Map<String, Object> toJson() {
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("epoch", epoch);
+            m.put("train_loss", trainLoss);
+            m.put("train_loss_as_frac", trainLossAsFrac);
+            m.put("val_loss", valLoss);
+            m.put("trigram_n_correct", trigramNCorrect);
+            m.put("trigram_frac_correct", trigramFracCorrect);
+            m.put("trigram_avg_correct_prob", trigramAvgCorrectProb);
+            m.put("lr", lr);
+            m.put("seconds", seconds);
+            return m;
+        }
+    }
+
+    private static final ObjectMapper JSON = new ObjectMapper();
+    /** Validation runs in chunks so its logits stay small (5,000 x 50 x 75 floats would be 75 MB). */
+    private static final int VAL_CHUNK = 1024;
+
+    private final TrainConfig cfg;
+    private final Path dir;
+    private final Weights weights;
+    private final AdamW adam;
+    private final List<String> metricsLines;
+    private int epochsDone;
+    private double bestScore;
+    private int bestEpoch;
+    private TrigramDataset data;
+
+    private Trainer(TrainConfig cfg, Path dir, Weights weights, AdamW adam, int epochsDone, double bestScore,
+                    int bestEpoch, List<String> metricsLines) {
+        this.cfg = cfg;
+        this.dir = dir;
+        this.weights = weights;
+        this.adam = adam;
+        this.epochsDone = epochsDone;
+        this.bestScore = bestScore;
+        this.bestEpoch = bestEpoch;
+        this.metricsLines = metricsLines;
+    }
+
+    /** A fresh run in dir (created if missing); refuses a folder that already holds a run's state. */
+    public static Trainer start(TrainConfig cfg, Path dir) {
+        if (Files.exists(dir.resolve(STATE))) {
+            throw new TrilensException(dir + " already holds a training run (" + STATE + "); pass --resume to "
+                    + "continue it, or choose another --out");
+        }
+        try {
+            Files.createDirectories(dir);
+        } catch (IOException e) {
+            throw new TrilensException("cannot create run folder " + dir + ": " + e, e);
+        }
+        Weights w = Weights.init(cfg.modelConfig(), cfg.initSeed());
+        return new Trainer(cfg, dir, w, new AdamW(w.data.length, cfg.weightDecay()), 0, Double.NaN, 0,
+                new ArrayList<>());
+    }
+
+    /** Continues the run in dir after its last completed epoch, with the config it was started with. */
+    public static Trainer resume(Path dir) {
+        Path statePath = dir.resolve(STATE);
+        if (!Files.isRegularFile(statePath)) {
+            throw new TrilensException("nothing to resume in " + dir + ": no " + STATE + " (a run saves it after "
+                    + "its first epoch); start a run without --resume");
+        }
+        TrainState s = TrainState.read(statePath);
+        Weights w = new Weights(s.config().modelConfig(), s.params());
+        AdamW adam = new AdamW(w.data.length, s.config().weightDecay());
+        adam.restore(s.adamM(), s.adamV(), s.adamStep());
+        return new Trainer(s.config(), dir, w, adam, s.epochsDone(), s.bestAvgCorrectProb(), s.bestEpoch(),
+                committedMetrics(dir.resolve(METRICS), s.epochsDone()));
+    }
+
+    /** The metrics lines of epochs up to the committed one: later ones (and a torn last line) are redone. */
+    private static List<String> committedMetrics(Path file, int epochsDone) {
+        List<String> kept = new ArrayList<>();
+        if (!Files.isRegularFile(file)) {
+            return kept;
+        }
+        try {
+            for (String line : Files.readAllLines(file, StandardCharsets.UTF_8)) {
+                JsonNode n;
+                try {
+                    n = JSON.readTree(line);
+                } catch (IOException e) {
+                    break;
+                }
+                if (n == null || !n.path("epoch").canConvertToInt() || n.path("epoch").intValue() != kept.size() + 1
+                        || kept.size() >= epochsDone) {
+                    break;
+                }
+                kept.add(line);
+            }
+        } catch (IOException e) {
+            throw new TrilensException("cannot read " + file + ": " + e.getMessage(), e);
+        }
+        return kept;
+    }
+
+    public TrainConfig config() {
+        return cfg;
+    }
+
+    public Path dir() {
+        return dir;
+    }
+
+    public int epochsDone() {
+        return epochsDone;
+    }
+
+    /** The live weights (updated in place as training runs). */
+    public Weights weights() {
+        return weights;
+    }
+
+    /** The dataset the run trains on: nTrain + nVal sequences of one generator, generated on first use. */
+    public TrigramDataset dataset() {
+        if (data == null) {
+            data = TrigramDataset.generate(cfg.dVocab(), cfg.seqLen(), cfg.trigramProb(), cfg.dataSeed(),
+                    cfg.nTrain() + cfg.nVal());
+        }
+        return data;
+    }
+
+    public List<EpochMetrics> run(Listener listener) {
+        return run(listener, cfg.epochs());
+    }
+
+    /** Runs the epochs after epochsDone() up to and including untilEpoch (1-based); returns their metrics. */
+    public List<EpochMetrics> run(Listener listener, int untilEpoch) {
+        if (untilEpoch > cfg.epochs()) {
+            throw new IllegalArgumentException("untilEpoch " + untilEpoch + " > epochs " + cfg.epochs());
+        }
+        TrigramDataset ds = dataset();
+        int T = cfg.seqLen(), nTrain = cfg.nTrain(), batch = cfg.batchSize();
+        int[] all = ds.tokens();
+        int[] valTokens = ds.tokensOf(nTrain, nTrain + cfg.nVal());
+        int nBatches = (nTrain + batch - 1) / batch;
+        int[] full = new int[Math.min(batch, nTrain) * T];
+        int[] last = new int[(nTrain - (nBatches - 1) * batch) * T];
+        float[] grads = new float[weights.data.length];
+        int[] order = new int[nTrain];
+        Backprop backprop = new Backprop(cfg.modelConfig());
+        List<EpochMetrics> done = new ArrayList<>();
+        while (epochsDone < untilEpoch) {
+            int epoch = epochsDone + 1;
+            long t0 = System.nanoTime();
+            double lr = cfg.schedule().lr(epoch - 1);
+            listener.epochStarted(epoch, nBatches, lr);
+            shuffle(order, cfg.initSeed(), epoch);
+            double lossSum = 0;
+            for (int b = 0; b < nBatches; b++) {
+                int from = b * batch;
+                int B = Math.min(batch, nTrain - from);
+                int[] tokens = B == batch ? full : last;
+                for (int i = 0; i < B; i++) {
+                    System.arraycopy(all, order[from + i] * T, tokens, i * T, T);
+                }
+                double loss = backprop.lossAndGradients(weights, tokens, B, T, grads);
+                adam.step(weights.data, grads, lr);
+                lossSum += loss * B;
+                listener.batchDone(epoch, b + 1, nBatches, loss);
+            }
+            double trainLoss = lossSum / nTrain;
+            HookedTransformer model = new HookedTransformer(weights);
+            Metrics.TrigramScore tri = Metrics.trigramScore(model, ds);
+            EpochMetrics m = new EpochMetrics(epoch, trainLoss,
+                    Metrics.lossAsFrac(trainLoss, cfg.dVocab(), cfg.trigramProb()), validationLoss(model, valTokens),
+                    tri.nCorrect(), tri.fracCorrect(), tri.avgCorrectProb(), lr, (System.nanoTime() - t0) / 1e9);
+            commit(m);
+            done.add(m);
+            listener.epochDone(m);
+        }
+        return done;
+    }
+
+    /**
+     * Fisher-Yates over the identity, from a generator seeded by (seed, epoch) alone: any epoch's order can be
+     * recomputed on resume without saving generator state.
+     */
+    static void shuffle(int[] order, long seed, int epoch) {
+        Random rng = new Random(seed * 0x9E3779B97F4A7C15L + epoch);
+        for (int i = 0; i < order.length; i++) {
+            order[i] = i;
+        }
+        for (int i = order.length - 1; i > 0; i--) {
+            int j = rng.nextInt(i + 1);
+            int t = order[i];
+            order[i] = order[j];
+            order[j] = t;
+        }
+    }
+
+    private double validationLoss(HookedTransformer model, int[] valTokens) {
+        int T = cfg.seqLen(), n = cfg.nVal();
+        double sum = 0;
+        for (int from = 0; from < n; from += VAL_CHUNK) {
+            int B = Math.min(VAL_CHUNK, n - from);
+            int[] chunk = java.util.Arrays.copyOfRange(valTokens, from * T, (from + B) * T);
+            sum += Metrics.loss(model.forward(chunk, B, T), chunk) * B;
+        }
+        return sum / n;
+    }
+
+    /** Writes the epoch's files, the training state last: until it lands, the epoch is not done. */
+    private void commit(EpochMetrics m) {
+        int epoch = m.epoch();
+        Map<String, String> meta = cfg.toMetadata();
+        meta.put("train.epochs_done", Integer.toString(epoch));
+        Safetensors.write(weights, meta, dir.resolve(MODEL));
+        // NaN (no trigrams to score) never beats anything; the first epoch still writes a best model
+        if (bestEpoch == 0 || m.trigramAvgCorrectProb() > bestScore) {
+            bestScore = m.trigramAvgCorrectProb();
+            bestEpoch = epoch;
+            Safetensors.write(weights, meta, dir.resolve(BEST));
+        }
+        try {
+            metricsLines.add(JSON.writeValueAsString(m.toJson()));
+        } catch (IOException e) {
+            throw new IllegalStateException(e);
+        }
+        // rewritten whole rather than appended, so a crash can never leave a torn line
+        dev.trilens.io.AtomicFiles.write(dir.resolve(METRICS), out -> {
+            for (String line : metricsLines) {
+                out.write((line + "\n").getBytes(StandardCharsets.UTF_8));
+            }
+        });
+        new TrainState(cfg, epoch, adam.stepCount(), bestScore, bestEpoch, weights.data, adam.m(), adam.v())
+                .write(dir.resolve(STATE));
+        epochsDone = epoch;
+    }
+
+    public int bestEpoch() {
+        return bestEpoch;
+    }
+}

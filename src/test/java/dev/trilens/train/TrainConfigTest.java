@@ -1,0 +1,58 @@
+package dev.trilens.train;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import dev.trilens.TrilensException;
+import dev.trilens.model.ModelConfig;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+
+class TrainConfigTest {
+
+    @Test
+    void arenaIsTheChallengeRecipe() {
+        TrainConfig a = TrainConfig.arena();
+        assertThat(a.modelConfig()).isEqualTo(ModelConfig.arena());
+        assertThat(a.trigramProb()).isEqualTo(0.05);
+        assertThat(a.dataSeed()).isEqualTo(40);
+        assertThat(a.nTrain()).isEqualTo(100_000);
+        assertThat(a.nVal()).isEqualTo(5_000);
+        assertThat(a.epochs()).isEqualTo(100);
+        assertThat(a.batchSize()).isEqualTo(512);
+        assertThat(a.lrStart()).isEqualTo(1e-3);
+        assertThat(a.lrEnd()).isEqualTo(1e-4);
+        assertThat(a.weightDecay()).isEqualTo(1e-3);
+    }
+
+    @Test
+    void metadataRoundTrips() {
+        for (TrainConfig c : new TrainConfig[] {TrainConfig.arena(), TrainConfig.quick().withDMlp(0).withSeed(7)}) {
+            Map<String, String> meta = c.toMetadata();
+            assertThat(meta).containsEntry("data.seed", Long.toString(c.dataSeed()))
+                    .containsEntry("data.trigram_prob", Double.toString(c.trigramProb()))
+                    .containsKeys("d_vocab", "n_ctx", "d_mlp", "train.lr_start");
+            assertThat(TrainConfig.fromMetadata(meta, "f")).isEqualTo(c);
+        }
+    }
+
+    @Test
+    void badValuesSayWhatWasExpected() {
+        TrainConfig q = TrainConfig.quick();
+        assertThatThrownBy(() -> q.withEpochs(0)).isInstanceOf(TrilensException.class)
+                .hasMessage("epochs must be a positive integer, got 0");
+        assertThatThrownBy(() -> q.withDHead(-1)).isInstanceOf(TrilensException.class)
+                .hasMessage("d_head must be a positive integer, got -1");
+        assertThatThrownBy(() -> q.withDMlp(-2)).isInstanceOf(TrilensException.class)
+                .hasMessage("d_mlp must be >= 0 (0 means attention-only), got -2");
+        assertThatThrownBy(() -> new TrainConfig(24, 20, 1.5, 1, 10, 10, 1, 4, 1e-3, 1e-3, 0, 8, 1, 4, 0, 1, false, 1))
+                .hasMessage("trigram_prob must be > 0 and < 1, got 1.5");
+        assertThatThrownBy(() -> new TrainConfig(24, 20, 0.1, 1, 10, 10, 1, 4, 0, 1e-3, 0, 8, 1, 4, 0, 1, false, 1))
+                .hasMessage("learning rates must be finite and > 0, got lr_start=0.0 lr_end=0.001");
+        assertThatThrownBy(() -> TrainConfig.preset("big")).isInstanceOf(TrilensException.class)
+                .hasMessage("unknown preset 'big', expected arena or quick");
+        assertThatThrownBy(() -> TrainConfig.fromMetadata(Map.of("d_vocab", "5"), "state.safetensors"))
+                .isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith("state.safetensors: metadata lacks '");
+    }
+}

@@ -1,0 +1,170 @@
+package dev.trilens.train;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.trilens.TrilensException;
+import dev.trilens.io.Checkpoint;
+import dev.trilens.io.Checkpoints;
+import dev.trilens.model.Parallel;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class TrainerTest {
+
+    /** Small enough for a few epochs in about a second; 500 = 7 full batches of 64 + a partial one of 52. */
+    static final TrainConfig TINY = new TrainConfig(12, 10, 0.1, 5, 500, 50, 4, 64, 1e-2, 1e-3, 1e-3,
+            16, 1, 8, 16, 1, false, 5);
+
+    @TempDir
+    Path tmp;
+
+    private static final Trainer.Listener QUIET = new Trainer.Listener() {
+    };
+
+    @Test
+    void resumedRunIsBitIdenticalAndDropsUncommittedMetrics() throws IOException {
+        Path straight = tmp.resolve("straight");
+        Trainer.start(TINY, straight).run(QUIET);
+
+        Path split = tmp.resolve("split");
+        Trainer first = Trainer.start(TINY, split);
+        assertThat(first.run(QUIET, 2)).hasSize(2);
+        // what kill -9 during epoch 3 can leave behind: its metrics line already written, then a torn one
+        Files.writeString(split.resolve(Trainer.METRICS), "{\"epoch\":3,\"train_loss\":9}\n{\"epoch\":4,\"tr",
+                StandardOpenOption.APPEND);
+        Trainer resumed = Trainer.resume(split);
+        assertThat(resumed.epochsDone()).isEqualTo(2);
+        assertThat(resumed.run(QUIET)).extracting(Trainer.EpochMetrics::epoch).containsExactly(3, 4);
+
+        for (String file : List.of(Trainer.MODEL, Trainer.BEST)) {
+            assertThat(Checkpoints.load(split.resolve(file)).weights().data)
+                    .isEqualTo(Checkpoints.load(straight.resolve(file)).weights().data);
+        }
+        TrainState a = TrainState.read(straight.resolve(Trainer.STATE));
+        TrainState b = TrainState.read(split.resolve(Trainer.STATE));
+        assertThat(b.adamM()).isEqualTo(a.adamM());
+        assertThat(b.adamV()).isEqualTo(a.adamV());
+        assertThat(b.adamStep()).isEqualTo(a.adamStep()).isEqualTo(4 * 8);
+        assertThat(b.epochsDone()).isEqualTo(4);
+
+        List<JsonNode> la = metrics(straight), lb = metrics(split);
+        assertThat(lb).hasSize(4);
+        for (int i = 0; i < 4; i++) {
+            assertThat(lb.get(i).get("epoch").intValue()).isEqualTo(i + 1);
+            // everything but the wall-clock time is reproduced
+            ((com.fasterxml.jackson.databind.node.ObjectNode) la.get(i)).remove("seconds");
+            ((com.fasterxml.jackson.databind.node.ObjectNode) lb.get(i)).remove("seconds");
+            assertThat(lb.get(i)).isEqualTo(la.get(i));
+        }
+    }
+
+    @Test
+    void metricsAndCheckpointsCarryWhatEvaluateNeeds() throws IOException {
+        Path dir = tmp.resolve("run");
+        Trainer t = Trainer.start(TINY.withEpochs(1), dir);
+        List<Trainer.EpochMetrics> ms = t.run(QUIET);
+        JsonNode line = metrics(dir).get(0);
+        List<String> keys = new ArrayList<>();
+        line.fieldNames().forEachRemaining(keys::add);
+        assertThat(keys).containsExactly("epoch", "train_loss", "train_loss_as_frac", "val_loss",
+                "trigram_n_correct", "trigram_frac_correct", "trigram_avg_correct_prob", "lr", "seconds");
+        assertThat(line.get("lr").doubleValue()).isEqualTo(TINY.withEpochs(1).schedule().lr(0)).isCloseTo(1e-3,
+                org.assertj.core.api.Assertions.within(1e-15));
+        assertThat(line.get("train_loss").doubleValue()).isEqualTo(ms.get(0).trainLoss()).isBetween(1.0, 3.0);
+        assertThat(line.get("trigram_n_correct").intValue()).isBetween(0, t.dataset().nTrigrams());
+
+        Checkpoint ckpt = Checkpoints.load(dir.resolve(Trainer.MODEL));
+        assertThat(ckpt.weights().cfg).isEqualTo(TINY.modelConfig());
+        assertThat(ckpt.weights().data).isEqualTo(t.weights().data);
+        assertThat(ckpt.metadata()).containsEntry("data.seed", "5").containsEntry("data.trigram_prob", "0.1")
+                .containsEntry("train.epochs_done", "1");
+        assertThat(TrainConfig.fromMetadata(ckpt.metadata(), "m")).isEqualTo(TINY.withEpochs(1));
+        assertThat(dir.resolve(Trainer.BEST)).isRegularFile();
+        try (var files = Files.list(dir)) {
+            assertThat(files.map(p -> p.getFileName().toString())).as("no temp files left")
+                    .containsExactlyInAnyOrder(Trainer.MODEL, Trainer.BEST, Trainer.METRICS, Trainer.STATE);
+        }
+    }
+
+    @Test
+    void sameWeightsWhateverTheThreadCount() {
+        int before = Parallel.threads();
+        try {
+            TrainConfig cfg = TINY.withEpochs(2);
+            Parallel.setThreads(1);
+            Trainer one = Trainer.start(cfg, tmp.resolve("one"));
+            one.run(QUIET);
+            Parallel.setThreads(2);
+            Trainer two = Trainer.start(cfg, tmp.resolve("two"));
+            two.run(QUIET);
+            assertThat(two.weights().data).isEqualTo(one.weights().data);
+        } finally {
+            Parallel.setThreads(before);
+        }
+    }
+
+    @Test
+    void learnsItsTrigrams() {
+        // 16 tokens, 24 trigrams; measured: every trigram right, average probability 0.83, in ~3 s
+        TrainConfig cfg = new TrainConfig(16, 12, 0.1, 40, 2000, 200, 15, 64, 1e-2, 1e-3, 1e-3,
+                32, 1, 16, 20, 1, false, 40);
+        List<Trainer.EpochMetrics> ms = Trainer.start(cfg, tmp.resolve("learn")).run(QUIET);
+        Trainer.EpochMetrics first = ms.get(0), last = ms.get(ms.size() - 1);
+        assertThat(last.trigramFracCorrect()).isGreaterThanOrEqualTo(0.9);
+        assertThat(last.trigramAvgCorrectProb()).isGreaterThan(0.6);
+        assertThat(last.trainLossAsFrac()).isLessThan(0.45).isLessThan(first.trainLossAsFrac());
+    }
+
+    @Test
+    void batchesAreReportedAndShufflesDependOnSeedAndEpochOnly() {
+        int[] batches = {0};
+        Trainer.start(TINY.withEpochs(1), tmp.resolve("b")).run(new Trainer.Listener() {
+            @Override
+            public void batchDone(int epoch, int batch, int nBatches, double loss) {
+                assertThat(nBatches).isEqualTo(8);
+                assertThat(batch).isEqualTo(++batches[0]);
+            }
+        });
+        assertThat(batches[0]).isEqualTo(8);
+        int[] a = new int[100], b = new int[100], c = new int[100];
+        Trainer.shuffle(a, 5, 1);
+        Trainer.shuffle(b, 5, 1);
+        Trainer.shuffle(c, 5, 2);
+        assertThat(b).isEqualTo(a).isNotEqualTo(c);
+        assertThat(a).containsExactlyInAnyOrder(java.util.stream.IntStream.range(0, 100).toArray());
+    }
+
+    @Test
+    void startAndResumeRefuseTheWrongFolder() throws IOException {
+        Path dir = tmp.resolve("r");
+        assertThatThrownBy(() -> Trainer.resume(dir)).isInstanceOf(TrilensException.class)
+                .hasMessage("nothing to resume in " + dir + ": no train_state.safetensors (a run saves it after its "
+                        + "first epoch); start a run without --resume");
+        Trainer.start(TINY.withEpochs(1), dir).run(QUIET);
+        assertThatThrownBy(() -> Trainer.start(TINY, dir)).isInstanceOf(TrilensException.class)
+                .hasMessage(dir + " already holds a training run (train_state.safetensors); pass --resume to "
+                        + "continue it, or choose another --out");
+        Files.write(dir.resolve(Trainer.STATE), new byte[] {1, 2, 3});
+        assertThatThrownBy(() -> Trainer.resume(dir)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith("training state " + dir.resolve(Trainer.STATE) + " is unusable: ");
+    }
+
+    static List<JsonNode> metrics(Path dir) throws IOException {
+        ObjectMapper json = new ObjectMapper();
+        List<JsonNode> out = new ArrayList<>();
+        for (String line : Files.readAllLines(dir.resolve(Trainer.METRICS), StandardCharsets.UTF_8)) {
+            out.add(json.readTree(line));
+        }
+        return out;
+    }
+}
