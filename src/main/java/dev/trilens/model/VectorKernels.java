@@ -22,67 +22,127 @@ final class VectorKernels {
     }
 
     /**
-     * out[T,OC] = inp[T,C] @ w[C,OC] + bias: lanes over OC, two rows at a time so each w load feeds two FMAs.
+     * out[T,OC] = inp[T,C] @ w[C,OC] + bias: lanes over OC, four rows at a time so each w load feeds four FMAs.
      * When OC is not a whole number of vectors the last vector overlaps the one before it: the overlapped columns
      * are computed twice, identically, which is cheaper than a scalar tail (and other vector widths in the same
      * loop would stop the JIT from compiling the vector code at all).
      */
     static void matmulForward(float[] out, int outOff, float[] inp, int inpOff, float[] w, int wOff,
                               float[] bias, int biasOff, int T, int C, int OC) {
-        int L = F.length();
-        if (OC < L) {
+        if (OC < F.length()) {
             Kernels.matmulForwardScalar(out, outOff, inp, inpOff, w, wOff, bias, biasOff, T, C, OC);
             return;
         }
+        matmulRows(out, outOff, inp, inpOff, w, wOff, bias, biasOff, false, T, C, OC);
+    }
+
+    /** out[T,OC] += inp[T,C] @ w[C,OC]. */
+    static void matmulAccumulate(float[] out, int outOff, float[] inp, int inpOff, float[] w, int wOff,
+                                 int T, int C, int OC) {
+        if (OC % F.length() != 0) {
+            // accumulating twice into overlapped columns would be wrong; training pads its widths, so this is rare
+            for (int t = 0; t < T; t++) {
+                for (int o = 0; o < OC; o++) {
+                    float acc = out[outOff + t * OC + o];
+                    for (int c = 0; c < C; c++) {
+                        acc = Math.fma(inp[inpOff + t * C + c], w[wOff + c * OC + o], acc);
+                    }
+                    out[outOff + t * OC + o] = acc;
+                }
+            }
+            return;
+        }
+        matmulRows(out, outOff, inp, inpOff, w, wOff, null, 0, true, T, C, OC);
+    }
+
+    /** The shared loop: each output vector starts from out itself (accumulate), the bias, or zero. */
+    private static void matmulRows(float[] out, int outOff, float[] inp, int inpOff, float[] w, int wOff,
+                                   float[] bias, int biasOff, boolean accumulate, int T, int C, int OC) {
+        int L = F.length();
         int t = 0;
-        for (; t + 1 < T; t += 2) {
-            int i0 = inpOff + t * C, i1 = i0 + C;
+        for (; t + 3 < T; t += 4) {
+            int i0 = inpOff + t * C, i1 = i0 + C, i2 = i1 + C, i3 = i2 + C;
+            int o0 = outOff + t * OC, o1 = o0 + OC, o2 = o1 + OC, o3 = o2 + OC;
             for (int blk = 0; blk < OC; blk += L) {
                 int o = Math.min(blk, OC - L);
-                FloatVector acc0 = bias != null ? FloatVector.fromArray(F, bias, biasOff + o) : FloatVector.zero(F);
-                FloatVector acc1 = acc0;
+                FloatVector acc0, acc1, acc2, acc3;
+                if (accumulate) {
+                    acc0 = FloatVector.fromArray(F, out, o0 + o);
+                    acc1 = FloatVector.fromArray(F, out, o1 + o);
+                    acc2 = FloatVector.fromArray(F, out, o2 + o);
+                    acc3 = FloatVector.fromArray(F, out, o3 + o);
+                } else {
+                    acc0 = bias != null ? FloatVector.fromArray(F, bias, biasOff + o) : FloatVector.zero(F);
+                    acc1 = acc0;
+                    acc2 = acc0;
+                    acc3 = acc0;
+                }
                 for (int c = 0; c < C; c++) {
                     FloatVector wv = FloatVector.fromArray(F, w, wOff + c * OC + o);
                     acc0 = wv.fma(FloatVector.broadcast(F, inp[i0 + c]), acc0);
                     acc1 = wv.fma(FloatVector.broadcast(F, inp[i1 + c]), acc1);
+                    acc2 = wv.fma(FloatVector.broadcast(F, inp[i2 + c]), acc2);
+                    acc3 = wv.fma(FloatVector.broadcast(F, inp[i3 + c]), acc3);
                 }
-                acc0.intoArray(out, outOff + t * OC + o);
-                acc1.intoArray(out, outOff + (t + 1) * OC + o);
+                acc0.intoArray(out, o0 + o);
+                acc1.intoArray(out, o1 + o);
+                acc2.intoArray(out, o2 + o);
+                acc3.intoArray(out, o3 + o);
             }
         }
         for (; t < T; t++) {
-            int i0 = inpOff + t * C;
+            int i0 = inpOff + t * C, o0 = outOff + t * OC;
             for (int blk = 0; blk < OC; blk += L) {
                 int o = Math.min(blk, OC - L);
-                FloatVector acc0 = bias != null ? FloatVector.fromArray(F, bias, biasOff + o) : FloatVector.zero(F);
+                FloatVector acc0 = accumulate ? FloatVector.fromArray(F, out, o0 + o)
+                        : bias != null ? FloatVector.fromArray(F, bias, biasOff + o) : FloatVector.zero(F);
                 for (int c = 0; c < C; c++) {
                     acc0 = FloatVector.fromArray(F, w, wOff + c * OC + o).fma(FloatVector.broadcast(F, inp[i0 + c]), acc0);
                 }
-                acc0.intoArray(out, outOff + t * OC + o);
+                acc0.intoArray(out, o0 + o);
             }
         }
     }
 
-    /** dw[C,OC] += inp^T @ dout: lanes over OC. */
+    /** dw[C,OC] += inp^T @ dout: lanes over OC, four input channels at a time so each dout load feeds four FMAs. */
     static void matmulBackwardWeight(float[] dw, int dwOff, float[] dout, int doutOff, float[] inp, int inpOff,
                                      int T, int C, int OC) {
         int L = F.length();
-        int oBound = F.loopBound(OC);
-        for (int c = 0; c < C; c++) {
-            int dw_c = dwOff + c * OC;
-            for (int o = 0; o < oBound; o += L) {
-                FloatVector acc = FloatVector.fromArray(F, dw, dw_c + o);
+        if (OC % L != 0) {
+            Kernels.matmulBackwardWeightScalar(dw, dwOff, dout, doutOff, inp, inpOff, T, C, OC);
+            return;
+        }
+        int c = 0;
+        for (; c + 3 < C; c += 4) {
+            for (int o = 0; o < OC; o += L) {
+                int d0 = dwOff + c * OC + o;
+                FloatVector acc0 = FloatVector.fromArray(F, dw, d0);
+                FloatVector acc1 = FloatVector.fromArray(F, dw, d0 + OC);
+                FloatVector acc2 = FloatVector.fromArray(F, dw, d0 + 2 * OC);
+                FloatVector acc3 = FloatVector.fromArray(F, dw, d0 + 3 * OC);
                 for (int t = 0; t < T; t++) {
-                    acc = FloatVector.fromArray(F, dout, doutOff + t * OC + o).fma(FloatVector.broadcast(F, inp[inpOff + t * C + c]), acc);
+                    FloatVector g = FloatVector.fromArray(F, dout, doutOff + t * OC + o);
+                    int x = inpOff + t * C + c;
+                    acc0 = g.fma(FloatVector.broadcast(F, inp[x]), acc0);
+                    acc1 = g.fma(FloatVector.broadcast(F, inp[x + 1]), acc1);
+                    acc2 = g.fma(FloatVector.broadcast(F, inp[x + 2]), acc2);
+                    acc3 = g.fma(FloatVector.broadcast(F, inp[x + 3]), acc3);
                 }
-                acc.intoArray(dw, dw_c + o);
+                acc0.intoArray(dw, d0);
+                acc1.intoArray(dw, d0 + OC);
+                acc2.intoArray(dw, d0 + 2 * OC);
+                acc3.intoArray(dw, d0 + 3 * OC);
             }
-            for (int o = oBound; o < OC; o++) {
-                float acc = dw[dw_c + o];
+        }
+        for (; c < C; c++) {
+            for (int o = 0; o < OC; o += L) {
+                int d0 = dwOff + c * OC + o;
+                FloatVector acc = FloatVector.fromArray(F, dw, d0);
                 for (int t = 0; t < T; t++) {
-                    acc = Math.fma(inp[inpOff + t * C + c], dout[doutOff + t * OC + o], acc);
+                    acc = FloatVector.fromArray(F, dout, doutOff + t * OC + o)
+                            .fma(FloatVector.broadcast(F, inp[inpOff + t * C + c]), acc);
                 }
-                dw[dw_c + o] = acc;
+                acc.intoArray(dw, d0);
             }
         }
     }
@@ -91,31 +151,6 @@ final class VectorKernels {
     static void matmulBackwardInput(float[] dinp, int dinpOff, float[] dout, int doutOff, float[] wT, int wTOff,
                                     int T, int C, int OC) {
         matmulAccumulate(dinp, dinpOff, dout, doutOff, wT, wTOff, T, OC, C);
-    }
-
-    /** out[T,OC] += inp[T,C] @ w[C,OC]. */
-    static void matmulAccumulate(float[] out, int outOff, float[] inp, int inpOff, float[] w, int wOff,
-                                 int T, int C, int OC) {
-        int L = F.length();
-        int oBound = F.loopBound(OC);
-        for (int t = 0; t < T; t++) {
-            int i_t = inpOff + t * C;
-            int o_t = outOff + t * OC;
-            for (int o = 0; o < oBound; o += L) {
-                FloatVector acc = FloatVector.fromArray(F, out, o_t + o);
-                for (int c = 0; c < C; c++) {
-                    acc = FloatVector.fromArray(F, w, wOff + c * OC + o).fma(FloatVector.broadcast(F, inp[i_t + c]), acc);
-                }
-                acc.intoArray(out, o_t + o);
-            }
-            for (int o = oBound; o < OC; o++) {
-                float acc = out[o_t + o];
-                for (int c = 0; c < C; c++) {
-                    acc = Math.fma(inp[i_t + c], w[wOff + c * OC + o], acc);
-                }
-                out[o_t + o] = acc;
-            }
-        }
     }
 
     /**
