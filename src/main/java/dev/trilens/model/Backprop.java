@@ -57,6 +57,9 @@ public final class Backprop {
         }
         ensureCapacity(B, T);
         packing.pack(w.data, pw);
+        // padded logits of -inf get exactly zero probability, so the loss can run over whole vectors
+        int bU = packing.offset("unembed.b_U");
+        Arrays.fill(pw, bU + V, bU + Vp, Float.NEGATIVE_INFINITY);
         wT.update();
         int nBlocks = (B + BLOCK - 1) / BLOCK;
         double invCount = 1.0 / ((double) B * (T - 1));

@@ -48,6 +48,10 @@ public final class Kernels {
 
     /** dbias[OC] += sum_t dout[t,:]. */
     public static void biasBackward(float[] dbias, int dbiasOff, float[] dout, int doutOff, int T, int OC) {
+        if (VECTOR && OC % VectorKernels.floatLanes() == 0) {
+            VectorKernels.biasBackward(dbias, dbiasOff, dout, doutOff, T, OC);
+            return;
+        }
         for (int t = 0; t < T; t++) {
             for (int o = 0; o < OC; o++) {
                 dbias[dbiasOff + o] += dout[doutOff + t * OC + o];
@@ -190,8 +194,9 @@ public final class Kernels {
 
     // ---------------------------------------------------------------------------------------------------------
     // attention scores: scores[h,i,j] = q[i,h,:] . k[j,h,:] / sqrt(Dh) for j <= i, -inf above the diagonal.
-    // Scores reach ~300 in trained models and the pattern is nearly one-hot there, so the dot product is
-    // accumulated in double: float accumulation alone moved the challenge model's logits by 1e-3.
+    // Scores reach ~300 in trained models and the pattern is nearly one-hot there, so rounding matters: plain float
+    // accumulation moved the challenge model's logits by 1e-3. This reference accumulates in double; the vector
+    // version rounds once per fused multiply-add, which keeps it within golden.json's tolerance.
 
     public static void attnScoresForward(float[] scores, int sOff, float[] q, int qOff, float[] k, int kOff,
                                          int T, int H, int Dh) {
@@ -359,11 +364,12 @@ public final class Kernels {
 
     /**
      * Returns sum_t -log softmax(logits[t])[tokens[t+1]]; writes dlogits = (softmax - onehot) * scale for those rows
-     * and zero for the last row, which predicts nothing. Rows are Vp apart; columns V..Vp-1 are padding (gradient 0).
+     * and zero for the last row, which predicts nothing. Rows are Vp apart; columns V..Vp-1 are padding (gradient 0),
+     * which the vector version needs to be -inf.
      */
     public static double crossEntropyForwardBackward(float[] dlogits, float[] logits, int[] tokens, int tokOff,
                                                      float scale, int T, int V, int Vp) {
-        if (VECTOR) {
+        if (VECTOR && Vp % VectorKernels.floatLanes() == 0 && (Vp == V || logits[Vp - 1] == Float.NEGATIVE_INFINITY)) {
             return VectorKernels.crossEntropyForwardBackward(dlogits, logits, tokens, tokOff, scale, T, V, Vp);
         }
         java.util.Arrays.fill(dlogits, 0f);
@@ -395,6 +401,10 @@ public final class Kernels {
     // relu
 
     public static void reluForward(float[] out, int outOff, float[] inp, int inpOff, int n) {
+        if (VECTOR) {
+            VectorKernels.relu(out, outOff, inp, inpOff, n);
+            return;
+        }
         for (int i = 0; i < n; i++) {
             out[outOff + i] = Math.max(0f, inp[inpOff + i]);
         }
@@ -402,6 +412,10 @@ public final class Kernels {
 
     public static void reluBackward(float[] dinp, int dinpOff, float[] dout, int doutOff, float[] inp, int inpOff,
                                     int n) {
+        if (VECTOR) {
+            VectorKernels.reluBackward(dinp, dinpOff, dout, doutOff, inp, inpOff, n);
+            return;
+        }
         for (int i = 0; i < n; i++) {
             if (inp[inpOff + i] > 0f) {
                 dinp[dinpOff + i] += dout[doutOff + i];
@@ -413,6 +427,10 @@ public final class Kernels {
     // elementwise sum: out = a + b (residual stream)
 
     public static void addForward(float[] out, int outOff, float[] a, int aOff, float[] b, int bOff, int n) {
+        if (VECTOR) {
+            VectorKernels.add(out, outOff, a, aOff, b, bOff, n);
+            return;
+        }
         for (int i = 0; i < n; i++) {
             out[outOff + i] = a[aOff + i] + b[bOff + i];
         }

@@ -1,6 +1,5 @@
 package dev.trilens.model;
 
-import jdk.incubator.vector.DoubleVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
@@ -11,11 +10,8 @@ import jdk.incubator.vector.VectorSpecies;
  */
 final class VectorKernels {
     private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
-    private static final VectorSpecies<Double> DV = DoubleVector.SPECIES_PREFERRED;
 
-    /** Per-thread [Dh+1, T] doubles for attnScoresForward: K transposed, then one row of scores. */
-    private static final ThreadLocal<double[]> SCRATCH = ThreadLocal.withInitial(() -> new double[0]);
-    /** Per-thread [Dh, T] floats for attnValuesBackward: V transposed. */
+    /** Per-thread scratch: K or V transposed to [Dh, T], and for the scores Q of one head [T, Dh]. */
     private static final ThreadLocal<float[]> FLOAT_SCRATCH = ThreadLocal.withInitial(() -> new float[0]);
 
     private VectorKernels() {
@@ -154,51 +150,34 @@ final class VectorKernels {
     }
 
     /**
-     * scores[h,i,j] for j <= i, in double (see Kernels): k is transposed per head to kT[e][j] so that each query row
-     * is a sum over e of q[i,e] * kT[e, 0..i], with lanes over j.
+     * scores[h,i,j] for j <= i: per head, Q (pre-scaled by 1/sqrt(Dh)) times K transposed, as one matmul with lanes
+     * over j; the entries above the diagonal are computed too, then overwritten with -inf.
      */
     static void attnScoresForward(float[] scores, int sOff, float[] q, int qOff, float[] k, int kOff,
                                   int T, int H, int Dh) {
-        double[] kT = SCRATCH.get();
-        if (kT.length < (Dh + 1) * T) {
-            kT = new double[(Dh + 1) * T];
-            SCRATCH.set(kT);
+        if (T < F.length()) {
+            Kernels.attnScoresForwardScalar(scores, sOff, q, qOff, k, kOff, T, H, Dh);
+            return;
         }
-        int rowOff = Dh * T;
-        double scale = 1.0 / Math.sqrt(Dh);
+        float[] scratch = FLOAT_SCRATCH.get();
+        if (scratch.length < 2 * Dh * T) {
+            scratch = new float[2 * Dh * T];
+            FLOAT_SCRATCH.set(scratch);
+        }
+        int qhOff = Dh * T;
+        float scale = (float) (1.0 / Math.sqrt(Dh));
         int HDh = H * Dh;
-        int L = DV.length();
         for (int h = 0; h < H; h++) {
             for (int j = 0; j < T; j++) {
                 for (int e = 0; e < Dh; e++) {
-                    kT[e * T + j] = k[kOff + j * HDh + h * Dh + e];
+                    scratch[e * T + j] = k[kOff + j * HDh + h * Dh + e];
+                    scratch[qhOff + j * Dh + e] = q[qOff + j * HDh + h * Dh + e] * scale;
                 }
             }
-            for (int i = 0; i < T; i++) {
-                int q_i = qOff + i * HDh + h * Dh;
-                int n = i + 1;
-                int jBound = DV.loopBound(n);
-                for (int j = 0; j < jBound; j += L) {
-                    DoubleVector acc = DoubleVector.zero(DV);
-                    for (int e = 0; e < Dh; e++) {
-                        acc = DoubleVector.fromArray(DV, kT, e * T + j).fma(DoubleVector.broadcast(DV, q[q_i + e]), acc);
-                    }
-                    acc.intoArray(kT, rowOff + j);
-                }
-                for (int j = jBound; j < n; j++) {
-                    double acc = 0;
-                    for (int e = 0; e < Dh; e++) {
-                        acc += (double) q[q_i + e] * kT[e * T + j];
-                    }
-                    kT[rowOff + j] = acc;
-                }
-                int s_hi = sOff + (h * T + i) * T;
-                for (int j = 0; j < n; j++) {
-                    scores[s_hi + j] = (float) (kT[rowOff + j] * scale);
-                }
-                for (int j = n; j < T; j++) {
-                    scores[s_hi + j] = Float.NEGATIVE_INFINITY;
-                }
+            int s_h = sOff + h * T * T;
+            matmulRows(scores, s_h, scratch, qhOff, scratch, 0, null, 0, false, T, Dh, T);
+            for (int i = 0; i < T - 1; i++) {
+                java.util.Arrays.fill(scores, s_h + i * T + i + 1, s_h + (i + 1) * T, Float.NEGATIVE_INFINITY);
             }
         }
     }
@@ -334,25 +313,30 @@ final class VectorKernels {
     /** pattern rows = softmax(score rows), exp in vector lanes; -inf scores give exactly 0. */
     static void softmaxForward(float[] pattern, int pOff, float[] scores, int sOff, int T, int H) {
         int L = F.length();
-        int jBound = F.loopBound(T);
         for (int r = 0; r < H * T; r++) {
             int s_r = sOff + r * T, p_r = pOff + r * T;
             float max = Float.NEGATIVE_INFINITY;
             for (int j = 0; j < T; j++) {
                 max = Math.max(max, scores[s_r + j]);
             }
-            for (int j = 0; j < jBound; j += L) {
-                exp(FloatVector.fromArray(F, scores, s_r + j).sub(max)).intoArray(pattern, p_r + j);
-            }
-            for (int j = jBound; j < T; j++) {
-                float sc = scores[s_r + j];
-                pattern[p_r + j] = sc == Float.NEGATIVE_INFINITY ? 0f : (float) Math.exp(sc - max);
+            if (T >= L) {
+                // the last vector may overlap the one before: exp is recomputed identically there
+                for (int blk = 0; blk < T; blk += L) {
+                    int j = Math.min(blk, T - L);
+                    exp(FloatVector.fromArray(F, scores, s_r + j).sub(max)).intoArray(pattern, p_r + j);
+                }
+            } else {
+                for (int j = 0; j < T; j++) {
+                    float sc = scores[s_r + j];
+                    pattern[p_r + j] = sc == Float.NEGATIVE_INFINITY ? 0f : (float) Math.exp(sc - max);
+                }
             }
             float sum = 0f;
             for (int j = 0; j < T; j++) {
                 sum += pattern[p_r + j];
             }
             float inv = 1f / sum;
+            int jBound = F.loopBound(T);
             for (int j = 0; j < jBound; j += L) {
                 FloatVector.fromArray(F, pattern, p_r + j).mul(inv).intoArray(pattern, p_r + j);
             }
@@ -362,28 +346,23 @@ final class VectorKernels {
         }
     }
 
-    /** See Kernels.crossEntropyForwardBackward; exp in vector lanes over the V real columns. */
+    /**
+     * See Kernels.crossEntropyForwardBackward; exp in vector lanes over whole rows of Vp (a multiple of the lane
+     * count), so the padding columns V..Vp-1 must hold -inf (the trainer pads b_U with it): their exp is exactly 0.
+     */
     static double crossEntropyForwardBackward(float[] dlogits, float[] logits, int[] tokens, int tokOff,
                                               float scale, int T, int V, int Vp) {
-        java.util.Arrays.fill(dlogits, 0f);
         int L = F.length();
-        int vBound = F.loopBound(V);
         double loss = 0;
         for (int t = 0; t < T - 1; t++) {
             int row = t * Vp;
-            FloatVector maxV = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
-            for (int i = 0; i < vBound; i += L) {
+            FloatVector maxV = FloatVector.fromArray(F, logits, row);
+            for (int i = L; i < Vp; i += L) {
                 maxV = maxV.max(FloatVector.fromArray(F, logits, row + i));
             }
             float max = maxV.reduceLanes(VectorOperators.MAX);
-            for (int i = vBound; i < V; i++) {
-                max = Math.max(max, logits[row + i]);
-            }
-            for (int i = 0; i < vBound; i += L) {
+            for (int i = 0; i < Vp; i += L) {
                 exp(FloatVector.fromArray(F, logits, row + i).sub(max)).intoArray(dlogits, row + i);
-            }
-            for (int i = vBound; i < V; i++) {
-                dlogits[row + i] = (float) Math.exp(logits[row + i] - max);
             }
             float sum = 0f;
             for (int i = 0; i < V; i++) {
@@ -392,14 +371,60 @@ final class VectorKernels {
             int target = tokens[tokOff + t + 1];
             loss -= logits[row + target] - max - Math.log(sum);
             float inv = scale / sum;
-            for (int i = 0; i < vBound; i += L) {
+            for (int i = 0; i < Vp; i += L) {
                 FloatVector.fromArray(F, dlogits, row + i).mul(inv).intoArray(dlogits, row + i);
-            }
-            for (int i = vBound; i < V; i++) {
-                dlogits[row + i] *= inv;
             }
             dlogits[row + target] -= scale;
         }
+        java.util.Arrays.fill(dlogits, (T - 1) * Vp, T * Vp, 0f);
         return loss;
+    }
+
+    // Elementwise kernels: whole vectors, then a scalar tail.
+
+    static void add(float[] out, int outOff, float[] a, int aOff, float[] b, int bOff, int n) {
+        int i = 0;
+        for (int bound = F.loopBound(n); i < bound; i += F.length()) {
+            FloatVector.fromArray(F, a, aOff + i).add(FloatVector.fromArray(F, b, bOff + i)).intoArray(out, outOff + i);
+        }
+        for (; i < n; i++) {
+            out[outOff + i] = a[aOff + i] + b[bOff + i];
+        }
+    }
+
+    static void relu(float[] out, int outOff, float[] inp, int inpOff, int n) {
+        int i = 0;
+        for (int bound = F.loopBound(n); i < bound; i += F.length()) {
+            FloatVector.fromArray(F, inp, inpOff + i).max(FloatVector.zero(F)).intoArray(out, outOff + i);
+        }
+        for (; i < n; i++) {
+            out[outOff + i] = Math.max(0f, inp[inpOff + i]);
+        }
+    }
+
+    static void reluBackward(float[] dinp, int dinpOff, float[] dout, int doutOff, float[] inp, int inpOff, int n) {
+        int i = 0;
+        FloatVector zero = FloatVector.zero(F);
+        for (int bound = F.loopBound(n); i < bound; i += F.length()) {
+            var inactive = FloatVector.fromArray(F, inp, inpOff + i).compare(VectorOperators.LE, zero);
+            FloatVector d = FloatVector.fromArray(F, dinp, dinpOff + i);
+            d.add(FloatVector.fromArray(F, dout, doutOff + i).blend(zero, inactive)).intoArray(dinp, dinpOff + i);
+        }
+        for (; i < n; i++) {
+            if (inp[inpOff + i] > 0f) {
+                dinp[dinpOff + i] += dout[doutOff + i];
+            }
+        }
+    }
+
+    /** dbias[OC] += sum_t dout[t,:]; OC a whole number of vectors. */
+    static void biasBackward(float[] dbias, int dbiasOff, float[] dout, int doutOff, int T, int OC) {
+        for (int o = 0; o < OC; o += F.length()) {
+            FloatVector acc = FloatVector.fromArray(F, dbias, dbiasOff + o);
+            for (int t = 0; t < T; t++) {
+                acc = acc.add(FloatVector.fromArray(F, dout, doutOff + t * OC + o));
+            }
+            acc.intoArray(dbias, dbiasOff + o);
+        }
     }
 }
