@@ -263,8 +263,12 @@ public final class Kernels {
     public static void softmaxForward(float[] pattern, int pOff, float[] scores, int sOff, int T, int H) {
         if (VECTOR) {
             VectorKernels.softmaxForward(pattern, pOff, scores, sOff, T, H);
-            return;
+        } else {
+            softmaxForwardScalar(pattern, pOff, scores, sOff, T, H);
         }
+    }
+
+    public static void softmaxForwardScalar(float[] pattern, int pOff, float[] scores, int sOff, int T, int H) {
         for (int r = 0; r < H * T; r++) {
             int row = r * T;
             float max = Float.NEGATIVE_INFINITY;
@@ -288,6 +292,10 @@ public final class Kernels {
     /** dscores[j] += p[j] * (dp[j] - sum_k p[k] dp[k]), causal rows only (masked entries have p = 0). */
     public static void softmaxBackward(float[] dscores, int dsOff, float[] dpattern, int dpOff, float[] pattern,
                                        int pOff, int T, int H) {
+        if (VECTOR) {
+            VectorKernels.softmaxBackward(dscores, dsOff, dpattern, dpOff, pattern, pOff, T, H);
+            return;
+        }
         for (int h = 0; h < H; h++) {
             for (int i = 0; i < T; i++) {
                 int row = (h * T + i) * T;

@@ -175,9 +175,46 @@ final class VectorKernels {
                 }
             }
             int s_h = sOff + h * T * T;
-            matmulRows(scores, s_h, scratch, qhOff, scratch, 0, null, 0, false, T, Dh, T);
+            causalScores(scores, s_h, scratch, qhOff, scratch, T, Dh);
             for (int i = 0; i < T - 1; i++) {
                 java.util.Arrays.fill(scores, s_h + i * T + i + 1, s_h + (i + 1) * T, Float.NEGATIVE_INFINITY);
+            }
+        }
+    }
+
+    /**
+     * scores[i, 0..] = qh[i,:] @ kT for four rows at a time, only over the column vectors that reach the diagonal
+     * (the last one may overlap its neighbour, recomputing the same values).
+     */
+    private static void causalScores(float[] scores, int sOff, float[] qh, int qhOff, float[] kT, int T, int Dh) {
+        int L = F.length();
+        int i = 0;
+        for (; i + 3 < T; i += 4) {
+            int q0 = qhOff + i * Dh;
+            for (int blk = 0; blk <= i + 3; blk += L) {
+                int j = Math.min(blk, T - L);
+                FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+                for (int e = 0; e < Dh; e++) {
+                    FloatVector kv = FloatVector.fromArray(F, kT, e * T + j);
+                    a0 = kv.fma(FloatVector.broadcast(F, qh[q0 + e]), a0);
+                    a1 = kv.fma(FloatVector.broadcast(F, qh[q0 + Dh + e]), a1);
+                    a2 = kv.fma(FloatVector.broadcast(F, qh[q0 + 2 * Dh + e]), a2);
+                    a3 = kv.fma(FloatVector.broadcast(F, qh[q0 + 3 * Dh + e]), a3);
+                }
+                a0.intoArray(scores, sOff + i * T + j);
+                a1.intoArray(scores, sOff + (i + 1) * T + j);
+                a2.intoArray(scores, sOff + (i + 2) * T + j);
+                a3.intoArray(scores, sOff + (i + 3) * T + j);
+            }
+        }
+        for (; i < T; i++) {
+            for (int blk = 0; blk <= i; blk += L) {
+                int j = Math.min(blk, T - L);
+                FloatVector a0 = FloatVector.zero(F);
+                for (int e = 0; e < Dh; e++) {
+                    a0 = FloatVector.fromArray(F, kT, e * T + j).fma(FloatVector.broadcast(F, qh[qhOff + i * Dh + e]), a0);
+                }
+                a0.intoArray(scores, sOff + i * T + j);
             }
         }
     }
@@ -211,6 +248,19 @@ final class VectorKernels {
         FloatVector twoN = n.add(127f + 8388608f).reinterpretAsInts().lanewise(VectorOperators.LSHL, 23)
                 .reinterpretAsFloats();
         return p.mul(twoN).blend(0f, tooSmall);
+    }
+
+    /** Per-thread lane buffer for hsum. */
+    private static final ThreadLocal<float[]> LANES = ThreadLocal.withInitial(() -> new float[F.length()]);
+
+    /** Sum of the lanes in a fixed order, the same compiled or interpreted (unlike reduceLanes(ADD)). */
+    static float hsum(FloatVector v, float[] lanes) {
+        v.intoArray(lanes, 0);
+        float sum = 0f;
+        for (float x : lanes) {
+            sum += x;
+        }
+        return sum;
     }
 
     static int floatLanes() {
@@ -313,35 +363,72 @@ final class VectorKernels {
     /** pattern rows = softmax(score rows), exp in vector lanes; -inf scores give exactly 0. */
     static void softmaxForward(float[] pattern, int pOff, float[] scores, int sOff, int T, int H) {
         int L = F.length();
+        if (T < L) {
+            Kernels.softmaxForwardScalar(pattern, pOff, scores, sOff, T, H);
+            return;
+        }
+        float[] lanes = LANES.get();
+        int jBound = F.loopBound(T);
         for (int r = 0; r < H * T; r++) {
             int s_r = sOff + r * T, p_r = pOff + r * T;
-            float max = Float.NEGATIVE_INFINITY;
-            for (int j = 0; j < T; j++) {
-                max = Math.max(max, scores[s_r + j]);
+            FloatVector maxV = FloatVector.fromArray(F, scores, s_r + T - L);
+            for (int j = 0; j < jBound; j += L) {
+                maxV = maxV.max(FloatVector.fromArray(F, scores, s_r + j));
             }
-            if (T >= L) {
-                // the last vector may overlap the one before: exp is recomputed identically there
-                for (int blk = 0; blk < T; blk += L) {
-                    int j = Math.min(blk, T - L);
-                    exp(FloatVector.fromArray(F, scores, s_r + j).sub(max)).intoArray(pattern, p_r + j);
-                }
-            } else {
-                for (int j = 0; j < T; j++) {
-                    float sc = scores[s_r + j];
-                    pattern[p_r + j] = sc == Float.NEGATIVE_INFINITY ? 0f : (float) Math.exp(sc - max);
-                }
+            float max = maxV.reduceLanes(VectorOperators.MAX); // exact in any order
+            // the last vector may overlap the one before: exp is recomputed identically there
+            for (int blk = 0; blk < T; blk += L) {
+                int j = Math.min(blk, T - L);
+                exp(FloatVector.fromArray(F, scores, s_r + j).sub(max)).intoArray(pattern, p_r + j);
             }
-            float sum = 0f;
-            for (int j = 0; j < T; j++) {
+            FloatVector sumV = FloatVector.zero(F);
+            for (int j = 0; j < jBound; j += L) {
+                sumV = sumV.add(FloatVector.fromArray(F, pattern, p_r + j));
+            }
+            float sum = hsum(sumV, lanes);
+            for (int j = jBound; j < T; j++) {
                 sum += pattern[p_r + j];
             }
             float inv = 1f / sum;
-            int jBound = F.loopBound(T);
-            for (int j = 0; j < jBound; j += L) {
-                FloatVector.fromArray(F, pattern, p_r + j).mul(inv).intoArray(pattern, p_r + j);
+            for (int blk = 0; blk < T; blk += L) {
+                int j = Math.min(blk, T - L);
+                if (j < blk) {
+                    // overlapped lanes are already scaled: scale only the tail
+                    for (int jj = blk; jj < T; jj++) {
+                        pattern[p_r + jj] *= inv;
+                    }
+                } else {
+                    FloatVector.fromArray(F, pattern, p_r + j).mul(inv).intoArray(pattern, p_r + j);
+                }
             }
-            for (int j = jBound; j < T; j++) {
-                pattern[p_r + j] *= inv;
+        }
+    }
+
+    /** dscores[j] += p[j] * (dp[j] - sum_k p[k] dp[k]); entries above the diagonal have p = 0 and add nothing. */
+    static void softmaxBackward(float[] dscores, int dsOff, float[] dpattern, int dpOff, float[] pattern, int pOff,
+                                int T, int H) {
+        int L = F.length();
+        float[] lanes = LANES.get();
+        for (int r = 0; r < H * T; r++) {
+            int row = r * T;
+            int n = r % T + 1;
+            int jBound = F.loopBound(n);
+            FloatVector dotV = FloatVector.zero(F);
+            for (int j = 0; j < jBound; j += L) {
+                dotV = FloatVector.fromArray(F, pattern, pOff + row + j)
+                        .fma(FloatVector.fromArray(F, dpattern, dpOff + row + j), dotV);
+            }
+            float dot = hsum(dotV, lanes);
+            for (int j = jBound; j < n; j++) {
+                dot += pattern[pOff + row + j] * dpattern[dpOff + row + j];
+            }
+            for (int j = 0; j < jBound; j += L) {
+                FloatVector p = FloatVector.fromArray(F, pattern, pOff + row + j);
+                FloatVector g = FloatVector.fromArray(F, dpattern, dpOff + row + j).sub(dot);
+                p.fma(g, FloatVector.fromArray(F, dscores, dsOff + row + j)).intoArray(dscores, dsOff + row + j);
+            }
+            for (int j = jBound; j < n; j++) {
+                dscores[dsOff + row + j] += pattern[pOff + row + j] * (dpattern[dpOff + row + j] - dot);
             }
         }
     }
@@ -353,6 +440,7 @@ final class VectorKernels {
     static double crossEntropyForwardBackward(float[] dlogits, float[] logits, int[] tokens, int tokOff,
                                               float scale, int T, int V, int Vp) {
         int L = F.length();
+        float[] lanes = LANES.get();
         double loss = 0;
         for (int t = 0; t < T - 1; t++) {
             int row = t * Vp;
@@ -364,10 +452,11 @@ final class VectorKernels {
             for (int i = 0; i < Vp; i += L) {
                 exp(FloatVector.fromArray(F, logits, row + i).sub(max)).intoArray(dlogits, row + i);
             }
-            float sum = 0f;
-            for (int i = 0; i < V; i++) {
-                sum += dlogits[row + i];
+            FloatVector sumV = FloatVector.fromArray(F, dlogits, row);
+            for (int i = L; i < Vp; i += L) {
+                sumV = sumV.add(FloatVector.fromArray(F, dlogits, row + i));
             }
+            float sum = hsum(sumV, lanes);
             int target = tokens[tokOff + t + 1];
             loss -= logits[row + target] - max - Math.log(sum);
             float inv = scale / sum;

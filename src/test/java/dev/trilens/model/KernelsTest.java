@@ -58,7 +58,7 @@ class KernelsTest {
 
     @Test
     void attentionAgreesWithScalar() {
-        int T = 13, H = 2, Dh = VectorKernels.floatLanes();
+        int T = VectorKernels.floatLanes() + 5, H = 2, Dh = VectorKernels.floatLanes(); // T: a partial last vector
         float[] q = random(T * H * Dh), k = random(T * H * Dh), v = random(T * H * Dh), dz = random(T * H * Dh);
         float[] sFast = new float[H * T * T], sSlow = new float[H * T * T];
         VectorKernels.attnScoresForward(sFast, 0, q, 0, k, 0, T, H, Dh);
@@ -89,6 +89,11 @@ class KernelsTest {
             }
         }
         assertClose(dvFast, dvSlow, 1e-5);
+
+        float[] dsFast = new float[H * T * T], dsSlow = new float[H * T * T];
+        VectorKernels.softmaxBackward(dsFast, 0, dpSlow, 0, pSlow, 0, T, H);
+        softmaxBackwardScalar(dsSlow, dpSlow, pSlow, T, H);
+        assertClose(dsFast, dsSlow, 1e-5);
 
         float[] dq1 = new float[T * H * Dh], dk1 = new float[T * H * Dh];
         float[] dq2 = new float[T * H * Dh], dk2 = new float[T * H * Dh];
@@ -162,6 +167,18 @@ class KernelsTest {
             }
             for (int j = 0; j < T; j++) {
                 p[r * T + j] = s[r * T + j] == Float.NEGATIVE_INFINITY ? 0f : (float) (Math.exp(s[r * T + j] - max) / sum);
+            }
+        }
+    }
+
+    private static void softmaxBackwardScalar(float[] ds, float[] dp, float[] p, int T, int H) {
+        for (int r = 0; r < H * T; r++) {
+            double dot = 0;
+            for (int j = 0; j < T; j++) {
+                dot += p[r * T + j] * dp[r * T + j];
+            }
+            for (int j = 0; j < T; j++) {
+                ds[r * T + j] += (float) (p[r * T + j] * (dp[r * T + j] - dot));
             }
         }
     }
