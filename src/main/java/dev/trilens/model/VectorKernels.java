@@ -323,14 +323,40 @@ final class VectorKernels {
                     }
                     dpattern[dpOff + row + j] = acc;
                 }
-                // dv[j,h,:] += pattern[h,i,j] * dz[i,h,:], lanes over Dh
+            }
+            // dv[j,h,:] += sum_{i>=j} pattern[h,i,j] * dz[i,h,:]: four j at a time, accumulated in registers
+            int j = 0;
+            for (; j + 3 < T; j += 4) {
                 for (int e = 0; e < Dh; e += L) {
-                    FloatVector dzv = FloatVector.fromArray(F, dz, dz_i + e);
-                    for (int j = 0; j < n; j++) {
-                        int at = dvOff + j * HDh + h * Dh + e;
-                        dzv.fma(FloatVector.broadcast(F, pattern[pOff + row + j]), FloatVector.fromArray(F, dv, at))
-                                .intoArray(dv, at);
+                    int dv0 = dvOff + j * HDh + h * Dh + e;
+                    FloatVector a0 = FloatVector.fromArray(F, dv, dv0);
+                    FloatVector a1 = FloatVector.fromArray(F, dv, dv0 + HDh);
+                    FloatVector a2 = FloatVector.fromArray(F, dv, dv0 + 2 * HDh);
+                    FloatVector a3 = FloatVector.fromArray(F, dv, dv0 + 3 * HDh);
+                    for (int i = j; i < T; i++) {
+                        FloatVector dzi = FloatVector.fromArray(F, dz, dzOff + i * HDh + h * Dh + e);
+                        int p_ij = pOff + (h * T + i) * T + j;
+                        // pattern is 0 above the diagonal, so i = j..j+2 add nothing for the later columns
+                        a0 = dzi.fma(FloatVector.broadcast(F, pattern[p_ij]), a0);
+                        a1 = dzi.fma(FloatVector.broadcast(F, pattern[p_ij + 1]), a1);
+                        a2 = dzi.fma(FloatVector.broadcast(F, pattern[p_ij + 2]), a2);
+                        a3 = dzi.fma(FloatVector.broadcast(F, pattern[p_ij + 3]), a3);
                     }
+                    a0.intoArray(dv, dv0);
+                    a1.intoArray(dv, dv0 + HDh);
+                    a2.intoArray(dv, dv0 + 2 * HDh);
+                    a3.intoArray(dv, dv0 + 3 * HDh);
+                }
+            }
+            for (; j < T; j++) {
+                for (int e = 0; e < Dh; e += L) {
+                    int dv0 = dvOff + j * HDh + h * Dh + e;
+                    FloatVector a0 = FloatVector.fromArray(F, dv, dv0);
+                    for (int i = j; i < T; i++) {
+                        a0 = FloatVector.fromArray(F, dz, dzOff + i * HDh + h * Dh + e)
+                                .fma(FloatVector.broadcast(F, pattern[pOff + (h * T + i) * T + j]), a0);
+                    }
+                    a0.intoArray(dv, dv0);
                 }
             }
         }
