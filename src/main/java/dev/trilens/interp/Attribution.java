@@ -1,0 +1,266 @@
+package dev.trilens.interp;
+
+import com.fasterxml.jackson.databind.PropertyNamingStrategies;
+import com.fasterxml.jackson.databind.annotation.JsonNaming;
+import dev.trilens.TrilensException;
+import dev.trilens.data.TrigramDataset;
+import dev.trilens.model.HookNames;
+import dev.trilens.model.HookedTransformer;
+import dev.trilens.model.ModelConfig;
+import dev.trilens.model.Tensor;
+import dev.trilens.model.Weights;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.Predicate;
+
+/**
+ * Analysis 5a: direct logit attribution (DLA) of the correct next token to each component that writes into the
+ * final residual stream, averaged at trigram-completion positions and at the other positions.
+ *
+ * <p><b>What is attributed.</b> The logit of the correct next token minus the mean logit over the vocabulary (a
+ * logit difference against the average token, which is invariant to adding a constant to every logit). Each
+ * component's vector c at a position is projected on W_U[:, correct] - mean_v W_U[:, v]. For LayerNorm models c is
+ * first centred and divided by the final LayerNorm's scale from the cache (ln_final.hook_scale), then multiplied by
+ * ln_final.w, as TransformerLens's apply_ln_to_stack does on a model with fold_ln; ln_final.b is then a component of
+ * its own. The components sum exactly (up to float rounding, reported as max_sum_error) to that logit difference.
+ *
+ * <p><b>Components</b> (name: source): {@code embed}: hook_embed; {@code pos_embed}: hook_pos_embed; per layer l and
+ * head h, {@code LlHh}: blocks.l.attn.hook_result[:, :, h] (per-head output, without b_O); {@code Ll.b_O}:
+ * blocks.l.attn.b_O; {@code Ll.mlp_out}: blocks.l.hook_mlp_out (includes b_out); {@code ln_final.b} (LayerNorm
+ * models only); {@code b_U}: unembed.b_U.
+ *
+ * <p><b>Positions</b>: every (sequence, position p) for p = 0 .. seq_len - 2, predicting token p + 1 (as in
+ * {@link Predictions}); a trigram position when token p + 1 completes a trigram.
+ *
+ * <p>JSON keys: {@code direction} (the sentence above), {@code layer_norm_scaled}, {@code n_trigram_positions},
+ * {@code n_other_positions}, {@code components} (list of {@link Component}), {@code total_trigram},
+ * {@code total_other}, {@code total_all} (mean of the attributed logit difference itself), {@code max_sum_error}
+ * (largest |sum of components - logit difference| over all positions), {@code summary}. Means over an empty group are
+ * null.
+ */
+@JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
+public record Attribution(String direction, boolean layerNormScaled, int nTrigramPositions, int nOtherPositions,
+                          List<Component> components, Double totalTrigram, Double totalOther, Double totalAll,
+                          double maxSumError, List<String> summary) {
+
+    public static final String DIRECTION = "logit of the correct next token minus the mean logit over the vocabulary";
+
+    /**
+     * One component's mean direct attribution. JSON keys: {@code name}, {@code source} (hook or parameter),
+     * {@code mean_trigram}, {@code mean_other}, {@code mean_all}.
+     */
+    @JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
+    public record Component(String name, String source, Double meanTrigram, Double meanOther, Double meanAll) {
+    }
+
+    /**
+     * Per-position attributions of a batch: values[component][s * (T-1) + p] for p = 0 .. T-2 and actual[...] the
+     * logit difference itself.
+     */
+    public record Table(List<String> names, List<String> sources, double[][] values, double[] actual, int B, int T) {
+        /** Largest |sum of components - actual| over positions. */
+        public double maxSumError() {
+            double worst = 0;
+            for (int i = 0; i < actual.length; i++) {
+                double sum = 0;
+                for (double[] v : values) {
+                    sum += v[i];
+                }
+                worst = Math.max(worst, Math.abs(sum - actual[i]));
+            }
+            return worst;
+        }
+    }
+
+    public static Attribution compute(AnalysisContext ctx) {
+        TrigramDataset data = Predictions.requireData(ctx, "direct logit attribution");
+        int B = data.size(), T = data.seqLen();
+        Table table = perPosition(ctx.model(), data.tokens(), B, T);
+        boolean[] tri = new boolean[B * (T - 1)];
+        int nTri = 0;
+        for (int s = 0; s < B; s++) {
+            for (int p = 0; p < T - 1; p++) {
+                tri[s * (T - 1) + p] = data.completesTrigram(s, p + 1);
+                nTri += tri[s * (T - 1) + p] ? 1 : 0;
+            }
+        }
+        int nOther = tri.length - nTri;
+        List<Component> comps = new ArrayList<>();
+        for (int c = 0; c < table.names().size(); c++) {
+            double[] m = means(table.values()[c], tri);
+            comps.add(new Component(table.names().get(c), table.sources().get(c), orNull(m[0], nTri),
+                    orNull(m[1], nOther), m[2]));
+        }
+        double[] tot = means(table.actual(), tri);
+        List<String> summary = new ArrayList<>();
+        summary.add(String.format("direct logit attribution of the %s, mean over %d trigram and %d other positions:",
+                DIRECTION, nTri, nOther));
+        for (Component c : comps) {
+            summary.add(String.format("  %-12s trigram %s  other %s", c.name(), fmt(c.meanTrigram()),
+                    fmt(c.meanOther())));
+        }
+        summary.add(String.format("  %-12s trigram %s  other %s (components sum to it within %.1e)", "total",
+                fmt(orNull(tot[0], nTri)), fmt(orNull(tot[1], nOther)), table.maxSumError()));
+        if (nTri > 0 && nOther > 0) {
+            Component top = comps.get(0);
+            for (Component c : comps) {
+                if (c.meanTrigram() - c.meanOther() > top.meanTrigram() - top.meanOther()) {
+                    top = c;
+                }
+            }
+            summary.add(String.format("  %s adds the most at trigram positions relative to the others (%+.3f)",
+                    top.name(), top.meanTrigram() - top.meanOther()));
+        }
+        return new Attribution(DIRECTION, ctx.model().config().layerNorm(), nTri, nOther, comps,
+                orNull(tot[0], nTri), orNull(tot[1], nOther), tot[2], table.maxSumError(), summary);
+    }
+
+    /** Runs tokens [B, T] with the cache DLA needs and attributes every prediction p = 0 .. T-2 to token p + 1. */
+    public static Table perPosition(HookedTransformer model, int[] tokens, int B, int T) {
+        if (T < 2) {
+            throw new TrilensException("attribution needs sequences of at least 2 tokens, got " + T);
+        }
+        ModelConfig cfg = model.config();
+        Weights w = model.weights();
+        int L = cfg.nLayers(), H = cfg.nHeads(), D = cfg.dModel(), V = cfg.dVocab();
+        Predicate<String> filter = n -> n.equals("hook_embed") || n.equals("hook_pos_embed")
+                || n.endsWith("attn.hook_result") || n.endsWith("hook_mlp_out") || n.equals("ln_final.hook_scale");
+        HookedTransformer.Run run = model.runWithCache(tokens, B, T, filter);
+
+        // centred unembed: Uc[d * V + v] = W_U[d, v] - mean_v' W_U[d, v']
+        float[] wu = w.copyOf("unembed.W_U");
+        double[] uc = new double[D * V];
+        for (int d = 0; d < D; d++) {
+            double m = 0;
+            for (int v = 0; v < V; v++) {
+                m += wu[d * V + v];
+            }
+            m /= V;
+            for (int v = 0; v < V; v++) {
+                uc[d * V + v] = wu[d * V + v] - m;
+            }
+        }
+        float[] bu = w.copyOf("unembed.b_U");
+        double buMean = 0;
+        for (float b : bu) {
+            buMean += b;
+        }
+        buMean /= V;
+        boolean ln = cfg.layerNorm();
+        float[] lnW = ln ? w.copyOf("ln_final.w") : null;
+        float[] lnB = ln ? w.copyOf("ln_final.b") : null;
+        float[] scale = ln ? run.cache().get("ln_final.hook_scale").data() : null;
+
+        // sources: each is a [B, T, stride] activation read at offset inner * D, or a fixed parameter vector
+        List<String> names = new ArrayList<>(), sources = new ArrayList<>();
+        List<float[]> acts = new ArrayList<>();
+        List<int[]> layout = new ArrayList<>(); // {stride, inner}; stride 0 = a vector added at every position
+        names.add("embed");
+        sources.add("hook_embed");
+        acts.add(run.cache().get("hook_embed").data());
+        layout.add(new int[] {D, 0});
+        names.add("pos_embed");
+        sources.add("hook_pos_embed");
+        acts.add(run.cache().get("hook_pos_embed").data());
+        layout.add(new int[] {D, 0});
+        for (int l = 0; l < L; l++) {
+            String result = HookNames.full("result", l);
+            float[] r = run.cache().get(result).data();
+            for (int h = 0; h < H; h++) {
+                names.add("L" + l + "H" + h);
+                sources.add(result + "[:, :, " + h + "]");
+                acts.add(r);
+                layout.add(new int[] {H * D, h});
+            }
+            names.add("L" + l + ".b_O");
+            sources.add("blocks." + l + ".attn.b_O");
+            acts.add(w.copyOf("blocks." + l + ".attn.b_O"));
+            layout.add(new int[] {0, 0});
+            if (!cfg.attnOnly()) {
+                String mlp = HookNames.full("mlp_out", l);
+                names.add("L" + l + ".mlp_out");
+                sources.add(mlp);
+                acts.add(run.cache().get(mlp).data());
+                layout.add(new int[] {D, 0});
+            }
+        }
+        int nResid = names.size(); // the components that pass through ln_final
+        if (ln) {
+            names.add("ln_final.b");
+            sources.add("ln_final.b");
+        }
+        names.add("b_U");
+        sources.add("unembed.b_U");
+
+        int N = B * (T - 1);
+        double[][] values = new double[names.size()][N];
+        double[] actual = new double[N];
+        float[] logits = run.logits().data();
+        double[] x = new double[D];
+        for (int s = 0; s < B; s++) {
+            for (int p = 0; p < T - 1; p++) {
+                int i = s * (T - 1) + p;
+                int bt = s * T + p;
+                int tgt = tokens[s * T + p + 1];
+                double inv = ln ? 1.0 / scale[bt] : 1.0;
+                for (int c = 0; c < nResid; c++) {
+                    float[] a = acts.get(c);
+                    int stride = layout.get(c)[0];
+                    int off = stride == 0 ? 0 : bt * stride + layout.get(c)[1] * D;
+                    double mean = 0;
+                    for (int d = 0; d < D; d++) {
+                        x[d] = a[off + d];
+                        mean += x[d];
+                    }
+                    mean /= D;
+                    double dot = 0;
+                    for (int d = 0; d < D; d++) {
+                        double xd = ln ? (x[d] - mean) * inv * lnW[d] : x[d];
+                        dot += xd * uc[d * V + tgt];
+                    }
+                    values[c][i] = dot;
+                }
+                int c = nResid;
+                if (ln) {
+                    double dot = 0;
+                    for (int d = 0; d < D; d++) {
+                        dot += lnB[d] * uc[d * V + tgt];
+                    }
+                    values[c++][i] = dot;
+                }
+                values[c][i] = bu[tgt] - buMean;
+                int row = bt * V;
+                double lm = 0;
+                for (int v = 0; v < V; v++) {
+                    lm += logits[row + v];
+                }
+                actual[i] = logits[row + tgt] - lm / V;
+            }
+        }
+        return new Table(names, sources, values, actual, B, T);
+    }
+
+    /** {mean where tri, mean where !tri, mean of all}. */
+    private static double[] means(double[] v, boolean[] tri) {
+        double a = 0, b = 0;
+        int na = 0;
+        for (int i = 0; i < v.length; i++) {
+            if (tri[i]) {
+                a += v[i];
+                na++;
+            } else {
+                b += v[i];
+            }
+        }
+        int nb = v.length - na;
+        return new double[] {na == 0 ? 0 : a / na, nb == 0 ? 0 : b / nb, (a + b) / v.length};
+    }
+
+    private static Double orNull(double v, int n) {
+        return n == 0 ? null : v;
+    }
+
+    private static String fmt(Double d) {
+        return d == null ? "   n/a" : String.format("%+.3f", d);
+    }
+}
