@@ -12,9 +12,9 @@ import java.util.function.Predicate;
 /**
  * TransformerLens's HookedTransformer forward pass over a batch of token sequences, with its hook points.
  *
- * <p>Without hooks each worker runs one sequence through every layer before the next (its activations stay in cache),
- * keeping only what the cache filter asks for. With hooks the pass goes hook point by hook point over the whole batch,
- * so each hook sees and may replace the full [batch, ...] activation, as in TransformerLens.
+ * <p>Each worker runs one sequence through every layer before the next (its activations stay in cache), keeping only
+ * what the cache filter asks for. A hook splits the pass at its hook point: everything before it runs for the whole
+ * batch, then the hook sees and may replace the full [batch, ...] activation, as in TransformerLens.
  */
 public final class HookedTransformer {
 
@@ -97,13 +97,33 @@ public final class HookedTransformer {
                         + hookNames());
             }
         }
-        boolean hooked = !hooksByName.isEmpty();
+        // The steps split into segments, each ending at a hooked activation. Within a segment each worker runs
+        // one sequence through every step (activations stay in cache); between segments the hooks see the whole
+        // batch. So an activation is kept batch-wide only if it is cached, hooked, or read in a later segment.
+        int nSteps = plan.steps.size();
+        int[] segmentOfAct = new int[plan.acts.size()];
+        List<Integer> segmentEnds = new ArrayList<>();
+        for (int i = 0; i < nSteps; i++) {
+            Step st = plan.steps.get(i);
+            segmentOfAct[st.out] = segmentEnds.size();
+            if (hooksByName.containsKey(plan.acts.get(st.out).name) || i == nSteps - 1) {
+                segmentEnds.add(i + 1);
+            }
+        }
+        boolean[] crossesSegment = new boolean[plan.acts.size()];
+        for (Step st : plan.steps) {
+            for (int in : new int[] {st.in0, st.in1}) {
+                if (in >= 0 && segmentOfAct[in] != segmentOfAct[st.out]) {
+                    crossesSegment[in] = true;
+                }
+            }
+        }
         float[][] stored = new float[plan.acts.size()][];
         Map<String, Tensor> cached = new LinkedHashMap<>();
         for (int i = 0; i < plan.acts.size(); i++) {
             Act a = plan.acts.get(i);
             boolean keep = a.name.equals("logits") || cacheFilter.test(a.name);
-            if (keep || hooked) {
+            if (keep || hooksByName.containsKey(a.name) || crossesSegment[i]) {
                 stored[i] = new float[Math.multiplyExact(B, a.perSeq)];
             }
             if (keep && !a.name.equals("logits")) {
@@ -112,32 +132,26 @@ public final class HookedTransformer {
         }
         Packed packed = new Packed(weights);
         Frame[] frames = new Frame[Parallel.threads()];
-        if (!hooked) {
+        int segmentStart = 0;
+        for (int segmentEnd : segmentEnds) {
+            List<Step> segment = plan.steps.subList(segmentStart, segmentEnd);
             Parallel.forRange(B, (worker, from, to) -> {
                 Frame f = frame(frames, worker, plan, stored, tokens, T, packed);
                 for (int b = from; b < to; b++) {
-                    for (Step s : plan.steps) {
-                        f.run(s, b);
+                    for (Step st : segment) {
+                        f.run(st, b);
                     }
                 }
             });
-        } else {
-            for (Step s : plan.steps) {
-                Parallel.forRange(B, (worker, from, to) -> {
-                    Frame f = frame(frames, worker, plan, stored, tokens, T, packed);
-                    for (int b = from; b < to; b++) {
-                        f.run(s, b);
-                    }
-                });
-                Act a = plan.acts.get(s.out);
-                List<Hook> hs = hooksByName.get(a.name);
-                if (hs != null) {
-                    Tensor view = new Tensor(batchShape(B, a.seqShape), stored[s.out]);
-                    for (Hook h : hs) {
-                        h.apply(view, a.name);
-                    }
+            Act a = plan.acts.get(segment.get(segment.size() - 1).out);
+            List<Hook> hs = hooksByName.get(a.name);
+            if (hs != null) {
+                Tensor view = new Tensor(batchShape(B, a.seqShape), stored[plan.idByName.get(a.name)]);
+                for (Hook h : hs) {
+                    h.apply(view, a.name);
                 }
             }
+            segmentStart = segmentEnd;
         }
         int logitsId = plan.idByName.get("logits");
         return new Run(new Tensor(new int[] {B, T, cfg.dVocab()}, stored[logitsId]), new ActivationCache(cached));
