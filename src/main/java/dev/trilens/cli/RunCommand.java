@@ -36,6 +36,9 @@ public final class RunCommand implements Callable<Integer> {
         TrainCommand.Preset p = run.preset == null ? TrainCommand.Preset.arena : run.preset;
         PrintWriter out = cl.getOut();
         Trainer trainer = Trainer.start(TrainConfig.preset(p.name()), TrainCommand.outDir(run.out, p));
+        if (run.exportPt) {
+            trainer.exportPt();
+        }
         Path dir = trainer.dir();
         out.printf("training into %s%n", dir);
         TrainCommand.train(trainer, out);
@@ -60,6 +63,9 @@ public final class RunCommand implements Callable<Integer> {
         out.printf("%nrun folder  %s%n", dir);
         out.printf("  %-24s final weights (evaluate --model it)%n", Trainer.MODEL);
         out.printf("  %-24s best trigram_avg_correct_prob (epoch %d)%n", Trainer.BEST, trainer.bestEpoch());
+        if (run.exportPt) {
+            out.printf("  %-24s final weights for torch.load(path, weights_only=True)%n", Trainer.MODEL_PT);
+        }
         out.printf("  %-24s one line per epoch%n", Trainer.METRICS);
         out.printf("  %-24s optimizer state for train --resume%n", Trainer.STATE);
         out.printf("  %-24s the table above%n", "eval.json");

@@ -39,6 +39,11 @@ public final class TrainCommand implements Callable<Integer> {
 
         @Option(names = "--threads", description = "worker threads (default: all cores); results do not depend on it")
         Integer threads;
+
+        @Option(names = "--export-pt", description = "also write model.pt, the final weights as a PyTorch state dict "
+                + "with TransformerLens's keys (torch.load(path, weights_only=True)), updated every epoch with "
+                + "model.safetensors; a resumed run that has one keeps it updated")
+        boolean exportPt;
     }
 
     @CommandLine.Mixin
@@ -88,9 +93,15 @@ public final class TrainCommand implements Callable<Integer> {
             trainer = Trainer.start(overrides(TrainConfig.preset(p.name())), outDir(run.out, p));
             out.printf("training into %s%n", trainer.dir());
         }
+        if (run.exportPt) {
+            trainer.exportPt();
+        }
         train(trainer, out);
         out.printf("model     %s%nbest      %s (epoch %d)%nmetrics   %s%n", trainer.dir().resolve(Trainer.MODEL),
                 trainer.dir().resolve(Trainer.BEST), trainer.bestEpoch(), trainer.dir().resolve(Trainer.METRICS));
+        if (trainer.exportsPt()) {
+            out.printf("pytorch   %s%n", trainer.dir().resolve(Trainer.MODEL_PT));
+        }
         out.flush();
         return 0;
     }
@@ -115,7 +126,7 @@ public final class TrainCommand implements Callable<Integer> {
     }
 
     /** A resumed run must keep its config, or it would no longer be the run it continues. */
-    private static void checkSameConfig(Path dir, TrainConfig saved, TrainConfig asked) {
+    static void checkSameConfig(Path dir, TrainConfig saved, TrainConfig asked) {
         Map<String, String> s = saved.toMetadata(), a = asked.toMetadata();
         List<String> diff = new ArrayList<>();
         s.forEach((k, v) -> {

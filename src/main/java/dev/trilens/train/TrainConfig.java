@@ -134,6 +134,30 @@ public record TrainConfig(int dVocab, int seqLen, double trigramProb, long dataS
         return m;
     }
 
+    /** The config as typed JSON values (the metadata is all strings), snake_case as in TransformerLens's config. */
+    public Map<String, Object> toJson() {
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("d_vocab", dVocab);
+        m.put("seq_len", seqLen);
+        m.put("trigram_prob", trigramProb);
+        m.put("data_seed", dataSeed);
+        m.put("n_train", nTrain);
+        m.put("n_val", nVal);
+        m.put("epochs", epochs);
+        m.put("batch_size", batchSize);
+        m.put("lr_start", lrStart);
+        m.put("lr_end", lrEnd);
+        m.put("weight_decay", weightDecay);
+        m.put("d_model", dModel);
+        m.put("n_heads", nHeads);
+        m.put("d_head", dHead);
+        m.put("d_mlp", dMlp);
+        m.put("n_layers", nLayers);
+        m.put("normalization", layerNorm ? "LN" : "none");
+        m.put("init_seed", initSeed);
+        return m;
+    }
+
     /** Inverse of {@link #toMetadata}; where names the file in error messages. */
     public static TrainConfig fromMetadata(Map<String, String> m, String where) {
         try {

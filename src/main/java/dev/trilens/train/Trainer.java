@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.trilens.TrilensException;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.io.Safetensors;
+import dev.trilens.io.TorchCheckpoint;
 import dev.trilens.model.Backprop;
 import dev.trilens.model.HookedTransformer;
 import dev.trilens.model.Weights;
@@ -22,7 +23,8 @@ import java.util.Random;
  * Trains a model with the challenge's recipe into a run folder, epoch by epoch. After each epoch it writes, each
  * file atomically and the training state last (the commit point): model.safetensors, best.safetensors (when
  * trigram_avg_correct_prob improved), metrics.jsonl and train_state.safetensors. A run killed at any moment therefore
- * loses at most the epoch in progress, and {@link #resume} continues it to bit-identical weights.
+ * loses at most the epoch in progress, and {@link #resume} continues it to bit-identical weights. With
+ * {@link #exportPt} it also writes model.pt, the same weights as a PyTorch state dict, right after model.safetensors.
  *
  * <p>Epochs are numbered from 1 in files and listeners ("epoch 3" = the third); the schedule's e is epoch - 1.
  */
@@ -31,6 +33,7 @@ public final class Trainer {
     public static final String BEST = "best.safetensors";
     public static final String METRICS = "metrics.jsonl";
     public static final String STATE = "train_state.safetensors";
+    public static final String MODEL_PT = "model.pt";
 
     /** Progress callbacks, called on the training thread. */
     public interface Listener {
@@ -48,6 +51,23 @@ public final class Trainer {
     public record EpochMetrics(int epoch, double trainLoss, double trainLossAsFrac, double valLoss,
                                int trigramNCorrect, double trigramFracCorrect, double trigramAvgCorrectProb,
                                double lr, double seconds) {
+        /** Inverse of {@link #toJson}; where names the file in error messages. */
+        public static EpochMetrics fromJson(JsonNode n, String where) {
+            String[] keys = {"epoch", "train_loss", "train_loss_as_frac", "val_loss", "trigram_n_correct",
+                    "trigram_frac_correct", "trigram_avg_correct_prob", "lr", "seconds"};
+            for (String k : keys) {
+                // NaN is written as the string "NaN" (no trigrams to score), so a number or a string both do
+                if (!n.path(k).isNumber() && !n.path(k).isTextual()) {
+                    throw new TrilensException(where + ": a metrics line lacks '" + k + "', expected the lines "
+                            + "trilens train writes");
+                }
+            }
+            return new EpochMetrics(n.get("epoch").asInt(), n.get("train_loss").asDouble(),
+                    n.get("train_loss_as_frac").asDouble(), n.get("val_loss").asDouble(),
+                    n.get("trigram_n_correct").asInt(), n.get("trigram_frac_correct").asDouble(),
+                    n.get("trigram_avg_correct_prob").asDouble(), n.get("lr").asDouble(), n.get("seconds").asDouble());
+        }
+
         public Map<String, Object> toJson() {
             Map<String, Object> m = new LinkedHashMap<>();
             m.put("epoch", epoch);
@@ -76,6 +96,7 @@ public final class Trainer {
     private double bestScore;
     private int bestEpoch;
     private TrigramDataset data;
+    private boolean exportPt;
 
     private Trainer(TrainConfig cfg, Path dir, Weights weights, AdamW adam, int epochsDone, double bestScore,
                     int bestEpoch, List<String> metricsLines) {
@@ -116,8 +137,45 @@ public final class Trainer {
         Weights w = new Weights(s.config().modelConfig(), s.params());
         AdamW adam = new AdamW(w.data.length, s.config().weightDecay());
         adam.restore(s.adamM(), s.adamV(), s.adamStep());
-        return new Trainer(s.config(), dir, w, adam, s.epochsDone(), s.bestAvgCorrectProb(), s.bestEpoch(),
+        Trainer t = new Trainer(s.config(), dir, w, adam, s.epochsDone(), s.bestAvgCorrectProb(), s.bestEpoch(),
                 committedMetrics(dir.resolve(METRICS), s.epochsDone()));
+        // a run that exported keeps exporting, or its model.pt would silently lag model.safetensors
+        t.exportPt = Files.isRegularFile(dir.resolve(MODEL_PT));
+        return t;
+    }
+
+    /**
+     * From now on, write model.pt (a PyTorch state dict with TransformerLens's keys, see
+     * {@link TorchCheckpoint#write}) next to model.safetensors every epoch, before the commit point like it. If
+     * epochs are already done it is written at once from the committed weights, so it never holds older ones.
+     */
+    public Trainer exportPt() {
+        exportPt = true;
+        if (epochsDone > 0) {
+            TorchCheckpoint.write(weights, dir.resolve(MODEL_PT));
+        }
+        return this;
+    }
+
+    public boolean exportsPt() {
+        return exportPt;
+    }
+
+    /** The metrics of the last committed epoch, or null before the first. */
+    public EpochMetrics lastMetrics() {
+        if (epochsDone == 0) {
+            return null;
+        }
+        Path file = dir.resolve(METRICS);
+        if (metricsLines.size() != epochsDone) {
+            throw new TrilensException(file + " holds " + metricsLines.size() + " complete lines, but the run has "
+                    + "done " + epochsDone + " epochs: expected one line per epoch as trilens train writes them");
+        }
+        try {
+            return EpochMetrics.fromJson(JSON.readTree(metricsLines.get(epochsDone - 1)), file.toString());
+        } catch (IOException e) {
+            throw new IllegalStateException("committed metrics line is not JSON", e);
+        }
     }
 
     /** The metrics lines of epochs up to the committed one: later ones (and a torn last line) are redone. */
@@ -258,6 +316,9 @@ public final class Trainer {
         Map<String, String> meta = cfg.toMetadata();
         meta.put("train.epochs_done", Integer.toString(epoch));
         Safetensors.write(weights, meta, dir.resolve(MODEL));
+        if (exportPt) {
+            TorchCheckpoint.write(weights, dir.resolve(MODEL_PT));
+        }
         // NaN (no trigrams to score) never beats anything; the first epoch still writes a best model
         if (bestEpoch == 0 || m.trigramAvgCorrectProb() > bestScore) {
             bestScore = m.trigramAvgCorrectProb();

@@ -3,6 +3,8 @@ package dev.trilens.train;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.trilens.cli.Main;
+import dev.trilens.io.Checkpoints;
+import dev.trilens.io.TorchCheckpoint;
 import dev.trilens.model.Parallel;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
@@ -86,7 +88,12 @@ class TrainCommandTest {
         assertOneLineError(1, "cannot resume " + dir + " with a different config: it has train.epochs 1 (flags ask 2)",
                 "train", "--resume", "--out", dir.toString(), "--epochs", "2");
         assertOneLineError(1, "already holds a training run", "train", "--preset", "quick", "--out", dir.toString());
-        assertThat(run("train", "--resume", "--out", dir.toString())).as(err()).isEqualTo(0);
-        assertThat(out.toString(StandardCharsets.UTF_8)).contains("all 1 epochs are already done");
+        assertThat(dir.resolve(Trainer.MODEL_PT)).doesNotExist();
+        // --export-pt on a finished run exports its committed weights
+        assertThat(run("train", "--resume", "--out", dir.toString(), "--export-pt")).as(err()).isEqualTo(0);
+        assertThat(out.toString(StandardCharsets.UTF_8)).contains("all 1 epochs are already done")
+                .contains("pytorch   " + dir.resolve(Trainer.MODEL_PT));
+        assertThat(TorchCheckpoint.load(dir.resolve(Trainer.MODEL_PT)).data)
+                .isEqualTo(Checkpoints.load(dir.resolve(Trainer.MODEL)).weights().data);
     }
 }

@@ -1,0 +1,66 @@
+package dev.trilens.train;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.within;
+
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+
+class ComparisonTest {
+
+    private static Trainer.EpochMetrics epoch(double trainLoss, int nCorrect, double avgProb) {
+        return new Trainer.EpochMetrics(5, trainLoss, trainLoss / 10, trainLoss + 0.5, nCorrect, nCorrect / 8.0,
+                avgProb, 1e-3, 1.0);
+    }
+
+    @Test
+    void statsAreMeanAndSampleStd() {
+        Comparison.Stats s = Comparison.Stats.of(new double[] {1, 2, 3, 4});
+        assertThat(s.mean()).isEqualTo(2.5);
+        assertThat(s.std()).isCloseTo(Math.sqrt(5.0 / 3), within(1e-15));
+        assertThat(s.min()).isEqualTo(1);
+        assertThat(s.max()).isEqualTo(4);
+        assertThat(Comparison.Stats.of(new double[] {7}).std()).isNaN();
+    }
+
+    @SuppressWarnings("unchecked")
+    @Test
+    void jsonAndTablesCarryEveryRunAndTheirSummary() {
+        TrainConfig cfg = TrainConfig.quick().withEpochs(5);
+        Comparison c = new Comparison("quick", List.of(
+                new Comparison.Variant("mlp", cfg, List.of(
+                        new Comparison.Run(40, "mlp-seed40", epoch(3.0, 8, 0.9), 2.0),
+                        new Comparison.Run(41, "mlp-seed41", epoch(3.2, 6, 0.7), 2.5))),
+                new Comparison.Variant("attn-only", cfg.withDMlp(0), List.of(
+                        new Comparison.Run(40, "attn-only-seed40", epoch(3.4, 7, 0.5), 1.0),
+                        new Comparison.Run(41, "attn-only-seed41", epoch(3.6, 5, 0.3), 1.5)))));
+        Map<String, Object> json = c.toJson();
+        assertThat(json).containsEntry("preset", "quick").containsEntry("epochs", 5)
+                .containsEntry("seeds", List.of(40L, 41L));
+        Map<String, Object> mlp = (Map<String, Object>) ((Map<String, Object>) json.get("variants")).get("mlp");
+        assertThat((Map<String, Object>) mlp.get("config")).containsEntry("d_mlp", 20)
+                .containsEntry("seeds", List.of(40L, 41L)).doesNotContainKeys("data_seed", "init_seed");
+        Map<String, Object> metrics = (Map<String, Object>) mlp.get("metrics");
+        assertThat(metrics).containsOnlyKeys(Comparison.METRICS);
+        Map<String, Object> nCorrect = (Map<String, Object>) metrics.get("trigram_n_correct");
+        assertThat((double[]) nCorrect.get("values")).containsExactly(8, 6);
+        assertThat(nCorrect).containsEntry("mean", 7.0).containsEntry("min", 6.0).containsEntry("max", 8.0);
+        assertThat((double) nCorrect.get("std")).isCloseTo(Math.sqrt(2), within(1e-15));
+        assertThat((List<Map<String, Object>>) mlp.get("runs")).extracting(r -> r.get("train_loss"))
+                .containsExactly(3.0, 3.2);
+
+        assertThat(c.table()).contains("| mlp | 20 | 3.1000 ± 0.1414 |").contains("| 7.0 ± 1.4 |")
+                .contains("| attn-only | 0 | 3.5000 ± 0.1414 |");
+        assertThat(c.caption()).isEqualTo("final epoch (5) of each run, mean ± sample std over 2 seeds (40, 41)");
+        assertThat(c.markdown()).contains("| attn-only-seed41 | 41 | 3.6000 | 0.3600 | 5 | 0.6250 | 0.3000 | 4.1000 |"
+                + " 1.5 |");
+
+        Comparison one = new Comparison("quick", List.of(new Comparison.Variant("mlp", cfg, List.of(
+                new Comparison.Run(40, "mlp-seed40", epoch(3.0, 8, 0.9), 2.0)))));
+        Map<String, Object> m = (Map<String, Object>) ((Map<String, Object>) ((Map<String, Object>) ((Map<String,
+                Object>) one.toJson().get("variants")).get("mlp")).get("metrics")).get("train_loss");
+        assertThat(m).containsEntry("std", null).containsEntry("mean", 3.0);
+        assertThat(one.table()).contains("| mlp | 20 | 3.0000 | 0.3000 |").doesNotContain("±");
+    }
+}

@@ -1,0 +1,168 @@
+package dev.trilens.train;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.fail;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.trilens.io.Checkpoints;
+import dev.trilens.io.TorchCheckpoint;
+import dev.trilens.model.ParamLayout;
+import dev.trilens.model.Weights;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** model.pt as train --export-pt writes it: the run's weights, read back by trilens and by PyTorch itself. */
+class ExportPtTest {
+
+    private static final Trainer.Listener QUIET = new Trainer.Listener() {
+    };
+    private static final String PYTHON = "/usr/bin/python3";
+
+    /**
+     * Loads the file as a user would (weights_only, the safe loader that refuses arbitrary pickles) and reports each
+     * tensor's dtype, shape, first values and float64 sum, in the dict's order.
+     */
+    private static final String TORCH_SCRIPT = """
+            import json, sys, torch
+            sd = torch.load(sys.argv[1], weights_only=True)
+            tensors = []
+            for k, t in sd.items():
+                d = t.double()
+                tensors.append({"key": k, "dtype": str(t.dtype), "shape": list(t.shape),
+                                "contiguous": t.is_contiguous(), "first": t.flatten()[:4].tolist(),
+                                "sum": d.sum().item(), "abs_sum": d.abs().sum().item()})
+            print(json.dumps({"type": type(sd).__name__, "tensors": tensors}))
+            """;
+
+    @TempDir
+    Path tmp;
+
+    @Test
+    void modelPtFollowsTheRunBitForBit() {
+        Path dir = tmp.resolve("run");
+        Trainer t = Trainer.start(TrainerTest.TINY.withEpochs(3), dir).exportPt();
+        assertThat(dir.resolve(Trainer.MODEL_PT)).as("nothing to export before the first epoch").doesNotExist();
+        t.run(QUIET, 1);
+        assertSameWeights(dir, t.weights());
+
+        // a resumed run keeps exporting without being asked again, so model.pt never lags model.safetensors
+        Trainer resumed = Trainer.resume(dir);
+        assertThat(resumed.exportsPt()).isTrue();
+        resumed.run(QUIET);
+        assertSameWeights(dir, resumed.weights());
+        assertThat(resumed.weights().data).isNotEqualTo(t.weights().data);
+
+        Path plain = tmp.resolve("plain");
+        Trainer p = Trainer.start(TrainerTest.TINY.withEpochs(1).withDMlp(0), plain);
+        p.run(QUIET);
+        assertThat(plain.resolve(Trainer.MODEL_PT)).doesNotExist();
+        assertThat(Trainer.resume(plain).exportsPt()).isFalse();
+        // asked for after the fact, it exports the committed weights at once
+        Trainer.resume(plain).exportPt();
+        assertSameWeights(plain, p.weights());
+        assertThat(TorchCheckpoint.readStateDict(plain.resolve(Trainer.MODEL_PT)).keySet())
+                .as("attention-only: no MLP keys").noneMatch(k -> k.contains("mlp"));
+    }
+
+    private static void assertSameWeights(Path dir, Weights expected) {
+        Weights pt = TorchCheckpoint.load(dir.resolve(Trainer.MODEL_PT));
+        assertThat(pt.cfg).isEqualTo(expected.cfg);
+        assertThat(bits(pt.data)).isEqualTo(bits(expected.data));
+        assertThat(bits(Checkpoints.load(dir.resolve(Trainer.MODEL)).weights().data)).isEqualTo(bits(pt.data));
+    }
+
+    private static int[] bits(float[] a) {
+        int[] b = new int[a.length];
+        for (int i = 0; i < a.length; i++) {
+            b[i] = Float.floatToRawIntBits(a[i]);
+        }
+        return b;
+    }
+
+    @Test
+    void torchLoadsTheExportWithWeightsOnly() throws Exception {
+        assumeTrue(torchAvailable(), "skipped: " + PYTHON + " cannot import torch (apt-get install python3-torch "
+                + "to check model.pt with PyTorch itself)");
+        Path dir = tmp.resolve("run");
+        Trainer t = Trainer.start(TrainerTest.TINY.withEpochs(1), dir).exportPt();
+        t.run(QUIET);
+        Weights w = t.weights();
+
+        Path script = Files.writeString(tmp.resolve("load.py"), TORCH_SCRIPT);
+        String output = python(script.toString(), dir.resolve(Trainer.MODEL_PT).toString());
+        JsonNode report = new ObjectMapper().readTree(output);
+        assertThat(report.get("type").asText()).isEqualTo("OrderedDict");
+        List<String> keys = new ArrayList<>();
+        report.get("tensors").forEach(n -> keys.add(n.get("key").asText()));
+        assertThat(keys).containsExactlyElementsOf(w.layout.params().stream().map(ParamLayout.Param::name).toList());
+
+        for (JsonNode n : report.get("tensors")) {
+            ParamLayout.Param p = w.layout.get(n.get("key").asText());
+            String what = p.name();
+            assertThat(n.get("dtype").asText()).as(what).isEqualTo("torch.float32");
+            assertThat(n.get("contiguous").asBoolean()).as(what).isTrue();
+            List<Integer> shape = new ArrayList<>();
+            n.get("shape").forEach(d -> shape.add(d.asInt()));
+            assertThat(shape).as(what).containsExactlyElementsOf(java.util.Arrays.stream(p.shape()).boxed().toList());
+            float[] values = w.copyOf(p.name());
+            JsonNode first = n.get("first");
+            assertThat(first.size()).as(what).isEqualTo(Math.min(4, values.length));
+            for (int i = 0; i < first.size(); i++) {
+                // a float32 widened to a Python float is exact, so the bits must match
+                assertThat(Float.floatToRawIntBits((float) first.get(i).asDouble())).as(what + "[" + i + "]")
+                        .isEqualTo(Float.floatToRawIntBits(values[i]));
+            }
+            double sum = 0, absSum = 0;
+            for (float v : values) {
+                sum += v;
+                absSum += Math.abs(v);
+            }
+            // the two sides add in different orders; relative to the magnitudes added, they agree far below 1e-6
+            assertThat(n.get("sum").asDouble()).as(what + " sum").isCloseTo(sum,
+                    org.assertj.core.api.Assertions.within(1e-6 * absSum));
+            assertThat(n.get("abs_sum").asDouble()).as(what + " abs sum").isCloseTo(absSum,
+                    org.assertj.core.api.Assertions.within(1e-6 * absSum));
+        }
+    }
+
+    private static boolean torchAvailable() throws InterruptedException {
+        if (!Files.isExecutable(Path.of(PYTHON))) {
+            return false;
+        }
+        try {
+            Process p = new ProcessBuilder(PYTHON, "-c", "import torch").redirectErrorStream(true)
+                    .redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
+            if (!p.waitFor(60, TimeUnit.SECONDS)) {
+                p.destroyForcibly();
+                return false;
+            }
+            return p.exitValue() == 0;
+        } catch (IOException e) {
+            return false;
+        }
+    }
+
+    /** Runs python on args and returns its stdout; fails the test with its stderr on a non-zero exit. */
+    private String python(String... args) throws IOException, InterruptedException {
+        Path outFile = tmp.resolve("python.out"), errFile = tmp.resolve("python.err");
+        List<String> cmd = new ArrayList<>(List.of(PYTHON));
+        cmd.addAll(List.of(args));
+        Process p = new ProcessBuilder(cmd).redirectOutput(outFile.toFile()).redirectError(errFile.toFile()).start();
+        if (!p.waitFor(120, TimeUnit.SECONDS)) {
+            p.destroyForcibly();
+            fail("python did not finish within 120 s: " + cmd);
+        }
+        String err = Files.readString(errFile, StandardCharsets.UTF_8);
+        assertThat(p.exitValue()).as("python exit code; stderr:%n%s", err).isZero();
+        return Files.readString(outFile, StandardCharsets.UTF_8);
+    }
+}
