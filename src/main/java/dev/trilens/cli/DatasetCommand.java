@@ -50,7 +50,7 @@ public final class DatasetCommand implements Callable<Integer> {
         if (head != null) {
             printHead(ds, Math.min(head, ds.size()), spec.commandLine().getOut());
         } else if (out == null) {
-            writeJson(ds, new NonClosing(System.out));
+            writeJson(ds, new NonClosingOutputStream(System.out));
         }
         return 0;
     }
@@ -100,22 +100,4 @@ public final class DatasetCommand implements Callable<Integer> {
             g.writeRaw('\n');
         }
     }
-
-    /** Lets a JSON generator flush to stdout without closing it. */
-    private static final class NonClosing extends java.io.FilterOutputStream {
-        NonClosing(OutputStream out) {
-            super(out);
-        }
-
-        @Override
-        public void write(byte[] b, int off, int len) throws IOException {
-            out.write(b, off, len);
-        }
-
-        @Override
-        public void close() throws IOException {
-            flush();
-        }
-    }
-
 }

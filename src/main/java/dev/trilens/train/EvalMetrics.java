@@ -1,5 +1,6 @@
 package dev.trilens.train;
 
+import com.fasterxml.jackson.annotation.JsonValue;
 import java.util.LinkedHashMap;
 import java.util.Map;
 
@@ -14,7 +15,8 @@ public record EvalMetrics(double loss, double lossAsFrac, double meanCorrectProb
                           double minCorrectProb, int trigramNCorrect, double trigramFracCorrect,
                           double trigramAvgCorrectProb, int nTrigrams) {
 
-    /** The snake_case keys of `evaluate --json`, in a stable order. */
+    /** The snake_case keys of `evaluate --json`, in a stable order; also how Jackson writes this record anywhere. */
+    @JsonValue
     public Map<String, Object> toJson() {
         Map<String, Object> m = new LinkedHashMap<>();
         m.put("loss", loss);

@@ -68,6 +68,7 @@ public final class Trainer {
                     n.get("trigram_avg_correct_prob").asDouble(), n.get("lr").asDouble(), n.get("seconds").asDouble());
         }
 
+        @com.fasterxml.jackson.annotation.JsonValue
         public Map<String, Object> toJson() {
             Map<String, Object> m = new LinkedHashMap<>();
             m.put("epoch", epoch);

@@ -1,0 +1,90 @@
+package dev.trilens.cli;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import dev.trilens.TrilensException;
+import dev.trilens.data.TrigramDataset;
+import dev.trilens.interp.Analysis;
+import dev.trilens.interp.AnalysisContext;
+import dev.trilens.io.AtomicFiles;
+import dev.trilens.io.Checkpoint;
+import dev.trilens.io.Checkpoints;
+import dev.trilens.model.HookedTransformer;
+import java.io.PrintWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+@Command(name = "analyze", mixinStandardHelpOptions = true,
+        description = "Run every analysis of the interpretability engine (predictions, the worklog's attention test, "
+                + "QK/OV circuits, MLP, attribution, ablations, patching, the trigram table read from the weights, "
+                + "causal validation, failure modes) and write them to DIR/analysis.json with a summary here.")
+public final class AnalyzeCommand implements Callable<Integer> {
+
+    @Option(names = "--model", required = true, description = "checkpoint: PyTorch .pt state dict or .safetensors")
+    Path model;
+
+    @Mixin
+    DatasetOptions data;
+
+    @Option(names = "--threshold", defaultValue = "0.2",
+            description = "the worklog's attention / probability threshold (default: ${DEFAULT-VALUE})")
+    double threshold;
+
+    @Option(names = "--out", description = "folder for analysis.json (default: runs/analysis-<model file name>)")
+    Path out;
+
+    @CommandLine.Spec
+    CommandLine.Model.CommandSpec spec;
+
+    @Override
+    public Integer call() throws Exception {
+        if (!(threshold > 0 && threshold < 1)) {
+            throw new CommandLine.ParameterException(spec.commandLine(),
+                    "--threshold must be between 0 and 1 (exclusive), got " + threshold);
+        }
+        Checkpoint ckpt = Checkpoints.load(model);
+        TrigramDataset ds = EvaluateCommand.datasetFor(ckpt, data, spec.commandLine().getParseResult());
+        Path dir = out != null ? out : Path.of("runs", "analysis-" + stem(model));
+        if (Files.exists(dir) && !Files.isDirectory(dir)) {
+            throw new TrilensException("--out " + dir + " is a file; expected a folder (it is created if missing)");
+        }
+        Files.createDirectories(dir);
+        PrintWriter term = spec.commandLine().getOut();
+        term.printf("model    %s (%s)%n", model, ckpt.weights().cfg);
+        term.printf("dataset  seed=%d trigram_prob=%s size=%d n_trigrams=%d%n", ds.seed(), ds.trigramProb(),
+                ds.size(), ds.nTrigrams());
+        term.flush();
+        AnalysisContext ctx = new AnalysisContext(new HookedTransformer(ckpt.weights()), ds, threshold);
+        Analysis analysis = Analysis.run(ctx, section -> System.err.println("analyze: " + section + " ..."));
+        Map<String, Object> json = analysis.toJson(model.toString(), ckpt.weights().cfg, ds);
+        ObjectMapper mapper = Analysis.mapper().enable(SerializationFeature.INDENT_OUTPUT);
+        Path file = dir.resolve("analysis.json");
+        AtomicFiles.write(file, os -> mapper.writeValue(new NonClosingOutputStream(os), json));
+        for (String section : analysis.sections().keySet()) {
+            term.printf("%n[%s] %.1fs%n", section, analysis.seconds().get(section));
+            if (section.equals("metrics")) {
+                @SuppressWarnings("unchecked")
+                Map<String, Object> m = (Map<String, Object>) analysis.sections().get(section);
+                m.forEach((k, v) -> term.printf("  %-25s %s%n", k, v instanceof Double d ? String.format("%.6f", d) : v));
+            }
+            for (String line : analysis.summary(section)) {
+                term.println("  " + line);
+            }
+        }
+        term.printf("%nanalysis written to %s%n", file);
+        term.flush();
+        return 0;
+    }
+
+    private static String stem(Path p) {
+        String name = p.getFileName().toString();
+        int dot = name.lastIndexOf('.');
+        return dot > 0 ? name.substring(0, dot) : name;
+    }
+}

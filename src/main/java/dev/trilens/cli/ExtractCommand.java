@@ -1,0 +1,214 @@
+package dev.trilens.cli;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.trilens.TrilensException;
+import dev.trilens.data.TrigramDataset;
+import dev.trilens.interp.TrigramExtractor;
+import dev.trilens.io.Checkpoint;
+import dev.trilens.io.Checkpoints;
+import dev.trilens.model.HookedTransformer;
+import dev.trilens.model.ModelConfig;
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+@Command(name = "extract", mixinStandardHelpOptions = true,
+        description = {"List the trigrams (a, b, c) a one-layer model has learned, read from its weights alone: no "
+                + "training data and no forward pass over a dataset. For every pair (a, b) the model's components are "
+                + "evaluated on its own embedding vectors (query b at p, key a at p-1: QK attention, OV copy, MLP, "
+                + "unembed), and (a, b, argmax c) is listed when P(c) exceeds the threshold.",
+                "With a known dataset (--seed/--trigram-prob, or the checkpoint's metadata) it also reports precision "
+                        + "and recall against the dataset's trigrams and against those the model predicts."})
+public final class ExtractCommand implements Callable<Integer> {
+
+    @Option(names = "--model", required = true, description = "checkpoint: PyTorch .pt state dict or .safetensors")
+    Path model;
+
+    @Option(names = "--seed", description = "dataset seed, to compare with its trigrams (default: the checkpoint's "
+            + "metadata; without either, no comparison)")
+    Long seed;
+
+    @Option(names = "--trigram-prob", description = "dataset trigram_prob (default: the checkpoint's metadata, else "
+            + "0.05 when --seed is given)")
+    Double trigramProb;
+
+    @Option(names = "--json", description = "print one JSON object instead of a table")
+    boolean json;
+
+    @Option(names = "--top", description = "list only the K most confident trigrams (default: all); counts, "
+            + "precision and recall always cover all")
+    Integer top;
+
+    @Option(names = "--threshold", defaultValue = "0.5", description = "extract (a, b, c) when P(c) > this "
+            + "(default: ${DEFAULT-VALUE})")
+    double threshold;
+
+    @Option(names = "--background", defaultValue = "random_context", description = "what else the query at b sees: "
+            + "random_context (positions 0..p-2 hold uniformly random tokens, in expectation) or two_key (only a and "
+            + "b) (default: ${DEFAULT-VALUE})")
+    String background;
+
+    @Option(names = "--positions", split = ",", paramLabel = "<p>", description = "query positions p to average "
+            + "over, comma-separated (default: 1..n_ctx-2, at most 16 evenly spaced)")
+    int[] positions;
+
+    @CommandLine.Spec
+    CommandLine.Model.CommandSpec spec;
+
+    /** The keys of `extract --json`, in order. */
+    public static final List<String> JSON_KEYS = List.of("model", "config", "method", "background", "threshold",
+            "positions", "n_extracted", "max_rejected_confidence", "min_extracted_confidence", "seconds", "trigrams",
+            "evaluation");
+
+    @Override
+    public Integer call() throws Exception {
+        CommandLine cl = spec.commandLine();
+        if (top != null && top < 0) {
+            throw new CommandLine.ParameterException(cl, "--top must be >= 0, got " + top);
+        }
+        if (!(threshold > 0 && threshold < 1)) {
+            throw new CommandLine.ParameterException(cl, "--threshold must be > 0 and < 1, got " + threshold);
+        }
+        TrigramExtractor.Background bg = switch (background) {
+            case "random_context" -> TrigramExtractor.Background.RANDOM_CONTEXT;
+            case "two_key" -> TrigramExtractor.Background.TWO_KEY;
+            default -> throw new CommandLine.ParameterException(cl, "unknown --background '" + background
+                    + "', expected random_context or two_key");
+        };
+        if (positions != null && positions.length == 0) {
+            throw new CommandLine.ParameterException(cl, "--positions needs at least one position");
+        }
+        Checkpoint ckpt = Checkpoints.load(model);
+        ModelConfig cfg = ckpt.weights().cfg;
+        TrigramExtractor.Result r = TrigramExtractor.extract(ckpt.weights(),
+                new TrigramExtractor.Options(threshold, positions, bg));
+        TrigramDataset ds = knownDataset(ckpt);
+        TrigramExtractor.Evaluation ev = ds == null ? null
+                : TrigramExtractor.evaluate(r, new HookedTransformer(ckpt.weights()), ds);
+        int k = top == null ? -1 : top;
+        PrintWriter out = cl.getOut();
+        if (json) {
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("model", model.toString());
+            m.put("config", configJson(cfg));
+            m.putAll(r.toJson(k));
+            m.put("evaluation", ev == null ? null : ev.toJson());
+            out.println(new ObjectMapper().writeValueAsString(m));
+        } else {
+            printText(out, cfg, r, ds, ev, k);
+        }
+        out.flush();
+        return 0;
+    }
+
+    /** The dataset to compare with: from the flags, else the checkpoint's metadata; null when neither says. */
+    private TrigramDataset knownDataset(Checkpoint ckpt) {
+        Map<String, String> meta = ckpt.metadata();
+        Long s = seed;
+        Double p = trigramProb;
+        try {
+            if (s == null && meta.containsKey(EvaluateCommand.META_SEED)) {
+                s = Long.parseLong(meta.get(EvaluateCommand.META_SEED));
+            }
+            if (p == null && meta.containsKey(EvaluateCommand.META_TRIGRAM_PROB)) {
+                p = Double.parseDouble(meta.get(EvaluateCommand.META_TRIGRAM_PROB));
+            }
+        } catch (NumberFormatException e) {
+            throw new TrilensException("checkpoint metadata has a malformed dataset parameter (" + e.getMessage()
+                    + "); pass --seed and --trigram-prob explicitly");
+        }
+        if (s == null && p == null) {
+            return null;
+        }
+        ModelConfig cfg = ckpt.weights().cfg;
+        // tokens are not used: one sequence is enough to get the trigrams
+        return TrigramDataset.generate(cfg.dVocab(), cfg.nCtx(), p == null ? 0.05 : p, s == null ? 40 : s, 1);
+    }
+
+    private static Map<String, Object> configJson(ModelConfig cfg) {
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("d_vocab", cfg.dVocab());
+        m.put("n_ctx", cfg.nCtx());
+        m.put("d_model", cfg.dModel());
+        m.put("n_layers", cfg.nLayers());
+        m.put("n_heads", cfg.nHeads());
+        m.put("d_head", cfg.dHead());
+        m.put("d_mlp", cfg.dMlp());
+        m.put("normalization", cfg.layerNorm() ? "LN" : null);
+        return m;
+    }
+
+    private void printText(PrintWriter out, ModelConfig cfg, TrigramExtractor.Result r, TrigramDataset ds,
+                           TrigramExtractor.Evaluation ev, int k) {
+        out.printf("model      %s%n           %s%n", model, cfg);
+        out.printf("method     %s%n", TrigramExtractor.METHOD);
+        int[] pos = r.positions();
+        out.printf("extracted  %d trigrams with P(c) > %s (background %s, %d query position%s %s); the other pairs "
+                        + "reach at most %.3f, the extracted at least %.3f  [%.2f s]%n", r.trigrams().size(),
+                r.options().threshold(), r.options().background().key, pos.length, pos.length == 1 ? "" : "s",
+                positionsText(pos), r.maxRejectedConfidence(), r.minExtractedConfidence(), r.seconds());
+        if (ev != null) {
+            TrigramExtractor.Comparison d = ev.vsDataset(), m = ev.vsModel(), mc = ev.vsModelConfident();
+            out.printf("dataset    seed=%d trigram_prob=%s: %d trigrams; the model predicts %d (argmax at position 1 "
+                    + "of [a, b, c]), %d of them with P(c) > %s%n", ds.seed(), ds.trigramProb(), d.nReference(),
+                    m.nReference(), mc.nReference(), r.options().threshold());
+            out.printf("           vs dataset:          precision %.3f  recall %.3f  (%d of %d)%n", d.precision(),
+                    d.recall(), d.nCorrect(), d.nReference());
+            out.printf("           vs model (argmax):   precision %.3f  recall %.3f  (%d of %d)%s%n", m.precision(),
+                    m.recall(), m.nCorrect(), m.nReference(), ev.nPredictedUnconfident() == 0 ? ""
+                            : String.format("; %d of those are argmax with a mean P(c) of only %.3f",
+                            ev.nPredictedUnconfident(), ev.meanProbUnconfident()));
+            out.printf("           vs model (P(c) > %s): precision %.3f  recall %.3f  (%d of %d)%n",
+                    r.options().threshold(), mc.precision(), mc.recall(), mc.nCorrect(), mc.nReference());
+        } else {
+            out.printf("dataset    unknown (pass --seed/--trigram-prob for precision and recall)%n");
+        }
+        out.println();
+        out.println("Which circuit quantities decide each entry: attn/qk_adv = QK (does b at p attend a at p-1, score "
+                + "over attending itself); P(c|no a) and P(c|all a) = the OV+MLP readout with no / all attention on "
+                + "a; margin = logit(c) - logit(runner-up), split into direct contributions (embed, ov_prev = OV "
+                + "output of a, ov_rest = the rest of the attention output, mlp, bias).");
+        out.printf("%4s %4s %4s  %6s  %-11s %-9s %10s %10s  %4s %7s  %7s %7s %7s %7s %7s  %s%n", "a", "b", "c", "P(c)",
+                "attn", "qk_adv", "P(c|no a)", "P(c|all a)", "2nd", "margin", "embed", "ov_prev", "ov_rest", "mlp",
+                "bias", "decided_by");
+        List<TrigramExtractor.Entry> es = r.trigrams();
+        int n = k < 0 ? es.size() : Math.min(k, es.size());
+        for (int i = 0; i < n; i++) {
+            TrigramExtractor.Entry e = es.get(i);
+            double[] c = e.marginContributions();
+            out.printf("%4d %4d %4d  %6.3f  %-11s %-9s %10.3f %10.3f  %4d %7.2f  %7.2f %7.2f %7.2f %7.2f %7.2f  %s%n",
+                    e.a(), e.b(), e.c(), e.confidence(), list(e.attnPrev(), "%.2f"), list(e.qkAdvantage(), "%+.1f"),
+                    e.confidenceNoAttnPrev(), e.confidenceFullAttnPrev(), e.runnerUp(), e.logitMargin(), c[0], c[1],
+                    c[2], c[3], c[4], e.decidedBy());
+        }
+        if (n < es.size()) {
+            out.printf("... %d more (--top to list more)%n", es.size() - n);
+        }
+    }
+
+    private static String list(double[] v, String fmt) {
+        List<String> parts = new ArrayList<>();
+        for (double x : v) {
+            parts.add(String.format(fmt, x));
+        }
+        return String.join(",", parts);
+    }
+
+    private static String positionsText(int[] p) {
+        if (p.length <= 6) {
+            List<String> s = new ArrayList<>();
+            for (int x : p) {
+                s.add(Integer.toString(x));
+            }
+            return String.join(",", s);
+        }
+        return p[0] + "," + p[1] + ",...," + p[p.length - 1];
+    }
+}

@@ -1,0 +1,193 @@
+package dev.trilens.interp;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.PropertyNamingStrategies;
+import dev.trilens.data.TrigramDataset;
+import dev.trilens.model.HookedTransformer;
+import dev.trilens.model.ModelConfig;
+import dev.trilens.train.Metrics;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.function.Supplier;
+
+/**
+ * Every analysis of the interpretability engine, run in the worklog's order; the sections of analysis.json.
+ *
+ * <p>Keys of {@link #sections()}: {@code metrics} (evaluate's metrics), {@code predictions} (1),
+ * {@code attention} (2), {@code circuits} (3, 4 and 7: QK, OV, MLP, weight processing), {@code attribution} and
+ * {@code ablation} (5), {@code patching} (6: the attention swap of the first sequence), {@code extraction} (8:
+ * the trigram table read from the weights, with precision and recall), {@code causal_validation} (9) and
+ * {@code failure_modes} (10). Each section's own keys are documented on its record; most carry a {@code summary}.
+ * A section that cannot be computed for this model says why under {@code error} instead of being left out.
+ */
+public final class Analysis {
+    private static final ObjectMapper JSON = mapper();
+
+    /** How analysis.json is written: every record's fields in snake_case, like the documented keys. */
+    public static ObjectMapper mapper() {
+        return new ObjectMapper().setPropertyNamingStrategy(PropertyNamingStrategies.SNAKE_CASE);
+    }
+
+    private final Map<String, Object> sections = new LinkedHashMap<>();
+    private final Map<String, Double> seconds = new LinkedHashMap<>();
+
+    /** Receives each section's name as it starts, for progress output. */
+    public interface Progress {
+        void started(String section);
+    }
+
+    public static Analysis run(AnalysisContext ctx, Progress progress) {
+        Analysis a = new Analysis();
+        HookedTransformer model = ctx.model();
+        TrigramDataset data = ctx.data();
+        a.section("metrics", progress, () -> Metrics.evaluate(model, data).toJson());
+        a.section("predictions", progress, () -> Predictions.compute(ctx));
+        a.section("attention", progress, () -> AttentionAnalysis.compute(ctx));
+        a.section("circuits", progress, () -> Circuits.compute(ctx));
+        a.section("attribution", progress, () -> Attribution.compute(ctx));
+        a.section("ablation", progress, () -> Ablation.compute(ctx));
+        a.section("patching", progress, () -> swapExample(model, data));
+        TrigramExtractor.Result[] extracted = new TrigramExtractor.Result[1];
+        a.section("extraction", progress, () -> {
+            extracted[0] = TrigramExtractor.extract(model.weights());
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("method", TrigramExtractor.METHOD);
+            m.put("table", extracted[0]);
+            m.put("evaluation", TrigramExtractor.evaluate(extracted[0], model, data));
+            return m;
+        });
+        a.section("causal_validation", progress, () -> CausalValidation.run(model, data, needs(extracted[0])));
+        a.section("failure_modes", progress, () -> FailureModes.analyze(model, data, needs(extracted[0]),
+                FailureModes.DEFAULT_SAMPLES, data.seed()));
+        return a;
+    }
+
+    /**
+     * The challenge's swap experiment: in sequence 0, position 21's attention moved onto position 15 (the published
+     * model's example; shorter sequences use the same offsets from their end).
+     */
+    static Patching.SwapResult swapExample(HookedTransformer model, TrigramDataset data) {
+        int pos = Math.min(21, data.seqLen() - 2);
+        return Patching.attentionSwap(model, data.tokensOf(0, 1), pos, Math.max(0, pos - 6));
+    }
+
+    /** The later sections build on the extracted table; without it they say so. */
+    private static TrigramExtractor.Result needs(TrigramExtractor.Result extracted) {
+        if (extracted == null) {
+            throw new dev.trilens.TrilensException("needs the extracted trigram table, which could not be computed "
+                    + "for this model (see the extraction section)");
+        }
+        return extracted;
+    }
+
+    private void section(String name, Progress progress, Supplier<Object> compute) {
+        progress.started(name);
+        long t0 = System.nanoTime();
+        Object value;
+        try {
+            value = compute.get();
+        } catch (dev.trilens.TrilensException e) {
+            Map<String, Object> err = new LinkedHashMap<>();
+            err.put("error", e.getMessage());
+            value = err;
+        }
+        sections.put(name, value);
+        seconds.put(name, (System.nanoTime() - t0) / 1e9);
+    }
+
+    public Map<String, Object> sections() {
+        return sections;
+    }
+
+    public Map<String, Double> seconds() {
+        return seconds;
+    }
+
+    /** The whole analysis as analysis.json's object: model and dataset description, then the sections. */
+    public Map<String, Object> toJson(String modelPath, ModelConfig cfg, TrigramDataset data) {
+        Map<String, Object> root = new LinkedHashMap<>();
+        Map<String, Object> model = new LinkedHashMap<>();
+        model.put("path", modelPath);
+        model.put("config", cfg);
+        model.put("n_params", new dev.trilens.model.ParamLayout(cfg).totalSize());
+        root.put("model", model);
+        Map<String, Object> ds = new LinkedHashMap<>();
+        ds.put("d_vocab", data.dVocab());
+        ds.put("seq_len", data.seqLen());
+        ds.put("seed", data.seed());
+        ds.put("trigram_prob", data.trigramProb());
+        ds.put("size", data.size());
+        ds.put("n_trigrams", data.nTrigrams());
+        root.put("dataset", ds);
+        root.putAll(sections);
+        root.put("seconds", seconds);
+        return root;
+    }
+
+    /** The sentences each section offers as its summary (its "summary" key, a string or a list of them). */
+    public List<String> summary(String section) {
+        List<String> lines = new ArrayList<>();
+        JsonNode node = JSON.valueToTree(sections.get(section));
+        JsonNode s = node == null ? null : node.get("summary");
+        if (s != null && s.isArray()) {
+            s.forEach(x -> lines.add(x.asText()));
+        } else if (s != null && s.isTextual()) {
+            lines.add(s.asText());
+        } else if (node != null && node.has("error")) {
+            lines.add("not computed: " + node.get("error").asText());
+        } else if (node != null) {
+            lines.addAll(derivedSummary(section, node));
+        }
+        return lines;
+    }
+
+    /** Summary lines for the sections whose records carry none, read from their JSON. */
+    private static List<String> derivedSummary(String section, JsonNode n) {
+        List<String> lines = new ArrayList<>();
+        switch (section) {
+            case "extraction" -> {
+                JsonNode t = n.path("table");
+                lines.add(String.format("%d trigrams read from the weights alone (confidence of those kept >= %.3f, of "
+                                + "the rest <= %.3f)", t.path("trigrams").size(),
+                        t.path("min_extracted_confidence").asDouble(), t.path("max_rejected_confidence").asDouble()));
+                JsonNode ev = n.path("evaluation");
+                for (String[] ref : new String[][] {{"vs_dataset", "the dataset's trigrams"},
+                        {"vs_model", "the trigrams the model predicts (argmax)"},
+                        {"vs_model_confident", "the trigrams the model predicts with p > 0.5"}}) {
+                    JsonNode c = ev.path(ref[0]);
+                    if (!c.isMissingNode() && !c.isNull()) {
+                        lines.add(String.format("against %s: precision %.3f, recall %.3f (%d of %d)", ref[1],
+                                c.path("precision").asDouble(), c.path("recall").asDouble(), c.path("n_correct").asInt(),
+                                c.path("n_reference").asInt()));
+                    }
+                }
+            }
+            case "causal_validation" -> {
+                lines.add("attention replaced by rules; recovered = share of the gap between the baseline ("
+                        + n.path("baseline").asText() + ") and the clean model");
+                for (JsonNode v : n.path("variants")) {
+                    JsonNode m = v.path("metrics");
+                    lines.add(String.format("  %-28s loss %.4f, trigrams %d correct, recovered loss %.3f, trigram "
+                                    + "accuracy %.3f", v.path("name").asText(), m.path("loss").asDouble(),
+                            m.path("trigram_n_correct").asInt(), v.path("recovered_loss").asDouble(),
+                            v.path("recovered_trigram_frac").asDouble()));
+                }
+            }
+            case "failure_modes" -> {
+                JsonNode c = n.path("catalogue");
+                lines.add(String.format("%d of %d trigrams missed; causes %s", c.path("n_missed").asInt(),
+                        c.path("n_trigrams").asInt(), c.path("counts")));
+                for (JsonNode f : n.path("families")) {
+                    lines.add(String.format("  %-34s fooled %.1f%% (control %.1f%%)", f.path("name").asText(),
+                            100 * f.path("fooled_rate").asDouble(), 100 * f.path("control_fooled_rate").asDouble()));
+                }
+            }
+            default -> {
+            }
+        }
+        return lines;
+    }
+}

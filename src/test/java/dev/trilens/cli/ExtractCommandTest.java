@@ -1,0 +1,136 @@
+package dev.trilens.cli;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.trilens.Fixtures;
+import dev.trilens.interp.TrigramExtractor;
+import dev.trilens.interp.TrigramExtractorTestModels;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** `trilens extract` through Main.execute. */
+class ExtractCommandTest {
+
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    @TempDir
+    Path tmp;
+
+    private PrintStream oldOut, oldErr;
+    private ByteArrayOutputStream out, err;
+
+    @BeforeEach
+    void capture() {
+        oldOut = System.out;
+        oldErr = System.err;
+        out = new ByteArrayOutputStream();
+        err = new ByteArrayOutputStream();
+        System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
+        System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
+    }
+
+    @AfterEach
+    void restore() {
+        System.setOut(oldOut);
+        System.setErr(oldErr);
+    }
+
+    private int run(String... args) {
+        out.reset();
+        err.reset();
+        return Main.execute(args);
+    }
+
+    private String out() {
+        return out.toString(StandardCharsets.UTF_8);
+    }
+
+    private String err() {
+        return err.toString(StandardCharsets.UTF_8);
+    }
+
+    private void assertOneLineError(int code, String expected, String... args) {
+        assertThat(run(args)).as(String.join(" ", args)).isEqualTo(code);
+        assertThat(err()).as(String.join(" ", args)).contains(expected).doesNotContain("\tat ").hasLineCount(1);
+        assertThat(out()).isEmpty();
+    }
+
+    private static List<String> keys(JsonNode n) {
+        List<String> k = new ArrayList<>();
+        n.fieldNames().forEachRemaining(k::add);
+        return k;
+    }
+
+    @Test
+    void jsonIsOneObjectWithTheDocumentedKeys() throws Exception {
+        // a trilens checkpoint carries data.seed and data.trigram_prob, so the comparison comes without flags
+        String model = TrigramExtractorTestModels.tinyCheckpoint().toString();
+        assertThat(run("extract", "--model", model, "--json", "--top", "3")).isEqualTo(0);
+        assertThat(err()).isEmpty();
+        assertThat(out().strip()).doesNotContain("\n");
+        JsonNode j = JSON.readTree(out());
+        assertThat(keys(j)).containsExactlyElementsOf(ExtractCommand.JSON_KEYS);
+        assertThat(j.get("trigrams")).hasSize(3);
+        assertThat(j.get("n_extracted").intValue()).isGreaterThan(3);
+        assertThat(keys(j.get("trigrams").get(0))).containsExactly("a", "b", "c", "confidence", "confidence_min",
+                "attn_prev", "qk_advantage", "confidence_no_attn_prev", "confidence_full_attn_prev", "runner_up",
+                "logit_margin", "margin_contributions", "decided_by", "explanation");
+        assertThat(keys(j.get("trigrams").get(0).get("margin_contributions")))
+                .containsExactlyElementsOf(TrigramExtractor.CONTRIBUTIONS);
+        JsonNode ev = j.get("evaluation");
+        assertThat(keys(ev)).containsExactly("seed", "trigram_prob", "vs_dataset", "vs_model", "vs_model_confident",
+                "n_predicted_unconfident", "mean_prob_unconfident");
+        assertThat(ev.get("seed").longValue()).isEqualTo(TrigramExtractorTestModels.TINY.dataSeed());
+        assertThat(ev.get("vs_dataset").get("n_reference").intValue()).isEqualTo(24);
+        assertThat(ev.get("vs_dataset").get("precision").doubleValue()).isGreaterThan(0.95);
+        assertThat(j.get("config").get("d_vocab").intValue()).isEqualTo(16);
+
+        // the table: one line per entry, with the circuit quantities named
+        assertThat(run("extract", "--model", model, "--top", "2", "--background", "two_key", "--positions",
+                "1,5,10")).isEqualTo(0);
+        assertThat(out()).contains("vs dataset:", "precision", "decided_by", "3 query positions 1,5,10",
+                "background two_key").contains("more (--top to list more)");
+    }
+
+    @Test
+    void withoutADatasetThereIsNoComparison() throws Exception {
+        Path pt = Fixtures.challengeModel();
+        assertThat(run("extract", "--model", pt.toString(), "--json", "--top", "0", "--positions", "1")).isEqualTo(0);
+        JsonNode j = JSON.readTree(out());
+        assertThat(j.get("evaluation").isNull()).isTrue();
+        assertThat(j.get("trigrams")).isEmpty();
+        assertThat(j.get("n_extracted").intValue()).isEqualTo(221);
+        assertThat(run("extract", "--model", pt.toString(), "--seed", "40", "--top", "1", "--positions", "1"))
+                .isEqualTo(0);
+        assertThat(out()).contains("vs dataset:          precision 1.000  recall 0.798  (221 of 277)");
+    }
+
+    @Test
+    void badFlagsGiveOneLineErrors() {
+        String model = TrigramExtractorTestModels.tinyCheckpoint().toString();
+        assertOneLineError(2, "--top must be >= 0, got -1", "extract", "--model", model, "--top", "-1");
+        assertOneLineError(2, "--threshold must be > 0 and < 1, got 1.5", "extract", "--model", model,
+                "--threshold", "1.5");
+        assertOneLineError(2, "unknown --background 'both', expected random_context or two_key", "extract", "--model",
+                model, "--background", "both");
+        assertOneLineError(2, "--positions", "extract", "--model", model, "--positions", "one");
+        assertOneLineError(2, "Missing required option: '--model=<model>'", "extract");
+        assertOneLineError(2, "Unknown option: '--bogus'", "extract", "--model", model, "--bogus");
+        assertOneLineError(1, "trilens: error: model file not found: " + tmp.resolve("nope.pt"), "extract",
+                "--model", tmp.resolve("nope.pt").toString());
+        assertOneLineError(1, "trilens: error: query position 12 is outside [1, 11]", "extract", "--model", model,
+                "--positions", "12");
+        assertOneLineError(1, "trilens: error: trigram_prob must be in [0, 1], got 2.0", "extract", "--model",
+                model, "--trigram-prob", "2");
+    }
+}
