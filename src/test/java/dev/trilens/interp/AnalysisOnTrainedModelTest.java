@@ -1,0 +1,85 @@
+package dev.trilens.interp;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.trilens.data.TrigramDataset;
+import dev.trilens.model.HookedTransformer;
+import dev.trilens.train.Trainer;
+import org.assertj.core.data.Offset;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/** Every analysis on a small model trained inside the test: each finding is what the mechanism predicts. */
+class AnalysisOnTrainedModelTest {
+    private static JsonNode json;
+
+    @BeforeAll
+    static void analyze() {
+        Trainer tiny = TrigramExtractorTestModels.tiny();
+        TrigramDataset data = TrigramDataset.generate(tiny.config().dVocab(), tiny.config().seqLen(),
+                tiny.config().trigramProb(), tiny.config().dataSeed(), 300);
+        Analysis analysis = Analysis.run(new AnalysisContext(new HookedTransformer(tiny.weights()), data), s -> { });
+        json = Analysis.mapper().valueToTree(analysis.toJson("tiny", tiny.config().modelConfig(), data));
+    }
+
+    @Test
+    void everySectionIsComputed() {
+        for (String s : new String[] {"metrics", "predictions", "attention", "circuits", "attribution", "ablation",
+                "patching", "extraction", "causal_validation", "failure_modes"}) {
+            assertThat(json.get(s).has("error")).as(s + ": " + json.get(s).path("error").asText()).isFalse();
+        }
+        assertThat(json.at("/metrics/trigram_frac_correct").asDouble()).isGreaterThan(0.9);
+    }
+
+    @Test
+    void predictionsAndAttentionSeparateTrigramPositions() {
+        assertThat(json.at("/predictions/trigram/mean").asDouble())
+                .isGreaterThan(5 * json.at("/predictions/other/mean").asDouble());
+        JsonNode head = json.at("/attention/heads/0");
+        // every trigram completion is attended; but this small-context model also attends the previous token at most
+        // other positions (measured: 2235 vs 240), so the worklog's claim fails here, and the analysis must say so
+        assertThat(head.at("/vs_trigram/only_b").asInt()).isZero();
+        assertThat(head.at("/vs_trigram/size_b").asInt()).isPositive();
+        assertThat(head.at("/vs_correct_prob/equal").asBoolean()).isFalse();
+        assertThat(head.at("/vs_correct_prob/summary").asText()).startsWith("the sets differ");
+    }
+
+    @Test
+    void circuitsExplainTheAttention() {
+        JsonNode qk = json.at("/circuits/qk_circuit/heads/0");
+        assertThat(qk.at("/max_abs_error_vs_model").asDouble()).isLessThan(1e-3);
+        assertThat(qk.at("/separation/auc").asDouble()).isGreaterThan(0.8);
+        assertThat(json.at("/circuits/weight_processing/max_log_prob_diff").asDouble()).isLessThan(1e-4);
+        assertThat(json.at("/attribution/max_sum_error").asDouble()).isLessThan(1e-3);
+    }
+
+    @Test
+    void ablatingTheHeadRemovesTrigramAccuracy() {
+        double clean = json.at("/ablation/clean/trigram_frac_correct").asDouble();
+        for (JsonNode a : json.at("/ablation/ablations")) {
+            if (a.path("hook").asText().endsWith("hook_z") && a.path("mode").asText().equals("zero")) {
+                assertThat(a.at("/metrics/trigram_frac_correct").asDouble()).isLessThanOrEqualTo(clean - 0.3);
+            }
+        }
+    }
+
+    @Test
+    void extractionAndTheRuleRecoverTheModel() {
+        assertThat(json.at("/extraction/evaluation/vs_dataset/precision").asDouble()).isGreaterThan(0.95);
+        assertThat(json.at("/extraction/evaluation/vs_dataset/recall").asDouble()).isGreaterThan(0.7);
+        for (JsonNode v : json.at("/causal_validation/variants")) {
+            if (v.path("name").asText().equals("rule_extracted")) {
+                assertThat(v.path("recovered_trigram_frac").asDouble()).isGreaterThan(0.8);
+            }
+        }
+        JsonNode cat = json.at("/failure_modes/catalogue");
+        int sum = 0;
+        for (JsonNode c : cat.path("counts")) {
+            sum += c.asInt();
+        }
+        assertThat(sum).isEqualTo(cat.path("n_missed").asInt());
+        assertThat(json.at("/patching/top_before/prob").asDouble()).isCloseTo(
+                json.at("/patching/before/0/prob").asDouble(), Offset.offset(1e-9));
+    }
+}
