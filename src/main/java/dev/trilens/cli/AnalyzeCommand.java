@@ -61,8 +61,14 @@ public final class AnalyzeCommand implements Callable<Integer> {
                 ds.size(), ds.nTrigrams());
         term.flush();
         AnalysisContext ctx = new AnalysisContext(new HookedTransformer(ckpt.weights()), ds, threshold);
+        analyzeInto(ctx, model.toString(), dir, term);
+        return 0;
+    }
+
+    /** Runs every analysis, writes DIR/analysis.json and prints each section's summary; returns the file. */
+    static Path analyzeInto(AnalysisContext ctx, String modelPath, Path dir, PrintWriter term) {
         Analysis analysis = Analysis.run(ctx, section -> System.err.println("analyze: " + section + " ..."));
-        Map<String, Object> json = analysis.toJson(model.toString(), ckpt.weights().cfg, ds);
+        Map<String, Object> json = analysis.toJson(modelPath, ctx.model().config(), ctx.data());
         ObjectMapper mapper = Analysis.mapper().enable(SerializationFeature.INDENT_OUTPUT);
         Path file = dir.resolve("analysis.json");
         AtomicFiles.write(file, os -> mapper.writeValue(new NonClosingOutputStream(os), json));
@@ -79,7 +85,7 @@ public final class AnalyzeCommand implements Callable<Integer> {
         }
         term.printf("%nanalysis written to %s%n", file);
         term.flush();
-        return 0;
+        return file;
     }
 
     private static String stem(Path p) {

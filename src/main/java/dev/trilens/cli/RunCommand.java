@@ -2,6 +2,7 @@ package dev.trilens.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.trilens.data.TrigramDataset;
+import dev.trilens.interp.AnalysisContext;
 import dev.trilens.io.AtomicFiles;
 import dev.trilens.model.HookedTransformer;
 import dev.trilens.train.EvalMetrics;
@@ -17,7 +18,8 @@ import picocli.CommandLine.Command;
 
 @Command(name = "run", mixinStandardHelpOptions = true,
         description = "Train a preset from scratch, then evaluate the final model on the 2500-sequence dataset of the "
-                + "same seed and trigram_prob (as evaluate does) and write eval.json next to the model.")
+                + "same seed and trigram_prob (as evaluate does), write eval.json next to the model, and run every "
+                + "analysis of `analyze` on it into analysis.json.")
 public final class RunCommand implements Callable<Integer> {
 
     /** evaluate's default dataset size, so run's numbers match `trilens evaluate --model DIR/model.safetensors`. */
@@ -60,6 +62,9 @@ public final class RunCommand implements Callable<Integer> {
             o.write('\n');
         });
 
+        AnalyzeCommand.analyzeInto(new AnalysisContext(new HookedTransformer(trainer.weights()), ds),
+                dir.resolve(Trainer.MODEL).toString(), dir, out);
+
         out.printf("%nrun folder  %s%n", dir);
         out.printf("  %-24s final weights (evaluate --model it)%n", Trainer.MODEL);
         out.printf("  %-24s best trigram_avg_correct_prob (epoch %d)%n", Trainer.BEST, trainer.bestEpoch());
@@ -69,6 +74,7 @@ public final class RunCommand implements Callable<Integer> {
         out.printf("  %-24s one line per epoch%n", Trainer.METRICS);
         out.printf("  %-24s optimizer state for train --resume%n", Trainer.STATE);
         out.printf("  %-24s the table above%n", "eval.json");
+        out.printf("  %-24s every analysis (see analyze --help)%n", "analysis.json");
         out.flush();
         return 0;
     }
