@@ -367,6 +367,11 @@ public final class HookedTransformer {
                 case PATTERN -> Kernels.softmaxForward(out, o, x0, o0, T, H);
                 case Z -> Kernels.attnValuesForward(out, o, x0, o0, x1, o1, T, H, Dh);
                 case RESULT -> {
+                    if (H == 1) {
+                        // one head: result [T, 1, D] is z [T, Dh] @ W_O[0], one matmul over all positions
+                        Kernels.matmulForward(out, o, x0, o0, w, s.p0, null, 0, T, Dh, D);
+                        break;
+                    }
                     for (int t = 0; t < T; t++) {
                         for (int h = 0; h < H; h++) {
                             Kernels.matmulForward(out, o + (t * H + h) * D, x0, o0 + (t * H + h) * Dh, w,
