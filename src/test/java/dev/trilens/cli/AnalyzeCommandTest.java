@@ -8,9 +8,6 @@ import dev.trilens.Fixtures;
 import dev.trilens.io.Safetensors;
 import dev.trilens.model.ModelConfig;
 import dev.trilens.model.Weights;
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
@@ -18,7 +15,7 @@ import java.util.Map;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-class AnalyzeCommandTest {
+class AnalyzeCommandTest extends CliTestBase {
     static final List<String> SECTIONS = List.of("metrics", "predictions", "attention", "circuits", "attribution",
             "ablation", "patching", "extraction", "causal_validation", "failure_modes");
 
@@ -28,18 +25,9 @@ class AnalyzeCommandTest {
     private record Result(int code, String out, String err) {
     }
 
-    private static Result run(String... args) {
-        PrintStream oldOut = System.out, oldErr = System.err;
-        ByteArrayOutputStream out = new ByteArrayOutputStream(), err = new ByteArrayOutputStream();
-        try {
-            System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
-            System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
-            int code = Main.execute(args);
-            return new Result(code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
-        } finally {
-            System.setOut(oldOut);
-            System.setErr(oldErr);
-        }
+    private Result runCaptured(String... args) {
+        int code = run(args);
+        return new Result(code, out(), err());
     }
 
     /** Strict JSON (no NaN or Infinity tokens) with every section, computed or saying why not. */
@@ -59,7 +47,7 @@ class AnalyzeCommandTest {
             Path model = tmp.resolve("m" + cfg.hashCode() + ".safetensors");
             Safetensors.write(Weights.init(cfg, 3), Map.of(), model);
             Path dir = tmp.resolve("out" + cfg.hashCode());
-            Result r = run("analyze", "--model", model.toString(), "--size", "40", "--out", dir.toString());
+            Result r = runCaptured("analyze", "--model", model.toString(), "--size", "40", "--out", dir.toString());
             assertThat(r.code()).as(r.err()).isZero();
             JsonNode root = readAnalysis(dir);
             assertThat(root.get("dataset").get("d_vocab").asInt()).isEqualTo(cfg.dVocab());
@@ -72,7 +60,7 @@ class AnalyzeCommandTest {
     void explainsTheChallengeModel() throws Exception {
         Path model = Fixtures.challengeModel();
         Path dir = tmp.resolve("challenge");
-        Result r = run("analyze", "--model", model.toString(), "--out", dir.toString());
+        Result r = runCaptured("analyze", "--model", model.toString(), "--out", dir.toString());
         assertThat(r.code()).as(r.err()).isZero();
         JsonNode root = readAnalysis(dir);
         for (String s : SECTIONS) {
@@ -87,10 +75,10 @@ class AnalyzeCommandTest {
 
     @Test
     void badInputsAreOneLineErrors() {
-        Result missing = run("analyze", "--model", tmp.resolve("nope.pt").toString());
+        Result missing = runCaptured("analyze", "--model", tmp.resolve("nope.pt").toString());
         assertThat(missing.code()).isNotZero();
         assertThat(missing.err().strip()).doesNotContain("\n").contains("model file not found");
-        Result threshold = run("analyze", "--model", "x.pt", "--threshold", "1.5");
+        Result threshold = runCaptured("analyze", "--model", "x.pt", "--threshold", "1.5");
         assertThat(threshold.code()).isEqualTo(2);
         assertThat(threshold.err().strip()).doesNotContain("\n").contains("--threshold");
     }

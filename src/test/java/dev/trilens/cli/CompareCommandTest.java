@@ -23,7 +23,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /** `trilens compare` through Main.execute, on two-epoch runs of the quick preset. */
-class CompareCommandTest {
+class CompareCommandTest extends CliTestBase {
 
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final List<String> RUNS = List.of("mlp-seed40", "mlp-seed41", "attn-only-seed40",
@@ -31,46 +31,6 @@ class CompareCommandTest {
 
     @TempDir
     Path tmp;
-
-    private final int threads = Parallel.threads();
-    private PrintStream oldOut, oldErr;
-    private ByteArrayOutputStream out, err;
-
-    @BeforeEach
-    void capture() {
-        oldOut = System.out;
-        oldErr = System.err;
-        out = new ByteArrayOutputStream();
-        err = new ByteArrayOutputStream();
-        System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
-        System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
-    }
-
-    @AfterEach
-    void restore() {
-        System.setOut(oldOut);
-        System.setErr(oldErr);
-        Parallel.setThreads(threads);
-    }
-
-    private int run(String... args) {
-        out.reset();
-        err.reset();
-        return Main.execute(args);
-    }
-
-    private String out() {
-        return out.toString(StandardCharsets.UTF_8);
-    }
-
-    private String err() {
-        return err.toString(StandardCharsets.UTF_8);
-    }
-
-    private void assertOneLineError(int code, String expected, String... args) {
-        assertThat(run(args)).as(String.join(" ", args)).isEqualTo(code);
-        assertThat(err()).as(String.join(" ", args)).contains(expected).doesNotContain("\tat ").hasLineCount(1);
-    }
 
     @Test
     void badFlagsGiveOneLineErrors() {

@@ -19,51 +19,12 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /** `trilens extract` through Main.execute. */
-class ExtractCommandTest {
+class ExtractCommandTest extends CliTestBase {
 
     private static final ObjectMapper JSON = new ObjectMapper();
 
     @TempDir
     Path tmp;
-
-    private PrintStream oldOut, oldErr;
-    private ByteArrayOutputStream out, err;
-
-    @BeforeEach
-    void capture() {
-        oldOut = System.out;
-        oldErr = System.err;
-        out = new ByteArrayOutputStream();
-        err = new ByteArrayOutputStream();
-        System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
-        System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
-    }
-
-    @AfterEach
-    void restore() {
-        System.setOut(oldOut);
-        System.setErr(oldErr);
-    }
-
-    private int run(String... args) {
-        out.reset();
-        err.reset();
-        return Main.execute(args);
-    }
-
-    private String out() {
-        return out.toString(StandardCharsets.UTF_8);
-    }
-
-    private String err() {
-        return err.toString(StandardCharsets.UTF_8);
-    }
-
-    private void assertOneLineError(int code, String expected, String... args) {
-        assertThat(run(args)).as(String.join(" ", args)).isEqualTo(code);
-        assertThat(err()).as(String.join(" ", args)).contains(expected).doesNotContain("\tat ").hasLineCount(1);
-        assertThat(out()).isEmpty();
-    }
 
     private static List<String> keys(JsonNode n) {
         List<String> k = new ArrayList<>();
@@ -118,19 +79,19 @@ class ExtractCommandTest {
     @Test
     void badFlagsGiveOneLineErrors() {
         String model = TrigramExtractorTestModels.tinyCheckpoint().toString();
-        assertOneLineError(2, "--top must be >= 0, got -1", "extract", "--model", model, "--top", "-1");
-        assertOneLineError(2, "--threshold must be > 0 and < 1, got 1.5", "extract", "--model", model,
+        assertOneLineErrorOnly(2, "--top must be >= 0, got -1", "extract", "--model", model, "--top", "-1");
+        assertOneLineErrorOnly(2, "--threshold must be > 0 and < 1, got 1.5", "extract", "--model", model,
                 "--threshold", "1.5");
-        assertOneLineError(2, "unknown --background 'both', expected random_context or two_key", "extract", "--model",
+        assertOneLineErrorOnly(2, "unknown --background 'both', expected random_context or two_key", "extract", "--model",
                 model, "--background", "both");
-        assertOneLineError(2, "--positions", "extract", "--model", model, "--positions", "one");
-        assertOneLineError(2, "Missing required option: '--model=<model>'", "extract");
-        assertOneLineError(2, "Unknown option: '--bogus'", "extract", "--model", model, "--bogus");
-        assertOneLineError(1, "trilens: error: model file not found: " + tmp.resolve("nope.pt"), "extract",
+        assertOneLineErrorOnly(2, "--positions", "extract", "--model", model, "--positions", "one");
+        assertOneLineErrorOnly(2, "Missing required option: '--model=<model>'", "extract");
+        assertOneLineErrorOnly(2, "Unknown option: '--bogus'", "extract", "--model", model, "--bogus");
+        assertOneLineErrorOnly(1, "trilens: error: model file not found: " + tmp.resolve("nope.pt"), "extract",
                 "--model", tmp.resolve("nope.pt").toString());
-        assertOneLineError(1, "trilens: error: query position 12 is outside [1, 11]", "extract", "--model", model,
+        assertOneLineErrorOnly(1, "trilens: error: query position 12 is outside [1, 11]", "extract", "--model", model,
                 "--positions", "12");
-        assertOneLineError(1, "trilens: error: trigram_prob must be in [0, 1], got 2.0", "extract", "--model",
+        assertOneLineErrorOnly(1, "trilens: error: trigram_prob must be in [0, 1], got 2.0", "extract", "--model",
                 model, "--trigram-prob", "2");
     }
 }

@@ -19,51 +19,12 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /** `trilens patch` through Main.execute. */
-class PatchCommandTest {
+class PatchCommandTest extends CliTestBase {
 
     private static final ObjectMapper JSON = new ObjectMapper();
 
     @TempDir
     Path tmp;
-
-    private PrintStream oldOut, oldErr;
-    private ByteArrayOutputStream out, err;
-
-    @BeforeEach
-    void capture() {
-        oldOut = System.out;
-        oldErr = System.err;
-        out = new ByteArrayOutputStream();
-        err = new ByteArrayOutputStream();
-        System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
-        System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
-    }
-
-    @AfterEach
-    void restore() {
-        System.setOut(oldOut);
-        System.setErr(oldErr);
-    }
-
-    private int run(String... args) {
-        out.reset();
-        err.reset();
-        return Main.execute(args);
-    }
-
-    private String out() {
-        return out.toString(StandardCharsets.UTF_8);
-    }
-
-    private String err() {
-        return err.toString(StandardCharsets.UTF_8);
-    }
-
-    private void assertOneLineError(int code, String expected, String... args) {
-        assertThat(run(args)).as(String.join(" ", args)).isEqualTo(code);
-        assertThat(err()).as(String.join(" ", args)).contains(expected).doesNotContain("\tat ").hasLineCount(1);
-        assertThat(out()).as(String.join(" ", args)).isEmpty();
-    }
 
     /** A random model of the challenge's shape (2 heads, so --head can be checked both ways). */
     private Path randomModel() {
@@ -75,27 +36,27 @@ class PatchCommandTest {
     @Test
     void badPositionsAndFlagsAreOneLineErrors() {
         String m = randomModel().toString();
-        assertOneLineError(2, "--attend 22 is after --pos 21: a position can only attend itself and earlier "
+        assertOneLineErrorOnly(2, "--attend 22 is after --pos 21: a position can only attend itself and earlier "
                 + "positions (0..21)", "patch", "--model", m, "--seq", "0", "--pos", "21", "--attend", "22");
-        assertOneLineError(2, "--pos 50 is outside the sequence: the model's sequences have 50 positions (0..49)",
+        assertOneLineErrorOnly(2, "--pos 50 is outside the sequence: the model's sequences have 50 positions (0..49)",
                 "patch", "--model", m, "--seq", "0", "--pos", "50", "--attend", "3");
-        assertOneLineError(2, "--seq 2500 is outside the evaluation batch of --size 2500 sequences (0..2499)",
+        assertOneLineErrorOnly(2, "--seq 2500 is outside the evaluation batch of --size 2500 sequences (0..2499)",
                 "patch", "--model", m, "--seq", "2500", "--pos", "5", "--attend", "3");
-        assertOneLineError(2, "--seq 10 is outside the evaluation batch of --size 10 sequences",
+        assertOneLineErrorOnly(2, "--seq 10 is outside the evaluation batch of --size 10 sequences",
                 "patch", "--model", m, "--seq", "10", "--pos", "5", "--attend", "3", "--size", "10");
-        assertOneLineError(2, "--seq must be >= 0, got -1", "patch", "--model", m, "--seq", "-1", "--pos", "5",
+        assertOneLineErrorOnly(2, "--seq must be >= 0, got -1", "patch", "--model", m, "--seq", "-1", "--pos", "5",
                 "--attend", "3");
-        assertOneLineError(2, "--pos must be >= 0, got -2", "patch", "--model", m, "--seq", "0", "--pos", "-2",
+        assertOneLineErrorOnly(2, "--pos must be >= 0, got -2", "patch", "--model", m, "--seq", "0", "--pos", "-2",
                 "--attend", "0");
-        assertOneLineError(2, "--attend must be >= 0, got -1", "patch", "--model", m, "--seq", "0", "--pos", "2",
+        assertOneLineErrorOnly(2, "--attend must be >= 0, got -1", "patch", "--model", m, "--seq", "0", "--pos", "2",
                 "--attend", "-1");
-        assertOneLineError(2, "--head 2 is out of range: the model has 2 head(s) (0..1)", "patch", "--model", m,
+        assertOneLineErrorOnly(2, "--head 2 is out of range: the model has 2 head(s) (0..1)", "patch", "--model", m,
                 "--seq", "0", "--pos", "5", "--attend", "3", "--head", "2");
-        assertOneLineError(2, "--layer 1 is out of range: the model has 1 layer(s) (0..0)", "patch", "--model", m,
+        assertOneLineErrorOnly(2, "--layer 1 is out of range: the model has 1 layer(s) (0..0)", "patch", "--model", m,
                 "--seq", "0", "--pos", "5", "--attend", "3", "--layer", "1");
-        assertOneLineError(2, "Missing required option: '--attend", "patch", "--model", m, "--seq", "0", "--pos", "5");
-        assertOneLineError(2, "'x' is not an int", "patch", "--model", m, "--seq", "x", "--pos", "5", "--attend", "1");
-        assertOneLineError(1, "trilens: error:", "patch", "--model", tmp.resolve("missing.pt").toString(), "--seq",
+        assertOneLineErrorOnly(2, "Missing required option: '--attend", "patch", "--model", m, "--seq", "0", "--pos", "5");
+        assertOneLineErrorOnly(2, "'x' is not an int", "patch", "--model", m, "--seq", "x", "--pos", "5", "--attend", "1");
+        assertOneLineErrorOnly(1, "trilens: error:", "patch", "--model", tmp.resolve("missing.pt").toString(), "--seq",
                 "0", "--pos", "5", "--attend", "3");
     }
 

@@ -1,5 +1,7 @@
 package dev.trilens.train;
 
+import dev.trilens.cli.CliTestBase;
+
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.trilens.cli.Main;
@@ -16,47 +18,10 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /** The train and run commands as a user meets them, through Main.execute. */
-class TrainCommandTest {
+class TrainCommandTest extends CliTestBase {
 
     @TempDir
     Path tmp;
-
-    private final int threads = Parallel.threads();
-    private PrintStream oldOut, oldErr;
-    private ByteArrayOutputStream out, err;
-
-    @BeforeEach
-    void capture() {
-        oldOut = System.out;
-        oldErr = System.err;
-        out = new ByteArrayOutputStream();
-        err = new ByteArrayOutputStream();
-        System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
-        System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
-    }
-
-    @AfterEach
-    void restore() {
-        System.setOut(oldOut);
-        System.setErr(oldErr);
-        Parallel.setThreads(threads);
-    }
-
-    private int run(String... args) {
-        out.reset();
-        err.reset();
-        return Main.execute(args);
-    }
-
-    private String err() {
-        return err.toString(StandardCharsets.UTF_8);
-    }
-
-    private void assertOneLineError(int code, String expected, String... args) {
-        assertThat(run(args)).as(String.join(" ", args)).isEqualTo(code);
-        assertThat(err()).as(String.join(" ", args)).contains(expected).doesNotContain("\tat ")
-                .hasLineCount(1);
-    }
 
     @Test
     void badFlagsGiveOneLineErrors() {
@@ -77,7 +42,7 @@ class TrainCommandTest {
         Path dir = tmp.resolve("q");
         assertThat(run("train", "--preset", "quick", "--epochs", "1", "--out", dir.toString(), "--threads", "1"))
                 .as(err()).isEqualTo(0);
-        String printed = out.toString(StandardCharsets.UTF_8);
+        String printed = out();
         assertThat(printed).contains("training into " + dir).containsPattern("epoch 1/1  train_loss \\d\\.\\d{4}")
                 .contains(dir.resolve("model.safetensors").toString());
         assertThat(dir.resolve(Trainer.MODEL)).isRegularFile();
@@ -91,7 +56,7 @@ class TrainCommandTest {
         assertThat(dir.resolve(Trainer.MODEL_PT)).doesNotExist();
         // --export-pt on a finished run exports its committed weights
         assertThat(run("train", "--resume", "--out", dir.toString(), "--export-pt")).as(err()).isEqualTo(0);
-        assertThat(out.toString(StandardCharsets.UTF_8)).contains("all 1 epochs are already done")
+        assertThat(out()).contains("all 1 epochs are already done")
                 .contains("pytorch   " + dir.resolve(Trainer.MODEL_PT));
         assertThat(TorchCheckpoint.load(dir.resolve(Trainer.MODEL_PT)).data)
                 .isEqualTo(Checkpoints.load(dir.resolve(Trainer.MODEL)).weights().data);
