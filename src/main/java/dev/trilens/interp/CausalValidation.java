@@ -352,33 +352,15 @@ public final class CausalValidation {
             }
         }
         long nAll = (long) S * (T - 1);
-        double loss = lossSum / nAll;
-        double mean = 0;
-        for (float p : probs) {
-            mean += p;
-        }
-        mean /= probs.length;
-        float[] sorted = probs.clone();
-        Arrays.sort(sorted);
-        double median = sorted[(sorted.length - 1) / 2];
-
-        int n = data.nTrigrams(), correct = 0;
-        double probSum = 0;
-        if (n > 0) {
+        Metrics.TrigramScore tri;
+        if (rule == null || data.nTrigrams() == 0) {
+            tri = Metrics.trigramScore(model, data);
+        } else {
             int[] batch = data.trigramBatch();
-            Tensor lg = rule == null ? model.forward(batch, n, 3)
-                    : model.runWithHooks(batch, n, 3, List.of(rule.hookFor(batch, 3)));
-            int[][] tri = data.trigrams();
-            for (int i = 0; i < n; i++) {
-                int row = (i * 3 + 1) * V;
-                correct += Metrics.argmax(lg.data(), row, V) == tri[i][2] ? 1 : 0;
-                probSum += Math.exp(Metrics.logProb(lg.data(), row, V, tri[i][2]));
-            }
+            tri = Metrics.trigramScore(model.runWithHooks(batch, data.nTrigrams(), 3,
+                    List.of(rule.hookFor(batch, 3))), data);
         }
-        double trigramProb = Double.isNaN(data.trigramProb())
-                ? n / ((double) V * (V - 1)) : data.trigramProb();
-        EvalMetrics m = new EvalMetrics(loss, Metrics.lossAsFrac(loss, V, trigramProb), mean, median, sorted[0],
-                correct, n == 0 ? Double.NaN : correct / (double) n, n == 0 ? Double.NaN : probSum / n, n);
+        EvalMetrics m = Metrics.summarize(lossSum / nAll, probs, tri, data);
         return new Scored(m, nTri == 0 ? Double.NaN : lossTri / nTri,
                 nAll == nTri ? Double.NaN : lossOther / (nAll - nTri));
     }

@@ -60,11 +60,18 @@ public final class Metrics {
     }
 
     public static TrigramScore trigramScore(HookedTransformer model, TrigramDataset data) {
+        if (data.nTrigrams() == 0) {
+            return new TrigramScore(0, Double.NaN, Double.NaN);
+        }
+        return trigramScore(model.forward(data.trigramBatch(), data.nTrigrams(), 3), data);
+    }
+
+    /** The trigram metrics from the logits of the all-trigrams batch [n, 3, V] (however they were computed). */
+    public static TrigramScore trigramScore(Tensor logits, TrigramDataset data) {
         int n = data.nTrigrams();
         if (n == 0) {
             return new TrigramScore(0, Double.NaN, Double.NaN);
         }
-        Tensor logits = model.forward(data.trigramBatch(), n, 3);
         int V = logits.dim(2);
         int[][] trigrams = data.trigrams();
         int correct = 0;
@@ -95,18 +102,23 @@ public final class Metrics {
     public static EvalMetrics evaluate(HookedTransformer model, TrigramDataset data) {
         int[] tokens = data.tokens();
         Tensor logits = model.forward(tokens, data.size(), data.seqLen());
-        double loss = loss(logits, tokens);
-        float[] probs = correctTokenProbs(logits, tokens);
+        return summarize(loss(logits, tokens), correctTokenProbs(logits, tokens), trigramScore(model, data), data);
+    }
+
+    /**
+     * evaluate's report from its parts: the mean loss, the correct-token probabilities of every predicted position,
+     * and the trigram score; for callers that compute the logits their own way (hooks, chunks).
+     */
+    public static EvalMetrics summarize(double loss, float[] correctProbs, TrigramScore tri, TrigramDataset data) {
         double mean = 0;
-        for (float p : probs) {
+        for (float p : correctProbs) {
             mean += p;
         }
-        mean /= probs.length;
-        float[] sorted = probs.clone();
+        mean /= correctProbs.length;
+        float[] sorted = correctProbs.clone();
         Arrays.sort(sorted);
         // torch.median returns the lower of the two middle values
         double median = sorted[(sorted.length - 1) / 2];
-        TrigramScore tri = trigramScore(model, data);
         double trigramProb = Double.isNaN(data.trigramProb())
                 ? data.nTrigrams() / ((double) data.dVocab() * (data.dVocab() - 1)) : data.trigramProb();
         return new EvalMetrics(loss, lossAsFrac(loss, data.dVocab(), trigramProb), mean, median, sorted[0],
