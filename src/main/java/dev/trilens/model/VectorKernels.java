@@ -402,10 +402,16 @@ final class VectorKernels {
                 maxV = maxV.max(FloatVector.fromArray(F, scores, s_r + j));
             }
             float max = maxV.reduceLanes(VectorOperators.MAX); // exact in any order
-            // the last vector may overlap the one before: exp is recomputed identically there
+            // the last vector may overlap the one before: exp is recomputed identically there. Vectors wholly above
+            // the causal diagonal (all -inf) are zero without computing exp.
             for (int blk = 0; blk < T; blk += L) {
                 int j = Math.min(blk, T - L);
-                exp(FloatVector.fromArray(F, scores, s_r + j).sub(max)).intoArray(pattern, p_r + j);
+                FloatVector sv = FloatVector.fromArray(F, scores, s_r + j);
+                if (sv.compare(VectorOperators.NE, Float.NEGATIVE_INFINITY).anyTrue()) {
+                    exp(sv.sub(max)).intoArray(pattern, p_r + j);
+                } else {
+                    FloatVector.zero(F).intoArray(pattern, p_r + j);
+                }
             }
             FloatVector sumV = FloatVector.zero(F);
             for (int j = 0; j < jBound; j += L) {
