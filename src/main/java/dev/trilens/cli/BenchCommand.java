@@ -67,7 +67,8 @@ public final class BenchCommand implements Callable<Integer> {
         Runnable step;
         if (what == What.eval) {
             HookedTransformer model = new HookedTransformer(weights);
-            step = () -> model.runWithCache(tokens, B, T, name -> true);
+            // each pass's cache is dropped at once, as a sweep over many batches would
+            step = () -> model.runWithCache(tokens, B, T, name -> true).cache().close();
         } else {
             Backprop backprop = new Backprop(cfg);
             AdamW adam = new AdamW(weights.data.length, 1e-3);

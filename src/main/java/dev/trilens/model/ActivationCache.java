@@ -6,15 +6,34 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Set;
 
-/** Activations kept by runWithCache, by TransformerLens hook name, each [batch, ...]. */
-public final class ActivationCache {
+/**
+ * Activations kept by runWithCache, by TransformerLens hook name, each [batch, ...].
+ *
+ * <p>Closing a cache hands its memory to the next forward pass instead of the garbage collector; tensors taken from
+ * it must not be used after that. Not closing it is always safe.
+ */
+public final class ActivationCache implements AutoCloseable {
     private final Map<String, Tensor> byName;
+    private boolean closed;
 
     ActivationCache(Map<String, Tensor> byName) {
         this.byName = Collections.unmodifiableMap(new LinkedHashMap<>(byName));
     }
 
-    public Tensor get(String name) {
+    @Override
+    public synchronized void close() {
+        if (!closed) {
+            closed = true;
+            for (Tensor t : byName.values()) {
+                BufferPool.give(t.data());
+            }
+        }
+    }
+
+    public synchronized Tensor get(String name) {
+        if (closed) {
+            throw new IllegalStateException("activation cache is closed; its memory has been reused");
+        }
         Tensor t = byName.get(name);
         if (t == null) {
             throw new TrilensException("activation '" + name + "' is not in the cache; cached: " + byName.keySet());

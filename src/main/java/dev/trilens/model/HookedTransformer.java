@@ -124,7 +124,10 @@ public final class HookedTransformer {
             Act a = plan.acts.get(i);
             boolean keep = a.name.equals("logits") || cacheFilter.test(a.name);
             if (keep || hooksByName.containsKey(a.name) || crossesSegment[i]) {
-                stored[i] = new float[Math.multiplyExact(B, a.perSeq)];
+                // logits and what hooks see may be kept by the caller: those never come from the pool
+                int n = Math.multiplyExact(B, a.perSeq);
+                stored[i] = a.name.equals("logits") || hooksByName.containsKey(a.name) ? new float[n]
+                        : BufferPool.take(n);
             }
             if (keep && !a.name.equals("logits")) {
                 cached.put(a.name, new Tensor(batchShape(B, a.seqShape), stored[i]));
@@ -152,6 +155,13 @@ public final class HookedTransformer {
                 }
             }
             segmentStart = segmentEnd;
+        }
+        for (int i = 0; i < stored.length; i++) {
+            String name = plan.acts.get(i).name;
+            if (stored[i] != null && !cached.containsKey(name) && !hooksByName.containsKey(name)
+                    && !name.equals("logits")) {
+                BufferPool.give(stored[i]); // read across a hook only: nobody else has seen it
+            }
         }
         int logitsId = plan.idByName.get("logits");
         return new Run(new Tensor(new int[] {B, T, cfg.dVocab()}, stored[logitsId]), new ActivationCache(cached));

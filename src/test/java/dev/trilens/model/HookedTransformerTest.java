@@ -91,6 +91,28 @@ class HookedTransformerTest {
     }
 
     @Test
+    void closedCachesHandTheirMemoryToTheNextPassWithoutChangingIt() {
+        ModelConfig cfg = new ModelConfig(13, 8, 12, 2, 3, 4, 10, true);
+        HookedTransformer model = new HookedTransformer(Weights.init(cfg, 1));
+        int[] first = randomTokens(cfg, 3, 8, 1), second = randomTokens(cfg, 3, 8, 2);
+        ActivationCache fresh = model.runWithCache(second, 3, 8, n -> true).cache();
+        ActivationCache used = model.runWithCache(first, 3, 8, n -> true).cache();
+        java.util.Set<float[]> released = java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
+        for (String name : used.names()) {
+            released.add(used.get(name).data());
+        }
+        used.close();
+        assertThatThrownBy(() -> used.get("blocks.1.attn.hook_pattern")).isInstanceOf(IllegalStateException.class);
+        ActivationCache reused = model.runWithCache(second, 3, 8, n -> true).cache();
+        for (String name : reused.names()) {
+            assertThat(released.contains(reused.get(name).data())).as("%s reuses released memory", name).isTrue();
+        }
+        for (String name : fresh.names()) {
+            assertThat(reused.get(name).data()).as(name).containsExactly(fresh.get(name).data());
+        }
+    }
+
+    @Test
     void cacheShapesFollowTransformerLens() {
         ModelConfig cfg = new ModelConfig(13, 8, 12, 2, 3, 4, 10, true);
         HookedTransformer model = new HookedTransformer(Weights.init(cfg, 1));
