@@ -499,26 +499,13 @@ public record QkCircuit(boolean linearised, String weightsNote, int[] positions,
 
     /** learned[a * V + b]: the model gives c probability > LEARNED_PROB at position 1 of [a, b, c]. */
     static boolean[] learnedMask(HookedTransformer model, TrigramDataset data) {
-        int V = data.dVocab(), n = data.nTrigrams();
-        int T = Math.min(3, model.config().nCtx());
+        int V = data.dVocab();
+        double[] probC = new double[data.nTrigrams()];
+        TrigramExtractor.predictedTrigrams(model, data, probC);
         int[][] tri = data.trigrams();
-        int[] tokens = new int[n * T];
-        for (int i = 0; i < n; i++) {
-            System.arraycopy(tri[i], 0, tokens, i * T, T);
-        }
-        float[] logits = model.forward(tokens, n, T).data();
         boolean[] mask = new boolean[V * V];
-        for (int i = 0; i < n; i++) {
-            int o = (i * T + 1) * V;
-            double m = Double.NEGATIVE_INFINITY;
-            for (int v = 0; v < V; v++) {
-                m = Math.max(m, logits[o + v]);
-            }
-            double z = 0;
-            for (int v = 0; v < V; v++) {
-                z += Math.exp(logits[o + v] - m);
-            }
-            mask[tri[i][0] * V + tri[i][1]] = Math.exp(logits[o + tri[i][2]] - m) / z > LEARNED_PROB;
+        for (int i = 0; i < tri.length; i++) {
+            mask[tri[i][0] * V + tri[i][1]] = probC[i] > LEARNED_PROB;
         }
         return mask;
     }
