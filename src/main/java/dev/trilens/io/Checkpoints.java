@@ -17,19 +17,30 @@ public final class Checkpoints {
     public static Checkpoint load(Path path) {
         requireFile(path);
         byte[] magic;
+        long size;
         try (InputStream in = Files.newInputStream(path)) {
-            magic = in.readNBytes(4);
+            magic = in.readNBytes(8);
+            size = Files.size(path);
         } catch (IOException e) {
             throw new TrilensException("cannot read model file " + path + ": " + AtomicFiles.describe(e), e);
         }
-        if (magic.length == 4 && magic[0] == 'P' && magic[1] == 'K' && (magic[2] == 3 || magic[2] == 5)) {
+        if (magic.length >= 4 && magic[0] == 'P' && magic[1] == 'K' && (magic[2] == 3 || magic[2] == 5)) {
             return new Checkpoint(TorchCheckpoint.load(path), Map.of());
         }
         // torch.save before 1.6 wrote a bare pickle starting with protocol 2 and its LONG1 magic number
-        if (magic.length == 4 && (magic[0] & 0xff) == 0x80 && magic[1] == 2 && (magic[2] & 0xff) == 0x8a) {
+        if (magic.length >= 4 && (magic[0] & 0xff) == 0x80 && magic[1] == 2 && (magic[2] & 0xff) == 0x8a) {
             throw new TrilensException("model file " + path + " is in the legacy (pre-1.6, not zip) torch.save "
                     + "format: expected a zip checkpoint; re-save it with torch.save(model.state_dict(), path) "
                     + "on PyTorch 1.6 or later");
+        }
+        // safetensors opens with its little-endian header length, which must fit in the file
+        long headerLength = 0;
+        for (int i = magic.length - 1; i >= 0; i--) {
+            headerLength = (headerLength << 8) | (magic[i] & 0xff);
+        }
+        if (magic.length == 8 && (headerLength < 2 || headerLength > size - 8)) {
+            throw new TrilensException("model file " + path + " is neither a PyTorch checkpoint (zip) nor a "
+                    + "safetensors file: expected one written by torch.save or by trilens");
         }
         return Safetensors.read(path);
     }

@@ -48,6 +48,15 @@ class CheckpointsTest {
     }
 
     @Test
+    void otherFilesAreNamedAsNeitherFormat() throws IOException {
+        Path text = dir.resolve("README.md");
+        Files.writeString(text, "# trilens\n\nnot a model at all, but long enough to have a header\n");
+        assertThatThrownBy(() -> Checkpoints.load(text)).isInstanceOf(TrilensException.class)
+                .hasMessage("model file " + text + " is neither a PyTorch checkpoint (zip) nor a safetensors file: "
+                        + "expected one written by torch.save or by trilens");
+    }
+
+    @Test
     void legacyTorchSaveIsNamed() throws IOException {
         Path legacy = Files.write(dir.resolve("old.pt"), new byte[] {(byte) 0x80, 2, (byte) 0x8a, 10, 0, 0, 0, 0});
         assertThatThrownBy(() -> Checkpoints.load(legacy)).isInstanceOf(TrilensException.class)
