@@ -10,6 +10,9 @@ import dev.trilens.io.AtomicFiles;
 import dev.trilens.io.Checkpoint;
 import dev.trilens.io.Checkpoints;
 import dev.trilens.model.HookedTransformer;
+import dev.trilens.report.PngFigures;
+import dev.trilens.train.Trainer;
+import java.util.List;
 import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -23,7 +26,8 @@ import picocli.CommandLine.Option;
 @Command(name = "analyze", mixinStandardHelpOptions = true,
         description = "Run every analysis of the interpretability engine (predictions, the worklog's attention test, "
                 + "QK/OV circuits, MLP, attribution, ablations, patching, the trigram table read from the weights, "
-                + "causal validation, failure modes) and write them to DIR/analysis.json with a summary here.")
+                + "causal validation, failure modes) and write them to DIR/analysis.json, with PNG figures in "
+                + "DIR/figures and a summary here.")
 public final class AnalyzeCommand implements Callable<Integer> {
 
     @Option(names = "--model", required = true, description = "checkpoint: PyTorch .pt state dict or .safetensors")
@@ -83,7 +87,12 @@ public final class AnalyzeCommand implements Callable<Integer> {
                 term.println("  " + line);
             }
         }
-        term.printf("%nanalysis written to %s%n", file);
+        // the run's training curves, when the model came out of `trilens run` in this folder
+        Path metrics = dir.resolve(Trainer.METRICS);
+        List<Path> figures = PngFigures.writeAll(mapper.valueToTree(json), Files.isRegularFile(metrics) ? metrics
+                : null, dir.resolve("figures"));
+        term.printf("%nanalysis written to %s%nfigures    %d PNG files in %s%n", file, figures.size(),
+                dir.resolve("figures"));
         term.flush();
         return file;
     }
