@@ -11,6 +11,7 @@ import dev.trilens.io.Checkpoint;
 import dev.trilens.io.Checkpoints;
 import dev.trilens.model.HookedTransformer;
 import dev.trilens.report.PngFigures;
+import dev.trilens.report.ReportPage;
 import dev.trilens.train.Trainer;
 import java.util.List;
 import java.io.PrintWriter;
@@ -89,10 +90,12 @@ public final class AnalyzeCommand implements Callable<Integer> {
         }
         // the run's training curves, when the model came out of `trilens run` in this folder
         Path metrics = dir.resolve(Trainer.METRICS);
-        List<Path> figures = PngFigures.writeAll(mapper.valueToTree(json), Files.isRegularFile(metrics) ? metrics
-                : null, dir.resolve("figures"));
-        term.printf("%nanalysis written to %s%nfigures    %d PNG files in %s%n", file, figures.size(),
-                dir.resolve("figures"));
+        com.fasterxml.jackson.databind.JsonNode tree = mapper.valueToTree(json);
+        Path runMetrics = Files.isRegularFile(metrics) ? metrics : null;
+        List<Path> figures = PngFigures.writeAll(tree, runMetrics, dir.resolve("figures"));
+        ReportPage.write(tree, runMetrics, dir.resolve("report.html"));
+        term.printf("%nanalysis written to %s%nfigures    %d PNG files in %s%nreport     %s%n", file, figures.size(),
+                dir.resolve("figures"), dir.resolve("report.html"));
         term.flush();
         return file;
     }
