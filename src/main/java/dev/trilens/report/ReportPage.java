@@ -155,6 +155,7 @@ td,th{border:1px solid #ddd;padding:2px 6px;text-align:right}
 th{background:#eee;cursor:pointer}
 .tok{font-family:monospace;border:1px solid #bbb;border-radius:3px;margin:1px;padding:2px 3px;background:#fff;cursor:pointer}
 .tok.trigram{border-bottom:3px solid #2166ac}
+.tok.correct{border-top:3px solid #1a9850}
 .tok.sel{outline:2px solid #000}
 .legend{display:flex;align-items:center;gap:6px;font-size:.8em}
 .summary li{margin:2px 0}
@@ -170,7 +171,7 @@ th{background:#eee;cursor:pointer}
 <section id="attention-explorer"><h2>Attention explorer</h2>
 <div>Sequence <select id="seq-select"></select> Head <select id="head-select"></select>
 <label><input type="checkbox" id="reverse"> show what attends to the token</label></div>
-<p>Hover, click or focus a token (arrow keys move): the others are shaded by attention. Underlined: completes a trigram.</p>
+<p>Hover, click or focus a token (arrow keys move): the others are shaded by attention. Blue underline: the token completes a trigram; green overline: the model predicted it with probability above 0.5.</p>
 <div id="tokens"></div><div class="row" id="pattern-fig"></div></section>
 <section id="prev-token"><h2>Attention to the previous token</h2><div class="row" id="prev-fig"></div><ul class="summary" id="sum-attention"></ul></section>
 <section id="qk"><h2>QK circuit</h2><div class="row" id="qk-figs"></div><ul class="summary" id="sum-circuits"></ul></section>
@@ -220,8 +221,14 @@ table($('model-card'), ['checkpoint', 'parameters', 'd_vocab', 'n_ctx', 'd_model
   [[D.model.path, D.model.n_params, cfg.d_vocab, cfg.n_ctx, cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.d_head, cfg.d_mlp || 'none', cfg.layer_norm ? 'yes' : 'no', (D.weight_processing.applied || []).join(', ') || 'none']]);
 // training
 if (D.training.length) {
-  const ep = D.training.map(r => r.epoch);
-  heatmap($('training-body'), 'train_loss_as_frac (row 0) and trigram_frac_correct (row 1) per epoch', [D.training.map(r => r.train_loss_as_frac), D.training.map(r => r.trigram_frac_correct)], {lo: 0, hi: 1, cell: Math.max(4, Math.floor(800 / ep.length)), label: (r, k) => `epoch ${ep[k]} ${r ? 'trigram_frac_correct' : 'train_loss_as_frac'}`});
+  // line chart: train_loss_as_frac and trigram_frac_correct per epoch, both on a 0..1 scale
+  const W = 720, H = 260, pad = 36, c = el('canvas', {width: W, height: H}), g = c.getContext('2d'), n = D.training.length;
+  c.setAttribute('aria-label', 'training curves');
+  const X = i => pad + (n === 1 ? 0 : i / (n - 1)) * (W - 2 * pad), Y = v => H - pad - Math.max(0, Math.min(1.2, v)) / 1.2 * (H - 2 * pad);
+  g.strokeStyle = '#999'; g.strokeRect(pad, pad, W - 2 * pad, H - 2 * pad); g.fillStyle = '#222'; g.font = '12px sans-serif';
+  [0, 0.5, 1].forEach(v => g.fillText(String(v), 4, Y(v) + 4)); g.fillText('epoch ' + D.training[0].epoch, pad, H - 10); g.fillText('epoch ' + D.training[n - 1].epoch, W - pad - 60, H - 10);
+  [['train_loss_as_frac', '#b2182b'], ['trigram_frac_correct', '#2166ac']].forEach(([k, col], i) => { g.strokeStyle = col; g.lineWidth = 2; g.beginPath(); D.training.forEach((r, j) => j ? g.lineTo(X(j), Y(r[k])) : g.moveTo(X(j), Y(r[k]))); g.stroke(); g.fillStyle = col; g.fillText(k, pad + 8 + i * 170, pad - 8); });
+  const f = el('div', {className: 'fig'}); f.append(el('strong', {}, 'Training curves'), c); $('training-body').append(f);
   table($('training-body'), ['epoch', 'train_loss', 'val_loss', 'trigram_frac_correct'], D.training.filter((r, i) => i % Math.ceil(D.training.length / 10) === 0 || i === D.training.length - 1).map(r => [r.epoch, r.train_loss, r.val_loss, r.trigram_frac_correct]));
 } else { $('training-body').textContent = 'No training metrics next to this model (analyze a run folder to see them).'; }
 table($('metrics-body'), Object.keys(D.metrics), [Object.values(D.metrics)]);
@@ -242,7 +249,8 @@ function shade(pos) {
 function renderExplorer() {
   const s = +seqSel.value, toks = $('tokens'); toks.textContent = '';
   const P = D.heads[+headSel.value].patterns[s], seq = D.sequences[s] || P.map((_, i) => i);
-  seq.forEach((t, j) => { const b = el('button', {className: 'tok' + (D.completes[s] && D.completes[s][j] ? ' trigram' : '')}, String(t)); b.dataset.pos = j; b.setAttribute('aria-label', `token ${t} at position ${j}`);
+  const pr = D.probs[s] || [];
+  seq.forEach((t, j) => { const b = el('button', {className: 'tok' + (D.completes[s] && D.completes[s][j] ? ' trigram' : '') + (j > 0 && pr[j - 1] > 0.5 ? ' correct' : '')}, String(t)); b.dataset.pos = j; b.setAttribute('aria-label', `token ${t} at position ${j}`);
     b.addEventListener('mouseenter', () => shade(j)); b.addEventListener('focus', () => { selected = j; shade(j); }); b.addEventListener('click', () => { selected = j; shade(j); });
     b.addEventListener('keydown', ev => { const d = ev.key === 'ArrowRight' ? 1 : ev.key === 'ArrowLeft' ? -1 : 0; if (d) { ev.preventDefault(); const n = toks.children[Math.max(0, Math.min(seq.length - 1, j + d))]; n.focus(); } });
     toks.append(b); });
