@@ -32,9 +32,11 @@ public final class BenchCommand implements Callable<Integer> {
     @Option(names = "--attn-only", description = "train: the attention-only variant")
     boolean attnOnly;
 
-    @Option(names = "--warmup", defaultValue = "10", description = "untimed repetitions first "
-            + "(default: ${DEFAULT-VALUE})")
-    int warmup;
+    @Option(names = "--warmup", description = "untimed repetitions first (default: as many as fit in "
+            + WARMUP_SECONDS + " s, at least 10, so the JIT has compiled every kernel)")
+    Integer warmup;
+
+    private static final int WARMUP_SECONDS = 3;
 
     @Option(names = "--threads", description = "worker threads (default: all cores)")
     Integer threads;
@@ -44,7 +46,7 @@ public final class BenchCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        if (iters < 1 || warmup < 0) {
+        if (iters < 1 || (warmup != null && warmup < 0)) {
             throw new CommandLine.ParameterException(spec.commandLine(),
                     "--iters must be >= 1 and --warmup >= 0, got " + iters + " and " + warmup);
         }
@@ -82,19 +84,23 @@ public final class BenchCommand implements Callable<Integer> {
                 adam.step(weights.data, grads, 1e-3);
             };
         }
+        int warmupRuns = 0;
+        long warmupEnd = System.nanoTime() + WARMUP_SECONDS * 1_000_000_000L;
+        while (warmup != null ? warmupRuns < warmup : warmupRuns < 10 || System.nanoTime() < warmupEnd) {
+            step.run();
+            warmupRuns++;
+        }
         double[] ms = new double[iters];
-        for (int i = 0; i < warmup + iters; i++) {
+        for (int i = 0; i < iters; i++) {
             long t0 = System.nanoTime();
             step.run();
-            if (i >= warmup) {
-                ms[i - warmup] = (System.nanoTime() - t0) / 1e6;
-            }
+            ms[i] = (System.nanoTime() - t0) / 1e6;
         }
         java.util.Arrays.sort(ms);
         double median = ms[iters / 2];
         String key = what == What.eval ? "eval_ms" : "train_ms_per_step";
         out.printf("trilens %s%s, %d threads, %dx%d: median %.2f ms (min %.2f) over %d runs after %d warm-up%n", what,
-                attnOnly ? " (attn-only)" : "", Parallel.threads(), B, T, median, ms[0], iters, warmup);
+                attnOnly ? " (attn-only)" : "", Parallel.threads(), B, T, median, ms[0], iters, warmupRuns);
         out.printf("%s=%.2f%n", key, median);
         out.flush();
         return 0;

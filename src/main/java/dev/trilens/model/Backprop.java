@@ -27,6 +27,12 @@ public final class Backprop {
     private float[][] blockGrads = new float[0][];
     private double[] blockLoss = new double[0];
     private final Transposed wT;
+    /** Where each parameter starts in the packed layout, looked up once rather than per sequence; -1 if absent. */
+    private record LayerAt(int wQ, int bQ, int wK, int bK, int wV, int bV, int wO, int bO, int ln1w, int ln1b,
+                           int ln2w, int ln2b, int wIn, int bIn, int wOut, int bOut) {
+    }
+    private final LayerAt[] layerAt;
+    private final int wE, wPos, wU, bU, lnfW, lnfB;
 
     public Backprop(ModelConfig cfg) {
         this.cfg = cfg;
@@ -44,6 +50,24 @@ public final class Backprop {
         pw = new float[packing.size];
         packedGrads = new float[packing.size];
         wT = new Transposed();
+        layerAt = new LayerAt[L];
+        for (int l = 0; l < L; l++) {
+            String b = "blocks." + l + ".";
+            layerAt[l] = new LayerAt(at(b + "attn.W_Q"), at(b + "attn.b_Q"), at(b + "attn.W_K"), at(b + "attn.b_K"),
+                    at(b + "attn.W_V"), at(b + "attn.b_V"), at(b + "attn.W_O"), at(b + "attn.b_O"), at(b + "ln1.w"),
+                    at(b + "ln1.b"), at(b + "ln2.w"), at(b + "ln2.b"), at(b + "mlp.W_in"), at(b + "mlp.b_in"),
+                    at(b + "mlp.W_out"), at(b + "mlp.b_out"));
+        }
+        wE = at("embed.W_E");
+        wPos = at("pos_embed.W_pos");
+        wU = at("unembed.W_U");
+        bU = at("unembed.b_U");
+        lnfW = at("ln_final.w");
+        lnfB = at("ln_final.b");
+    }
+
+    private int at(String param) {
+        return packing.has(param) ? packing.offset(param) : -1;
     }
 
     /**
@@ -58,22 +82,19 @@ public final class Backprop {
         ensureCapacity(B, T);
         packing.pack(w.data, pw);
         // padded logits of -inf get exactly zero probability, so the loss can run over whole vectors
-        int bU = packing.offset("unembed.b_U");
         Arrays.fill(pw, bU + V, bU + Vp, Float.NEGATIVE_INFINITY);
         wT.update();
         int nBlocks = (B + BLOCK - 1) / BLOCK;
         double invCount = 1.0 / ((double) B * (T - 1));
-        Parallel.forRange(nBlocks, (worker, from, to) -> {
+        Parallel.forEachItem(nBlocks, (worker, blk) -> {
             Workspace ws = workspaces[worker];
-            for (int blk = from; blk < to; blk++) {
-                float[] g = blockGrads[blk];
-                Arrays.fill(g, 0f);
-                double loss = 0;
-                for (int b = blk * BLOCK; b < Math.min(B, (blk + 1) * BLOCK); b++) {
-                    loss += ws.forwardBackward(tokens, b * T, (float) invCount, g);
-                }
-                blockLoss[blk] = loss;
+            float[] g = blockGrads[blk];
+            Arrays.fill(g, 0f);
+            double loss = 0;
+            for (int b = blk * BLOCK; b < Math.min(B, (blk + 1) * BLOCK); b++) {
+                loss += ws.forwardBackward(tokens, b * T, (float) invCount, g);
             }
+            blockLoss[blk] = loss;
         });
         System.arraycopy(blockGrads[0], 0, packedGrads, 0, packedGrads.length);
         double loss = blockLoss[0];
@@ -204,95 +225,93 @@ public final class Backprop {
         double forwardBackward(int[] tokens, int tokOff, float lossScale, float[] g) {
             float[] w = pw;
             // ---- forward
-            int wE = packing.offset("embed.W_E"), wPos = packing.offset("pos_embed.W_pos");
-            for (int t = 0; t < T; t++) {
+                        for (int t = 0; t < T; t++) {
                 Kernels.addForward(residPre[0], t * D, w, wE + tokens[tokOff + t] * D, w, wPos + t * D, D);
             }
             for (int l = 0; l < L; l++) {
-                String b = "blocks." + l + ".";
+                LayerAt at = layerAt[l];
                 if (l > 0) {
                     System.arraycopy(residPost[l - 1], 0, residPre[l], 0, T * D);
                 }
                 if (cfg.layerNorm()) {
                     Kernels.layerNormForward(ln1Out[l], 0, ln1Scale[l], 0, residPre[l], 0, w,
-                            packing.offset(b + "ln1.w"), w, packing.offset(b + "ln1.b"), T, D);
+                            at.ln1w(), w, at.ln1b(), T, D);
                 }
                 float[] x = attnIn(l);
-                Kernels.matmulForward(q[l], 0, x, 0, w, packing.offset(b + "attn.W_Q"), w, packing.offset(b + "attn.b_Q"), T, D, HDh);
-                Kernels.matmulForward(k[l], 0, x, 0, w, packing.offset(b + "attn.W_K"), w, packing.offset(b + "attn.b_K"), T, D, HDh);
-                Kernels.matmulForward(v[l], 0, x, 0, w, packing.offset(b + "attn.W_V"), w, packing.offset(b + "attn.b_V"), T, D, HDh);
+                Kernels.matmulForward(q[l], 0, x, 0, w, at.wQ(), w, at.bQ(), T, D, HDh);
+                Kernels.matmulForward(k[l], 0, x, 0, w, at.wK(), w, at.bK(), T, D, HDh);
+                Kernels.matmulForward(v[l], 0, x, 0, w, at.wV(), w, at.bV(), T, D, HDh);
                 Kernels.attnScoresForward(scores, 0, q[l], 0, k[l], 0, T, H, Dh);
                 Kernels.softmaxForward(pattern[l], 0, scores, 0, T, H);
                 Kernels.attnValuesForward(z[l], 0, pattern[l], 0, v[l], 0, T, H, Dh);
-                Kernels.matmulForward(tmpD, 0, z[l], 0, w, packing.offset(b + "attn.W_O"), w,
-                        packing.offset(b + "attn.b_O"), T, HDh, D);
+                Kernels.matmulForward(tmpD, 0, z[l], 0, w, at.wO(), w,
+                        at.bO(), T, HDh, D);
                 float[] afterAttn = M > 0 ? residMid[l] : residPost[l];
                 Kernels.addForward(afterAttn, 0, residPre[l], 0, tmpD, 0, T * D);
                 if (M > 0) {
                     if (cfg.layerNorm()) {
                         Kernels.layerNormForward(ln2Out[l], 0, ln2Scale[l], 0, residMid[l], 0, w,
-                                packing.offset(b + "ln2.w"), w, packing.offset(b + "ln2.b"), T, D);
+                                at.ln2w(), w, at.ln2b(), T, D);
                     }
-                    Kernels.matmulForward(pre[l], 0, mlpIn(l), 0, w, packing.offset(b + "mlp.W_in"), w,
-                            packing.offset(b + "mlp.b_in"), T, D, Mp);
+                    Kernels.matmulForward(pre[l], 0, mlpIn(l), 0, w, at.wIn(), w,
+                            at.bIn(), T, D, Mp);
                     Kernels.reluForward(post[l], 0, pre[l], 0, T * Mp);
-                    Kernels.matmulForward(tmpD, 0, post[l], 0, w, packing.offset(b + "mlp.W_out"), w,
-                            packing.offset(b + "mlp.b_out"), T, Mp, D);
+                    Kernels.matmulForward(tmpD, 0, post[l], 0, w, at.wOut(), w,
+                            at.bOut(), T, Mp, D);
                     Kernels.addForward(residPost[l], 0, residMid[l], 0, tmpD, 0, T * D);
                 }
             }
             if (cfg.layerNorm()) {
-                Kernels.layerNormForward(lnfOut, 0, lnfScale, 0, residPost[L - 1], 0, w, packing.offset("ln_final.w"),
-                        w, packing.offset("ln_final.b"), T, D);
+                Kernels.layerNormForward(lnfOut, 0, lnfScale, 0, residPost[L - 1], 0, w, lnfW,
+                        w, lnfB, T, D);
             }
-            Kernels.matmulForward(logits, 0, unembedIn(), 0, w, packing.offset("unembed.W_U"), w,
-                    packing.offset("unembed.b_U"), T, D, Vp);
+            Kernels.matmulForward(logits, 0, unembedIn(), 0, w, wU, w,
+                    bU, T, D, Vp);
 
             // ---- loss: position t predicts token t+1; the last position predicts nothing
             double loss = Kernels.crossEntropyForwardBackward(dLogits, logits, tokens, tokOff, lossScale, T, V, Vp);
 
             // ---- backward
-            Kernels.matmulBackwardWeight(g, packing.offset("unembed.W_U"), dLogits, 0, unembedIn(), 0, T, D, Vp);
-            Kernels.biasBackward(g, packing.offset("unembed.b_U"), dLogits, 0, T, Vp);
+            Kernels.matmulBackwardWeight(g, wU, dLogits, 0, unembedIn(), 0, T, D, Vp);
+            Kernels.biasBackward(g, bU, dLogits, 0, T, Vp);
             Arrays.fill(dResid, 0f);
             if (cfg.layerNorm()) {
                 Arrays.fill(dMlpIn, 0f);
                 Kernels.matmulBackwardInput(dMlpIn, 0, dLogits, 0, wT.wuT, 0, T, D, Vp);
-                Kernels.layerNormBackward(dResid, 0, g, packing.offset("ln_final.w"), g, packing.offset("ln_final.b"),
-                        dMlpIn, 0, residPost[L - 1], 0, lnfScale, 0, w, packing.offset("ln_final.w"), T, D);
+                Kernels.layerNormBackward(dResid, 0, g, lnfW, g, lnfB,
+                        dMlpIn, 0, residPost[L - 1], 0, lnfScale, 0, w, lnfW, T, D);
             } else {
                 Kernels.matmulBackwardInput(dResid, 0, dLogits, 0, wT.wuT, 0, T, D, Vp);
             }
             // dResid now holds the gradient of resid_post of the last layer
             for (int l = L - 1; l >= 0; l--) {
-                String b = "blocks." + l + ".";
+                LayerAt at = layerAt[l];
                 // dMid: gradient of the residual stream after attention (resid_mid, or resid_post when attn-only)
                 System.arraycopy(dResid, 0, dMid, 0, T * D);
                 if (M > 0) {
                     // resid_post = resid_mid + post @ W_out + b_out
-                    Kernels.matmulBackwardWeight(g, packing.offset(b + "mlp.W_out"), dResid, 0, post[l], 0, T, Mp, D);
-                    Kernels.biasBackward(g, packing.offset(b + "mlp.b_out"), dResid, 0, T, D);
+                    Kernels.matmulBackwardWeight(g, at.wOut(), dResid, 0, post[l], 0, T, Mp, D);
+                    Kernels.biasBackward(g, at.bOut(), dResid, 0, T, D);
                     Arrays.fill(dPost, 0, T * Mp, 0f);
                     Kernels.matmulBackwardInput(dPost, 0, dResid, 0, wT.woutT[l], 0, T, Mp, D);
                     Arrays.fill(dPre, 0, T * Mp, 0f);
                     Kernels.reluBackward(dPre, 0, dPost, 0, pre[l], 0, T * Mp);
-                    Kernels.matmulBackwardWeight(g, packing.offset(b + "mlp.W_in"), dPre, 0, mlpIn(l), 0, T, D, Mp);
-                    Kernels.biasBackward(g, packing.offset(b + "mlp.b_in"), dPre, 0, T, Mp);
+                    Kernels.matmulBackwardWeight(g, at.wIn(), dPre, 0, mlpIn(l), 0, T, D, Mp);
+                    Kernels.biasBackward(g, at.bIn(), dPre, 0, T, Mp);
                     if (cfg.layerNorm()) {
                         Arrays.fill(dMlpIn, 0f);
                         Kernels.matmulBackwardInput(dMlpIn, 0, dPre, 0, wT.winT[l], 0, T, D, Mp);
-                        Kernels.layerNormBackward(dMid, 0, g, packing.offset(b + "ln2.w"), g, packing.offset(b + "ln2.b"),
-                                dMlpIn, 0, residMid[l], 0, ln2Scale[l], 0, w, packing.offset(b + "ln2.w"), T, D);
+                        Kernels.layerNormBackward(dMid, 0, g, at.ln2w(), g, at.ln2b(),
+                                dMlpIn, 0, residMid[l], 0, ln2Scale[l], 0, w, at.ln2w(), T, D);
                     } else {
                         Kernels.matmulBackwardInput(dMid, 0, dPre, 0, wT.winT[l], 0, T, D, Mp);
                     }
                 }
                 // resid_mid = resid_pre + z @ W_O + b_O
-                Kernels.matmulBackwardWeight(g, packing.offset(b + "attn.W_O"), dMid, 0, z[l], 0, T, HDh, D);
-                Kernels.biasBackward(g, packing.offset(b + "attn.b_O"), dMid, 0, T, D);
+                Kernels.matmulBackwardWeight(g, at.wO(), dMid, 0, z[l], 0, T, HDh, D);
+                Kernels.biasBackward(g, at.bO(), dMid, 0, T, D);
                 Arrays.fill(dz, 0f);
                 Kernels.matmulBackwardInput(dz, 0, dMid, 0, wT.woT[l], 0, T, HDh, D);
-                Arrays.fill(dPattern, 0f);
                 Arrays.fill(dv, 0f);
                 Kernels.attnValuesBackward(dPattern, 0, dv, 0, dz, 0, pattern[l], 0, v[l], 0, T, H, Dh);
                 Arrays.fill(dScores, 0f);
@@ -301,12 +320,12 @@ public final class Backprop {
                 Arrays.fill(dk, 0f);
                 Kernels.attnScoresBackward(dq, 0, dk, 0, dScores, 0, q[l], 0, k[l], 0, T, H, Dh);
                 float[] x = attnIn(l);
-                Kernels.matmulBackwardWeight(g, packing.offset(b + "attn.W_Q"), dq, 0, x, 0, T, D, HDh);
-                Kernels.matmulBackwardWeight(g, packing.offset(b + "attn.W_K"), dk, 0, x, 0, T, D, HDh);
-                Kernels.matmulBackwardWeight(g, packing.offset(b + "attn.W_V"), dv, 0, x, 0, T, D, HDh);
-                Kernels.biasBackward(g, packing.offset(b + "attn.b_Q"), dq, 0, T, HDh);
-                Kernels.biasBackward(g, packing.offset(b + "attn.b_K"), dk, 0, T, HDh);
-                Kernels.biasBackward(g, packing.offset(b + "attn.b_V"), dv, 0, T, HDh);
+                Kernels.matmulBackwardWeight(g, at.wQ(), dq, 0, x, 0, T, D, HDh);
+                Kernels.matmulBackwardWeight(g, at.wK(), dk, 0, x, 0, T, D, HDh);
+                Kernels.matmulBackwardWeight(g, at.wV(), dv, 0, x, 0, T, D, HDh);
+                Kernels.biasBackward(g, at.bQ(), dq, 0, T, HDh);
+                Kernels.biasBackward(g, at.bK(), dk, 0, T, HDh);
+                Kernels.biasBackward(g, at.bV(), dv, 0, T, HDh);
                 // the residual passes straight through: dResid (of resid_pre) = dMid + attention-input gradient
                 float[] dIn = cfg.layerNorm() ? dAttnIn : dMid;
                 if (cfg.layerNorm()) {
@@ -316,8 +335,8 @@ public final class Backprop {
                 Kernels.matmulBackwardInput(dIn, 0, dk, 0, wT.wkT[l], 0, T, D, HDh);
                 Kernels.matmulBackwardInput(dIn, 0, dv, 0, wT.wvT[l], 0, T, D, HDh);
                 if (cfg.layerNorm()) {
-                    Kernels.layerNormBackward(dMid, 0, g, packing.offset(b + "ln1.w"), g, packing.offset(b + "ln1.b"),
-                            dAttnIn, 0, residPre[l], 0, ln1Scale[l], 0, w, packing.offset(b + "ln1.w"), T, D);
+                    Kernels.layerNormBackward(dMid, 0, g, at.ln1w(), g, at.ln1b(),
+                            dAttnIn, 0, residPre[l], 0, ln1Scale[l], 0, w, at.ln1w(), T, D);
                 }
                 System.arraycopy(dMid, 0, dResid, 0, T * D);
             }

@@ -340,13 +340,26 @@ public final class Kernels {
         }
     }
 
+    /**
+     * dpattern[h,i,j] = dz[i,h,:] . v[j,h,:] for j <= i and 0 above the diagonal (written, not accumulated: the
+     * pattern has no other consumer); dv += pattern^T dz.
+     */
     public static void attnValuesBackward(float[] dpattern, int dpOff, float[] dv, int dvOff, float[] dz, int dzOff,
                                           float[] pattern, int pOff, float[] v, int vOff, int T, int H, int Dh) {
         if (VECTOR && Dh % VectorKernels.floatLanes() == 0) {
             VectorKernels.attnValuesBackward(dpattern, dpOff, dv, dvOff, dz, dzOff, pattern, pOff, v, vOff, T, H, Dh);
-            return;
+        } else {
+            attnValuesBackwardScalar(dpattern, dpOff, dv, dvOff, dz, dzOff, pattern, pOff, v, vOff, T, H, Dh);
         }
+    }
+
+    public static void attnValuesBackwardScalar(float[] dpattern, int dpOff, float[] dv, int dvOff, float[] dz,
+                                                int dzOff, float[] pattern, int pOff, float[] v, int vOff,
+                                                int T, int H, int Dh) {
         int HDh = H * Dh;
+        for (int r = 0; r < H * T; r++) {
+            java.util.Arrays.fill(dpattern, dpOff + r * T, dpOff + (r + 1) * T, 0f);
+        }
         for (int i = 0; i < T; i++) {
             for (int h = 0; h < H; h++) {
                 int dz_ih = dzOff + i * HDh + h * Dh;

@@ -55,6 +55,10 @@ final class PackedParams {
         return (n + lanes - 1) / lanes * lanes;
     }
 
+    boolean has(String name) {
+        return offsets.containsKey(name);
+    }
+
     int offset(String name) {
         return offsets.get(name);
     }

@@ -16,6 +16,12 @@ public final class Parallel {
         void run(int worker, int from, int to);
     }
 
+    /** Body of a dynamically scheduled loop: worker index (for per-worker scratch) and one item. */
+    @FunctionalInterface
+    public interface ItemBody {
+        void run(int worker, int item);
+    }
+
     private static final int DEFAULT_THREADS = Runtime.getRuntime().availableProcessors();
     private static volatile int threads = DEFAULT_THREADS;
     private static ExecutorService pool;
@@ -44,6 +50,21 @@ public final class Parallel {
             });
         }
         return pool;
+    }
+
+    /**
+     * Runs body for every item in [0, n), each worker taking the next unclaimed item, so a worker that is slowed down
+     * (another process on its core, a late wake-up) takes fewer items instead of holding up the rest. Which worker
+     * runs an item varies from run to run; callers that need reproducible results must make each item's result
+     * independent of the worker (per-worker scratch only).
+     */
+    public static void forEachItem(int n, ItemBody body) {
+        java.util.concurrent.atomic.AtomicInteger next = new java.util.concurrent.atomic.AtomicInteger();
+        forRange(Math.min(threads, n), (worker, from, to) -> {
+            for (int item = next.getAndIncrement(); item < n; item = next.getAndIncrement()) {
+                body.run(worker, item);
+            }
+        });
     }
 
     /**

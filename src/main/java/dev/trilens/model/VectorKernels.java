@@ -2,6 +2,7 @@ package dev.trilens.model;
 
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -55,6 +56,10 @@ final class VectorKernels {
     private static void matmulRows(float[] out, int outOff, float[] inp, int inpOff, float[] w, int wOff,
                                    float[] bias, int biasOff, boolean accumulate, int T, int C, int OC) {
         int L = F.length();
+        if (OC % L == 0) {
+            matmulTiled(out, outOff, inp, inpOff, w, wOff, bias, biasOff, accumulate, T, C, OC);
+            return;
+        }
         int t = 0;
         for (; t + 3 < T; t += 4) {
             int i0 = inpOff + t * C, i1 = i0 + C, i2 = i1 + C, i3 = i2 + C;
@@ -100,47 +105,169 @@ final class VectorKernels {
         }
     }
 
-    /** dw[C,OC] += inp^T @ dout: lanes over OC, four input channels at a time so each dout load feeds four FMAs. */
+    // Register tiles. An FMA has a latency of about four cycles and two can start per cycle, so a loop needs eight or
+    // more independent accumulators to keep the units busy; a tile of 8 rows x 2 vectors holds sixteen, and each
+    // weight vector it loads feeds eight FMAs. AVX-512 has 32 vector registers, enough for the tile and its operands.
+
+    /** out[T,OC] (= bias | += ) inp[T,C] @ w[C,OC] for OC a whole number of vectors. */
+    private static void matmulTiled(float[] out, int outOff, float[] inp, int inpOff, float[] w, int wOff,
+                                    float[] bias, int biasOff, boolean accumulate, int T, int C, int OC) {
+        tiles(out, outOff, inp, inpOff, C, 1, w, wOff, bias, biasOff, accumulate, T, C, OC);
+    }
+
+    /**
+     * For each of `rows` rows r and OC columns (whole vectors): out[outOff + r*OC + o] (+)= sum over k < n of
+     * x[xOff + r*xr + k*xs] * w[wOff + k*OC + o], in 8x2 tiles, then 8x1, then single rows.
+     */
+    private static void tiles(float[] out, int outOff, float[] x, int xOff, int xr, int xs, float[] w, int wOff,
+                              float[] bias, int biasOff, boolean accumulate, int rows, int n, int OC) {
+        int L = F.length();
+        int o = 0;
+        for (; o + 2 * L <= OC; o += 2 * L) {
+            int r = 0;
+            for (; r + 7 < rows; r += 8) {
+                rows8x2(out, outOff + r * OC + o, OC, x, xOff + r * xr, xr, xs, w, wOff + o, OC, bias, biasOff + o,
+                        accumulate, n);
+            }
+            for (; r < rows; r++) {
+                for (int v = o; v < o + 2 * L; v += L) {
+                    rowsNx1(out, outOff + r * OC + v, OC, x, xOff + r * xr, xr, xs, w, wOff + v, OC, bias,
+                            biasOff + v, accumulate, 1, n);
+                }
+            }
+        }
+        for (; o < OC; o += L) {
+            int r = 0;
+            for (; r + 7 < rows; r += 8) {
+                rowsNx1(out, outOff + r * OC + o, OC, x, xOff + r * xr, xr, xs, w, wOff + o, OC, bias, biasOff + o,
+                        accumulate, 8, n);
+            }
+            for (; r < rows; r++) {
+                rowsNx1(out, outOff + r * OC + o, OC, x, xOff + r * xr, xr, xs, w, wOff + o, OC, bias, biasOff + o,
+                        accumulate, 1, n);
+            }
+        }
+    }
+
+    private static FloatVector start(float[] out, int at, float[] bias, int biasAt, boolean accumulate) {
+        if (accumulate) {
+            return FloatVector.fromArray(F, out, at);
+        }
+        return bias != null ? FloatVector.fromArray(F, bias, biasAt) : FloatVector.zero(F);
+    }
+
+    /**
+     * Eight rows x two vectors: out[o + r*os + (0|L)] (+)= sum over k < n of x[i + r*xr + k*xs] * w[wo + k*ws + (0|L)].
+     * A forward matmul walks k over input channels (xr = C, xs = 1); the weight gradient walks k over positions
+     * (xr = 1, xs = C), with dout in the role of w.
+     */
+    private static void rows8x2(float[] out, int o, int os, float[] x, int i, int xr, int xs, float[] w, int wo,
+                                int ws, float[] bias, int bo, boolean accumulate, int n) {
+        int L = F.length();
+        FloatVector a0 = start(out, o, bias, bo, accumulate), b0 = start(out, o + L, bias, bo + L, accumulate);
+        FloatVector a1 = start(out, o + os, bias, bo, accumulate), b1 = start(out, o + os + L, bias, bo + L, accumulate);
+        FloatVector a2 = start(out, o + 2 * os, bias, bo, accumulate);
+        FloatVector b2 = start(out, o + 2 * os + L, bias, bo + L, accumulate);
+        FloatVector a3 = start(out, o + 3 * os, bias, bo, accumulate);
+        FloatVector b3 = start(out, o + 3 * os + L, bias, bo + L, accumulate);
+        FloatVector a4 = start(out, o + 4 * os, bias, bo, accumulate);
+        FloatVector b4 = start(out, o + 4 * os + L, bias, bo + L, accumulate);
+        FloatVector a5 = start(out, o + 5 * os, bias, bo, accumulate);
+        FloatVector b5 = start(out, o + 5 * os + L, bias, bo + L, accumulate);
+        FloatVector a6 = start(out, o + 6 * os, bias, bo, accumulate);
+        FloatVector b6 = start(out, o + 6 * os + L, bias, bo + L, accumulate);
+        FloatVector a7 = start(out, o + 7 * os, bias, bo, accumulate);
+        FloatVector b7 = start(out, o + 7 * os + L, bias, bo + L, accumulate);
+        for (int c = 0; c < n; c++) {
+            FloatVector wa = FloatVector.fromArray(F, w, wo + c * ws);
+            FloatVector wb = FloatVector.fromArray(F, w, wo + c * ws + L);
+            FloatVector xv = FloatVector.broadcast(F, x[i + c * xs]);
+            a0 = wa.fma(xv, a0);
+            b0 = wb.fma(xv, b0);
+            xv = FloatVector.broadcast(F, x[i + xr + c * xs]);
+            a1 = wa.fma(xv, a1);
+            b1 = wb.fma(xv, b1);
+            xv = FloatVector.broadcast(F, x[i + 2 * xr + c * xs]);
+            a2 = wa.fma(xv, a2);
+            b2 = wb.fma(xv, b2);
+            xv = FloatVector.broadcast(F, x[i + 3 * xr + c * xs]);
+            a3 = wa.fma(xv, a3);
+            b3 = wb.fma(xv, b3);
+            xv = FloatVector.broadcast(F, x[i + 4 * xr + c * xs]);
+            a4 = wa.fma(xv, a4);
+            b4 = wb.fma(xv, b4);
+            xv = FloatVector.broadcast(F, x[i + 5 * xr + c * xs]);
+            a5 = wa.fma(xv, a5);
+            b5 = wb.fma(xv, b5);
+            xv = FloatVector.broadcast(F, x[i + 6 * xr + c * xs]);
+            a6 = wa.fma(xv, a6);
+            b6 = wb.fma(xv, b6);
+            xv = FloatVector.broadcast(F, x[i + 7 * xr + c * xs]);
+            a7 = wa.fma(xv, a7);
+            b7 = wb.fma(xv, b7);
+        }
+        a0.intoArray(out, o);
+        b0.intoArray(out, o + L);
+        a1.intoArray(out, o + os);
+        b1.intoArray(out, o + os + L);
+        a2.intoArray(out, o + 2 * os);
+        b2.intoArray(out, o + 2 * os + L);
+        a3.intoArray(out, o + 3 * os);
+        b3.intoArray(out, o + 3 * os + L);
+        a4.intoArray(out, o + 4 * os);
+        b4.intoArray(out, o + 4 * os + L);
+        a5.intoArray(out, o + 5 * os);
+        b5.intoArray(out, o + 5 * os + L);
+        a6.intoArray(out, o + 6 * os);
+        b6.intoArray(out, o + 6 * os + L);
+        a7.intoArray(out, o + 7 * os);
+        b7.intoArray(out, o + 7 * os + L);
+    }
+
+    /** rows (8 or 1) x one vector; the same addressing as rows8x2. */
+    private static void rowsNx1(float[] out, int o, int os, float[] x, int i, int xr, int xs, float[] w, int wo,
+                                int ws, float[] bias, int bo, boolean accumulate, int rows, int n) {
+        if (rows == 1) {
+            FloatVector a0 = start(out, o, bias, bo, accumulate);
+            for (int c = 0; c < n; c++) {
+                a0 = FloatVector.fromArray(F, w, wo + c * ws).fma(FloatVector.broadcast(F, x[i + c * xs]), a0);
+            }
+            a0.intoArray(out, o);
+            return;
+        }
+        FloatVector a0 = start(out, o, bias, bo, accumulate), a1 = start(out, o + os, bias, bo, accumulate);
+        FloatVector a2 = start(out, o + 2 * os, bias, bo, accumulate), a3 = start(out, o + 3 * os, bias, bo, accumulate);
+        FloatVector a4 = start(out, o + 4 * os, bias, bo, accumulate), a5 = start(out, o + 5 * os, bias, bo, accumulate);
+        FloatVector a6 = start(out, o + 6 * os, bias, bo, accumulate), a7 = start(out, o + 7 * os, bias, bo, accumulate);
+        for (int c = 0; c < n; c++) {
+            FloatVector wa = FloatVector.fromArray(F, w, wo + c * ws);
+            a0 = wa.fma(FloatVector.broadcast(F, x[i + c * xs]), a0);
+            a1 = wa.fma(FloatVector.broadcast(F, x[i + xr + c * xs]), a1);
+            a2 = wa.fma(FloatVector.broadcast(F, x[i + 2 * xr + c * xs]), a2);
+            a3 = wa.fma(FloatVector.broadcast(F, x[i + 3 * xr + c * xs]), a3);
+            a4 = wa.fma(FloatVector.broadcast(F, x[i + 4 * xr + c * xs]), a4);
+            a5 = wa.fma(FloatVector.broadcast(F, x[i + 5 * xr + c * xs]), a5);
+            a6 = wa.fma(FloatVector.broadcast(F, x[i + 6 * xr + c * xs]), a6);
+            a7 = wa.fma(FloatVector.broadcast(F, x[i + 7 * xr + c * xs]), a7);
+        }
+        a0.intoArray(out, o);
+        a1.intoArray(out, o + os);
+        a2.intoArray(out, o + 2 * os);
+        a3.intoArray(out, o + 3 * os);
+        a4.intoArray(out, o + 4 * os);
+        a5.intoArray(out, o + 5 * os);
+        a6.intoArray(out, o + 6 * os);
+        a7.intoArray(out, o + 7 * os);
+    }
+
+    /** dw[C,OC] += inp^T @ dout: the tiles of the forward matmul, walking positions instead of input channels. */
     static void matmulBackwardWeight(float[] dw, int dwOff, float[] dout, int doutOff, float[] inp, int inpOff,
                                      int T, int C, int OC) {
-        int L = F.length();
-        if (OC % L != 0) {
+        if (OC % F.length() != 0) {
             Kernels.matmulBackwardWeightScalar(dw, dwOff, dout, doutOff, inp, inpOff, T, C, OC);
             return;
         }
-        int c = 0;
-        for (; c + 3 < C; c += 4) {
-            for (int o = 0; o < OC; o += L) {
-                int d0 = dwOff + c * OC + o;
-                FloatVector acc0 = FloatVector.fromArray(F, dw, d0);
-                FloatVector acc1 = FloatVector.fromArray(F, dw, d0 + OC);
-                FloatVector acc2 = FloatVector.fromArray(F, dw, d0 + 2 * OC);
-                FloatVector acc3 = FloatVector.fromArray(F, dw, d0 + 3 * OC);
-                for (int t = 0; t < T; t++) {
-                    FloatVector g = FloatVector.fromArray(F, dout, doutOff + t * OC + o);
-                    int x = inpOff + t * C + c;
-                    acc0 = g.fma(FloatVector.broadcast(F, inp[x]), acc0);
-                    acc1 = g.fma(FloatVector.broadcast(F, inp[x + 1]), acc1);
-                    acc2 = g.fma(FloatVector.broadcast(F, inp[x + 2]), acc2);
-                    acc3 = g.fma(FloatVector.broadcast(F, inp[x + 3]), acc3);
-                }
-                acc0.intoArray(dw, d0);
-                acc1.intoArray(dw, d0 + OC);
-                acc2.intoArray(dw, d0 + 2 * OC);
-                acc3.intoArray(dw, d0 + 3 * OC);
-            }
-        }
-        for (; c < C; c++) {
-            for (int o = 0; o < OC; o += L) {
-                int d0 = dwOff + c * OC + o;
-                FloatVector acc = FloatVector.fromArray(F, dw, d0);
-                for (int t = 0; t < T; t++) {
-                    acc = FloatVector.fromArray(F, dout, doutOff + t * OC + o)
-                            .fma(FloatVector.broadcast(F, inp[inpOff + t * C + c]), acc);
-                }
-                acc.intoArray(dw, d0);
-            }
-        }
+        tiles(dw, dwOff, inp, inpOff, 1, C, dout, doutOff, null, 0, true, C, T, OC);
     }
 
     /** dinp[T,C] += dout[T,OC] @ wT[OC,C], with w already transposed so lanes run over C. */
@@ -150,8 +277,8 @@ final class VectorKernels {
     }
 
     /**
-     * scores[h,i,j] for j <= i: per head, Q (pre-scaled by 1/sqrt(Dh)) times K transposed, as one matmul with lanes
-     * over j; the entries above the diagonal are computed too, then overwritten with -inf.
+     * scores[h,i,j] = q[i,h,:] . k[j,h,:] / sqrt(Dh) for j <= i, -inf above the diagonal: per head, Q times K
+     * transposed, lanes over j (see causalDots).
      */
     static void attnScoresForward(float[] scores, int sOff, float[] q, int qOff, float[] k, int kOff,
                                   int T, int H, int Dh) {
@@ -159,63 +286,252 @@ final class VectorKernels {
             Kernels.attnScoresForwardScalar(scores, sOff, q, qOff, k, kOff, T, H, Dh);
             return;
         }
-        float[] scratch = FLOAT_SCRATCH.get();
-        if (scratch.length < 2 * Dh * T) {
-            scratch = new float[2 * Dh * T];
-            FLOAT_SCRATCH.set(scratch);
-        }
-        int qhOff = Dh * T;
+        float[] kT = scratch(Dh * T);
         float scale = (float) (1.0 / Math.sqrt(Dh));
-        int HDh = H * Dh;
         for (int h = 0; h < H; h++) {
-            for (int j = 0; j < T; j++) {
-                for (int e = 0; e < Dh; e++) {
-                    scratch[e * T + j] = k[kOff + j * HDh + h * Dh + e];
-                    scratch[qhOff + j * Dh + e] = q[qOff + j * HDh + h * Dh + e] * scale;
-                }
-            }
-            int s_h = sOff + h * T * T;
-            causalScores(scores, s_h, scratch, qhOff, scratch, T, Dh);
-            for (int i = 0; i < T - 1; i++) {
-                java.util.Arrays.fill(scores, s_h + i * T + i + 1, s_h + (i + 1) * T, Float.NEGATIVE_INFINITY);
+            transposeHead(kT, k, kOff, h, T, H, Dh);
+            causalDots(scores, sOff + h * T * T, q, qOff + h * Dh, H * Dh, kT, T, Dh, scale, Float.NEGATIVE_INFINITY);
+        }
+    }
+
+    private static float[] scratch(int n) {
+        float[] s = FLOAT_SCRATCH.get();
+        if (s.length < n) {
+            s = new float[n];
+            FLOAT_SCRATCH.set(s);
+        }
+        return s;
+    }
+
+    /** xT[e, j] = x[j, h, e]: one head's rows of x as a [Dh, T] matrix. */
+    private static void transposeHead(float[] xT, float[] x, int xOff, int h, int T, int H, int Dh) {
+        int HDh = H * Dh;
+        for (int j = 0; j < T; j++) {
+            for (int e = 0; e < Dh; e++) {
+                xT[e * T + j] = x[xOff + j * HDh + h * Dh + e];
             }
         }
     }
 
     /**
-     * scores[i, 0..] = qh[i,:] @ kT for four rows at a time, only over the column vectors that reach the diagonal
-     * (the last one may overlap its neighbour, recomputing the same values).
+     * out[i, j] = scale * (a[i,:] . bT[:, j]) for j <= i, and fill above the diagonal, for a T x T block at outOff;
+     * row i of a starts at aOff + i*aStride and has Dh entries; bT is [Dh, T], T >= the lane count. Lanes run over j,
+     * eight rows at a time. A row's last vector may overlap the one before it, recomputing the same values.
      */
-    private static void causalScores(float[] scores, int sOff, float[] qh, int qhOff, float[] kT, int T, int Dh) {
+    private static void causalDots(float[] out, int outOff, float[] a, int aOff, int aStride, float[] bT, int T,
+                                   int Dh, float scale, float fill) {
         int L = F.length();
         int i = 0;
-        for (; i + 3 < T; i += 4) {
-            int q0 = qhOff + i * Dh;
-            for (int blk = 0; blk <= i + 3; blk += L) {
+        for (; i + 7 < T; i += 8) {
+            int a0 = aOff + i * aStride;
+            for (int blk = 0; blk <= i + 7; blk += L) {
                 int j = Math.min(blk, T - L);
-                FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+                FloatVector s0 = FloatVector.zero(F), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
                 for (int e = 0; e < Dh; e++) {
-                    FloatVector kv = FloatVector.fromArray(F, kT, e * T + j);
-                    a0 = kv.fma(FloatVector.broadcast(F, qh[q0 + e]), a0);
-                    a1 = kv.fma(FloatVector.broadcast(F, qh[q0 + Dh + e]), a1);
-                    a2 = kv.fma(FloatVector.broadcast(F, qh[q0 + 2 * Dh + e]), a2);
-                    a3 = kv.fma(FloatVector.broadcast(F, qh[q0 + 3 * Dh + e]), a3);
+                    FloatVector bv = FloatVector.fromArray(F, bT, e * T + j);
+                    s0 = bv.fma(FloatVector.broadcast(F, a[a0 + e]), s0);
+                    s1 = bv.fma(FloatVector.broadcast(F, a[a0 + aStride + e]), s1);
+                    s2 = bv.fma(FloatVector.broadcast(F, a[a0 + 2 * aStride + e]), s2);
+                    s3 = bv.fma(FloatVector.broadcast(F, a[a0 + 3 * aStride + e]), s3);
+                    s4 = bv.fma(FloatVector.broadcast(F, a[a0 + 4 * aStride + e]), s4);
+                    s5 = bv.fma(FloatVector.broadcast(F, a[a0 + 5 * aStride + e]), s5);
+                    s6 = bv.fma(FloatVector.broadcast(F, a[a0 + 6 * aStride + e]), s6);
+                    s7 = bv.fma(FloatVector.broadcast(F, a[a0 + 7 * aStride + e]), s7);
                 }
-                a0.intoArray(scores, sOff + i * T + j);
-                a1.intoArray(scores, sOff + (i + 1) * T + j);
-                a2.intoArray(scores, sOff + (i + 2) * T + j);
-                a3.intoArray(scores, sOff + (i + 3) * T + j);
+                int o = outOff + i * T + j;
+                s0.mul(scale).intoArray(out, o);
+                s1.mul(scale).intoArray(out, o + T);
+                s2.mul(scale).intoArray(out, o + 2 * T);
+                s3.mul(scale).intoArray(out, o + 3 * T);
+                s4.mul(scale).intoArray(out, o + 4 * T);
+                s5.mul(scale).intoArray(out, o + 5 * T);
+                s6.mul(scale).intoArray(out, o + 6 * T);
+                s7.mul(scale).intoArray(out, o + 7 * T);
             }
         }
         for (; i < T; i++) {
             for (int blk = 0; blk <= i; blk += L) {
                 int j = Math.min(blk, T - L);
-                FloatVector a0 = FloatVector.zero(F);
+                FloatVector s0 = FloatVector.zero(F);
                 for (int e = 0; e < Dh; e++) {
-                    a0 = FloatVector.fromArray(F, kT, e * T + j).fma(FloatVector.broadcast(F, qh[qhOff + i * Dh + e]), a0);
+                    s0 = FloatVector.fromArray(F, bT, e * T + j).fma(FloatVector.broadcast(F, a[aOff + i * aStride + e]), s0);
                 }
-                a0.intoArray(scores, sOff + i * T + j);
+                s0.mul(scale).intoArray(out, outOff + i * T + j);
             }
+        }
+        for (int r = 0; r < T - 1; r++) {
+            java.util.Arrays.fill(out, outOff + r * T + r + 1, outOff + (r + 1) * T, fill);
+        }
+    }
+
+    /**
+     * out[i,:] (= | +=) scale * sum_{j<=i} coef[i,j] * vec[j,:] for i < T: rows of Dh floats (whole vectors) at
+     * outOff + i*stride and vOff + j*stride, coef rows of T at cOff + i*T. Eight rows share each vec load; entries of
+     * coef above the diagonal are never read.
+     */
+    private static void causalRowMix(float[] out, int outOff, float[] coef, int cOff, float[] vec, int vOff,
+                                     int stride, int T, int Dh, float scale, boolean accumulate) {
+        int L = F.length();
+        for (int e = 0; e < Dh; e += L) {
+            int i = 0;
+            for (; i + 7 < T; i += 8) {
+                int c0 = cOff + i * T;
+                FloatVector s0 = FloatVector.zero(F), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
+                FloatVector vj;
+                for (int j = 0; j <= i; j++) {
+                    vj = FloatVector.fromArray(F, vec, vOff + j * stride + e);
+                    s0 = vj.fma(FloatVector.broadcast(F, coef[c0 + j]), s0);
+                    s1 = vj.fma(FloatVector.broadcast(F, coef[c0 + T + j]), s1);
+                    s2 = vj.fma(FloatVector.broadcast(F, coef[c0 + 2 * T + j]), s2);
+                    s3 = vj.fma(FloatVector.broadcast(F, coef[c0 + 3 * T + j]), s3);
+                    s4 = vj.fma(FloatVector.broadcast(F, coef[c0 + 4 * T + j]), s4);
+                    s5 = vj.fma(FloatVector.broadcast(F, coef[c0 + 5 * T + j]), s5);
+                    s6 = vj.fma(FloatVector.broadcast(F, coef[c0 + 6 * T + j]), s6);
+                    s7 = vj.fma(FloatVector.broadcast(F, coef[c0 + 7 * T + j]), s7);
+                }
+                // the triangle: row i+r also takes j = i+1 .. i+r (unrolled: vector phis in branches defeat C2)
+                vj = FloatVector.fromArray(F, vec, vOff + (i + 1) * stride + e);
+                s1 = vj.fma(FloatVector.broadcast(F, coef[c0 + 1 * T + i + 1]), s1);
+                s2 = vj.fma(FloatVector.broadcast(F, coef[c0 + 2 * T + i + 1]), s2);
+                s3 = vj.fma(FloatVector.broadcast(F, coef[c0 + 3 * T + i + 1]), s3);
+                s4 = vj.fma(FloatVector.broadcast(F, coef[c0 + 4 * T + i + 1]), s4);
+                s5 = vj.fma(FloatVector.broadcast(F, coef[c0 + 5 * T + i + 1]), s5);
+                s6 = vj.fma(FloatVector.broadcast(F, coef[c0 + 6 * T + i + 1]), s6);
+                s7 = vj.fma(FloatVector.broadcast(F, coef[c0 + 7 * T + i + 1]), s7);
+                vj = FloatVector.fromArray(F, vec, vOff + (i + 2) * stride + e);
+                s2 = vj.fma(FloatVector.broadcast(F, coef[c0 + 2 * T + i + 2]), s2);
+                s3 = vj.fma(FloatVector.broadcast(F, coef[c0 + 3 * T + i + 2]), s3);
+                s4 = vj.fma(FloatVector.broadcast(F, coef[c0 + 4 * T + i + 2]), s4);
+                s5 = vj.fma(FloatVector.broadcast(F, coef[c0 + 5 * T + i + 2]), s5);
+                s6 = vj.fma(FloatVector.broadcast(F, coef[c0 + 6 * T + i + 2]), s6);
+                s7 = vj.fma(FloatVector.broadcast(F, coef[c0 + 7 * T + i + 2]), s7);
+                vj = FloatVector.fromArray(F, vec, vOff + (i + 3) * stride + e);
+                s3 = vj.fma(FloatVector.broadcast(F, coef[c0 + 3 * T + i + 3]), s3);
+                s4 = vj.fma(FloatVector.broadcast(F, coef[c0 + 4 * T + i + 3]), s4);
+                s5 = vj.fma(FloatVector.broadcast(F, coef[c0 + 5 * T + i + 3]), s5);
+                s6 = vj.fma(FloatVector.broadcast(F, coef[c0 + 6 * T + i + 3]), s6);
+                s7 = vj.fma(FloatVector.broadcast(F, coef[c0 + 7 * T + i + 3]), s7);
+                vj = FloatVector.fromArray(F, vec, vOff + (i + 4) * stride + e);
+                s4 = vj.fma(FloatVector.broadcast(F, coef[c0 + 4 * T + i + 4]), s4);
+                s5 = vj.fma(FloatVector.broadcast(F, coef[c0 + 5 * T + i + 4]), s5);
+                s6 = vj.fma(FloatVector.broadcast(F, coef[c0 + 6 * T + i + 4]), s6);
+                s7 = vj.fma(FloatVector.broadcast(F, coef[c0 + 7 * T + i + 4]), s7);
+                vj = FloatVector.fromArray(F, vec, vOff + (i + 5) * stride + e);
+                s5 = vj.fma(FloatVector.broadcast(F, coef[c0 + 5 * T + i + 5]), s5);
+                s6 = vj.fma(FloatVector.broadcast(F, coef[c0 + 6 * T + i + 5]), s6);
+                s7 = vj.fma(FloatVector.broadcast(F, coef[c0 + 7 * T + i + 5]), s7);
+                vj = FloatVector.fromArray(F, vec, vOff + (i + 6) * stride + e);
+                s6 = vj.fma(FloatVector.broadcast(F, coef[c0 + 6 * T + i + 6]), s6);
+                s7 = vj.fma(FloatVector.broadcast(F, coef[c0 + 7 * T + i + 6]), s7);
+                vj = FloatVector.fromArray(F, vec, vOff + (i + 7) * stride + e);
+                s7 = vj.fma(FloatVector.broadcast(F, coef[c0 + 7 * T + i + 7]), s7);
+                int o = outOff + i * stride + e;
+                storeScaled(out, o, s0, scale, accumulate);
+                storeScaled(out, o + stride, s1, scale, accumulate);
+                storeScaled(out, o + 2 * stride, s2, scale, accumulate);
+                storeScaled(out, o + 3 * stride, s3, scale, accumulate);
+                storeScaled(out, o + 4 * stride, s4, scale, accumulate);
+                storeScaled(out, o + 5 * stride, s5, scale, accumulate);
+                storeScaled(out, o + 6 * stride, s6, scale, accumulate);
+                storeScaled(out, o + 7 * stride, s7, scale, accumulate);
+            }
+            for (; i < T; i++) {
+                FloatVector s0 = FloatVector.zero(F);
+                for (int j = 0; j <= i; j++) {
+                    s0 = FloatVector.fromArray(F, vec, vOff + j * stride + e)
+                            .fma(FloatVector.broadcast(F, coef[cOff + i * T + j]), s0);
+                }
+                storeScaled(out, outOff + i * stride + e, s0, scale, accumulate);
+            }
+        }
+    }
+
+    /**
+     * out[j,:] += scale * sum_{i>=j} coef[i,j] * vec[i,:] for j < T: the transpose of causalRowMix, with the same
+     * layouts. Eight columns j share each vec load; entries of coef above the diagonal are never read.
+     */
+    private static void causalColMix(float[] out, int outOff, float[] coef, int cOff, float[] vec, int vOff,
+                                     int stride, int T, int Dh, float scale) {
+        int L = F.length();
+        for (int e = 0; e < Dh; e += L) {
+            int j = 0;
+            for (; j + 7 < T; j += 8) {
+                FloatVector s0 = FloatVector.zero(F), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
+                // the triangle: column j+r starts at i = j+r (unrolled, as in causalRowMix)
+                FloatVector vi;
+                vi = FloatVector.fromArray(F, vec, vOff + j * stride + e);
+                s0 = vi.fma(FloatVector.broadcast(F, coef[cOff + j * T + j]), s0);
+                vi = FloatVector.fromArray(F, vec, vOff + (j + 1) * stride + e);
+                s0 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 1) * T + j]), s0);
+                s1 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 1) * T + j + 1]), s1);
+                vi = FloatVector.fromArray(F, vec, vOff + (j + 2) * stride + e);
+                s0 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 2) * T + j]), s0);
+                s1 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 2) * T + j + 1]), s1);
+                s2 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 2) * T + j + 2]), s2);
+                vi = FloatVector.fromArray(F, vec, vOff + (j + 3) * stride + e);
+                s0 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 3) * T + j]), s0);
+                s1 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 3) * T + j + 1]), s1);
+                s2 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 3) * T + j + 2]), s2);
+                s3 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 3) * T + j + 3]), s3);
+                vi = FloatVector.fromArray(F, vec, vOff + (j + 4) * stride + e);
+                s0 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 4) * T + j]), s0);
+                s1 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 4) * T + j + 1]), s1);
+                s2 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 4) * T + j + 2]), s2);
+                s3 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 4) * T + j + 3]), s3);
+                s4 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 4) * T + j + 4]), s4);
+                vi = FloatVector.fromArray(F, vec, vOff + (j + 5) * stride + e);
+                s0 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 5) * T + j]), s0);
+                s1 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 5) * T + j + 1]), s1);
+                s2 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 5) * T + j + 2]), s2);
+                s3 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 5) * T + j + 3]), s3);
+                s4 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 5) * T + j + 4]), s4);
+                s5 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 5) * T + j + 5]), s5);
+                vi = FloatVector.fromArray(F, vec, vOff + (j + 6) * stride + e);
+                s0 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 6) * T + j]), s0);
+                s1 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 6) * T + j + 1]), s1);
+                s2 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 6) * T + j + 2]), s2);
+                s3 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 6) * T + j + 3]), s3);
+                s4 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 6) * T + j + 4]), s4);
+                s5 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 6) * T + j + 5]), s5);
+                s6 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 6) * T + j + 6]), s6);
+                for (int i = j + 7; i < T; i++) {
+                    vi = FloatVector.fromArray(F, vec, vOff + i * stride + e);
+                    int ci = cOff + i * T + j;
+                    s0 = vi.fma(FloatVector.broadcast(F, coef[ci]), s0);
+                    s1 = vi.fma(FloatVector.broadcast(F, coef[ci + 1]), s1);
+                    s2 = vi.fma(FloatVector.broadcast(F, coef[ci + 2]), s2);
+                    s3 = vi.fma(FloatVector.broadcast(F, coef[ci + 3]), s3);
+                    s4 = vi.fma(FloatVector.broadcast(F, coef[ci + 4]), s4);
+                    s5 = vi.fma(FloatVector.broadcast(F, coef[ci + 5]), s5);
+                    s6 = vi.fma(FloatVector.broadcast(F, coef[ci + 6]), s6);
+                    s7 = vi.fma(FloatVector.broadcast(F, coef[ci + 7]), s7);
+                }
+                int o = outOff + j * stride + e;
+                storeScaled(out, o, s0, scale, true);
+                storeScaled(out, o + stride, s1, scale, true);
+                storeScaled(out, o + 2 * stride, s2, scale, true);
+                storeScaled(out, o + 3 * stride, s3, scale, true);
+                storeScaled(out, o + 4 * stride, s4, scale, true);
+                storeScaled(out, o + 5 * stride, s5, scale, true);
+                storeScaled(out, o + 6 * stride, s6, scale, true);
+                storeScaled(out, o + 7 * stride, s7, scale, true);
+            }
+            for (; j < T; j++) {
+                FloatVector s0 = FloatVector.zero(F);
+                for (int i = j; i < T; i++) {
+                    s0 = FloatVector.fromArray(F, vec, vOff + i * stride + e)
+                            .fma(FloatVector.broadcast(F, coef[cOff + i * T + j]), s0);
+                }
+                storeScaled(out, outOff + j * stride + e, s0, scale, true);
+            }
+        }
+    }
+
+    private static void storeScaled(float[] out, int at, FloatVector sum, float scale, boolean accumulate) {
+        if (accumulate) {
+            sum.fma(FloatVector.broadcast(F, scale), FloatVector.fromArray(F, out, at)).intoArray(out, at);
+        } else {
+            sum.mul(scale).intoArray(out, at);
         }
     }
 
@@ -250,17 +566,22 @@ final class VectorKernels {
         return p.mul(twoN).blend(0f, tooSmall);
     }
 
-    /** Per-thread lane buffer for hsum. */
-    private static final ThreadLocal<float[]> LANES = ThreadLocal.withInitial(() -> new float[F.length()]);
+    /** Rotations by half, a quarter, ... of the lanes, for hsum. */
+    @SuppressWarnings("unchecked")
+    private static final VectorShuffle<Float>[] ROTATIONS = java.util.stream.IntStream
+            .iterate(F.length() / 2, n -> n > 0, n -> n / 2)
+            .mapToObj(n -> VectorShuffle.iota(F, n, 1, true)).toArray(VectorShuffle[]::new);
 
-    /** Sum of the lanes in a fixed order, the same compiled or interpreted (unlike reduceLanes(ADD)). */
-    static float hsum(FloatVector v, float[] lanes) {
-        v.intoArray(lanes, 0);
-        float sum = 0f;
-        for (float x : lanes) {
-            sum += x;
+    /**
+     * Sum of the lanes in a fixed order, the same compiled or interpreted (unlike reduceLanes(ADD), whose intrinsic
+     * and fallback add in different orders): pairwise, by adding the vector to itself rotated by half its width,
+     * then a quarter, and so on, so lane 0 ends up with the sum after log2(lanes) dependent adds.
+     */
+    static float hsum(FloatVector v) {
+        for (VectorShuffle<Float> rotation : ROTATIONS) {
+            v = v.add(v.rearrange(rotation));
         }
-        return sum;
+        return v.lane(0);
     }
 
     static int floatLanes() {
@@ -269,120 +590,38 @@ final class VectorKernels {
 
     // The attention kernels below need Dh to be a multiple of floatLanes(); Kernels checks before calling.
 
-    /** z[i,h,:] = sum_{j<=i} pattern[h,i,j] * v[j,h,:], lanes over Dh. */
+    /** z[i,h,:] = sum_{j<=i} pattern[h,i,j] * v[j,h,:]. */
     static void attnValuesForward(float[] z, int zOff, float[] pattern, int pOff, float[] v, int vOff,
                                   int T, int H, int Dh) {
-        int HDh = H * Dh;
-        for (int i = 0; i < T; i++) {
-            for (int h = 0; h < H; h++) {
-                int p_hi = pOff + (h * T + i) * T;
-                for (int e = 0; e < Dh; e += F.length()) {
-                    FloatVector acc = FloatVector.zero(F);
-                    for (int j = 0; j <= i; j++) {
-                        acc = FloatVector.fromArray(F, v, vOff + j * HDh + h * Dh + e)
-                                .fma(FloatVector.broadcast(F, pattern[p_hi + j]), acc);
-                    }
-                    acc.intoArray(z, zOff + i * HDh + h * Dh + e);
-                }
-            }
+        for (int h = 0; h < H; h++) {
+            causalRowMix(z, zOff + h * Dh, pattern, pOff + h * T * T, v, vOff + h * Dh, H * Dh, T, Dh, 1f, false);
         }
     }
 
+    /** dpattern[h,i,j] = dz[i,h,:] . v[j,h,:] for j <= i (0 above); dv[j,h,:] += sum_{i>=j} pattern[h,i,j] dz[i,h,:]. */
     static void attnValuesBackward(float[] dpattern, int dpOff, float[] dv, int dvOff, float[] dz, int dzOff,
                                    float[] pattern, int pOff, float[] v, int vOff, int T, int H, int Dh) {
-        int HDh = H * Dh;
-        int L = F.length();
-        float[] vT = FLOAT_SCRATCH.get();
-        if (vT.length < Dh * T) {
-            vT = new float[Dh * T];
-            FLOAT_SCRATCH.set(vT);
+        if (T < F.length()) {
+            Kernels.attnValuesBackwardScalar(dpattern, dpOff, dv, dvOff, dz, dzOff, pattern, pOff, v, vOff, T, H, Dh);
+            return;
         }
+        float[] vT = scratch(Dh * T);
         for (int h = 0; h < H; h++) {
-            for (int j = 0; j < T; j++) {
-                for (int e = 0; e < Dh; e++) {
-                    vT[e * T + j] = v[vOff + j * HDh + h * Dh + e];
-                }
-            }
-            for (int i = 0; i < T; i++) {
-                int row = (h * T + i) * T;
-                int dz_i = dzOff + i * HDh + h * Dh;
-                // dpattern[h,i,j] = dz[i,h,:] . v[j,h,:], lanes over j
-                int n = i + 1;
-                int jBound = F.loopBound(n);
-                for (int j = 0; j < jBound; j += L) {
-                    FloatVector acc = FloatVector.fromArray(F, dpattern, dpOff + row + j);
-                    for (int e = 0; e < Dh; e++) {
-                        acc = FloatVector.fromArray(F, vT, e * T + j).fma(FloatVector.broadcast(F, dz[dz_i + e]), acc);
-                    }
-                    acc.intoArray(dpattern, dpOff + row + j);
-                }
-                for (int j = jBound; j < n; j++) {
-                    float acc = dpattern[dpOff + row + j];
-                    for (int e = 0; e < Dh; e++) {
-                        acc = Math.fma(dz[dz_i + e], vT[e * T + j], acc);
-                    }
-                    dpattern[dpOff + row + j] = acc;
-                }
-            }
-            // dv[j,h,:] += sum_{i>=j} pattern[h,i,j] * dz[i,h,:]: four j at a time, accumulated in registers
-            int j = 0;
-            for (; j + 3 < T; j += 4) {
-                for (int e = 0; e < Dh; e += L) {
-                    int dv0 = dvOff + j * HDh + h * Dh + e;
-                    FloatVector a0 = FloatVector.fromArray(F, dv, dv0);
-                    FloatVector a1 = FloatVector.fromArray(F, dv, dv0 + HDh);
-                    FloatVector a2 = FloatVector.fromArray(F, dv, dv0 + 2 * HDh);
-                    FloatVector a3 = FloatVector.fromArray(F, dv, dv0 + 3 * HDh);
-                    for (int i = j; i < T; i++) {
-                        FloatVector dzi = FloatVector.fromArray(F, dz, dzOff + i * HDh + h * Dh + e);
-                        int p_ij = pOff + (h * T + i) * T + j;
-                        // pattern is 0 above the diagonal, so i = j..j+2 add nothing for the later columns
-                        a0 = dzi.fma(FloatVector.broadcast(F, pattern[p_ij]), a0);
-                        a1 = dzi.fma(FloatVector.broadcast(F, pattern[p_ij + 1]), a1);
-                        a2 = dzi.fma(FloatVector.broadcast(F, pattern[p_ij + 2]), a2);
-                        a3 = dzi.fma(FloatVector.broadcast(F, pattern[p_ij + 3]), a3);
-                    }
-                    a0.intoArray(dv, dv0);
-                    a1.intoArray(dv, dv0 + HDh);
-                    a2.intoArray(dv, dv0 + 2 * HDh);
-                    a3.intoArray(dv, dv0 + 3 * HDh);
-                }
-            }
-            for (; j < T; j++) {
-                for (int e = 0; e < Dh; e += L) {
-                    int dv0 = dvOff + j * HDh + h * Dh + e;
-                    FloatVector a0 = FloatVector.fromArray(F, dv, dv0);
-                    for (int i = j; i < T; i++) {
-                        a0 = FloatVector.fromArray(F, dz, dzOff + i * HDh + h * Dh + e)
-                                .fma(FloatVector.broadcast(F, pattern[pOff + (h * T + i) * T + j]), a0);
-                    }
-                    a0.intoArray(dv, dv0);
-                }
-            }
+            transposeHead(vT, v, vOff, h, T, H, Dh);
+            causalDots(dpattern, dpOff + h * T * T, dz, dzOff + h * Dh, H * Dh, vT, T, Dh, 1f, 0f);
+            causalColMix(dv, dvOff + h * Dh, pattern, pOff + h * T * T, dz, dzOff + h * Dh, H * Dh, T, Dh, 1f);
         }
     }
 
+    /** dq[i] += scale * sum_{j<=i} dscores[i,j] k[j]; dk[j] += scale * sum_{i>=j} dscores[i,j] q[i], per head. */
     static void attnScoresBackward(float[] dq, int dqOff, float[] dk, int dkOff, float[] dscores, int dsOff,
                                    float[] q, int qOff, float[] k, int kOff, int T, int H, int Dh) {
         float scale = (float) (1.0 / Math.sqrt(Dh));
         int HDh = H * Dh;
         for (int h = 0; h < H; h++) {
-            for (int i = 0; i < T; i++) {
-                int row = dsOff + (h * T + i) * T;
-                for (int e = 0; e < Dh; e += F.length()) {
-                    int at_i = i * HDh + h * Dh + e;
-                    FloatVector qi = FloatVector.fromArray(F, q, qOff + at_i);
-                    FloatVector dqi = FloatVector.fromArray(F, dq, dqOff + at_i);
-                    for (int j = 0; j <= i; j++) {
-                        // scores[h,i,j] = q[i,h,:] . k[j,h,:] * scale
-                        float g = dscores[row + j] * scale;
-                        int at_j = j * HDh + h * Dh + e;
-                        dqi = FloatVector.fromArray(F, k, kOff + at_j).fma(FloatVector.broadcast(F, g), dqi);
-                        FloatVector.fromArray(F, dk, dkOff + at_j).add(qi.mul(g)).intoArray(dk, dkOff + at_j);
-                    }
-                    dqi.intoArray(dq, dqOff + at_i);
-                }
-            }
+            int s_h = dsOff + h * T * T;
+            causalRowMix(dq, dqOff + h * Dh, dscores, s_h, k, kOff + h * Dh, HDh, T, Dh, scale, true);
+            causalColMix(dk, dkOff + h * Dh, dscores, s_h, q, qOff + h * Dh, HDh, T, Dh, scale);
         }
     }
 
@@ -393,7 +632,6 @@ final class VectorKernels {
             Kernels.softmaxForwardScalar(pattern, pOff, scores, sOff, T, H);
             return;
         }
-        float[] lanes = LANES.get();
         int jBound = F.loopBound(T);
         for (int r = 0; r < H * T; r++) {
             int s_r = sOff + r * T, p_r = pOff + r * T;
@@ -417,7 +655,7 @@ final class VectorKernels {
             for (int j = 0; j < jBound; j += L) {
                 sumV = sumV.add(FloatVector.fromArray(F, pattern, p_r + j));
             }
-            float sum = hsum(sumV, lanes);
+            float sum = hsum(sumV);
             for (int j = jBound; j < T; j++) {
                 sum += pattern[p_r + j];
             }
@@ -440,7 +678,6 @@ final class VectorKernels {
     static void softmaxBackward(float[] dscores, int dsOff, float[] dpattern, int dpOff, float[] pattern, int pOff,
                                 int T, int H) {
         int L = F.length();
-        float[] lanes = LANES.get();
         for (int r = 0; r < H * T; r++) {
             int row = r * T;
             int n = r % T + 1;
@@ -450,7 +687,7 @@ final class VectorKernels {
                 dotV = FloatVector.fromArray(F, pattern, pOff + row + j)
                         .fma(FloatVector.fromArray(F, dpattern, dpOff + row + j), dotV);
             }
-            float dot = hsum(dotV, lanes);
+            float dot = hsum(dotV);
             for (int j = jBound; j < n; j++) {
                 dot += pattern[pOff + row + j] * dpattern[dpOff + row + j];
             }
@@ -472,7 +709,6 @@ final class VectorKernels {
     static double crossEntropyForwardBackward(float[] dlogits, float[] logits, int[] tokens, int tokOff,
                                               float scale, int T, int V, int Vp) {
         int L = F.length();
-        float[] lanes = LANES.get();
         double loss = 0;
         for (int t = 0; t < T - 1; t++) {
             int row = t * Vp;
@@ -488,7 +724,7 @@ final class VectorKernels {
             for (int i = L; i < Vp; i += L) {
                 sumV = sumV.add(FloatVector.fromArray(F, dlogits, row + i));
             }
-            float sum = hsum(sumV, lanes);
+            float sum = hsum(sumV);
             int target = tokens[tokOff + t + 1];
             loss -= logits[row + target] - max - Math.log(sum);
             float inv = scale / sum;

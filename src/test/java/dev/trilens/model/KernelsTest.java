@@ -5,6 +5,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 import java.util.Random;
 import org.assertj.core.data.Offset;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /** Each vector kernel against the scalar reference beside it, on shapes with and without vector tails. */
 class KernelsTest {
@@ -56,9 +58,11 @@ class KernelsTest {
         }
     }
 
-    @Test
-    void attentionAgreesWithScalar() {
-        int T = VectorKernels.floatLanes() + 5, H = 2, Dh = VectorKernels.floatLanes(); // T: a partial last vector
+    /** Lengths with a partial last vector, whole 8-row tiles and remainders, the challenge's 50, and one below a vector. */
+    @ParameterizedTest
+    @ValueSource(ints = {5, 16, 21, 50})
+    void attentionAgreesWithScalar(int T) {
+        int H = 2, Dh = VectorKernels.floatLanes();
         float[] q = random(T * H * Dh), k = random(T * H * Dh), v = random(T * H * Dh), dz = random(T * H * Dh);
         float[] sFast = new float[H * T * T], sSlow = new float[H * T * T];
         VectorKernels.attnScoresForward(sFast, 0, q, 0, k, 0, T, H, Dh);
@@ -85,6 +89,9 @@ class KernelsTest {
                 for (int j = 0; j <= i; j++) { // only the causal part is defined
                     int at = (h * T + i) * T + j;
                     assertThat(dpFast[at]).isCloseTo(dpSlow[at], Offset.offset(1e-4f));
+                }
+                for (int j = i + 1; j < T; j++) {
+                    assertThat(dpFast[(h * T + i) * T + j]).as("dpattern above the diagonal").isZero();
                 }
             }
         }
