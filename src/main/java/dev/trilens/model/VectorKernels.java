@@ -117,7 +117,7 @@ final class VectorKernels {
 
     /**
      * For each of `rows` rows r and OC columns (whole vectors): out[outOff + r*OC + o] (+)= sum over k < n of
-     * x[xOff + r*xr + k*xs] * w[wOff + k*OC + o], in 8x2 tiles, then 8x1, then single rows.
+     * x[xOff + r*xr + k*xs] * w[wOff + k*OC + o], in tiles of 8 rows (then 2, then 1) by two vectors (then one).
      */
     private static void tiles(float[] out, int outOff, float[] x, int xOff, int xr, int xs, float[] w, int wOff,
                               float[] bias, int biasOff, boolean accumulate, int rows, int n, int OC) {
@@ -127,6 +127,11 @@ final class VectorKernels {
             int r = 0;
             for (; r + 7 < rows; r += 8) {
                 rows8x2(out, outOff + r * OC + o, OC, x, xOff + r * xr, xr, xs, w, wOff + o, OC, bias, biasOff + o,
+                        accumulate, n);
+            }
+            // the rest two rows at a time (T = 50 leaves two): still four independent chains
+            for (; r + 1 < rows; r += 2) {
+                rows2x2(out, outOff + r * OC + o, OC, x, xOff + r * xr, xr, xs, w, wOff + o, OC, bias, biasOff + o,
                         accumulate, n);
             }
             for (; r < rows; r++) {
@@ -141,6 +146,10 @@ final class VectorKernels {
             for (; r + 7 < rows; r += 8) {
                 rowsNx1(out, outOff + r * OC + o, OC, x, xOff + r * xr, xr, xs, w, wOff + o, OC, bias, biasOff + o,
                         accumulate, 8, n);
+            }
+            for (; r + 1 < rows; r += 2) {
+                rowsNx1(out, outOff + r * OC + o, OC, x, xOff + r * xr, xr, xs, w, wOff + o, OC, bias, biasOff + o,
+                        accumulate, 2, n);
             }
             for (; r < rows; r++) {
                 rowsNx1(out, outOff + r * OC + o, OC, x, xOff + r * xr, xr, xs, w, wOff + o, OC, bias, biasOff + o,
@@ -224,7 +233,29 @@ final class VectorKernels {
         b7.intoArray(out, o + 7 * os + L);
     }
 
-    /** rows (8 or 1) x one vector; the same addressing as rows8x2. */
+    /** Two rows x two vectors; the same addressing as rows8x2. */
+    private static void rows2x2(float[] out, int o, int os, float[] x, int i, int xr, int xs, float[] w, int wo,
+                                int ws, float[] bias, int bo, boolean accumulate, int n) {
+        int L = F.length();
+        FloatVector a0 = start(out, o, bias, bo, accumulate), b0 = start(out, o + L, bias, bo + L, accumulate);
+        FloatVector a1 = start(out, o + os, bias, bo, accumulate), b1 = start(out, o + os + L, bias, bo + L, accumulate);
+        for (int c = 0; c < n; c++) {
+            FloatVector wa = FloatVector.fromArray(F, w, wo + c * ws);
+            FloatVector wb = FloatVector.fromArray(F, w, wo + c * ws + L);
+            FloatVector xv = FloatVector.broadcast(F, x[i + c * xs]);
+            a0 = wa.fma(xv, a0);
+            b0 = wb.fma(xv, b0);
+            xv = FloatVector.broadcast(F, x[i + xr + c * xs]);
+            a1 = wa.fma(xv, a1);
+            b1 = wb.fma(xv, b1);
+        }
+        a0.intoArray(out, o);
+        b0.intoArray(out, o + L);
+        a1.intoArray(out, o + os);
+        b1.intoArray(out, o + os + L);
+    }
+
+    /** rows (8, 2 or 1) x one vector; the same addressing as rows8x2. */
     private static void rowsNx1(float[] out, int o, int os, float[] x, int i, int xr, int xs, float[] w, int wo,
                                 int ws, float[] bias, int bo, boolean accumulate, int rows, int n) {
         if (rows == 1) {
@@ -233,6 +264,17 @@ final class VectorKernels {
                 a0 = FloatVector.fromArray(F, w, wo + c * ws).fma(FloatVector.broadcast(F, x[i + c * xs]), a0);
             }
             a0.intoArray(out, o);
+            return;
+        }
+        if (rows == 2) {
+            FloatVector a0 = start(out, o, bias, bo, accumulate), a1 = start(out, o + os, bias, bo, accumulate);
+            for (int c = 0; c < n; c++) {
+                FloatVector wa = FloatVector.fromArray(F, w, wo + c * ws);
+                a0 = wa.fma(FloatVector.broadcast(F, x[i + c * xs]), a0);
+                a1 = wa.fma(FloatVector.broadcast(F, x[i + xr + c * xs]), a1);
+            }
+            a0.intoArray(out, o);
+            a1.intoArray(out, o + os);
             return;
         }
         FloatVector a0 = start(out, o, bias, bo, accumulate), a1 = start(out, o + os, bias, bo, accumulate);
@@ -566,11 +608,11 @@ final class VectorKernels {
         return p.mul(twoN).blend(0f, tooSmall);
     }
 
-    /** Rotations by half, a quarter, ... of the lanes, for hsum. */
-    @SuppressWarnings("unchecked")
-    private static final VectorShuffle<Float>[] ROTATIONS = java.util.stream.IntStream
-            .iterate(F.length() / 2, n -> n > 0, n -> n / 2)
-            .mapToObj(n -> VectorShuffle.iota(F, n, 1, true)).toArray(VectorShuffle[]::new);
+    /** Rotations by half, a quarter, ... of the lanes, for hsum; separate constants so the JIT sees each one. */
+    private static final VectorShuffle<Float> ROT_HALF = VectorShuffle.iota(F, F.length() / 2, 1, true);
+    private static final VectorShuffle<Float> ROT_QUARTER = VectorShuffle.iota(F, Math.max(1, F.length() / 4), 1, true);
+    private static final VectorShuffle<Float> ROT_EIGHTH = VectorShuffle.iota(F, Math.max(1, F.length() / 8), 1, true);
+    private static final VectorShuffle<Float> ROT_SIXTEENTH = VectorShuffle.iota(F, Math.max(1, F.length() / 16), 1, true);
 
     /**
      * Sum of the lanes in a fixed order, the same compiled or interpreted (unlike reduceLanes(ADD), whose intrinsic
@@ -578,8 +620,24 @@ final class VectorKernels {
      * then a quarter, and so on, so lane 0 ends up with the sum after log2(lanes) dependent adds.
      */
     static float hsum(FloatVector v) {
-        for (VectorShuffle<Float> rotation : ROTATIONS) {
-            v = v.add(v.rearrange(rotation));
+        int L = F.length();
+        v = v.add(v.rearrange(ROT_HALF));
+        if (L >= 4) {
+            v = v.add(v.rearrange(ROT_QUARTER));
+        }
+        if (L >= 8) {
+            v = v.add(v.rearrange(ROT_EIGHTH));
+        }
+        if (L >= 16) {
+            v = v.add(v.rearrange(ROT_SIXTEENTH));
+        }
+        if (L > 16) {
+            float[] lanes = v.toArray(); // wider than any x86 vector today; correct, not fast
+            float sum = 0f;
+            for (int i = 0; i < L / 16; i++) {
+                sum += lanes[i];
+            }
+            return sum;
         }
         return v.lane(0);
     }
