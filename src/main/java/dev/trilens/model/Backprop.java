@@ -158,6 +158,12 @@ public final class Backprop {
 
     /** One worker's activations and gradients for a single sequence. */
     private final class Workspace {
+        /**
+         * Attention held key-major ([h, key, query]) so the vector kernels run the softmax down the columns; the
+         * query-major kernels otherwise. Only this class sees the layout.
+         */
+        final boolean keyMajor = Kernels.VECTOR && T >= VectorKernels.floatLanes()
+                && Dh % VectorKernels.floatLanes() == 0;
         // activations, per layer where the backward needs them
         final float[][] residPre = new float[L][], ln1Scale = new float[L][], ln1Out = new float[L][];
         final float[][] q = new float[L][], k = new float[L][], v = new float[L][], pattern = new float[L][];
@@ -241,9 +247,15 @@ public final class Backprop {
                 Kernels.matmulForward(q[l], 0, x, 0, w, at.wQ(), w, at.bQ(), T, D, HDh);
                 Kernels.matmulForward(k[l], 0, x, 0, w, at.wK(), w, at.bK(), T, D, HDh);
                 Kernels.matmulForward(v[l], 0, x, 0, w, at.wV(), w, at.bV(), T, D, HDh);
-                Kernels.attnScoresForward(scores, 0, q[l], 0, k[l], 0, T, H, Dh);
-                Kernels.softmaxForward(pattern[l], 0, scores, 0, T, H);
-                Kernels.attnValuesForward(z[l], 0, pattern[l], 0, v[l], 0, T, H, Dh);
+                if (keyMajor) {
+                    VectorKernels.attnScoresForwardKeyMajor(scores, 0, q[l], 0, k[l], 0, T, H, Dh);
+                    VectorKernels.softmaxForwardKeyMajor(pattern[l], 0, scores, 0, T, H);
+                    VectorKernels.attnValuesForwardKeyMajor(z[l], 0, pattern[l], 0, v[l], 0, T, H, Dh);
+                } else {
+                    Kernels.attnScoresForward(scores, 0, q[l], 0, k[l], 0, T, H, Dh);
+                    Kernels.softmaxForward(pattern[l], 0, scores, 0, T, H);
+                    Kernels.attnValuesForward(z[l], 0, pattern[l], 0, v[l], 0, T, H, Dh);
+                }
                 Kernels.matmulForward(tmpD, 0, z[l], 0, w, at.wO(), w,
                         at.bO(), T, HDh, D);
                 float[] afterAttn = M > 0 ? residMid[l] : residPost[l];
@@ -313,12 +325,18 @@ public final class Backprop {
                 Arrays.fill(dz, 0f);
                 Kernels.matmulBackwardInput(dz, 0, dMid, 0, wT.woT[l], 0, T, HDh, D);
                 Arrays.fill(dv, 0f);
-                Kernels.attnValuesBackward(dPattern, 0, dv, 0, dz, 0, pattern[l], 0, v[l], 0, T, H, Dh);
-                Arrays.fill(dScores, 0f);
-                Kernels.softmaxBackward(dScores, 0, dPattern, 0, pattern[l], 0, T, H);
                 Arrays.fill(dq, 0f);
                 Arrays.fill(dk, 0f);
-                Kernels.attnScoresBackward(dq, 0, dk, 0, dScores, 0, q[l], 0, k[l], 0, T, H, Dh);
+                if (keyMajor) {
+                    VectorKernels.attnValuesBackwardKeyMajor(dPattern, 0, dv, 0, dz, 0, pattern[l], 0, v[l], 0, T, H, Dh);
+                    VectorKernels.softmaxBackwardKeyMajor(dScores, 0, dPattern, 0, pattern[l], 0, T, H);
+                    VectorKernels.attnScoresBackwardKeyMajor(dq, 0, dk, 0, dScores, 0, q[l], 0, k[l], 0, T, H, Dh);
+                } else {
+                    Kernels.attnValuesBackward(dPattern, 0, dv, 0, dz, 0, pattern[l], 0, v[l], 0, T, H, Dh);
+                    Arrays.fill(dScores, 0f);
+                    Kernels.softmaxBackward(dScores, 0, dPattern, 0, pattern[l], 0, T, H);
+                    Kernels.attnScoresBackward(dq, 0, dk, 0, dScores, 0, q[l], 0, k[l], 0, T, H, Dh);
+                }
                 float[] x = attnIn(l);
                 Kernels.matmulBackwardWeight(g, at.wQ(), dq, 0, x, 0, T, D, HDh);
                 Kernels.matmulBackwardWeight(g, at.wK(), dk, 0, x, 0, T, D, HDh);

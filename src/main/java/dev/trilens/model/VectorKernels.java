@@ -408,65 +408,66 @@ final class VectorKernels {
 
     /**
      * out[i,:] (= | +=) scale * sum_{j<=i} coef[i,j] * vec[j,:] for i < T: rows of Dh floats (whole vectors) at
-     * outOff + i*stride and vOff + j*stride, coef rows of T at cOff + i*T. Eight rows share each vec load; entries of
-     * coef above the diagonal are never read.
+     * outOff + i*stride and vOff + j*stride; coef[i,j] at cOff + i*ci + j*cj (ci = T, cj = 1 for a query-major
+     * pattern, the other way round for a key-major one). Eight rows share each vec load; entries of coef above the
+     * diagonal are never read.
      */
-    private static void causalRowMix(float[] out, int outOff, float[] coef, int cOff, float[] vec, int vOff,
+    private static void causalRowMix(float[] out, int outOff, float[] coef, int cOff, int ci, int cj, float[] vec, int vOff,
                                      int stride, int T, int Dh, float scale, boolean accumulate) {
         int L = F.length();
         for (int e = 0; e < Dh; e += L) {
             int i = 0;
             for (; i + 7 < T; i += 8) {
-                int c0 = cOff + i * T;
+                int c0 = cOff + i * ci;
                 FloatVector s0 = FloatVector.zero(F), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
                 FloatVector vj;
                 for (int j = 0; j <= i; j++) {
                     vj = FloatVector.fromArray(F, vec, vOff + j * stride + e);
-                    s0 = vj.fma(FloatVector.broadcast(F, coef[c0 + j]), s0);
-                    s1 = vj.fma(FloatVector.broadcast(F, coef[c0 + T + j]), s1);
-                    s2 = vj.fma(FloatVector.broadcast(F, coef[c0 + 2 * T + j]), s2);
-                    s3 = vj.fma(FloatVector.broadcast(F, coef[c0 + 3 * T + j]), s3);
-                    s4 = vj.fma(FloatVector.broadcast(F, coef[c0 + 4 * T + j]), s4);
-                    s5 = vj.fma(FloatVector.broadcast(F, coef[c0 + 5 * T + j]), s5);
-                    s6 = vj.fma(FloatVector.broadcast(F, coef[c0 + 6 * T + j]), s6);
-                    s7 = vj.fma(FloatVector.broadcast(F, coef[c0 + 7 * T + j]), s7);
+                    s0 = vj.fma(FloatVector.broadcast(F, coef[c0 + j * cj]), s0);
+                    s1 = vj.fma(FloatVector.broadcast(F, coef[c0 + ci + j * cj]), s1);
+                    s2 = vj.fma(FloatVector.broadcast(F, coef[c0 + 2 * ci + j * cj]), s2);
+                    s3 = vj.fma(FloatVector.broadcast(F, coef[c0 + 3 * ci + j * cj]), s3);
+                    s4 = vj.fma(FloatVector.broadcast(F, coef[c0 + 4 * ci + j * cj]), s4);
+                    s5 = vj.fma(FloatVector.broadcast(F, coef[c0 + 5 * ci + j * cj]), s5);
+                    s6 = vj.fma(FloatVector.broadcast(F, coef[c0 + 6 * ci + j * cj]), s6);
+                    s7 = vj.fma(FloatVector.broadcast(F, coef[c0 + 7 * ci + j * cj]), s7);
                 }
                 // the triangle: row i+r also takes j = i+1 .. i+r (unrolled: vector phis in branches defeat C2)
                 vj = FloatVector.fromArray(F, vec, vOff + (i + 1) * stride + e);
-                s1 = vj.fma(FloatVector.broadcast(F, coef[c0 + 1 * T + i + 1]), s1);
-                s2 = vj.fma(FloatVector.broadcast(F, coef[c0 + 2 * T + i + 1]), s2);
-                s3 = vj.fma(FloatVector.broadcast(F, coef[c0 + 3 * T + i + 1]), s3);
-                s4 = vj.fma(FloatVector.broadcast(F, coef[c0 + 4 * T + i + 1]), s4);
-                s5 = vj.fma(FloatVector.broadcast(F, coef[c0 + 5 * T + i + 1]), s5);
-                s6 = vj.fma(FloatVector.broadcast(F, coef[c0 + 6 * T + i + 1]), s6);
-                s7 = vj.fma(FloatVector.broadcast(F, coef[c0 + 7 * T + i + 1]), s7);
+                s1 = vj.fma(FloatVector.broadcast(F, coef[c0 + 1 * ci + (i + 1) * cj]), s1);
+                s2 = vj.fma(FloatVector.broadcast(F, coef[c0 + 2 * ci + (i + 1) * cj]), s2);
+                s3 = vj.fma(FloatVector.broadcast(F, coef[c0 + 3 * ci + (i + 1) * cj]), s3);
+                s4 = vj.fma(FloatVector.broadcast(F, coef[c0 + 4 * ci + (i + 1) * cj]), s4);
+                s5 = vj.fma(FloatVector.broadcast(F, coef[c0 + 5 * ci + (i + 1) * cj]), s5);
+                s6 = vj.fma(FloatVector.broadcast(F, coef[c0 + 6 * ci + (i + 1) * cj]), s6);
+                s7 = vj.fma(FloatVector.broadcast(F, coef[c0 + 7 * ci + (i + 1) * cj]), s7);
                 vj = FloatVector.fromArray(F, vec, vOff + (i + 2) * stride + e);
-                s2 = vj.fma(FloatVector.broadcast(F, coef[c0 + 2 * T + i + 2]), s2);
-                s3 = vj.fma(FloatVector.broadcast(F, coef[c0 + 3 * T + i + 2]), s3);
-                s4 = vj.fma(FloatVector.broadcast(F, coef[c0 + 4 * T + i + 2]), s4);
-                s5 = vj.fma(FloatVector.broadcast(F, coef[c0 + 5 * T + i + 2]), s5);
-                s6 = vj.fma(FloatVector.broadcast(F, coef[c0 + 6 * T + i + 2]), s6);
-                s7 = vj.fma(FloatVector.broadcast(F, coef[c0 + 7 * T + i + 2]), s7);
+                s2 = vj.fma(FloatVector.broadcast(F, coef[c0 + 2 * ci + (i + 2) * cj]), s2);
+                s3 = vj.fma(FloatVector.broadcast(F, coef[c0 + 3 * ci + (i + 2) * cj]), s3);
+                s4 = vj.fma(FloatVector.broadcast(F, coef[c0 + 4 * ci + (i + 2) * cj]), s4);
+                s5 = vj.fma(FloatVector.broadcast(F, coef[c0 + 5 * ci + (i + 2) * cj]), s5);
+                s6 = vj.fma(FloatVector.broadcast(F, coef[c0 + 6 * ci + (i + 2) * cj]), s6);
+                s7 = vj.fma(FloatVector.broadcast(F, coef[c0 + 7 * ci + (i + 2) * cj]), s7);
                 vj = FloatVector.fromArray(F, vec, vOff + (i + 3) * stride + e);
-                s3 = vj.fma(FloatVector.broadcast(F, coef[c0 + 3 * T + i + 3]), s3);
-                s4 = vj.fma(FloatVector.broadcast(F, coef[c0 + 4 * T + i + 3]), s4);
-                s5 = vj.fma(FloatVector.broadcast(F, coef[c0 + 5 * T + i + 3]), s5);
-                s6 = vj.fma(FloatVector.broadcast(F, coef[c0 + 6 * T + i + 3]), s6);
-                s7 = vj.fma(FloatVector.broadcast(F, coef[c0 + 7 * T + i + 3]), s7);
+                s3 = vj.fma(FloatVector.broadcast(F, coef[c0 + 3 * ci + (i + 3) * cj]), s3);
+                s4 = vj.fma(FloatVector.broadcast(F, coef[c0 + 4 * ci + (i + 3) * cj]), s4);
+                s5 = vj.fma(FloatVector.broadcast(F, coef[c0 + 5 * ci + (i + 3) * cj]), s5);
+                s6 = vj.fma(FloatVector.broadcast(F, coef[c0 + 6 * ci + (i + 3) * cj]), s6);
+                s7 = vj.fma(FloatVector.broadcast(F, coef[c0 + 7 * ci + (i + 3) * cj]), s7);
                 vj = FloatVector.fromArray(F, vec, vOff + (i + 4) * stride + e);
-                s4 = vj.fma(FloatVector.broadcast(F, coef[c0 + 4 * T + i + 4]), s4);
-                s5 = vj.fma(FloatVector.broadcast(F, coef[c0 + 5 * T + i + 4]), s5);
-                s6 = vj.fma(FloatVector.broadcast(F, coef[c0 + 6 * T + i + 4]), s6);
-                s7 = vj.fma(FloatVector.broadcast(F, coef[c0 + 7 * T + i + 4]), s7);
+                s4 = vj.fma(FloatVector.broadcast(F, coef[c0 + 4 * ci + (i + 4) * cj]), s4);
+                s5 = vj.fma(FloatVector.broadcast(F, coef[c0 + 5 * ci + (i + 4) * cj]), s5);
+                s6 = vj.fma(FloatVector.broadcast(F, coef[c0 + 6 * ci + (i + 4) * cj]), s6);
+                s7 = vj.fma(FloatVector.broadcast(F, coef[c0 + 7 * ci + (i + 4) * cj]), s7);
                 vj = FloatVector.fromArray(F, vec, vOff + (i + 5) * stride + e);
-                s5 = vj.fma(FloatVector.broadcast(F, coef[c0 + 5 * T + i + 5]), s5);
-                s6 = vj.fma(FloatVector.broadcast(F, coef[c0 + 6 * T + i + 5]), s6);
-                s7 = vj.fma(FloatVector.broadcast(F, coef[c0 + 7 * T + i + 5]), s7);
+                s5 = vj.fma(FloatVector.broadcast(F, coef[c0 + 5 * ci + (i + 5) * cj]), s5);
+                s6 = vj.fma(FloatVector.broadcast(F, coef[c0 + 6 * ci + (i + 5) * cj]), s6);
+                s7 = vj.fma(FloatVector.broadcast(F, coef[c0 + 7 * ci + (i + 5) * cj]), s7);
                 vj = FloatVector.fromArray(F, vec, vOff + (i + 6) * stride + e);
-                s6 = vj.fma(FloatVector.broadcast(F, coef[c0 + 6 * T + i + 6]), s6);
-                s7 = vj.fma(FloatVector.broadcast(F, coef[c0 + 7 * T + i + 6]), s7);
+                s6 = vj.fma(FloatVector.broadcast(F, coef[c0 + 6 * ci + (i + 6) * cj]), s6);
+                s7 = vj.fma(FloatVector.broadcast(F, coef[c0 + 7 * ci + (i + 6) * cj]), s7);
                 vj = FloatVector.fromArray(F, vec, vOff + (i + 7) * stride + e);
-                s7 = vj.fma(FloatVector.broadcast(F, coef[c0 + 7 * T + i + 7]), s7);
+                s7 = vj.fma(FloatVector.broadcast(F, coef[c0 + 7 * ci + (i + 7) * cj]), s7);
                 int o = outOff + i * stride + e;
                 storeScaled(out, o, s0, scale, accumulate);
                 storeScaled(out, o + stride, s1, scale, accumulate);
@@ -481,7 +482,7 @@ final class VectorKernels {
                 FloatVector s0 = FloatVector.zero(F);
                 for (int j = 0; j <= i; j++) {
                     s0 = FloatVector.fromArray(F, vec, vOff + j * stride + e)
-                            .fma(FloatVector.broadcast(F, coef[cOff + i * T + j]), s0);
+                            .fma(FloatVector.broadcast(F, coef[cOff + i * ci + j * cj]), s0);
                 }
                 storeScaled(out, outOff + i * stride + e, s0, scale, accumulate);
             }
@@ -492,7 +493,7 @@ final class VectorKernels {
      * out[j,:] += scale * sum_{i>=j} coef[i,j] * vec[i,:] for j < T: the transpose of causalRowMix, with the same
      * layouts. Eight columns j share each vec load; entries of coef above the diagonal are never read.
      */
-    private static void causalColMix(float[] out, int outOff, float[] coef, int cOff, float[] vec, int vOff,
+    private static void causalColMix(float[] out, int outOff, float[] coef, int cOff, int ci, int cj, float[] vec, int vOff,
                                      int stride, int T, int Dh, float scale) {
         int L = F.length();
         for (int e = 0; e < Dh; e += L) {
@@ -502,51 +503,51 @@ final class VectorKernels {
                 // the triangle: column j+r starts at i = j+r (unrolled, as in causalRowMix)
                 FloatVector vi;
                 vi = FloatVector.fromArray(F, vec, vOff + j * stride + e);
-                s0 = vi.fma(FloatVector.broadcast(F, coef[cOff + j * T + j]), s0);
+                s0 = vi.fma(FloatVector.broadcast(F, coef[cOff + j * ci + j * cj]), s0);
                 vi = FloatVector.fromArray(F, vec, vOff + (j + 1) * stride + e);
-                s0 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 1) * T + j]), s0);
-                s1 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 1) * T + j + 1]), s1);
+                s0 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 1) * ci + j * cj]), s0);
+                s1 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 1) * ci + (j + 1) * cj]), s1);
                 vi = FloatVector.fromArray(F, vec, vOff + (j + 2) * stride + e);
-                s0 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 2) * T + j]), s0);
-                s1 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 2) * T + j + 1]), s1);
-                s2 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 2) * T + j + 2]), s2);
+                s0 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 2) * ci + j * cj]), s0);
+                s1 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 2) * ci + (j + 1) * cj]), s1);
+                s2 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 2) * ci + (j + 2) * cj]), s2);
                 vi = FloatVector.fromArray(F, vec, vOff + (j + 3) * stride + e);
-                s0 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 3) * T + j]), s0);
-                s1 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 3) * T + j + 1]), s1);
-                s2 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 3) * T + j + 2]), s2);
-                s3 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 3) * T + j + 3]), s3);
+                s0 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 3) * ci + j * cj]), s0);
+                s1 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 3) * ci + (j + 1) * cj]), s1);
+                s2 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 3) * ci + (j + 2) * cj]), s2);
+                s3 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 3) * ci + (j + 3) * cj]), s3);
                 vi = FloatVector.fromArray(F, vec, vOff + (j + 4) * stride + e);
-                s0 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 4) * T + j]), s0);
-                s1 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 4) * T + j + 1]), s1);
-                s2 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 4) * T + j + 2]), s2);
-                s3 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 4) * T + j + 3]), s3);
-                s4 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 4) * T + j + 4]), s4);
+                s0 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 4) * ci + j * cj]), s0);
+                s1 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 4) * ci + (j + 1) * cj]), s1);
+                s2 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 4) * ci + (j + 2) * cj]), s2);
+                s3 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 4) * ci + (j + 3) * cj]), s3);
+                s4 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 4) * ci + (j + 4) * cj]), s4);
                 vi = FloatVector.fromArray(F, vec, vOff + (j + 5) * stride + e);
-                s0 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 5) * T + j]), s0);
-                s1 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 5) * T + j + 1]), s1);
-                s2 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 5) * T + j + 2]), s2);
-                s3 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 5) * T + j + 3]), s3);
-                s4 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 5) * T + j + 4]), s4);
-                s5 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 5) * T + j + 5]), s5);
+                s0 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 5) * ci + j * cj]), s0);
+                s1 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 5) * ci + (j + 1) * cj]), s1);
+                s2 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 5) * ci + (j + 2) * cj]), s2);
+                s3 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 5) * ci + (j + 3) * cj]), s3);
+                s4 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 5) * ci + (j + 4) * cj]), s4);
+                s5 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 5) * ci + (j + 5) * cj]), s5);
                 vi = FloatVector.fromArray(F, vec, vOff + (j + 6) * stride + e);
-                s0 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 6) * T + j]), s0);
-                s1 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 6) * T + j + 1]), s1);
-                s2 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 6) * T + j + 2]), s2);
-                s3 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 6) * T + j + 3]), s3);
-                s4 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 6) * T + j + 4]), s4);
-                s5 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 6) * T + j + 5]), s5);
-                s6 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 6) * T + j + 6]), s6);
+                s0 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 6) * ci + j * cj]), s0);
+                s1 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 6) * ci + (j + 1) * cj]), s1);
+                s2 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 6) * ci + (j + 2) * cj]), s2);
+                s3 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 6) * ci + (j + 3) * cj]), s3);
+                s4 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 6) * ci + (j + 4) * cj]), s4);
+                s5 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 6) * ci + (j + 5) * cj]), s5);
+                s6 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 6) * ci + (j + 6) * cj]), s6);
                 for (int i = j + 7; i < T; i++) {
                     vi = FloatVector.fromArray(F, vec, vOff + i * stride + e);
-                    int ci = cOff + i * T + j;
-                    s0 = vi.fma(FloatVector.broadcast(F, coef[ci]), s0);
-                    s1 = vi.fma(FloatVector.broadcast(F, coef[ci + 1]), s1);
-                    s2 = vi.fma(FloatVector.broadcast(F, coef[ci + 2]), s2);
-                    s3 = vi.fma(FloatVector.broadcast(F, coef[ci + 3]), s3);
-                    s4 = vi.fma(FloatVector.broadcast(F, coef[ci + 4]), s4);
-                    s5 = vi.fma(FloatVector.broadcast(F, coef[ci + 5]), s5);
-                    s6 = vi.fma(FloatVector.broadcast(F, coef[ci + 6]), s6);
-                    s7 = vi.fma(FloatVector.broadcast(F, coef[ci + 7]), s7);
+                    int at = cOff + i * ci + j * cj;
+                    s0 = vi.fma(FloatVector.broadcast(F, coef[at]), s0);
+                    s1 = vi.fma(FloatVector.broadcast(F, coef[at + 1 * cj]), s1);
+                    s2 = vi.fma(FloatVector.broadcast(F, coef[at + 2 * cj]), s2);
+                    s3 = vi.fma(FloatVector.broadcast(F, coef[at + 3 * cj]), s3);
+                    s4 = vi.fma(FloatVector.broadcast(F, coef[at + 4 * cj]), s4);
+                    s5 = vi.fma(FloatVector.broadcast(F, coef[at + 5 * cj]), s5);
+                    s6 = vi.fma(FloatVector.broadcast(F, coef[at + 6 * cj]), s6);
+                    s7 = vi.fma(FloatVector.broadcast(F, coef[at + 7 * cj]), s7);
                 }
                 int o = outOff + j * stride + e;
                 storeScaled(out, o, s0, scale, true);
@@ -562,7 +563,7 @@ final class VectorKernels {
                 FloatVector s0 = FloatVector.zero(F);
                 for (int i = j; i < T; i++) {
                     s0 = FloatVector.fromArray(F, vec, vOff + i * stride + e)
-                            .fma(FloatVector.broadcast(F, coef[cOff + i * T + j]), s0);
+                            .fma(FloatVector.broadcast(F, coef[cOff + i * ci + j * cj]), s0);
                 }
                 storeScaled(out, outOff + j * stride + e, s0, scale, true);
             }
@@ -652,7 +653,7 @@ final class VectorKernels {
     static void attnValuesForward(float[] z, int zOff, float[] pattern, int pOff, float[] v, int vOff,
                                   int T, int H, int Dh) {
         for (int h = 0; h < H; h++) {
-            causalRowMix(z, zOff + h * Dh, pattern, pOff + h * T * T, v, vOff + h * Dh, H * Dh, T, Dh, 1f, false);
+            causalRowMix(z, zOff + h * Dh, pattern, pOff + h * T * T, T, 1, v, vOff + h * Dh, H * Dh, T, Dh, 1f, false);
         }
     }
 
@@ -667,7 +668,7 @@ final class VectorKernels {
         for (int h = 0; h < H; h++) {
             transposeHead(vT, v, vOff, h, T, H, Dh);
             causalDots(dpattern, dpOff + h * T * T, dz, dzOff + h * Dh, H * Dh, vT, T, Dh, 1f, 0f);
-            causalColMix(dv, dvOff + h * Dh, pattern, pOff + h * T * T, dz, dzOff + h * Dh, H * Dh, T, Dh, 1f);
+            causalColMix(dv, dvOff + h * Dh, pattern, pOff + h * T * T, T, 1, dz, dzOff + h * Dh, H * Dh, T, Dh, 1f);
         }
     }
 
@@ -678,8 +679,164 @@ final class VectorKernels {
         int HDh = H * Dh;
         for (int h = 0; h < H; h++) {
             int s_h = dsOff + h * T * T;
-            causalRowMix(dq, dqOff + h * Dh, dscores, s_h, k, kOff + h * Dh, HDh, T, Dh, scale, true);
-            causalColMix(dk, dkOff + h * Dh, dscores, s_h, q, qOff + h * Dh, HDh, T, Dh, scale);
+            causalRowMix(dq, dqOff + h * Dh, dscores, s_h, T, 1, k, kOff + h * Dh, HDh, T, Dh, scale, true);
+            causalColMix(dk, dkOff + h * Dh, dscores, s_h, T, 1, q, qOff + h * Dh, HDh, T, Dh, scale);
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Key-major attention, for training: scores, pattern and their gradients stored [h, j, i] (key j, query i).
+    // Lanes then run over queries, so the softmax over keys and its backward are vertical: no sums across lanes
+    // and no scalar tails, which made the query-major softmax the slowest kernel per flop. A query block's last
+    // vector may overlap the one before it; every kernel here writes (not accumulates), so overlapped lanes are
+    // recomputed identically. Needs T >= floatLanes() and Dh a multiple of it.
+
+    /** scoresT[h,j,i] = q[i,h,:] . k[j,h,:] / sqrt(Dh) for i >= j, -inf for i < j. */
+    static void attnScoresForwardKeyMajor(float[] scoresT, int sOff, float[] q, int qOff, float[] k, int kOff,
+                                          int T, int H, int Dh) {
+        float[] qT = scratch(Dh * T);
+        float scale = (float) (1.0 / Math.sqrt(Dh));
+        for (int h = 0; h < H; h++) {
+            transposeHead(qT, q, qOff, h, T, H, Dh);
+            keyMajorDots(scoresT, sOff + h * T * T, k, kOff + h * Dh, H * Dh, qT, T, Dh, scale, Float.NEGATIVE_INFINITY);
+        }
+    }
+
+    /**
+     * out[j, i] = scale * (a[j,:] . bT[:, i]) for i >= j, and fill for i < j: causalDots for a key-major block,
+     * lanes over i, eight rows j at a time.
+     */
+    private static void keyMajorDots(float[] out, int outOff, float[] a, int aOff, int aStride, float[] bT, int T,
+                                     int Dh, float scale, float fill) {
+        int L = F.length();
+        int j = 0;
+        for (; j + 7 < T; j += 8) {
+            int a0 = aOff + j * aStride;
+            for (int blk = j / L * L; blk < T; blk += L) {
+                int i = Math.min(blk, T - L);
+                FloatVector s0 = FloatVector.zero(F), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
+                for (int e = 0; e < Dh; e++) {
+                    FloatVector bv = FloatVector.fromArray(F, bT, e * T + i);
+                    s0 = bv.fma(FloatVector.broadcast(F, a[a0 + e]), s0);
+                    s1 = bv.fma(FloatVector.broadcast(F, a[a0 + aStride + e]), s1);
+                    s2 = bv.fma(FloatVector.broadcast(F, a[a0 + 2 * aStride + e]), s2);
+                    s3 = bv.fma(FloatVector.broadcast(F, a[a0 + 3 * aStride + e]), s3);
+                    s4 = bv.fma(FloatVector.broadcast(F, a[a0 + 4 * aStride + e]), s4);
+                    s5 = bv.fma(FloatVector.broadcast(F, a[a0 + 5 * aStride + e]), s5);
+                    s6 = bv.fma(FloatVector.broadcast(F, a[a0 + 6 * aStride + e]), s6);
+                    s7 = bv.fma(FloatVector.broadcast(F, a[a0 + 7 * aStride + e]), s7);
+                }
+                int o = outOff + j * T + i;
+                s0.mul(scale).intoArray(out, o);
+                s1.mul(scale).intoArray(out, o + T);
+                s2.mul(scale).intoArray(out, o + 2 * T);
+                s3.mul(scale).intoArray(out, o + 3 * T);
+                s4.mul(scale).intoArray(out, o + 4 * T);
+                s5.mul(scale).intoArray(out, o + 5 * T);
+                s6.mul(scale).intoArray(out, o + 6 * T);
+                s7.mul(scale).intoArray(out, o + 7 * T);
+            }
+        }
+        for (; j < T; j++) {
+            for (int blk = j / L * L; blk < T; blk += L) {
+                int i = Math.min(blk, T - L);
+                FloatVector s0 = FloatVector.zero(F);
+                for (int e = 0; e < Dh; e++) {
+                    s0 = FloatVector.fromArray(F, bT, e * T + i).fma(FloatVector.broadcast(F, a[aOff + j * aStride + e]), s0);
+                }
+                s0.mul(scale).intoArray(out, outOff + j * T + i);
+            }
+        }
+        for (int r = 1; r < T; r++) {
+            java.util.Arrays.fill(out, outOff + r * T, outOff + r * T + r, fill);
+        }
+    }
+
+    /** patternT[h,:,i] = softmax over keys of scoresT[h,:,i], sixteen (the lane count) queries at a time. */
+    static void softmaxForwardKeyMajor(float[] patternT, int pOff, float[] scoresT, int sOff, int T, int H) {
+        int L = F.length();
+        for (int h = 0; h < H; h++) {
+            int base = h * T * T;
+            for (int blk = 0; blk < T; blk += L) {
+                int i = Math.min(blk, T - L);
+                // keys after the block's last query are masked in every lane
+                int keys = i + L;
+                FloatVector max = FloatVector.fromArray(F, scoresT, sOff + base + i);
+                for (int j = 1; j < keys; j++) {
+                    max = max.max(FloatVector.fromArray(F, scoresT, sOff + base + j * T + i));
+                }
+                FloatVector sum = FloatVector.zero(F);
+                for (int j = 0; j < keys; j++) {
+                    FloatVector e = exp(FloatVector.fromArray(F, scoresT, sOff + base + j * T + i).sub(max));
+                    e.intoArray(patternT, pOff + base + j * T + i);
+                    sum = sum.add(e);
+                }
+                FloatVector inv = FloatVector.broadcast(F, 1f).div(sum);
+                for (int j = 0; j < keys; j++) {
+                    int at = pOff + base + j * T + i;
+                    FloatVector.fromArray(F, patternT, at).mul(inv).intoArray(patternT, at);
+                }
+                for (int j = keys; j < T; j++) {
+                    FloatVector.zero(F).intoArray(patternT, pOff + base + j * T + i);
+                }
+            }
+        }
+    }
+
+    /** z[i,h,:] = sum_{j<=i} patternT[h,j,i] * v[j,h,:]. */
+    static void attnValuesForwardKeyMajor(float[] z, int zOff, float[] patternT, int pOff, float[] v, int vOff,
+                                          int T, int H, int Dh) {
+        for (int h = 0; h < H; h++) {
+            causalRowMix(z, zOff + h * Dh, patternT, pOff + h * T * T, 1, T, v, vOff + h * Dh, H * Dh, T, Dh, 1f, false);
+        }
+    }
+
+    /** dpatternT[h,j,i] = dz[i,h,:] . v[j,h,:] for i >= j (0 for i < j); dv[j,h,:] += sum_{i>=j} patternT[h,j,i] dz[i,h,:]. */
+    static void attnValuesBackwardKeyMajor(float[] dpatternT, int dpOff, float[] dv, int dvOff, float[] dz, int dzOff,
+                                           float[] patternT, int pOff, float[] v, int vOff, int T, int H, int Dh) {
+        float[] dzT = scratch(Dh * T);
+        for (int h = 0; h < H; h++) {
+            transposeHead(dzT, dz, dzOff, h, T, H, Dh);
+            keyMajorDots(dpatternT, dpOff + h * T * T, v, vOff + h * Dh, H * Dh, dzT, T, Dh, 1f, 0f);
+            causalColMix(dv, dvOff + h * Dh, patternT, pOff + h * T * T, 1, T, dz, dzOff + h * Dh, H * Dh, T, Dh, 1f);
+        }
+    }
+
+    /** dscoresT = patternT * (dpatternT - sum over keys of patternT * dpatternT), per query lane; written, not added. */
+    static void softmaxBackwardKeyMajor(float[] dscoresT, int dsOff, float[] dpatternT, int dpOff, float[] patternT,
+                                        int pOff, int T, int H) {
+        int L = F.length();
+        for (int h = 0; h < H; h++) {
+            int base = h * T * T;
+            for (int blk = 0; blk < T; blk += L) {
+                int i = Math.min(blk, T - L);
+                int keys = i + L;
+                FloatVector dot = FloatVector.zero(F);
+                for (int j = 0; j < keys; j++) {
+                    dot = FloatVector.fromArray(F, patternT, pOff + base + j * T + i)
+                            .fma(FloatVector.fromArray(F, dpatternT, dpOff + base + j * T + i), dot);
+                }
+                for (int j = 0; j < keys; j++) {
+                    FloatVector p = FloatVector.fromArray(F, patternT, pOff + base + j * T + i);
+                    p.mul(FloatVector.fromArray(F, dpatternT, dpOff + base + j * T + i).sub(dot))
+                            .intoArray(dscoresT, dsOff + base + j * T + i);
+                }
+                for (int j = keys; j < T; j++) {
+                    FloatVector.zero(F).intoArray(dscoresT, dsOff + base + j * T + i);
+                }
+            }
+        }
+    }
+
+    /** dq[i] += scale * sum_{j<=i} dscoresT[j,i] k[j]; dk[j] += scale * sum_{i>=j} dscoresT[j,i] q[i], per head. */
+    static void attnScoresBackwardKeyMajor(float[] dq, int dqOff, float[] dk, int dkOff, float[] dscoresT, int dsOff,
+                                           float[] q, int qOff, float[] k, int kOff, int T, int H, int Dh) {
+        float scale = (float) (1.0 / Math.sqrt(Dh));
+        int HDh = H * Dh;
+        for (int h = 0; h < H; h++) {
+            int s_h = dsOff + h * T * T;
+            causalRowMix(dq, dqOff + h * Dh, dscoresT, s_h, 1, T, k, kOff + h * Dh, HDh, T, Dh, scale, true);
+            causalColMix(dk, dkOff + h * Dh, dscoresT, s_h, 1, T, q, qOff + h * Dh, HDh, T, Dh, scale);
         }
     }
 

@@ -113,6 +113,65 @@ class KernelsTest {
         assertClose(dk1, dk2, 1e-5);
     }
 
+    /** [h][j][i] of a [h][i][j] array. */
+    private static float[] keyMajor(float[] queryMajor, int T, int H) {
+        float[] t = new float[queryMajor.length];
+        for (int h = 0; h < H; h++) {
+            for (int i = 0; i < T; i++) {
+                for (int j = 0; j < T; j++) {
+                    t[(h * T + j) * T + i] = queryMajor[(h * T + i) * T + j];
+                }
+            }
+        }
+        return t;
+    }
+
+    @ParameterizedTest
+    @ValueSource(ints = {16, 21, 50})
+    void keyMajorAttentionAgreesWithQueryMajor(int T) {
+        int H = 2, Dh = VectorKernels.floatLanes();
+        float[] q = random(T * H * Dh), k = random(T * H * Dh), v = random(T * H * Dh), dz = random(T * H * Dh);
+        for (int i = 0; i < q.length; i++) {
+            q[i] *= 8; // sharper patterns than uniform
+        }
+        float[] s = new float[H * T * T], p = new float[H * T * T];
+        Kernels.attnScoresForwardScalar(s, 0, q, 0, k, 0, T, H, Dh);
+        softmaxScalar(p, s, T, H);
+        float[] sT = new float[H * T * T], pT = new float[H * T * T];
+        java.util.Arrays.fill(sT, Float.NaN); // every entry must be written
+        java.util.Arrays.fill(pT, Float.NaN);
+        VectorKernels.attnScoresForwardKeyMajor(sT, 0, q, 0, k, 0, T, H, Dh);
+        VectorKernels.softmaxForwardKeyMajor(pT, 0, sT, 0, T, H);
+        assertClose(sT, keyMajor(s, T, H), 1e-5);
+        assertClose(pT, keyMajor(p, T, H), 1e-5);
+
+        float[] z = new float[T * H * Dh], zT = new float[T * H * Dh];
+        attnValuesScalar(z, p, v, T, H, Dh);
+        VectorKernels.attnValuesForwardKeyMajor(zT, 0, pT, 0, v, 0, T, H, Dh);
+        assertClose(zT, z, 1e-5);
+
+        float[] dp = new float[H * T * T], dv = new float[T * H * Dh];
+        attnValuesBackwardScalar(dp, dv, dz, p, v, T, H, Dh);
+        float[] dpT = new float[H * T * T], dvT = new float[T * H * Dh];
+        java.util.Arrays.fill(dpT, Float.NaN);
+        VectorKernels.attnValuesBackwardKeyMajor(dpT, 0, dvT, 0, dz, 0, pT, 0, v, 0, T, H, Dh);
+        assertClose(dpT, keyMajor(dp, T, H), 1e-5); // the reference leaves 0 above the diagonal, as required
+        assertClose(dvT, dv, 1e-5);
+
+        float[] ds = new float[H * T * T], dsT = new float[H * T * T];
+        softmaxBackwardScalar(ds, dp, p, T, H);
+        java.util.Arrays.fill(dsT, Float.NaN);
+        VectorKernels.softmaxBackwardKeyMajor(dsT, 0, dpT, 0, pT, 0, T, H);
+        assertClose(dsT, keyMajor(ds, T, H), 1e-5);
+
+        float[] dq = new float[T * H * Dh], dk = new float[T * H * Dh];
+        float[] dqT = new float[T * H * Dh], dkT = new float[T * H * Dh];
+        attnScoresBackwardScalar(dq, dk, ds, q, k, T, H, Dh);
+        VectorKernels.attnScoresBackwardKeyMajor(dqT, 0, dkT, 0, dsT, 0, q, 0, k, 0, T, H, Dh);
+        assertClose(dqT, dq, 1e-4);
+        assertClose(dkT, dk, 1e-4);
+    }
+
     @Test
     void crossEntropyAgreesWithScalar() {
         int T = 6, V = 75, Vp = 80;
