@@ -32,11 +32,12 @@ public final class BenchCommand implements Callable<Integer> {
     @Option(names = "--attn-only", description = "train: the attention-only variant")
     boolean attnOnly;
 
-    @Option(names = "--warmup", description = "untimed repetitions first (default: as many as fit in "
-            + WARMUP_SECONDS + " s, at least 10, so the JIT has compiled every kernel)")
+    @Option(names = "--warmup", description = "untimed repetitions first (default: until the JIT has compiled "
+            + "every kernel, i.e. until ten more runs no longer get faster; at least " + MIN_WARMUP_SECONDS + " s)")
     Integer warmup;
 
-    private static final int WARMUP_SECONDS = 3;
+    /** The vector kernels run hundreds of times slower until C2 compiles them, which takes seconds, not steps. */
+    private static final int MIN_WARMUP_SECONDS = 3, MAX_WARMUP_SECONDS = 60;
 
     @Option(names = "--threads", description = "worker threads (default: all cores)")
     Integer threads;
@@ -84,12 +85,7 @@ public final class BenchCommand implements Callable<Integer> {
                 adam.step(weights.data, grads, 1e-3);
             };
         }
-        int warmupRuns = 0;
-        long warmupEnd = System.nanoTime() + WARMUP_SECONDS * 1_000_000_000L;
-        while (warmup != null ? warmupRuns < warmup : warmupRuns < 10 || System.nanoTime() < warmupEnd) {
-            step.run();
-            warmupRuns++;
-        }
+        int warmupRuns = warmUp(step);
         double[] ms = new double[iters];
         for (int i = 0; i < iters; i++) {
             long t0 = System.nanoTime();
@@ -104,5 +100,34 @@ public final class BenchCommand implements Callable<Integer> {
         out.printf("%s=%.2f%n", key, median);
         out.flush();
         return 0;
+    }
+
+    /** Runs step untimed: --warmup times, or until a window of ten runs is no faster than the one before. */
+    private int warmUp(Runnable step) {
+        if (warmup != null) {
+            for (int i = 0; i < warmup; i++) {
+                step.run();
+            }
+            return warmup;
+        }
+        long start = System.nanoTime();
+        double previous = Double.MAX_VALUE;
+        int runs = 0;
+        while (true) {
+            double[] window = new double[10];
+            for (int i = 0; i < window.length; i++) {
+                long t0 = System.nanoTime();
+                step.run();
+                window[i] = System.nanoTime() - t0;
+            }
+            runs += window.length;
+            java.util.Arrays.sort(window);
+            double median = window[window.length / 2];
+            double elapsed = (System.nanoTime() - start) / 1e9;
+            if (elapsed >= MAX_WARMUP_SECONDS || (elapsed >= MIN_WARMUP_SECONDS && median > 0.97 * previous)) {
+                return runs;
+            }
+            previous = Math.min(previous, median);
+        }
     }
 }

@@ -932,12 +932,11 @@ final class VectorKernels {
                 maxV = maxV.max(FloatVector.fromArray(F, logits, row + i));
             }
             float max = maxV.reduceLanes(VectorOperators.MAX);
+            FloatVector sumV = FloatVector.zero(F);
             for (int i = 0; i < Vp; i += L) {
-                exp(FloatVector.fromArray(F, logits, row + i).sub(max)).intoArray(dlogits, row + i);
-            }
-            FloatVector sumV = FloatVector.fromArray(F, dlogits, row);
-            for (int i = L; i < Vp; i += L) {
-                sumV = sumV.add(FloatVector.fromArray(F, dlogits, row + i));
+                FloatVector e = exp(FloatVector.fromArray(F, logits, row + i).sub(max));
+                e.intoArray(dlogits, row + i);
+                sumV = sumV.add(e);
             }
             float sum = hsum(sumV);
             int target = tokens[tokOff + t + 1];
