@@ -47,9 +47,11 @@ public final class BenchCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        if (iters < 1 || (warmup != null && warmup < 0)) {
-            throw new CommandLine.ParameterException(spec.commandLine(),
-                    "--iters must be >= 1 and --warmup >= 0, got " + iters + " and " + warmup);
+        if (iters < 1) {
+            throw new CommandLine.ParameterException(spec.commandLine(), "--iters must be >= 1, got " + iters);
+        }
+        if (warmup != null && warmup < 0) {
+            throw new CommandLine.ParameterException(spec.commandLine(), "--warmup must be >= 0, got " + warmup);
         }
         if (threads != null) {
             if (threads < 1) {
