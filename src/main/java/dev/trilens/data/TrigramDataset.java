@@ -15,18 +15,21 @@ public final class TrigramDataset {
     private final int size;
     private final double trigramProb;
     private final long seed;
+    /** How many 32-bit outputs of the seeded generator the dataset consumed (see {@link #generatorAfter()}). */
+    private final long draws;
     private final int[][] trigrams;
     /** completion[a * dVocab + b] = c, or -1: makes prefix lookups O(1) in the hot loops. */
     private final int[] completion;
     private final int[] tokens;
 
-    private TrigramDataset(int dVocab, int seqLen, int size, double trigramProb, long seed, int[][] trigrams,
-                           int[] completion, int[] tokens) {
+    private TrigramDataset(int dVocab, int seqLen, int size, double trigramProb, long seed, long draws,
+                           int[][] trigrams, int[] completion, int[] tokens) {
         this.dVocab = dVocab;
         this.seqLen = seqLen;
         this.size = size;
         this.trigramProb = trigramProb;
         this.seed = seed;
+        this.draws = draws;
         this.trigrams = trigrams;
         this.completion = completion;
         this.tokens = tokens;
@@ -84,8 +87,9 @@ public final class TrigramDataset {
         // Greedy drawing can get stuck (or crawl) when n is near what the no-chain rule allows; give up well
         // before that turns into a hang. Feasible configs use a small multiple of n draws.
         long maxAttempts = 200L * n + 100_000L;
-        for (long attempt = 0; kept < n; attempt++) {
-            if (attempt >= maxAttempts) {
+        long attempts = 0;
+        for (; kept < n; attempts++) {
+            if (attempts >= maxAttempts) {
                 throw impossible(n, d);
             }
             int a = gen.randint(d);
@@ -119,7 +123,8 @@ public final class TrigramDataset {
                 }
             }
         }
-        return new TrigramDataset(d, seqLen, size, prob, seed, trigrams, completion, tokens);
+        long draws = 3 * attempts + (long) tokens.length;
+        return new TrigramDataset(d, seqLen, size, prob, seed, draws, trigrams, completion, tokens);
     }
 
     private static TrilensException impossible(int n, int d) {
@@ -147,6 +152,18 @@ public final class TrigramDataset {
 
     public long seed() {
         return seed;
+    }
+
+    /**
+     * PyTorch's generator as the original leaves it: seeded with {@link #seed()}, then advanced past every draw
+     * the dataset made (the trigrams, then the tokens). The challenge's training script goes on drawing from it
+     * (its train/validation split and its DataLoader's shuffles), so this is where those streams start. A fresh
+     * generator each call. A {@link #slice} reports its parent's.
+     */
+    public TorchGenerator generatorAfter() {
+        TorchGenerator g = new TorchGenerator(seed);
+        g.skip(draws);
+        return g;
     }
 
     public int nTrigrams() {
@@ -219,7 +236,7 @@ public final class TrigramDataset {
             throw new TrilensException("empty slice [" + from + ", " + to + ") of a " + size
                     + "-sequence dataset; expected at least one sequence");
         }
-        return new TrigramDataset(dVocab, seqLen, to - from, trigramProb, seed, trigrams, completion,
+        return new TrigramDataset(dVocab, seqLen, to - from, trigramProb, seed, draws, trigrams, completion,
                 tokensOf(from, to));
     }
 

@@ -1,6 +1,7 @@
 package dev.trilens.model;
 
-import java.util.Random;
+import dev.trilens.data.TorchGenerator;
+import java.util.Arrays;
 
 /** A model's parameters: a config, its layout, and one flat float array laid out by it. */
 public final class Weights {
@@ -38,26 +39,28 @@ public final class Weights {
     }
 
     /**
-     * TransformerLens's default ("gpt2") init, as the challenge used it: weights N(0, std^2) with
-     * std = 0.8 / sqrt(d_model), biases zero, LayerNorm scales one.
+     * TransformerLens's default ("gpt2") init, bit for bit as PyTorch draws it after {@code torch.manual_seed(seed)}
+     * (the challenge's create_model seeds, then builds the HookedTransformer): see {@link #init(ModelConfig,
+     * TorchGenerator)}.
      */
     public static Weights init(ModelConfig cfg, long seed) {
+        return init(cfg, new TorchGenerator(seed));
+    }
+
+    /**
+     * TransformerLens's default ("gpt2") init drawn from gen: walking the parameters in named_parameters order
+     * (this layout's order), every one whose name contains "W_" gets {@code normal_(0, initializer_range)} with
+     * initializer_range = 0.8 / sqrt(d_model); biases stay zero and LayerNorm scales one, as constructed.
+     */
+    public static Weights init(ModelConfig cfg, TorchGenerator gen) {
         Weights w = new Weights(cfg);
-        Random rng = new Random(seed);
         double std = 0.8 / Math.sqrt(cfg.dModel());
         for (ParamLayout.Param p : w.layout.params()) {
             String leaf = p.name().substring(p.name().lastIndexOf('.') + 1);
-            boolean lnWeight = leaf.equals("w");
-            for (int i = 0; i < p.size(); i++) {
-                float value;
-                if (lnWeight) {
-                    value = 1f;
-                } else if (leaf.startsWith("b")) {
-                    value = 0f;
-                } else {
-                    value = (float) (rng.nextGaussian() * std);
-                }
-                w.data[p.offset() + i] = value;
+            if (p.name().contains("W_")) {
+                gen.normal(w.data, p.offset(), p.size(), 0.0, std);
+            } else if (leaf.equals("w")) {
+                Arrays.fill(w.data, p.offset(), p.offset() + p.size(), 1f);
             }
         }
         return w;

@@ -8,9 +8,10 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 
 /**
- * Everything that determines a training run: the data (one dataset of nTrain + nVal sequences, the first nTrain for
- * training, the last nVal for validation), the optimizer and schedule, the model shape and the init seed (which also
- * seeds the per-epoch shuffles). Same config -> same weights.
+ * Everything that determines a training run: the data (one dataset of nTrain + nVal sequences, split into training
+ * and validation sequences by torch's random_split, see {@link DataOrder}), the optimizer and schedule, the model
+ * shape and the init seed. The dataset's generator, continued, also draws the split and each epoch's shuffle, as in
+ * the challenge's training script. Same config -> same weights.
  *
  * @param dMlp 0 for an attention-only model
  */

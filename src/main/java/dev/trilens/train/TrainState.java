@@ -18,8 +18,8 @@ import java.util.Map;
 
 /**
  * What a run needs to continue bit for bit after its last completed epoch: the config, the weights, AdamW's moments
- * and step, and the best score so far. The shuffle generator needs no state of its own: it is reseeded every epoch
- * from (init seed, epoch), so epochsDone is its state.
+ * and step, and the best score so far. The data order needs no state of its own: it is drawn from the dataset's
+ * generator, so epochsDone is its state (see {@link DataOrder}).
  *
  * <p>Stored as a safetensors file (three flat F32 tensors, the rest in string metadata) so ordinary safetensors
  * tools can open it. It is the run's commit point: the trainer writes it last each epoch, atomically.

@@ -17,7 +17,6 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Random;
 
 /**
  * Trains a model with the challenge's recipe into a run folder, epoch by epoch. After each epoch it writes, each
@@ -222,7 +221,10 @@ public final class Trainer {
         return weights;
     }
 
-    /** The dataset the run trains on: nTrain + nVal sequences of one generator, generated on first use. */
+    /**
+     * The dataset the run trains on: nTrain + nVal sequences of one generator, generated on first use. Which of
+     * them train and which validate, and in which order, is {@link DataOrder}'s.
+     */
     public TrigramDataset dataset() {
         if (data == null) {
             data = TrigramDataset.generate(cfg.dVocab(), cfg.seqLen(), cfg.trigramProb(), cfg.dataSeed(),
@@ -243,12 +245,12 @@ public final class Trainer {
         TrigramDataset ds = dataset();
         int T = cfg.seqLen(), nTrain = cfg.nTrain(), batch = cfg.batchSize();
         int[] all = ds.tokens();
-        int[] valTokens = ds.tokensOf(nTrain, nTrain + cfg.nVal());
+        DataOrder dataOrder = DataOrder.of(ds, nTrain, cfg.nVal());
+        int[] valTokens = gather(all, dataOrder.validationIndices(), T);
         int nBatches = (nTrain + batch - 1) / batch;
         int[] full = new int[Math.min(batch, nTrain) * T];
         int[] last = new int[(nTrain - (nBatches - 1) * batch) * T];
         float[] grads = new float[weights.data.length];
-        int[] order = new int[nTrain];
         Backprop backprop = new Backprop(cfg.modelConfig());
         List<EpochMetrics> done = new ArrayList<>();
         while (epochsDone < untilEpoch) {
@@ -256,7 +258,8 @@ public final class Trainer {
             long t0 = System.nanoTime();
             double lr = cfg.schedule().lr(epoch - 1);
             listener.epochStarted(epoch, nBatches, lr);
-            shuffle(order, cfg.initSeed(), epoch);
+            // on resume this first replays the loader seeds of the epochs already done
+            int[] order = dataOrder.epoch(epoch);
             double lossSum = 0;
             for (int b = 0; b < nBatches; b++) {
                 int from = b * batch;
@@ -283,21 +286,13 @@ public final class Trainer {
         return done;
     }
 
-    /**
-     * Fisher-Yates over the identity, from a generator seeded by (seed, epoch) alone: any epoch's order can be
-     * recomputed on resume without saving generator state.
-     */
-    static void shuffle(int[] order, long seed, int epoch) {
-        Random rng = new Random(seed * 0x9E3779B97F4A7C15L + epoch);
-        for (int i = 0; i < order.length; i++) {
-            order[i] = i;
+    /** The tokens of the given sequences, in that order, row-major. */
+    private static int[] gather(int[] all, int[] seqs, int T) {
+        int[] out = new int[seqs.length * T];
+        for (int i = 0; i < seqs.length; i++) {
+            System.arraycopy(all, seqs[i] * T, out, i * T, T);
         }
-        for (int i = order.length - 1; i > 0; i--) {
-            int j = rng.nextInt(i + 1);
-            int t = order[i];
-            order[i] = order[j];
-            order[j] = t;
-        }
+        return out;
     }
 
     private double validationLoss(HookedTransformer model, int[] valTokens) {

@@ -2,7 +2,9 @@ package dev.trilens.data;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.assertj.core.api.Assertions.within;
 
+import java.util.Arrays;
 import org.junit.jupiter.api.Test;
 
 class TorchGeneratorTest {
@@ -53,5 +55,98 @@ class TorchGeneratorTest {
         TorchGenerator g = new TorchGenerator(1);
         assertThatThrownBy(() -> g.randint(0)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("0");
         assertThatThrownBy(() -> g.randint(-3)).isInstanceOf(IllegalArgumentException.class);
+    }
+
+    // The expected values below were printed by PyTorch 1.13.1 (Debian's python3-torch, x86-64 with AVX2);
+    // TorchParityTest compares whole streams against torch wherever it is installed.
+
+    @Test
+    void int64RandomMatchesTorch() {
+        // torch.manual_seed(40); [torch.empty((), dtype=torch.int64).random_().item() for _ in range(3)]
+        TorchGenerator g = new TorchGenerator(40);
+        assertThat(new long[] {g.randomInt64(), g.randomInt64(), g.randomInt64()})
+                .containsExactly(7520498209192261851L, 1021323187448133797L, 5322529050545937848L);
+        TorchGenerator h = new TorchGenerator(40);
+        h.skip(4);
+        assertThat(h.randomInt64()).as("two outputs per draw").isEqualTo(5322529050545937848L);
+    }
+
+    @Test
+    void uniformFloatIsTheLow24BitsOfOneOutput() {
+        // torch.manual_seed(40); torch.empty(3).uniform_()
+        TorchGenerator g = new TorchGenerator(40);
+        assertThat(new float[] {g.uniformFloat(), g.uniformFloat(), g.uniformFloat()})
+                .containsExactly(0.3678783178329468f, 0.8661019206047058f, 0.17370647192001343f);
+    }
+
+    @Test
+    void randpermMatchesTorch() {
+        // g = torch.Generator(); g.manual_seed(40); p = torch.randperm(100000, generator=g)
+        int[] p = new TorchGenerator(40).randperm(100_000);
+        assertThat(Arrays.copyOf(p, 6)).containsExactly(2438, 21864, 93, 84091, 66988, 33519);
+        assertThat(Arrays.copyOfRange(p, p.length - 4, p.length)).containsExactly(59227, 48085, 21196, 94611);
+        long weighted = 0;
+        for (int i = 0; i < p.length; i++) {
+            weighted += (long) i * p[i];
+        }
+        assertThat(weighted).isEqualTo(249742404658524L);
+        assertThat(new TorchGenerator(1).randperm(1)).containsExactly(0);
+        assertThat(new TorchGenerator(1).randperm(0)).isEmpty();
+    }
+
+    @Test
+    void normalCoversTheBlockTailAndCachedScalarPaths() {
+        // torch.manual_seed(7); torch.empty(17).normal_(); torch.empty(5).normal_(); torch.empty(3).normal_()
+        // 17: 16 normals, then the last 16 redrawn; 5 and 3: the scalar path, whose fifth value is cached and
+        // comes back as the first of the next tensor
+        TorchGenerator g = new TorchGenerator(7);
+        float[] a = new float[17], b = new float[5], c = new float[3];
+        g.normal(a, 0, 17, 0, 1);
+        g.normal(b, 0, 5, 0, 1);
+        g.normal(c, 0, 3, 0, 1);
+        assertThat(a).containsExactly(-0.8201345205307007f, -0.32456663250923157f, 1.9263681173324585f,
+                -0.3300117254257202f, 0.19844505190849304f, 0.7820726633071899f, 1.0391076803207397f,
+                -0.7245107293128967f, -0.8489086031913757f, -0.21534152328968048f, -1.8157286643981934f,
+                -0.3452419638633728f, -2.0614778995513916f, 0.6741006970405579f, -1.3233457803726196f,
+                -1.3597689867019653f, -0.866701602935791f);
+        assertThat(b).containsExactly(-1.4157475233078003f, -0.4855290949344635f, 0.1736421138048172f,
+                -1.2732713222503662f, 1.0841875076293945f);
+        assertThat(c).containsExactly(0.15805619955062866f, -1.113755702972412f, 0.2855384051799774f);
+    }
+
+    @Test
+    void normalWritesOnlyItsRangeAndAFreshSeedForgetsTheCache() {
+        float[] buf = new float[40];
+        Arrays.fill(buf, 9f);
+        new TorchGenerator(3).normal(buf, 10, 20, 0, 1);
+        for (int i = 0; i < 40; i++) {
+            if (i < 10 || i >= 30) {
+                assertThat(buf[i]).as("outside [10, 30)").isEqualTo(9f);
+            } else {
+                assertThat(buf[i]).as("element %d", i).isNotEqualTo(9f).isBetween(-7f, 7f);
+            }
+        }
+        TorchGenerator g = new TorchGenerator(3);
+        float[] one = new float[1];
+        g.normal(one, 0, 1, 0, 1); // leaves a cached value behind
+        float[] again = new float[1];
+        new TorchGenerator(3).normal(again, 0, 1, 0, 1);
+        assertThat(again[0]).isEqualTo(one[0]);
+    }
+
+    @Test
+    void cephesLogAndSincosStayCloseToTheTrueValues() {
+        // they are approximations (torch's), so only closeness is checked here; bits are checked through normal
+        float[] sc = new float[2];
+        for (float x : new float[] {1e-7f, 0.01f, 0.5f, 0.70710677f, 0.9999999f, 1f}) {
+            assertThat((double) CephesFloat.log(x)).as("log %s", x).isCloseTo(Math.log(x),
+                    within(1e-6 * Math.max(1, Math.abs(Math.log(x)))));
+        }
+        assertThat(CephesFloat.log(0f)).isNaN();
+        for (float x = 0f; x < 6.3f; x += 0.37f) {
+            CephesFloat.sincos(x, sc);
+            assertThat((double) sc[0]).as("sin %s", x).isCloseTo(Math.sin(x), within(2e-7));
+            assertThat((double) sc[1]).as("cos %s", x).isCloseTo(Math.cos(x), within(2e-7));
+        }
     }
 }

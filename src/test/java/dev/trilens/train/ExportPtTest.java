@@ -1,22 +1,17 @@
 package dev.trilens.train;
 
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.assertj.core.api.Assertions.fail;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.trilens.TorchPython;
 import dev.trilens.io.Checkpoints;
 import dev.trilens.io.TorchCheckpoint;
 import dev.trilens.model.ParamLayout;
 import dev.trilens.model.Weights;
-import java.io.IOException;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -25,7 +20,6 @@ class ExportPtTest {
 
     private static final Trainer.Listener QUIET = new Trainer.Listener() {
     };
-    private static final String PYTHON = "/usr/bin/python3";
 
     /**
      * Loads the file as a user would (weights_only, the safe loader that refuses arbitrary pickles) and reports each
@@ -90,15 +84,13 @@ class ExportPtTest {
 
     @Test
     void torchLoadsTheExportWithWeightsOnly() throws Exception {
-        assumeTrue(torchAvailable(), "skipped: " + PYTHON + " cannot import torch (apt-get install python3-torch "
-                + "to check model.pt with PyTorch itself)");
+        TorchPython.assumeAvailable("check model.pt with PyTorch itself");
         Path dir = tmp.resolve("run");
         Trainer t = Trainer.start(TrainerTest.TINY.withEpochs(1), dir).exportPt();
         t.run(QUIET);
         Weights w = t.weights();
 
-        Path script = Files.writeString(tmp.resolve("load.py"), TORCH_SCRIPT);
-        String output = python(script.toString(), dir.resolve(Trainer.MODEL_PT).toString());
+        String output = TorchPython.run(tmp, TORCH_SCRIPT, dir.resolve(Trainer.MODEL_PT).toString());
         JsonNode report = new ObjectMapper().readTree(output);
         assertThat(report.get("type").asText()).isEqualTo("OrderedDict");
         List<String> keys = new ArrayList<>();
@@ -132,37 +124,5 @@ class ExportPtTest {
             assertThat(n.get("abs_sum").asDouble()).as(what + " abs sum").isCloseTo(absSum,
                     org.assertj.core.api.Assertions.within(1e-6 * absSum));
         }
-    }
-
-    private static boolean torchAvailable() throws InterruptedException {
-        if (!Files.isExecutable(Path.of(PYTHON))) {
-            return false;
-        }
-        try {
-            Process p = new ProcessBuilder(PYTHON, "-c", "import torch").redirectErrorStream(true)
-                    .redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
-            if (!p.waitFor(60, TimeUnit.SECONDS)) {
-                p.destroyForcibly();
-                return false;
-            }
-            return p.exitValue() == 0;
-        } catch (IOException e) {
-            return false;
-        }
-    }
-
-    /** Runs python on args and returns its stdout; fails the test with its stderr on a non-zero exit. */
-    private String python(String... args) throws IOException, InterruptedException {
-        Path outFile = tmp.resolve("python.out"), errFile = tmp.resolve("python.err");
-        List<String> cmd = new ArrayList<>(List.of(PYTHON));
-        cmd.addAll(List.of(args));
-        Process p = new ProcessBuilder(cmd).redirectOutput(outFile.toFile()).redirectError(errFile.toFile()).start();
-        if (!p.waitFor(120, TimeUnit.SECONDS)) {
-            p.destroyForcibly();
-            fail("python did not finish within 120 s: " + cmd);
-        }
-        String err = Files.readString(errFile, StandardCharsets.UTF_8);
-        assertThat(p.exitValue()).as("python exit code; stderr:%n%s", err).isZero();
-        return Files.readString(outFile, StandardCharsets.UTF_8);
     }
 }

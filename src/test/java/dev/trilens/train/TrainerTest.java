@@ -8,7 +8,9 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.trilens.TrilensException;
 import dev.trilens.io.Checkpoint;
 import dev.trilens.io.Checkpoints;
+import dev.trilens.model.HookedTransformer;
 import dev.trilens.model.Parallel;
+import dev.trilens.model.Weights;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -16,6 +18,7 @@ import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.stream.IntStream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -97,6 +100,24 @@ class TrainerTest {
     }
 
     @Test
+    void startsFromTorchsInitAndValidatesOnTheRandomSplit() {
+        Trainer t = Trainer.start(TINY.withEpochs(1), tmp.resolve("v"));
+        assertThat(t.weights().data).isEqualTo(
+                Weights.init(TINY.modelConfig(), TINY.initSeed()).data);
+        Trainer.EpochMetrics m = t.run(QUIET).get(0);
+        int T = TINY.seqLen();
+        int[] val = DataOrder.of(t.dataset(), TINY.nTrain(), TINY.nVal()).validationIndices();
+        int[] tokens = new int[val.length * T];
+        for (int i = 0; i < val.length; i++) {
+            System.arraycopy(t.dataset().tokens(), val[i] * T, tokens, i * T, T);
+        }
+        HookedTransformer model = new HookedTransformer(t.weights());
+        assertThat(m.valLoss()).isEqualTo(Metrics.loss(model.forward(tokens, val.length, T), tokens));
+        assertThat(val).as("not simply the last n_val sequences").isNotEqualTo(
+                IntStream.range(TINY.nTrain(), TINY.nTrain() + TINY.nVal()).toArray());
+    }
+
+    @Test
     void sameWeightsWhateverTheThreadCount() {
         int before = Parallel.threads();
         try {
@@ -126,7 +147,7 @@ class TrainerTest {
     }
 
     @Test
-    void batchesAreReportedAndShufflesDependOnSeedAndEpochOnly() {
+    void batchesAreReported() {
         int[] batches = {0};
         Trainer.start(TINY.withEpochs(1), tmp.resolve("b")).run(new Trainer.Listener() {
             @Override
@@ -136,12 +157,6 @@ class TrainerTest {
             }
         });
         assertThat(batches[0]).isEqualTo(8);
-        int[] a = new int[100], b = new int[100], c = new int[100];
-        Trainer.shuffle(a, 5, 1);
-        Trainer.shuffle(b, 5, 1);
-        Trainer.shuffle(c, 5, 2);
-        assertThat(b).isEqualTo(a).isNotEqualTo(c);
-        assertThat(a).containsExactlyInAnyOrder(java.util.stream.IntStream.range(0, 100).toArray());
     }
 
     @Test
