@@ -39,6 +39,10 @@ public final class BenchCommand implements Callable<Integer> {
     /** The vector kernels run hundreds of times slower until C2 compiles them, which takes seconds, not steps. */
     private static final int MIN_WARMUP_SECONDS = 3, MAX_WARMUP_SECONDS = 60;
 
+    @Option(names = "--model", description = "start from these weights (.pt or .safetensors) instead of a fresh "
+            + "initialisation: a trained model's sharp attention exercises the kernels differently")
+    java.nio.file.Path model;
+
     @Option(names = "--threads", description = "worker threads (default: all cores)")
     Integer threads;
 
@@ -60,8 +64,17 @@ public final class BenchCommand implements Callable<Integer> {
             Parallel.setThreads(threads);
         }
         PrintWriter out = spec.commandLine().getOut();
-        ModelConfig cfg = attnOnly ? ModelConfig.arena().withDMlp(0) : ModelConfig.arena();
-        Weights weights = Weights.init(cfg, 0);
+        Weights weights;
+        if (model != null) {
+            if (attnOnly) {
+                throw new CommandLine.ParameterException(spec.commandLine(),
+                        "--attn-only and --model do not go together: the model's file fixes its shape");
+            }
+            weights = dev.trilens.io.Checkpoints.load(model).weights();
+        } else {
+            weights = Weights.init(attnOnly ? ModelConfig.arena().withDMlp(0) : ModelConfig.arena(), 0);
+        }
+        ModelConfig cfg = weights.cfg;
         int B = what == What.eval ? 2500 : 512, T = cfg.nCtx();
         int batches = what == What.eval ? 1 : 8;
         int[] tokens = new int[batches * B * T];
@@ -98,7 +111,7 @@ public final class BenchCommand implements Callable<Integer> {
         double median = ms[iters / 2];
         String key = what == What.eval ? "eval_ms" : "train_ms_per_step";
         out.printf("trilens %s%s, %d threads, %dx%d: median %.2f ms (min %.2f) over %d runs after %d warm-up%n", what,
-                attnOnly ? " (attn-only)" : "", Parallel.threads(), B, T, median, ms[0], iters, warmupRuns);
+                cfg.dMlp() == 0 ? " (attn-only)" : "", Parallel.threads(), B, T, median, ms[0], iters, warmupRuns);
         out.printf("%s=%.2f%n", key, median);
         out.flush();
         return 0;

@@ -172,6 +172,33 @@ class KernelsTest {
         assertClose(dkT, dk, 1e-4);
     }
 
+    /** Denormals cost a microcode assist per operation; sharp softmaxes must not produce them. */
+    @Test
+    void sharpSoftmaxesProduceNoDenormals() {
+        int T = 50, H = 1, V = 75, Vp = 80;
+        float[] scores = new float[T * T], logits = new float[T * Vp];
+        java.util.Random r = new java.util.Random(7);
+        for (int i = 0; i < T; i++) {
+            for (int j = 0; j < T; j++) {
+                scores[i * T + j] = j <= i ? -95f * r.nextFloat() : Float.NEGATIVE_INFINITY; // spreads past e^-87
+            }
+            for (int v = 0; v < Vp; v++) {
+                logits[i * Vp + v] = v < V ? 100f - 95f * r.nextFloat() : Float.NEGATIVE_INFINITY;
+            }
+        }
+        float[] pattern = new float[T * T], patternT = new float[T * T];
+        VectorKernels.softmaxForward(pattern, 0, scores, 0, T, H);
+        VectorKernels.softmaxForwardKeyMajor(patternT, 0, keyMajor(scores, T, H), 0, T, H);
+        float[] dlogits = new float[T * Vp];
+        int[] tokens = new int[T];
+        VectorKernels.crossEntropyForwardBackward(dlogits, logits, tokens, 0, 1f / (512 * 49), T, V, Vp);
+        for (float[] a : new float[][] {pattern, patternT, dlogits}) {
+            for (float x : a) {
+                assertThat(x == 0f || Math.abs(x) >= Float.MIN_NORMAL).as("%s is a denormal", x).isTrue();
+            }
+        }
+    }
+
     @Test
     void crossEntropyAgreesWithScalar() {
         int T = 6, V = 75, Vp = 80;
