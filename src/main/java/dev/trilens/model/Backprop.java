@@ -268,8 +268,8 @@ public final class Backprop {
                     Kernels.matmulForward(pre[l], 0, mlpIn(l), 0, w, at.wIn(), w,
                             at.bIn(), T, D, Mp);
                     Kernels.reluForward(post[l], 0, pre[l], 0, T * Mp);
-                    Kernels.matmulForward(tmpD, 0, post[l], 0, w, at.wOut(), w,
-                            at.bOut(), T, Mp, D);
+                    Kernels.matmulForwardStrided(tmpD, 0, post[l], 0, Mp, w, at.wOut(), w,
+                            at.bOut(), T, M, D);
                     Kernels.addForward(residPost[l], 0, residMid[l], 0, tmpD, 0, T * D);
                 }
             }
@@ -302,7 +302,7 @@ public final class Backprop {
                 System.arraycopy(dResid, 0, dMid, 0, T * D);
                 if (M > 0) {
                     // resid_post = resid_mid + post @ W_out + b_out
-                    Kernels.matmulBackwardWeight(g, at.wOut(), dResid, 0, post[l], 0, T, Mp, D);
+                    Kernels.matmulBackwardWeightStrided(g, at.wOut(), dResid, 0, post[l], 0, Mp, T, M, D);
                     Kernels.biasBackward(g, at.bOut(), dResid, 0, T, D);
                     Arrays.fill(dPost, 0, T * Mp, 0f);
                     Kernels.matmulBackwardInput(dPost, 0, dResid, 0, wT.woutT[l], 0, T, Mp, D);
@@ -312,11 +312,11 @@ public final class Backprop {
                     Kernels.biasBackward(g, at.bIn(), dPre, 0, T, Mp);
                     if (cfg.layerNorm()) {
                         Arrays.fill(dMlpIn, 0f);
-                        Kernels.matmulBackwardInput(dMlpIn, 0, dPre, 0, wT.winT[l], 0, T, D, Mp);
+                        Kernels.matmulBackwardInputStrided(dMlpIn, 0, dPre, 0, Mp, wT.winT[l], 0, T, D, M);
                         Kernels.layerNormBackward(dMid, 0, g, at.ln2w(), g, at.ln2b(),
                                 dMlpIn, 0, residMid[l], 0, ln2Scale[l], 0, w, at.ln2w(), T, D);
                     } else {
-                        Kernels.matmulBackwardInput(dMid, 0, dPre, 0, wT.winT[l], 0, T, D, Mp);
+                        Kernels.matmulBackwardInputStrided(dMid, 0, dPre, 0, Mp, wT.winT[l], 0, T, D, M);
                     }
                 }
                 // resid_mid = resid_pre + z @ W_O + b_O

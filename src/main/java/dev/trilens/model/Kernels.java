@@ -28,6 +28,59 @@ public final class Kernels {
 
     public static void matmulForwardScalar(float[] out, int outOff, float[] inp, int inpOff, float[] w, int wOff,
                                            float[] bias, int biasOff, int T, int C, int OC) {
+        matmulForwardScalar(out, outOff, inp, inpOff, C, w, wOff, bias, biasOff, T, C, OC);
+    }
+
+    // The Strided variants read only the first C (or OC) of every `stride` columns of a padded activation, so the
+    // zero padding of d_mlp costs no multiply-adds where it is the summed-over dimension.
+
+    /** matmulForward with inp's rows inpStride apart. */
+    public static void matmulForwardStrided(float[] out, int outOff, float[] inp, int inpOff, int inpStride,
+                                            float[] w, int wOff, float[] bias, int biasOff, int T, int C, int OC) {
+        if (VECTOR && OC % VectorKernels.floatLanes() == 0) {
+            VectorKernels.matmulForwardStrided(out, outOff, inp, inpOff, inpStride, w, wOff, bias, biasOff, T, C, OC);
+        } else {
+            matmulForwardScalar(out, outOff, inp, inpOff, inpStride, w, wOff, bias, biasOff, T, C, OC);
+        }
+    }
+
+    /** dw[C,OC] += inp^T @ dout with inp's rows inpStride apart. */
+    public static void matmulBackwardWeightStrided(float[] dw, int dwOff, float[] dout, int doutOff, float[] inp,
+                                                   int inpOff, int inpStride, int T, int C, int OC) {
+        if (VECTOR && OC % VectorKernels.floatLanes() == 0) {
+            VectorKernels.matmulBackwardWeightStrided(dw, dwOff, dout, doutOff, inp, inpOff, inpStride, T, C, OC);
+        } else {
+            for (int t = 0; t < T; t++) {
+                for (int c = 0; c < C; c++) {
+                    float x = inp[inpOff + t * inpStride + c];
+                    for (int o = 0; o < OC; o++) {
+                        dw[dwOff + c * OC + o] += x * dout[doutOff + t * OC + o];
+                    }
+                }
+            }
+        }
+    }
+
+    /** dinp[T,C] += dout[T,OC] @ wT[OC,C] with dout's rows doutStride apart. */
+    public static void matmulBackwardInputStrided(float[] dinp, int dinpOff, float[] dout, int doutOff, int doutStride,
+                                                  float[] wT, int wTOff, int T, int C, int OC) {
+        if (VECTOR && C % VectorKernels.floatLanes() == 0) {
+            VectorKernels.matmulBackwardInputStrided(dinp, dinpOff, dout, doutOff, doutStride, wT, wTOff, T, C, OC);
+        } else {
+            for (int t = 0; t < T; t++) {
+                for (int c = 0; c < C; c++) {
+                    float acc = 0f;
+                    for (int o = 0; o < OC; o++) {
+                        acc += dout[doutOff + t * doutStride + o] * wT[wTOff + o * C + c];
+                    }
+                    dinp[dinpOff + t * C + c] += acc;
+                }
+            }
+        }
+    }
+
+    private static void matmulForwardScalar(float[] out, int outOff, float[] inp, int inpOff, int inpStride,
+                                            float[] w, int wOff, float[] bias, int biasOff, int T, int C, int OC) {
         for (int t = 0; t < T; t++) {
             int o_t = outOff + t * OC;
             if (bias != null) {
@@ -35,7 +88,7 @@ public final class Kernels {
             } else {
                 java.util.Arrays.fill(out, o_t, o_t + OC, 0f);
             }
-            int i_t = inpOff + t * C;
+            int i_t = inpOff + t * inpStride;
             for (int c = 0; c < C; c++) {
                 float x = inp[i_t + c];
                 int w_c = wOff + c * OC;

@@ -312,6 +312,24 @@ final class VectorKernels {
         tiles(dw, dwOff, inp, inpOff, 1, C, dout, doutOff, null, 0, true, C, T, OC);
     }
 
+    /** See Kernels.matmulForwardStrided; OC a whole number of vectors. */
+    static void matmulForwardStrided(float[] out, int outOff, float[] inp, int inpOff, int inpStride, float[] w,
+                                     int wOff, float[] bias, int biasOff, int T, int C, int OC) {
+        tiles(out, outOff, inp, inpOff, inpStride, 1, w, wOff, bias, biasOff, false, T, C, OC);
+    }
+
+    /** See Kernels.matmulBackwardWeightStrided; OC a whole number of vectors. */
+    static void matmulBackwardWeightStrided(float[] dw, int dwOff, float[] dout, int doutOff, float[] inp, int inpOff,
+                                            int inpStride, int T, int C, int OC) {
+        tiles(dw, dwOff, inp, inpOff, 1, inpStride, dout, doutOff, null, 0, true, C, T, OC);
+    }
+
+    /** See Kernels.matmulBackwardInputStrided; C a whole number of vectors. */
+    static void matmulBackwardInputStrided(float[] dinp, int dinpOff, float[] dout, int doutOff, int doutStride,
+                                           float[] wT, int wTOff, int T, int C, int OC) {
+        tiles(dinp, dinpOff, dout, doutOff, doutStride, 1, wT, wTOff, null, 0, true, T, OC, C);
+    }
+
     /** dinp[T,C] += dout[T,OC] @ wT[OC,C], with w already transposed so lanes run over C. */
     static void matmulBackwardInput(float[] dinp, int dinpOff, float[] dout, int doutOff, float[] wT, int wTOff,
                                     int T, int C, int OC) {

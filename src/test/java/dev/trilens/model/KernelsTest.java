@@ -60,6 +60,33 @@ class KernelsTest {
         }
     }
 
+    /** The strided kernels read only the first C columns of each padded row: garbage in the padding changes nothing. */
+    @ParameterizedTest
+    @ValueSource(ints = {32, 20}) // whole vectors (vector code) and not (scalar code)
+    void stridedMatmulsIgnoreThePadding(int width) {
+        int T = 50, C = 20, stride = 32;
+        float[] padded = random(T * stride), compact = new float[T * C];
+        for (int t = 0; t < T; t++) {
+            System.arraycopy(padded, t * stride, compact, t * C, C);
+        }
+        float[] w = random(C * width), bias = random(width), dout = random(T * width);
+        float[] fast = new float[T * width], slow = new float[T * width];
+        Kernels.matmulForwardStrided(fast, 0, padded, 0, stride, w, 0, bias, 0, T, C, width);
+        Kernels.matmulForwardScalar(slow, 0, compact, 0, w, 0, bias, 0, T, C, width);
+        assertClose(fast, slow, 1e-5);
+
+        float[] dwFast = random(C * width), dwSlow = dwFast.clone();
+        Kernels.matmulBackwardWeightStrided(dwFast, 0, dout, 0, padded, 0, stride, T, C, width);
+        Kernels.matmulBackwardWeightScalar(dwSlow, 0, dout, 0, compact, 0, T, C, width);
+        assertClose(dwFast, dwSlow, 1e-5);
+
+        // dinp[T, width] += d[T, C of stride] @ wT[C, width]
+        float[] wT = random(C * width), dinFast = random(T * width), dinSlow = dinFast.clone();
+        Kernels.matmulBackwardInputStrided(dinFast, 0, padded, 0, stride, wT, 0, T, width, C);
+        Kernels.matmulBackwardInputScalar(dinSlow, 0, compact, 0, wT, 0, T, width, C);
+        assertClose(dinFast, dinSlow, 1e-5);
+    }
+
     /** Lengths with a partial last vector, whole 8-row tiles and remainders, the challenge's 50, and one below a vector. */
     @ParameterizedTest
     @ValueSource(ints = {5, 16, 21, 50})
