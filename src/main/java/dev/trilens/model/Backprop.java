@@ -361,8 +361,8 @@ public final class Backprop {
             // resid_pre[0] = W_E[token] + W_pos
             for (int t = 0; t < T; t++) {
                 Kernels.accumulate(g, wE + tokens[tokOff + t] * D, dResid, t * D, D);
-                Kernels.accumulate(g, wPos + t * D, dResid, t * D, D);
             }
+            Kernels.accumulate(g, wPos, dResid, 0, T * D); // W_pos's first T rows, in one go
             return loss;
         }
 

@@ -450,42 +450,18 @@ final class VectorKernels {
                     s6 = vj.fma(FloatVector.broadcast(F, coef[c0 + 6 * ci + j * cj]), s6);
                     s7 = vj.fma(FloatVector.broadcast(F, coef[c0 + 7 * ci + j * cj]), s7);
                 }
-                // the triangle: row i+r also takes j = i+1 .. i+r (unrolled: vector phis in branches defeat C2)
-                vj = FloatVector.fromArray(F, vec, vOff + (i + 1) * stride + e);
-                s1 = vj.fma(FloatVector.broadcast(F, coef[c0 + 1 * ci + (i + 1) * cj]), s1);
-                s2 = vj.fma(FloatVector.broadcast(F, coef[c0 + 2 * ci + (i + 1) * cj]), s2);
-                s3 = vj.fma(FloatVector.broadcast(F, coef[c0 + 3 * ci + (i + 1) * cj]), s3);
-                s4 = vj.fma(FloatVector.broadcast(F, coef[c0 + 4 * ci + (i + 1) * cj]), s4);
-                s5 = vj.fma(FloatVector.broadcast(F, coef[c0 + 5 * ci + (i + 1) * cj]), s5);
-                s6 = vj.fma(FloatVector.broadcast(F, coef[c0 + 6 * ci + (i + 1) * cj]), s6);
-                s7 = vj.fma(FloatVector.broadcast(F, coef[c0 + 7 * ci + (i + 1) * cj]), s7);
-                vj = FloatVector.fromArray(F, vec, vOff + (i + 2) * stride + e);
-                s2 = vj.fma(FloatVector.broadcast(F, coef[c0 + 2 * ci + (i + 2) * cj]), s2);
-                s3 = vj.fma(FloatVector.broadcast(F, coef[c0 + 3 * ci + (i + 2) * cj]), s3);
-                s4 = vj.fma(FloatVector.broadcast(F, coef[c0 + 4 * ci + (i + 2) * cj]), s4);
-                s5 = vj.fma(FloatVector.broadcast(F, coef[c0 + 5 * ci + (i + 2) * cj]), s5);
-                s6 = vj.fma(FloatVector.broadcast(F, coef[c0 + 6 * ci + (i + 2) * cj]), s6);
-                s7 = vj.fma(FloatVector.broadcast(F, coef[c0 + 7 * ci + (i + 2) * cj]), s7);
-                vj = FloatVector.fromArray(F, vec, vOff + (i + 3) * stride + e);
-                s3 = vj.fma(FloatVector.broadcast(F, coef[c0 + 3 * ci + (i + 3) * cj]), s3);
-                s4 = vj.fma(FloatVector.broadcast(F, coef[c0 + 4 * ci + (i + 3) * cj]), s4);
-                s5 = vj.fma(FloatVector.broadcast(F, coef[c0 + 5 * ci + (i + 3) * cj]), s5);
-                s6 = vj.fma(FloatVector.broadcast(F, coef[c0 + 6 * ci + (i + 3) * cj]), s6);
-                s7 = vj.fma(FloatVector.broadcast(F, coef[c0 + 7 * ci + (i + 3) * cj]), s7);
-                vj = FloatVector.fromArray(F, vec, vOff + (i + 4) * stride + e);
-                s4 = vj.fma(FloatVector.broadcast(F, coef[c0 + 4 * ci + (i + 4) * cj]), s4);
-                s5 = vj.fma(FloatVector.broadcast(F, coef[c0 + 5 * ci + (i + 4) * cj]), s5);
-                s6 = vj.fma(FloatVector.broadcast(F, coef[c0 + 6 * ci + (i + 4) * cj]), s6);
-                s7 = vj.fma(FloatVector.broadcast(F, coef[c0 + 7 * ci + (i + 4) * cj]), s7);
-                vj = FloatVector.fromArray(F, vec, vOff + (i + 5) * stride + e);
-                s5 = vj.fma(FloatVector.broadcast(F, coef[c0 + 5 * ci + (i + 5) * cj]), s5);
-                s6 = vj.fma(FloatVector.broadcast(F, coef[c0 + 6 * ci + (i + 5) * cj]), s6);
-                s7 = vj.fma(FloatVector.broadcast(F, coef[c0 + 7 * ci + (i + 5) * cj]), s7);
-                vj = FloatVector.fromArray(F, vec, vOff + (i + 6) * stride + e);
-                s6 = vj.fma(FloatVector.broadcast(F, coef[c0 + 6 * ci + (i + 6) * cj]), s6);
-                s7 = vj.fma(FloatVector.broadcast(F, coef[c0 + 7 * ci + (i + 6) * cj]), s7);
-                vj = FloatVector.fromArray(F, vec, vOff + (i + 7) * stride + e);
-                s7 = vj.fma(FloatVector.broadcast(F, coef[c0 + 7 * ci + (i + 7) * cj]), s7);
+                // the triangle: row i+r also takes j = i+1 .. i+r. Rows past their diagonal get a zero weight rather
+                // than a branch: C2 cannot keep vectors that are assigned in branches in registers.
+                for (int j = i + 1; j < i + 8; j++) {
+                    vj = FloatVector.fromArray(F, vec, vOff + j * stride + e);
+                    s1 = vj.fma(FloatVector.broadcast(F, j <= i + 1 ? coef[c0 + ci + j * cj] : 0f), s1);
+                    s2 = vj.fma(FloatVector.broadcast(F, j <= i + 2 ? coef[c0 + 2 * ci + j * cj] : 0f), s2);
+                    s3 = vj.fma(FloatVector.broadcast(F, j <= i + 3 ? coef[c0 + 3 * ci + j * cj] : 0f), s3);
+                    s4 = vj.fma(FloatVector.broadcast(F, j <= i + 4 ? coef[c0 + 4 * ci + j * cj] : 0f), s4);
+                    s5 = vj.fma(FloatVector.broadcast(F, j <= i + 5 ? coef[c0 + 5 * ci + j * cj] : 0f), s5);
+                    s6 = vj.fma(FloatVector.broadcast(F, j <= i + 6 ? coef[c0 + 6 * ci + j * cj] : 0f), s6);
+                    s7 = vj.fma(FloatVector.broadcast(F, coef[c0 + 7 * ci + j * cj]), s7);
+                }
                 int o = outOff + i * stride + e;
                 storeScaled(out, o, s0, scale, accumulate);
                 storeScaled(out, o + stride, s1, scale, accumulate);
@@ -518,48 +494,24 @@ final class VectorKernels {
             int j = 0;
             for (; j + 7 < T; j += 8) {
                 FloatVector s0 = FloatVector.zero(F), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
-                // the triangle: column j+r starts at i = j+r (unrolled, as in causalRowMix)
+                // the triangle: column j+r starts at i = j+r; earlier rows get a zero weight, as in causalRowMix
                 FloatVector vi;
-                vi = FloatVector.fromArray(F, vec, vOff + j * stride + e);
-                s0 = vi.fma(FloatVector.broadcast(F, coef[cOff + j * ci + j * cj]), s0);
-                vi = FloatVector.fromArray(F, vec, vOff + (j + 1) * stride + e);
-                s0 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 1) * ci + j * cj]), s0);
-                s1 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 1) * ci + (j + 1) * cj]), s1);
-                vi = FloatVector.fromArray(F, vec, vOff + (j + 2) * stride + e);
-                s0 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 2) * ci + j * cj]), s0);
-                s1 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 2) * ci + (j + 1) * cj]), s1);
-                s2 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 2) * ci + (j + 2) * cj]), s2);
-                vi = FloatVector.fromArray(F, vec, vOff + (j + 3) * stride + e);
-                s0 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 3) * ci + j * cj]), s0);
-                s1 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 3) * ci + (j + 1) * cj]), s1);
-                s2 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 3) * ci + (j + 2) * cj]), s2);
-                s3 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 3) * ci + (j + 3) * cj]), s3);
-                vi = FloatVector.fromArray(F, vec, vOff + (j + 4) * stride + e);
-                s0 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 4) * ci + j * cj]), s0);
-                s1 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 4) * ci + (j + 1) * cj]), s1);
-                s2 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 4) * ci + (j + 2) * cj]), s2);
-                s3 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 4) * ci + (j + 3) * cj]), s3);
-                s4 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 4) * ci + (j + 4) * cj]), s4);
-                vi = FloatVector.fromArray(F, vec, vOff + (j + 5) * stride + e);
-                s0 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 5) * ci + j * cj]), s0);
-                s1 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 5) * ci + (j + 1) * cj]), s1);
-                s2 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 5) * ci + (j + 2) * cj]), s2);
-                s3 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 5) * ci + (j + 3) * cj]), s3);
-                s4 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 5) * ci + (j + 4) * cj]), s4);
-                s5 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 5) * ci + (j + 5) * cj]), s5);
-                vi = FloatVector.fromArray(F, vec, vOff + (j + 6) * stride + e);
-                s0 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 6) * ci + j * cj]), s0);
-                s1 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 6) * ci + (j + 1) * cj]), s1);
-                s2 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 6) * ci + (j + 2) * cj]), s2);
-                s3 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 6) * ci + (j + 3) * cj]), s3);
-                s4 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 6) * ci + (j + 4) * cj]), s4);
-                s5 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 6) * ci + (j + 5) * cj]), s5);
-                s6 = vi.fma(FloatVector.broadcast(F, coef[cOff + (j + 6) * ci + (j + 6) * cj]), s6);
+                for (int i = j; i < j + 7; i++) {
+                    vi = FloatVector.fromArray(F, vec, vOff + i * stride + e);
+                    int at = cOff + i * ci + j * cj;
+                    s0 = vi.fma(FloatVector.broadcast(F, coef[at]), s0);
+                    s1 = vi.fma(FloatVector.broadcast(F, i >= j + 1 ? coef[at + cj] : 0f), s1);
+                    s2 = vi.fma(FloatVector.broadcast(F, i >= j + 2 ? coef[at + 2 * cj] : 0f), s2);
+                    s3 = vi.fma(FloatVector.broadcast(F, i >= j + 3 ? coef[at + 3 * cj] : 0f), s3);
+                    s4 = vi.fma(FloatVector.broadcast(F, i >= j + 4 ? coef[at + 4 * cj] : 0f), s4);
+                    s5 = vi.fma(FloatVector.broadcast(F, i >= j + 5 ? coef[at + 5 * cj] : 0f), s5);
+                    s6 = vi.fma(FloatVector.broadcast(F, i >= j + 6 ? coef[at + 6 * cj] : 0f), s6);
+                }
                 for (int i = j + 7; i < T; i++) {
                     vi = FloatVector.fromArray(F, vec, vOff + i * stride + e);
                     int at = cOff + i * ci + j * cj;
                     s0 = vi.fma(FloatVector.broadcast(F, coef[at]), s0);
-                    s1 = vi.fma(FloatVector.broadcast(F, coef[at + 1 * cj]), s1);
+                    s1 = vi.fma(FloatVector.broadcast(F, coef[at + cj]), s1);
                     s2 = vi.fma(FloatVector.broadcast(F, coef[at + 2 * cj]), s2);
                     s3 = vi.fma(FloatVector.broadcast(F, coef[at + 3 * cj]), s3);
                     s4 = vi.fma(FloatVector.broadcast(F, coef[at + 4 * cj]), s4);
@@ -1021,12 +973,21 @@ final class VectorKernels {
 
     /** dbias[OC] += sum_t dout[t,:]; OC a whole number of vectors. */
     static void biasBackward(float[] dbias, int dbiasOff, float[] dout, int doutOff, int T, int OC) {
+        // four running sums over interleaved rows: one would wait out the add latency on every row
         for (int o = 0; o < OC; o += F.length()) {
-            FloatVector acc = FloatVector.fromArray(F, dbias, dbiasOff + o);
-            for (int t = 0; t < T; t++) {
-                acc = acc.add(FloatVector.fromArray(F, dout, doutOff + t * OC + o));
+            FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+            int t = 0;
+            for (; t + 3 < T; t += 4) {
+                int at = doutOff + t * OC + o;
+                a0 = a0.add(FloatVector.fromArray(F, dout, at));
+                a1 = a1.add(FloatVector.fromArray(F, dout, at + OC));
+                a2 = a2.add(FloatVector.fromArray(F, dout, at + 2 * OC));
+                a3 = a3.add(FloatVector.fromArray(F, dout, at + 3 * OC));
             }
-            acc.intoArray(dbias, dbiasOff + o);
+            for (; t < T; t++) {
+                a0 = a0.add(FloatVector.fromArray(F, dout, doutOff + t * OC + o));
+            }
+            FloatVector.fromArray(F, dbias, dbiasOff + o).add(a0.add(a1).add(a2.add(a3))).intoArray(dbias, dbiasOff + o);
         }
     }
 }
