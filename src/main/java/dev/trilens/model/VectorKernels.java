@@ -338,7 +338,7 @@ final class VectorKernels {
 
     /**
      * scores[h,i,j] = q[i,h,:] . k[j,h,:] / sqrt(Dh) for j <= i, -inf above the diagonal: per head, Q times K
-     * transposed, lanes over j (see causalDots).
+     * transposed, lanes over j (see triangleDots).
      */
     static void attnScoresForward(float[] scores, int sOff, float[] q, int qOff, float[] k, int kOff,
                                   int T, int H, int Dh) {
@@ -350,7 +350,8 @@ final class VectorKernels {
         float scale = (float) (1.0 / Math.sqrt(Dh));
         for (int h = 0; h < H; h++) {
             transposeHead(kT, k, kOff, h, T, H, Dh);
-            causalDots(scores, sOff + h * T * T, q, qOff + h * Dh, H * Dh, kT, T, Dh, scale, Float.NEGATIVE_INFINITY);
+            triangleDots(scores, sOff + h * T * T, q, qOff + h * Dh, H * Dh, kT, T, Dh, scale, Float.NEGATIVE_INFINITY,
+                    false);
         }
     }
 
@@ -374,21 +375,23 @@ final class VectorKernels {
     }
 
     /**
-     * out[i, j] = scale * (a[i,:] . bT[:, j]) for j <= i, and fill above the diagonal, for a T x T block at outOff;
-     * row i of a starts at aOff + i*aStride and has Dh entries; bT is [Dh, T], T >= the lane count. Lanes run over j,
-     * eight rows at a time. A row's last vector may overlap the one before it, recomputing the same values.
+     * A T x T triangle of dot products at outOff: out[r, c] = scale * (a[r,:] . bT[:, c]) for c <= r (query-major
+     * scores, keysAfter false) or for c >= r (key-major, keysAfter true), and fill on the other side of the
+     * diagonal. Row r of a starts at aOff + r*aStride and has Dh entries; bT is [Dh, T], T >= the lane count. Lanes
+     * run over c, eight rows at a time; a row's last vector may overlap the one before it, recomputing the same values.
      */
-    private static void causalDots(float[] out, int outOff, float[] a, int aOff, int aStride, float[] bT, int T,
-                                   int Dh, float scale, float fill) {
+    private static void triangleDots(float[] out, int outOff, float[] a, int aOff, int aStride, float[] bT, int T,
+                                     int Dh, float scale, float fill, boolean keysAfter) {
         int L = F.length();
-        int i = 0;
-        for (; i + 7 < T; i += 8) {
-            int a0 = aOff + i * aStride;
-            for (int blk = 0; blk <= i + 7; blk += L) {
-                int j = Math.min(blk, T - L);
+        int r = 0;
+        for (; r + 7 < T; r += 8) {
+            int a0 = aOff + r * aStride;
+            int first = keysAfter ? r / L * L : 0, end = keysAfter ? T : r + 8;
+            for (int blk = first; blk < end; blk += L) {
+                int c = Math.min(blk, T - L);
                 FloatVector s0 = FloatVector.zero(F), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
                 for (int e = 0; e < Dh; e++) {
-                    FloatVector bv = FloatVector.fromArray(F, bT, e * T + j);
+                    FloatVector bv = FloatVector.fromArray(F, bT, e * T + c);
                     s0 = bv.fma(FloatVector.broadcast(F, a[a0 + e]), s0);
                     s1 = bv.fma(FloatVector.broadcast(F, a[a0 + aStride + e]), s1);
                     s2 = bv.fma(FloatVector.broadcast(F, a[a0 + 2 * aStride + e]), s2);
@@ -398,7 +401,7 @@ final class VectorKernels {
                     s6 = bv.fma(FloatVector.broadcast(F, a[a0 + 6 * aStride + e]), s6);
                     s7 = bv.fma(FloatVector.broadcast(F, a[a0 + 7 * aStride + e]), s7);
                 }
-                int o = outOff + i * T + j;
+                int o = outOff + r * T + c;
                 s0.mul(scale).intoArray(out, o);
                 s1.mul(scale).intoArray(out, o + T);
                 s2.mul(scale).intoArray(out, o + 2 * T);
@@ -409,18 +412,23 @@ final class VectorKernels {
                 s7.mul(scale).intoArray(out, o + 7 * T);
             }
         }
-        for (; i < T; i++) {
-            for (int blk = 0; blk <= i; blk += L) {
-                int j = Math.min(blk, T - L);
+        for (; r < T; r++) {
+            int first = keysAfter ? r / L * L : 0, end = keysAfter ? T : r + 1;
+            for (int blk = first; blk < end; blk += L) {
+                int c = Math.min(blk, T - L);
                 FloatVector s0 = FloatVector.zero(F);
                 for (int e = 0; e < Dh; e++) {
-                    s0 = FloatVector.fromArray(F, bT, e * T + j).fma(FloatVector.broadcast(F, a[aOff + i * aStride + e]), s0);
+                    s0 = FloatVector.fromArray(F, bT, e * T + c).fma(FloatVector.broadcast(F, a[aOff + r * aStride + e]), s0);
                 }
-                s0.mul(scale).intoArray(out, outOff + i * T + j);
+                s0.mul(scale).intoArray(out, outOff + r * T + c);
             }
         }
-        for (int r = 0; r < T - 1; r++) {
-            java.util.Arrays.fill(out, outOff + r * T + r + 1, outOff + (r + 1) * T, fill);
+        for (r = 0; r < T; r++) {
+            if (keysAfter) {
+                java.util.Arrays.fill(out, outOff + r * T, outOff + r * T + r, fill);
+            } else {
+                java.util.Arrays.fill(out, outOff + r * T + r + 1, outOff + (r + 1) * T, fill);
+            }
         }
     }
 
@@ -650,7 +658,7 @@ final class VectorKernels {
         float[] vT = scratch(Dh * T);
         for (int h = 0; h < H; h++) {
             transposeHead(vT, v, vOff, h, T, H, Dh);
-            causalDots(dpattern, dpOff + h * T * T, dz, dzOff + h * Dh, H * Dh, vT, T, Dh, 1f, 0f);
+            triangleDots(dpattern, dpOff + h * T * T, dz, dzOff + h * Dh, H * Dh, vT, T, Dh, 1f, 0f, false);
             causalColMix(dv, dvOff + h * Dh, pattern, pOff + h * T * T, T, 1, dz, dzOff + h * Dh, H * Dh, T, Dh, 1f);
         }
     }
@@ -681,57 +689,8 @@ final class VectorKernels {
         float scale = (float) (1.0 / Math.sqrt(Dh));
         for (int h = 0; h < H; h++) {
             transposeHead(qT, q, qOff, h, T, H, Dh);
-            keyMajorDots(scoresT, sOff + h * T * T, k, kOff + h * Dh, H * Dh, qT, T, Dh, scale, Float.NEGATIVE_INFINITY);
-        }
-    }
-
-    /**
-     * out[j, i] = scale * (a[j,:] . bT[:, i]) for i >= j, and fill for i < j: causalDots for a key-major block,
-     * lanes over i, eight rows j at a time.
-     */
-    private static void keyMajorDots(float[] out, int outOff, float[] a, int aOff, int aStride, float[] bT, int T,
-                                     int Dh, float scale, float fill) {
-        int L = F.length();
-        int j = 0;
-        for (; j + 7 < T; j += 8) {
-            int a0 = aOff + j * aStride;
-            for (int blk = j / L * L; blk < T; blk += L) {
-                int i = Math.min(blk, T - L);
-                FloatVector s0 = FloatVector.zero(F), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
-                for (int e = 0; e < Dh; e++) {
-                    FloatVector bv = FloatVector.fromArray(F, bT, e * T + i);
-                    s0 = bv.fma(FloatVector.broadcast(F, a[a0 + e]), s0);
-                    s1 = bv.fma(FloatVector.broadcast(F, a[a0 + aStride + e]), s1);
-                    s2 = bv.fma(FloatVector.broadcast(F, a[a0 + 2 * aStride + e]), s2);
-                    s3 = bv.fma(FloatVector.broadcast(F, a[a0 + 3 * aStride + e]), s3);
-                    s4 = bv.fma(FloatVector.broadcast(F, a[a0 + 4 * aStride + e]), s4);
-                    s5 = bv.fma(FloatVector.broadcast(F, a[a0 + 5 * aStride + e]), s5);
-                    s6 = bv.fma(FloatVector.broadcast(F, a[a0 + 6 * aStride + e]), s6);
-                    s7 = bv.fma(FloatVector.broadcast(F, a[a0 + 7 * aStride + e]), s7);
-                }
-                int o = outOff + j * T + i;
-                s0.mul(scale).intoArray(out, o);
-                s1.mul(scale).intoArray(out, o + T);
-                s2.mul(scale).intoArray(out, o + 2 * T);
-                s3.mul(scale).intoArray(out, o + 3 * T);
-                s4.mul(scale).intoArray(out, o + 4 * T);
-                s5.mul(scale).intoArray(out, o + 5 * T);
-                s6.mul(scale).intoArray(out, o + 6 * T);
-                s7.mul(scale).intoArray(out, o + 7 * T);
-            }
-        }
-        for (; j < T; j++) {
-            for (int blk = j / L * L; blk < T; blk += L) {
-                int i = Math.min(blk, T - L);
-                FloatVector s0 = FloatVector.zero(F);
-                for (int e = 0; e < Dh; e++) {
-                    s0 = FloatVector.fromArray(F, bT, e * T + i).fma(FloatVector.broadcast(F, a[aOff + j * aStride + e]), s0);
-                }
-                s0.mul(scale).intoArray(out, outOff + j * T + i);
-            }
-        }
-        for (int r = 1; r < T; r++) {
-            java.util.Arrays.fill(out, outOff + r * T, outOff + r * T + r, fill);
+            triangleDots(scoresT, sOff + h * T * T, k, kOff + h * Dh, H * Dh, qT, T, Dh, scale, Float.NEGATIVE_INFINITY,
+                    true);
         }
     }
 
@@ -780,7 +739,7 @@ final class VectorKernels {
         float[] dzT = scratch(Dh * T);
         for (int h = 0; h < H; h++) {
             transposeHead(dzT, dz, dzOff, h, T, H, Dh);
-            keyMajorDots(dpatternT, dpOff + h * T * T, v, vOff + h * Dh, H * Dh, dzT, T, Dh, 1f, 0f);
+            triangleDots(dpatternT, dpOff + h * T * T, v, vOff + h * Dh, H * Dh, dzT, T, Dh, 1f, 0f, true);
             causalColMix(dv, dvOff + h * Dh, patternT, pOff + h * T * T, 1, T, dz, dzOff + h * Dh, H * Dh, T, Dh, 1f);
         }
     }
