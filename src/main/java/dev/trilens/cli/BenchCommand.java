@@ -33,11 +33,12 @@ public final class BenchCommand implements Callable<Integer> {
     boolean attnOnly;
 
     @Option(names = "--warmup", description = "untimed repetitions first (default: until the JIT has compiled "
-            + "every kernel, i.e. until ten more runs no longer get faster; at least " + MIN_WARMUP_SECONDS + " s)")
+            + "every kernel: until two windows of ten runs in a row are no faster than the best before; at least "
+            + MIN_WARMUP_SECONDS + " s)")
     Integer warmup;
 
     /** The vector kernels run hundreds of times slower until C2 compiles them, which takes seconds, not steps. */
-    private static final int MIN_WARMUP_SECONDS = 3, MAX_WARMUP_SECONDS = 60;
+    private static final int MIN_WARMUP_SECONDS = 5, MAX_WARMUP_SECONDS = 60;
 
     @Option(names = "--model", description = "start from these weights (.pt or .safetensors) instead of a fresh "
             + "initialisation: a trained model's sharp attention exercises the kernels differently")
@@ -117,7 +118,11 @@ public final class BenchCommand implements Callable<Integer> {
         return 0;
     }
 
-    /** Runs step untimed: --warmup times, or until a window of ten runs is no faster than the one before. */
+    /**
+     * Runs step untimed: --warmup times, or until two windows of ten runs in a row are no faster than the best
+     * window before them. One flat window is not enough: C2 compiles the kernels one by one, and a window can fall
+     * between two compilations.
+     */
     private int warmUp(Runnable step) {
         if (warmup != null) {
             for (int i = 0; i < warmup; i++) {
@@ -126,8 +131,8 @@ public final class BenchCommand implements Callable<Integer> {
             return warmup;
         }
         long start = System.nanoTime();
-        double previous = Double.MAX_VALUE;
-        int runs = 0;
+        double best = Double.MAX_VALUE;
+        int runs = 0, flat = 0;
         while (true) {
             double[] window = new double[10];
             for (int i = 0; i < window.length; i++) {
@@ -138,11 +143,12 @@ public final class BenchCommand implements Callable<Integer> {
             runs += window.length;
             java.util.Arrays.sort(window);
             double median = window[window.length / 2];
+            flat = median > 0.97 * best ? flat + 1 : 0;
+            best = Math.min(best, median);
             double elapsed = (System.nanoTime() - start) / 1e9;
-            if (elapsed >= MAX_WARMUP_SECONDS || (elapsed >= MIN_WARMUP_SECONDS && median > 0.97 * previous)) {
+            if (elapsed >= MAX_WARMUP_SECONDS || (elapsed >= MIN_WARMUP_SECONDS && flat >= 2)) {
                 return runs;
             }
-            previous = Math.min(previous, median);
         }
     }
 }
