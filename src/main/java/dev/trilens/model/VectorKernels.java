@@ -433,14 +433,15 @@ final class VectorKernels {
     }
 
     /**
-     * out[i,:] (= | +=) scale * sum_{j<=i} coef[i,j] * vec[j,:] for i < T: rows of Dh floats (whole vectors) at
+     * out[i,:] += scale * sum_{j<=i} coef[i,j] * vec[j,:] for i < T: rows of Dh floats (whole vectors) at
      * outOff + i*stride and vOff + j*stride; coef[i,j] at cOff + i*ci + j*cj (ci = T, cj = 1 for a query-major
      * pattern, the other way round for a key-major one). Eight rows share each vec load; entries of coef above the
      * diagonal are never read.
      */
     private static void causalRowMix(float[] out, int outOff, float[] coef, int cOff, int ci, int cj, float[] vec, int vOff,
-                                     int stride, int T, int Dh, float scale, boolean accumulate) {
+                                     int stride, int T, int Dh, float scale) {
         int L = F.length();
+        FloatVector scaleV = FloatVector.broadcast(F, scale);
         for (int e = 0; e < Dh; e += L) {
             int i = 0;
             for (; i + 7 < T; i += 8) {
@@ -471,14 +472,14 @@ final class VectorKernels {
                     s7 = vj.fma(FloatVector.broadcast(F, coef[c0 + 7 * ci + j * cj]), s7);
                 }
                 int o = outOff + i * stride + e;
-                storeScaled(out, o, s0, scale, accumulate);
-                storeScaled(out, o + stride, s1, scale, accumulate);
-                storeScaled(out, o + 2 * stride, s2, scale, accumulate);
-                storeScaled(out, o + 3 * stride, s3, scale, accumulate);
-                storeScaled(out, o + 4 * stride, s4, scale, accumulate);
-                storeScaled(out, o + 5 * stride, s5, scale, accumulate);
-                storeScaled(out, o + 6 * stride, s6, scale, accumulate);
-                storeScaled(out, o + 7 * stride, s7, scale, accumulate);
+                s0.fma(scaleV, FloatVector.fromArray(F, out, o)).intoArray(out, o);
+                s1.fma(scaleV, FloatVector.fromArray(F, out, o + stride)).intoArray(out, o + stride);
+                s2.fma(scaleV, FloatVector.fromArray(F, out, o + 2 * stride)).intoArray(out, o + 2 * stride);
+                s3.fma(scaleV, FloatVector.fromArray(F, out, o + 3 * stride)).intoArray(out, o + 3 * stride);
+                s4.fma(scaleV, FloatVector.fromArray(F, out, o + 4 * stride)).intoArray(out, o + 4 * stride);
+                s5.fma(scaleV, FloatVector.fromArray(F, out, o + 5 * stride)).intoArray(out, o + 5 * stride);
+                s6.fma(scaleV, FloatVector.fromArray(F, out, o + 6 * stride)).intoArray(out, o + 6 * stride);
+                s7.fma(scaleV, FloatVector.fromArray(F, out, o + 7 * stride)).intoArray(out, o + 7 * stride);
             }
             for (; i < T; i++) {
                 FloatVector s0 = FloatVector.zero(F);
@@ -486,7 +487,7 @@ final class VectorKernels {
                     s0 = FloatVector.fromArray(F, vec, vOff + j * stride + e)
                             .fma(FloatVector.broadcast(F, coef[cOff + i * ci + j * cj]), s0);
                 }
-                storeScaled(out, outOff + i * stride + e, s0, scale, accumulate);
+                s0.fma(scaleV, FloatVector.fromArray(F, out, outOff + i * stride + e)).intoArray(out, outOff + i * stride + e);
             }
         }
     }
@@ -498,6 +499,7 @@ final class VectorKernels {
     private static void causalColMix(float[] out, int outOff, float[] coef, int cOff, int ci, int cj, float[] vec, int vOff,
                                      int stride, int T, int Dh, float scale) {
         int L = F.length();
+        FloatVector scaleV = FloatVector.broadcast(F, scale);
         for (int e = 0; e < Dh; e += L) {
             int j = 0;
             for (; j + 7 < T; j += 8) {
@@ -528,14 +530,14 @@ final class VectorKernels {
                     s7 = vi.fma(FloatVector.broadcast(F, coef[at + 7 * cj]), s7);
                 }
                 int o = outOff + j * stride + e;
-                storeScaled(out, o, s0, scale, true);
-                storeScaled(out, o + stride, s1, scale, true);
-                storeScaled(out, o + 2 * stride, s2, scale, true);
-                storeScaled(out, o + 3 * stride, s3, scale, true);
-                storeScaled(out, o + 4 * stride, s4, scale, true);
-                storeScaled(out, o + 5 * stride, s5, scale, true);
-                storeScaled(out, o + 6 * stride, s6, scale, true);
-                storeScaled(out, o + 7 * stride, s7, scale, true);
+                s0.fma(scaleV, FloatVector.fromArray(F, out, o)).intoArray(out, o);
+                s1.fma(scaleV, FloatVector.fromArray(F, out, o + stride)).intoArray(out, o + stride);
+                s2.fma(scaleV, FloatVector.fromArray(F, out, o + 2 * stride)).intoArray(out, o + 2 * stride);
+                s3.fma(scaleV, FloatVector.fromArray(F, out, o + 3 * stride)).intoArray(out, o + 3 * stride);
+                s4.fma(scaleV, FloatVector.fromArray(F, out, o + 4 * stride)).intoArray(out, o + 4 * stride);
+                s5.fma(scaleV, FloatVector.fromArray(F, out, o + 5 * stride)).intoArray(out, o + 5 * stride);
+                s6.fma(scaleV, FloatVector.fromArray(F, out, o + 6 * stride)).intoArray(out, o + 6 * stride);
+                s7.fma(scaleV, FloatVector.fromArray(F, out, o + 7 * stride)).intoArray(out, o + 7 * stride);
             }
             for (; j < T; j++) {
                 FloatVector s0 = FloatVector.zero(F);
@@ -543,16 +545,8 @@ final class VectorKernels {
                     s0 = FloatVector.fromArray(F, vec, vOff + i * stride + e)
                             .fma(FloatVector.broadcast(F, coef[cOff + i * ci + j * cj]), s0);
                 }
-                storeScaled(out, outOff + j * stride + e, s0, scale, true);
+                s0.fma(scaleV, FloatVector.fromArray(F, out, outOff + j * stride + e)).intoArray(out, outOff + j * stride + e);
             }
-        }
-    }
-
-    private static void storeScaled(float[] out, int at, FloatVector sum, float scale, boolean accumulate) {
-        if (accumulate) {
-            sum.fma(FloatVector.broadcast(F, scale), FloatVector.fromArray(F, out, at)).intoArray(out, at);
-        } else {
-            sum.mul(scale).intoArray(out, at);
         }
     }
 
@@ -643,8 +637,9 @@ final class VectorKernels {
     /** z[i,h,:] = sum_{j<=i} pattern[h,i,j] * v[j,h,:]. */
     static void attnValuesForward(float[] z, int zOff, float[] pattern, int pOff, float[] v, int vOff,
                                   int T, int H, int Dh) {
+        java.util.Arrays.fill(z, zOff, zOff + T * H * Dh, 0f); // causalRowMix adds
         for (int h = 0; h < H; h++) {
-            causalRowMix(z, zOff + h * Dh, pattern, pOff + h * T * T, T, 1, v, vOff + h * Dh, H * Dh, T, Dh, 1f, false);
+            causalRowMix(z, zOff + h * Dh, pattern, pOff + h * T * T, T, 1, v, vOff + h * Dh, H * Dh, T, Dh, 1f);
         }
     }
 
@@ -670,7 +665,7 @@ final class VectorKernels {
         int HDh = H * Dh;
         for (int h = 0; h < H; h++) {
             int s_h = dsOff + h * T * T;
-            causalRowMix(dq, dqOff + h * Dh, dscores, s_h, T, 1, k, kOff + h * Dh, HDh, T, Dh, scale, true);
+            causalRowMix(dq, dqOff + h * Dh, dscores, s_h, T, 1, k, kOff + h * Dh, HDh, T, Dh, scale);
             causalColMix(dk, dkOff + h * Dh, dscores, s_h, T, 1, q, qOff + h * Dh, HDh, T, Dh, scale);
         }
     }
@@ -728,8 +723,9 @@ final class VectorKernels {
     /** z[i,h,:] = sum_{j<=i} patternT[h,j,i] * v[j,h,:]. */
     static void attnValuesForwardKeyMajor(float[] z, int zOff, float[] patternT, int pOff, float[] v, int vOff,
                                           int T, int H, int Dh) {
+        java.util.Arrays.fill(z, zOff, zOff + T * H * Dh, 0f); // causalRowMix adds
         for (int h = 0; h < H; h++) {
-            causalRowMix(z, zOff + h * Dh, patternT, pOff + h * T * T, 1, T, v, vOff + h * Dh, H * Dh, T, Dh, 1f, false);
+            causalRowMix(z, zOff + h * Dh, patternT, pOff + h * T * T, 1, T, v, vOff + h * Dh, H * Dh, T, Dh, 1f);
         }
     }
 
@@ -777,7 +773,7 @@ final class VectorKernels {
         int HDh = H * Dh;
         for (int h = 0; h < H; h++) {
             int s_h = dsOff + h * T * T;
-            causalRowMix(dq, dqOff + h * Dh, dscoresT, s_h, 1, T, k, kOff + h * Dh, HDh, T, Dh, scale, true);
+            causalRowMix(dq, dqOff + h * Dh, dscoresT, s_h, 1, T, k, kOff + h * Dh, HDh, T, Dh, scale);
             causalColMix(dk, dkOff + h * Dh, dscoresT, s_h, 1, T, q, qOff + h * Dh, HDh, T, Dh, scale);
         }
     }
