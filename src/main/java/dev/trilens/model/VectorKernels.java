@@ -19,10 +19,10 @@ final class VectorKernels {
     }
 
     /**
-     * out[T,OC] = inp[T,C] @ w[C,OC] + bias: lanes over OC, four rows at a time so each w load feeds four FMAs.
-     * When OC is not a whole number of vectors the last vector overlaps the one before it: the overlapped columns
-     * are computed twice, identically, which is cheaper than a scalar tail (and other vector widths in the same
-     * loop would stop the JIT from compiling the vector code at all).
+     * out[T,OC] = inp[T,C] @ w[C,OC] + bias, lanes over OC: in register tiles (see tiles) when OC is a whole number
+     * of vectors, as every training width is. Otherwise four rows at a time, and the last vector of a row overlaps
+     * the one before it: the overlapped columns are computed twice, identically, which is cheaper than a scalar
+     * tail (and other vector widths in the same loop would stop the JIT from compiling the vector code at all).
      */
     static void matmulForward(float[] out, int outOff, float[] inp, int inpOff, float[] w, int wOff,
                               float[] bias, int biasOff, int T, int C, int OC) {
@@ -552,7 +552,7 @@ final class VectorKernels {
 
     // Results must not depend on whether a method runs compiled or interpreted: the JIT intrinsics for EXP and for
     // reduceLanes(ADD) round differently from their Java fallbacks, which broke run-to-run reproducibility. So exp is
-    // built from exactly-rounded lane operations, and sums across lanes are done in scalar code, in order.
+    // built from exactly-rounded lane operations, and sums across lanes from lanewise adds in a fixed order (hsum).
 
     private static final float LOG2E = 1.44269504088896341f;
     private static final float LN2_HI = 0.693359375f;
