@@ -231,7 +231,7 @@ public final class Backprop {
         double forwardBackward(int[] tokens, int tokOff, float lossScale, float[] g) {
             float[] w = pw;
             // ---- forward
-                        for (int t = 0; t < T; t++) {
+            for (int t = 0; t < T; t++) {
                 Kernels.addForward(residPre[0], t * D, w, wE + tokens[tokOff + t] * D, w, wPos + t * D, D);
             }
             for (int l = 0; l < L; l++) {
@@ -256,8 +256,7 @@ public final class Backprop {
                     Kernels.softmaxForward(pattern[l], 0, scores, 0, T, H);
                     Kernels.attnValuesForward(z[l], 0, pattern[l], 0, v[l], 0, T, H, Dh);
                 }
-                Kernels.matmulForward(tmpD, 0, z[l], 0, w, at.wO(), w,
-                        at.bO(), T, HDh, D);
+                Kernels.matmulForward(tmpD, 0, z[l], 0, w, at.wO(), w, at.bO(), T, HDh, D);
                 float[] afterAttn = M > 0 ? residMid[l] : residPost[l];
                 Kernels.addForward(afterAttn, 0, residPre[l], 0, tmpD, 0, T * D);
                 if (M > 0) {
@@ -265,20 +264,16 @@ public final class Backprop {
                         Kernels.layerNormForward(ln2Out[l], 0, ln2Scale[l], 0, residMid[l], 0, w,
                                 at.ln2w(), w, at.ln2b(), T, D);
                     }
-                    Kernels.matmulForward(pre[l], 0, mlpIn(l), 0, w, at.wIn(), w,
-                            at.bIn(), T, D, Mp);
+                    Kernels.matmulForward(pre[l], 0, mlpIn(l), 0, w, at.wIn(), w, at.bIn(), T, D, Mp);
                     Kernels.reluForward(post[l], 0, pre[l], 0, T * Mp);
-                    Kernels.matmulForwardStrided(tmpD, 0, post[l], 0, Mp, w, at.wOut(), w,
-                            at.bOut(), T, M, D);
+                    Kernels.matmulForwardStrided(tmpD, 0, post[l], 0, Mp, w, at.wOut(), w, at.bOut(), T, M, D);
                     Kernels.addForward(residPost[l], 0, residMid[l], 0, tmpD, 0, T * D);
                 }
             }
             if (cfg.layerNorm()) {
-                Kernels.layerNormForward(lnfOut, 0, lnfScale, 0, residPost[L - 1], 0, w, lnfW,
-                        w, lnfB, T, D);
+                Kernels.layerNormForward(lnfOut, 0, lnfScale, 0, residPost[L - 1], 0, w, lnfW, w, lnfB, T, D);
             }
-            Kernels.matmulForward(logits, 0, unembedIn(), 0, w, wU, w,
-                    bU, T, D, Vp);
+            Kernels.matmulForward(logits, 0, unembedIn(), 0, w, wU, w, bU, T, D, Vp);
 
             // ---- loss: position t predicts token t+1; the last position predicts nothing
             double loss = Kernels.crossEntropyForwardBackward(dLogits, logits, tokens, tokOff, lossScale, T, V, Vp);
@@ -328,7 +323,8 @@ public final class Backprop {
                 Arrays.fill(dq, 0f);
                 Arrays.fill(dk, 0f);
                 if (keyMajor) {
-                    VectorKernels.attnValuesBackwardKeyMajor(dPattern, 0, dv, 0, dz, 0, pattern[l], 0, v[l], 0, T, H, Dh);
+                    VectorKernels.attnValuesBackwardKeyMajor(dPattern, 0, dv, 0, dz, 0, pattern[l], 0, v[l], 0, T, H,
+                            Dh);
                     VectorKernels.softmaxBackwardKeyMajor(dScores, 0, dPattern, 0, pattern[l], 0, T, H);
                     VectorKernels.attnScoresBackwardKeyMajor(dq, 0, dk, 0, dScores, 0, q[l], 0, k[l], 0, T, H, Dh);
                 } else {

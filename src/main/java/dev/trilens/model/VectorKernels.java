@@ -174,7 +174,8 @@ final class VectorKernels {
                                 int ws, float[] bias, int bo, boolean accumulate, int n) {
         int L = F.length();
         FloatVector a0 = start(out, o, bias, bo, accumulate), b0 = start(out, o + L, bias, bo + L, accumulate);
-        FloatVector a1 = start(out, o + os, bias, bo, accumulate), b1 = start(out, o + os + L, bias, bo + L, accumulate);
+        FloatVector a1 = start(out, o + os, bias, bo, accumulate);
+        FloatVector b1 = start(out, o + os + L, bias, bo + L, accumulate);
         FloatVector a2 = start(out, o + 2 * os, bias, bo, accumulate);
         FloatVector b2 = start(out, o + 2 * os + L, bias, bo + L, accumulate);
         FloatVector a3 = start(out, o + 3 * os, bias, bo, accumulate);
@@ -238,7 +239,8 @@ final class VectorKernels {
                                 int ws, float[] bias, int bo, boolean accumulate, int n) {
         int L = F.length();
         FloatVector a0 = start(out, o, bias, bo, accumulate), b0 = start(out, o + L, bias, bo + L, accumulate);
-        FloatVector a1 = start(out, o + os, bias, bo, accumulate), b1 = start(out, o + os + L, bias, bo + L, accumulate);
+        FloatVector a1 = start(out, o + os, bias, bo, accumulate);
+        FloatVector b1 = start(out, o + os + L, bias, bo + L, accumulate);
         for (int c = 0; c < n; c++) {
             FloatVector wa = FloatVector.fromArray(F, w, wo + c * ws);
             FloatVector wb = FloatVector.fromArray(F, w, wo + c * ws + L);
@@ -278,9 +280,12 @@ final class VectorKernels {
             return;
         }
         FloatVector a0 = start(out, o, bias, bo, accumulate), a1 = start(out, o + os, bias, bo, accumulate);
-        FloatVector a2 = start(out, o + 2 * os, bias, bo, accumulate), a3 = start(out, o + 3 * os, bias, bo, accumulate);
-        FloatVector a4 = start(out, o + 4 * os, bias, bo, accumulate), a5 = start(out, o + 5 * os, bias, bo, accumulate);
-        FloatVector a6 = start(out, o + 6 * os, bias, bo, accumulate), a7 = start(out, o + 7 * os, bias, bo, accumulate);
+        FloatVector a2 = start(out, o + 2 * os, bias, bo, accumulate);
+        FloatVector a3 = start(out, o + 3 * os, bias, bo, accumulate);
+        FloatVector a4 = start(out, o + 4 * os, bias, bo, accumulate);
+        FloatVector a5 = start(out, o + 5 * os, bias, bo, accumulate);
+        FloatVector a6 = start(out, o + 6 * os, bias, bo, accumulate);
+        FloatVector a7 = start(out, o + 7 * os, bias, bo, accumulate);
         for (int c = 0; c < n; c++) {
             FloatVector wa = FloatVector.fromArray(F, w, wo + c * ws);
             a0 = wa.fma(FloatVector.broadcast(F, x[i + c * xs]), a0);
@@ -418,7 +423,8 @@ final class VectorKernels {
                 int c = Math.min(blk, T - L);
                 FloatVector s0 = FloatVector.zero(F);
                 for (int e = 0; e < Dh; e++) {
-                    s0 = FloatVector.fromArray(F, bT, e * T + c).fma(FloatVector.broadcast(F, a[aOff + r * aStride + e]), s0);
+                    s0 = FloatVector.fromArray(F, bT, e * T + c)
+                            .fma(FloatVector.broadcast(F, a[aOff + r * aStride + e]), s0);
                 }
                 s0.mul(scale).intoArray(out, outOff + r * T + c);
             }
@@ -438,8 +444,8 @@ final class VectorKernels {
      * pattern, the other way round for a key-major one). Eight rows share each vec load; entries of coef above the
      * diagonal are never read.
      */
-    private static void causalRowMix(float[] out, int outOff, float[] coef, int cOff, int ci, int cj, float[] vec, int vOff,
-                                     int stride, int T, int Dh, float scale) {
+    private static void causalRowMix(float[] out, int outOff, float[] coef, int cOff, int ci, int cj, float[] vec,
+                                     int vOff, int stride, int T, int Dh, float scale) {
         int L = F.length();
         FloatVector scaleV = FloatVector.broadcast(F, scale);
         for (int e = 0; e < Dh; e += L) {
@@ -487,7 +493,8 @@ final class VectorKernels {
                     s0 = FloatVector.fromArray(F, vec, vOff + j * stride + e)
                             .fma(FloatVector.broadcast(F, coef[cOff + i * ci + j * cj]), s0);
                 }
-                s0.fma(scaleV, FloatVector.fromArray(F, out, outOff + i * stride + e)).intoArray(out, outOff + i * stride + e);
+                int at = outOff + i * stride + e;
+                s0.fma(scaleV, FloatVector.fromArray(F, out, at)).intoArray(out, at);
             }
         }
     }
@@ -496,8 +503,8 @@ final class VectorKernels {
      * out[j,:] += scale * sum_{i>=j} coef[i,j] * vec[i,:] for j < T: the transpose of causalRowMix, with the same
      * layouts. Eight columns j share each vec load; entries of coef above the diagonal are never read.
      */
-    private static void causalColMix(float[] out, int outOff, float[] coef, int cOff, int ci, int cj, float[] vec, int vOff,
-                                     int stride, int T, int Dh, float scale) {
+    private static void causalColMix(float[] out, int outOff, float[] coef, int cOff, int ci, int cj, float[] vec,
+                                     int vOff, int stride, int T, int Dh, float scale) {
         int L = F.length();
         FloatVector scaleV = FloatVector.broadcast(F, scale);
         for (int e = 0; e < Dh; e += L) {
@@ -545,7 +552,8 @@ final class VectorKernels {
                     s0 = FloatVector.fromArray(F, vec, vOff + i * stride + e)
                             .fma(FloatVector.broadcast(F, coef[cOff + i * ci + j * cj]), s0);
                 }
-                s0.fma(scaleV, FloatVector.fromArray(F, out, outOff + j * stride + e)).intoArray(out, outOff + j * stride + e);
+                int at = outOff + j * stride + e;
+                s0.fma(scaleV, FloatVector.fromArray(F, out, at)).intoArray(out, at);
             }
         }
     }
@@ -595,10 +603,12 @@ final class VectorKernels {
     }
 
     /** Rotations by half, a quarter, ... of the lanes, for hsum; separate constants so the JIT sees each one. */
-    private static final VectorShuffle<Float> ROT_HALF = VectorShuffle.iota(F, F.length() / 2, 1, true);
-    private static final VectorShuffle<Float> ROT_QUARTER = VectorShuffle.iota(F, Math.max(1, F.length() / 4), 1, true);
-    private static final VectorShuffle<Float> ROT_EIGHTH = VectorShuffle.iota(F, Math.max(1, F.length() / 8), 1, true);
-    private static final VectorShuffle<Float> ROT_SIXTEENTH = VectorShuffle.iota(F, Math.max(1, F.length() / 16), 1, true);
+    private static final VectorShuffle<Float> ROT_HALF = rotation(2), ROT_QUARTER = rotation(4);
+    private static final VectorShuffle<Float> ROT_EIGHTH = rotation(8), ROT_SIXTEENTH = rotation(16);
+
+    private static VectorShuffle<Float> rotation(int fraction) {
+        return VectorShuffle.iota(F, Math.max(1, F.length() / fraction), 1, true);
+    }
 
     /**
      * Sum of the lanes in a fixed order, the same compiled or interpreted (unlike reduceLanes(ADD), whose intrinsic
@@ -643,7 +653,9 @@ final class VectorKernels {
         }
     }
 
-    /** dpattern[h,i,j] = dz[i,h,:] . v[j,h,:] for j <= i (0 above); dv[j,h,:] += sum_{i>=j} pattern[h,i,j] dz[i,h,:]. */
+    /**
+     * dpattern[h,i,j] = dz[i,h,:] . v[j,h,:] for j <= i (0 above); dv[j,h,:] += sum_{i>=j} pattern[h,i,j] dz[i,h,:].
+     */
     static void attnValuesBackward(float[] dpattern, int dpOff, float[] dv, int dvOff, float[] dz, int dzOff,
                                    float[] pattern, int pOff, float[] v, int vOff, int T, int H, int Dh) {
         if (T < F.length()) {
@@ -704,7 +716,8 @@ final class VectorKernels {
                 }
                 FloatVector sum = FloatVector.zero(F);
                 for (int j = 0; j < keys; j++) {
-                    FloatVector e = exp(FloatVector.fromArray(F, scoresT, sOff + base + j * T + i).sub(max), SOFTMAX_FLOOR);
+                    FloatVector s = FloatVector.fromArray(F, scoresT, sOff + base + j * T + i);
+                    FloatVector e = exp(s.sub(max), SOFTMAX_FLOOR);
                     e.intoArray(patternT, pOff + base + j * T + i);
                     sum = sum.add(e);
                 }
@@ -729,7 +742,10 @@ final class VectorKernels {
         }
     }
 
-    /** dpatternT[h,j,i] = dz[i,h,:] . v[j,h,:] for i >= j (0 for i < j); dv[j,h,:] += sum_{i>=j} patternT[h,j,i] dz[i,h,:]. */
+    /**
+     * dpatternT[h,j,i] = dz[i,h,:] . v[j,h,:] for i >= j (0 for i < j);
+     * dv[j,h,:] += sum_{i>=j} patternT[h,j,i] dz[i,h,:].
+     */
     static void attnValuesBackwardKeyMajor(float[] dpatternT, int dpOff, float[] dv, int dvOff, float[] dz, int dzOff,
                                            float[] patternT, int pOff, float[] v, int vOff, int T, int H, int Dh) {
         float[] dzT = scratch(Dh * T);
@@ -740,7 +756,9 @@ final class VectorKernels {
         }
     }
 
-    /** dscoresT = patternT * (dpatternT - sum over keys of patternT * dpatternT), per query lane; written, not added. */
+    /**
+     * dscoresT = patternT * (dpatternT - sum over keys of patternT * dpatternT), per query lane; written, not added.
+     */
     static void softmaxBackwardKeyMajor(float[] dscoresT, int dsOff, float[] dpatternT, int dpOff, float[] patternT,
                                         int pOff, int T, int H) {
         int L = F.length();
@@ -942,7 +960,8 @@ final class VectorKernels {
             for (; t < T; t++) {
                 a0 = a0.add(FloatVector.fromArray(F, dout, doutOff + t * OC + o));
             }
-            FloatVector.fromArray(F, dbias, dbiasOff + o).add(a0.add(a1).add(a2.add(a3))).intoArray(dbias, dbiasOff + o);
+            int at = dbiasOff + o;
+            FloatVector.fromArray(F, dbias, at).add(a0.add(a1).add(a2.add(a3))).intoArray(dbias, at);
         }
     }
 }
