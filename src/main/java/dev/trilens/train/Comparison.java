@@ -137,14 +137,19 @@ public final class Comparison {
                 seeds().stream().map(String::valueOf).reduce((a, b) -> a + ", " + b).orElse(""));
     }
 
+    /** One right-aligned markdown column per metric: its name on the header row, its alignment on the rule row. */
+    private static void appendMetricColumns(StringBuilder header, StringBuilder rule) {
+        for (String metric : METRICS) {
+            header.append(' ').append(metric).append(" |");
+            rule.append("---:|");
+        }
+    }
+
     /** The summary as a markdown table: one row per variant, one column per metric. */
     public String table() {
         StringBuilder sb = new StringBuilder("| variant | d_mlp |");
         StringBuilder rule = new StringBuilder("|---|---:|");
-        for (String metric : METRICS) {
-            sb.append(' ').append(metric).append(" |");
-            rule.append("---:|");
-        }
+        appendMetricColumns(sb, rule);
         sb.append('\n').append(rule).append('\n');
         for (Variant v : variants) {
             sb.append("| ").append(v.name()).append(" | ").append(v.config().dMlp()).append(" |");
@@ -169,10 +174,7 @@ public final class Comparison {
         sb.append(table()).append('\n');
         sb.append("## Runs\n\n| run | seed |");
         StringBuilder rule = new StringBuilder("|---|---:|");
-        for (String metric : METRICS) {
-            sb.append(' ').append(metric).append(" |");
-            rule.append("---:|");
-        }
+        appendMetricColumns(sb, rule);
         sb.append(" seconds |\n").append(rule).append("---:|\n");
         for (Variant v : variants) {
             for (Run r : v.runs()) {
