@@ -9,6 +9,12 @@ import java.util.Arrays;
  * <p>Each worker runs one sequence forward and straight back, so its activations stay in cache. Sequences are
  * grouped into fixed blocks whose gradients are summed in block order, which makes the result the same whatever the
  * thread count. All buffers are kept between calls: the steady state allocates nothing.
+ *
+ * <p>Without LayerNorm the first layer's attention input is W_E[token] + W_pos[position], so its Q, K and V are
+ * (W_E W_Q)[token] + (W_pos W_Q)[position] + b_Q: two small tables made once per step, then one add per position
+ * instead of a matmul per sequence. Backward, the gradients of q, k and v are summed into one bucket per token and
+ * one per position (the tables' gradients), and those turn into the gradients of W_Q, b_Q, W_E and W_pos with a few
+ * small matmuls after the whole batch. This removes a quarter of the multiply-adds of a step for the challenge model.
  */
 public final class Backprop {
     /** Sequences per gradient block: fixed, so the summation order does not depend on the thread count. */
@@ -22,8 +28,13 @@ public final class Backprop {
     private final PackedParams packing;
     /** This step's weights in the packed layout, and the summed gradient in the packed layout. */
     private final float[] pw, packedGrads;
-    private int T = -1;
+    /**
+     * Sequence length, and positions run: the last position predicts nothing and, attention being causal, changes
+     * nothing before it, so training leaves it out.
+     */
+    private int T = -1, P = -1;
     private Workspace[] workspaces = new Workspace[0];
+    /** Per block: the packed gradient, then the table buckets. */
     private float[][] blockGrads = new float[0][];
     private double[] blockLoss = new double[0];
     private final Transposed wT;
@@ -33,8 +44,24 @@ public final class Backprop {
     }
     private final LayerAt[] layerAt;
     private final int wE, wPos, wU, bU, lnfW, lnfB;
+    /**
+     * Whether layer 0's Q, K and V come from per-token and per-position tables (see the class comment). The tables
+     * hold Q, K then V, each [V, H*Dh] (by token) and [n_ctx, H*Dh] (by position, biases included); their gradients
+     * (the buckets) sit after the packed gradient in each block's buffer, so they are summed with it.
+     */
+    private final boolean factored;
+    private final float[] tableByToken, tableByPos;
+    private final int bucketByToken, bucketByPos, gradSize;
 
     public Backprop(ModelConfig cfg) {
+        this(cfg, !cfg.layerNorm());
+    }
+
+    /** factorEmbedding: use the tables for layer 0 (only valid without LayerNorm); false runs every matmul. */
+    Backprop(ModelConfig cfg, boolean factorEmbedding) {
+        if (factorEmbedding && cfg.layerNorm()) {
+            throw new IllegalArgumentException("the embedding tables need a model without LayerNorm");
+        }
         this.cfg = cfg;
         this.layout = new ParamLayout(cfg);
         D = cfg.dModel();
@@ -48,7 +75,6 @@ public final class Backprop {
         Mp = packing.dMlpPadded;
         Vp = packing.dVocabPadded;
         pw = new float[packing.size];
-        packedGrads = new float[packing.size];
         wT = new Transposed();
         layerAt = new LayerAt[L];
         for (int l = 0; l < L; l++) {
@@ -64,6 +90,13 @@ public final class Backprop {
         bU = at("unembed.b_U");
         lnfW = at("ln_final.w");
         lnfB = at("ln_final.b");
+        factored = factorEmbedding;
+        tableByToken = new float[factored ? 3 * V * HDh : 0];
+        tableByPos = new float[factored ? 3 * cfg.nCtx() * HDh : 0];
+        bucketByToken = packing.size;
+        bucketByPos = bucketByToken + tableByToken.length;
+        gradSize = bucketByPos + tableByPos.length;
+        packedGrads = new float[gradSize];
     }
 
     private int at(String param) {
@@ -84,6 +117,9 @@ public final class Backprop {
         // padded logits of -inf get exactly zero probability, so the loss can run over whole vectors
         Arrays.fill(pw, bU + V, bU + Vp, Float.NEGATIVE_INFINITY);
         wT.update();
+        if (factored) {
+            fillTables(P);
+        }
         int nBlocks = (B + BLOCK - 1) / BLOCK;
         double invCount = 1.0 / ((double) B * (T - 1));
         Parallel.forEachItem(nBlocks, (worker, blk) -> {
@@ -102,6 +138,9 @@ public final class Backprop {
             Kernels.accumulate(packedGrads, 0, blockGrads[blk], 0, packedGrads.length);
             loss += blockLoss[blk];
         }
+        if (factored) {
+            applyBuckets(P);
+        }
         packing.unpack(packedGrads, grads);
         return loss * invCount;
     }
@@ -110,18 +149,53 @@ public final class Backprop {
         int nBlocks = (B + BLOCK - 1) / BLOCK;
         if (newT != T || workspaces.length < Parallel.threads()) {
             T = newT;
+            P = newT - 1;
             workspaces = new Workspace[Parallel.threads()];
             for (int i = 0; i < workspaces.length; i++) {
                 workspaces[i] = new Workspace();
             }
         }
         if (blockGrads.length < nBlocks) {
-            blockGrads = new float[nBlocks][packing.size];
+            blockGrads = new float[nBlocks][gradSize];
             blockLoss = new double[nBlocks];
         }
     }
 
-    /** Each packed weight matrix transposed, for the input gradients (dinp = dout @ w^T), refreshed every call. */
+    /** Layer 0's offsets of W_Q, W_K, W_V (index 0, 1, 2), and of their biases. */
+    private int qkvWeight(int j) {
+        LayerAt at = layerAt[0];
+        return j == 0 ? at.wQ() : j == 1 ? at.wK() : at.wV();
+    }
+
+    private int qkvBias(int j) {
+        LayerAt at = layerAt[0];
+        return j == 0 ? at.bQ() : j == 1 ? at.bK() : at.bV();
+    }
+
+    /** tableByToken = W_E @ W_{Q,K,V}; tableByPos = W_pos[:P] @ W_{Q,K,V} + b_{Q,K,V}. */
+    private void fillTables(int P) {
+        for (int j = 0; j < 3; j++) {
+            Kernels.matmulForward(tableByToken, j * V * HDh, pw, wE, pw, qkvWeight(j), null, 0, V, D, HDh);
+            Kernels.matmulForward(tableByPos, j * cfg.nCtx() * HDh, pw, wPos, pw, qkvWeight(j), pw, qkvBias(j), P, D,
+                    HDh);
+        }
+    }
+
+    /** The chain rule through the tables: their summed gradients (the buckets) into W_{Q,K,V}, b_{Q,K,V}, W_E, W_pos. */
+    private void applyBuckets(int P) {
+        float[] g = packedGrads;
+        for (int j = 0; j < 3; j++) {
+            int byToken = bucketByToken + j * V * HDh, byPos = bucketByPos + j * cfg.nCtx() * HDh;
+            Kernels.matmulBackwardWeight(g, qkvWeight(j), g, byToken, pw, wE, V, D, HDh);
+            Kernels.matmulBackwardWeight(g, qkvWeight(j), g, byPos, pw, wPos, P, D, HDh);
+            Kernels.biasBackward(g, qkvBias(j), g, byPos, P, HDh);
+            float[] wTj = j == 0 ? wT.wqT[0] : j == 1 ? wT.wkT[0] : wT.wvT[0];
+            Kernels.matmulBackwardInput(g, wE, g, byToken, wTj, 0, V, D, HDh);
+            Kernels.matmulBackwardInput(g, wPos, g, byPos, wTj, 0, P, D, HDh);
+        }
+    }
+
+    /** Each packed weight matrix transposed, for the input gradients (dinp = dout @ w^P), refreshed every call. */
     private final class Transposed {
         final float[][] wqT = new float[L][], wkT = new float[L][], wvT = new float[L][];
         final float[][] woT = new float[L][], winT = new float[L][], woutT = new float[L][];
@@ -162,7 +236,7 @@ public final class Backprop {
          * Attention held key-major ([h, key, query]) so the vector kernels run the softmax down the columns; the
          * query-major kernels otherwise. Only this class sees the layout.
          */
-        final boolean keyMajor = Kernels.VECTOR && T >= VectorKernels.floatLanes()
+        final boolean keyMajor = Kernels.VECTOR && P >= VectorKernels.floatLanes()
                 && Dh % VectorKernels.floatLanes() == 0;
         // activations, per layer where the backward needs them
         final float[][] residPre = new float[L][], ln1Scale = new float[L][], ln1Out = new float[L][];
@@ -176,43 +250,43 @@ public final class Backprop {
 
         Workspace() {
             for (int l = 0; l < L; l++) {
-                residPre[l] = new float[T * D];
-                q[l] = new float[T * HDh];
-                k[l] = new float[T * HDh];
-                v[l] = new float[T * HDh];
-                pattern[l] = new float[H * T * T];
-                z[l] = new float[T * HDh];
-                residMid[l] = new float[T * D];
-                residPost[l] = new float[T * D];
+                residPre[l] = new float[P * D];
+                q[l] = new float[P * HDh];
+                k[l] = new float[P * HDh];
+                v[l] = new float[P * HDh];
+                pattern[l] = new float[H * P * P];
+                z[l] = new float[P * HDh];
+                residMid[l] = new float[P * D];
+                residPost[l] = new float[P * D];
                 if (cfg.layerNorm()) {
-                    ln1Scale[l] = new float[T];
-                    ln1Out[l] = new float[T * D];
-                    ln2Scale[l] = new float[T];
-                    ln2Out[l] = new float[T * D];
+                    ln1Scale[l] = new float[P];
+                    ln1Out[l] = new float[P * D];
+                    ln2Scale[l] = new float[P];
+                    ln2Out[l] = new float[P * D];
                 }
                 if (M > 0) {
-                    pre[l] = new float[T * Mp];
-                    post[l] = new float[T * Mp];
+                    pre[l] = new float[P * Mp];
+                    post[l] = new float[P * Mp];
                 }
             }
-            scores = new float[H * T * T];
-            tmpD = new float[T * D];
-            lnfScale = new float[T];
-            lnfOut = new float[T * D];
-            logits = new float[T * Vp];
-            dResid = new float[T * D];
-            dMid = new float[T * D];
-            dAttnIn = new float[T * D];
-            dMlpIn = new float[T * D];
-            dz = new float[T * HDh];
-            dq = new float[T * HDh];
-            dk = new float[T * HDh];
-            dv = new float[T * HDh];
-            dPattern = new float[H * T * T];
-            dScores = new float[H * T * T];
-            dPre = new float[T * Math.max(Mp, 1)];
-            dPost = new float[T * Math.max(Mp, 1)];
-            dLogits = new float[T * Vp];
+            scores = new float[H * P * P];
+            tmpD = new float[P * D];
+            lnfScale = new float[P];
+            lnfOut = new float[P * D];
+            logits = new float[P * Vp];
+            dResid = new float[P * D];
+            dMid = new float[P * D];
+            dAttnIn = new float[P * D];
+            dMlpIn = new float[P * D];
+            dz = new float[P * HDh];
+            dq = new float[P * HDh];
+            dk = new float[P * HDh];
+            dv = new float[P * HDh];
+            dPattern = new float[H * P * P];
+            dScores = new float[H * P * P];
+            dPre = new float[P * Math.max(Mp, 1)];
+            dPost = new float[P * Math.max(Mp, 1)];
+            dLogits = new float[P * Vp];
         }
 
         float[] attnIn(int l) {
@@ -227,138 +301,164 @@ public final class Backprop {
             return cfg.layerNorm() ? lnfOut : residPost[L - 1];
         }
 
-        /** Forward and backward of the sequence at tokens[tokOff..tokOff+T); returns its summed loss. */
+        /** Forward and backward of the sequence at tokens[tokOff..tokOff+P]; returns its summed loss. */
         double forwardBackward(int[] tokens, int tokOff, float lossScale, float[] g) {
             float[] w = pw;
             // ---- forward
-            for (int t = 0; t < T; t++) {
+            for (int t = 0; t < P; t++) {
                 Kernels.addForward(residPre[0], t * D, w, wE + tokens[tokOff + t] * D, w, wPos + t * D, D);
             }
             for (int l = 0; l < L; l++) {
                 LayerAt at = layerAt[l];
                 if (l > 0) {
-                    System.arraycopy(residPost[l - 1], 0, residPre[l], 0, T * D);
+                    System.arraycopy(residPost[l - 1], 0, residPre[l], 0, P * D);
                 }
                 if (cfg.layerNorm()) {
                     Kernels.layerNormForward(ln1Out[l], 0, ln1Scale[l], 0, residPre[l], 0, w,
-                            at.ln1w(), w, at.ln1b(), T, D);
+                            at.ln1w(), w, at.ln1b(), P, D);
                 }
-                float[] x = attnIn(l);
-                Kernels.matmulForward(q[l], 0, x, 0, w, at.wQ(), w, at.bQ(), T, D, HDh);
-                Kernels.matmulForward(k[l], 0, x, 0, w, at.wK(), w, at.bK(), T, D, HDh);
-                Kernels.matmulForward(v[l], 0, x, 0, w, at.wV(), w, at.bV(), T, D, HDh);
-                if (keyMajor) {
-                    VectorKernels.attnScoresForwardKeyMajor(scores, 0, q[l], 0, k[l], 0, T, H, Dh);
-                    VectorKernels.softmaxForwardKeyMajor(pattern[l], 0, scores, 0, T, H);
-                    VectorKernels.attnValuesForwardKeyMajor(z[l], 0, pattern[l], 0, v[l], 0, T, H, Dh);
+                if (factored && l == 0) {
+                    int qAt = 0, kAt = V * HDh, vAt = 2 * V * HDh, kPos = cfg.nCtx() * HDh, vPos = 2 * kPos;
+                    for (int t = 0; t < P; t++) {
+                        int tok = tokens[tokOff + t] * HDh, row = t * HDh;
+                        Kernels.addForward(q[0], row, tableByToken, qAt + tok, tableByPos, row, HDh);
+                        Kernels.addForward(k[0], row, tableByToken, kAt + tok, tableByPos, kPos + row, HDh);
+                        Kernels.addForward(v[0], row, tableByToken, vAt + tok, tableByPos, vPos + row, HDh);
+                    }
                 } else {
-                    Kernels.attnScoresForward(scores, 0, q[l], 0, k[l], 0, T, H, Dh);
-                    Kernels.softmaxForward(pattern[l], 0, scores, 0, T, H);
-                    Kernels.attnValuesForward(z[l], 0, pattern[l], 0, v[l], 0, T, H, Dh);
+                    float[] x = attnIn(l);
+                    Kernels.matmulForward(q[l], 0, x, 0, w, at.wQ(), w, at.bQ(), P, D, HDh);
+                    Kernels.matmulForward(k[l], 0, x, 0, w, at.wK(), w, at.bK(), P, D, HDh);
+                    Kernels.matmulForward(v[l], 0, x, 0, w, at.wV(), w, at.bV(), P, D, HDh);
                 }
-                Kernels.matmulForward(tmpD, 0, z[l], 0, w, at.wO(), w, at.bO(), T, HDh, D);
+                if (keyMajor) {
+                    VectorKernels.attnScoresForwardKeyMajor(scores, 0, q[l], 0, k[l], 0, P, H, Dh);
+                    VectorKernels.softmaxForwardKeyMajor(pattern[l], 0, scores, 0, P, H);
+                    VectorKernels.attnValuesForwardKeyMajor(z[l], 0, pattern[l], 0, v[l], 0, P, H, Dh);
+                } else {
+                    Kernels.attnScoresForward(scores, 0, q[l], 0, k[l], 0, P, H, Dh);
+                    Kernels.softmaxForward(pattern[l], 0, scores, 0, P, H);
+                    Kernels.attnValuesForward(z[l], 0, pattern[l], 0, v[l], 0, P, H, Dh);
+                }
+                Kernels.matmulForward(tmpD, 0, z[l], 0, w, at.wO(), w, at.bO(), P, HDh, D);
                 float[] afterAttn = M > 0 ? residMid[l] : residPost[l];
-                Kernels.addForward(afterAttn, 0, residPre[l], 0, tmpD, 0, T * D);
+                Kernels.addForward(afterAttn, 0, residPre[l], 0, tmpD, 0, P * D);
                 if (M > 0) {
                     if (cfg.layerNorm()) {
                         Kernels.layerNormForward(ln2Out[l], 0, ln2Scale[l], 0, residMid[l], 0, w,
-                                at.ln2w(), w, at.ln2b(), T, D);
+                                at.ln2w(), w, at.ln2b(), P, D);
                     }
-                    Kernels.matmulForward(pre[l], 0, mlpIn(l), 0, w, at.wIn(), w, at.bIn(), T, D, Mp);
-                    Kernels.reluForward(post[l], 0, pre[l], 0, T * Mp);
-                    Kernels.matmulForwardStrided(tmpD, 0, post[l], 0, Mp, w, at.wOut(), w, at.bOut(), T, M, D);
-                    Kernels.addForward(residPost[l], 0, residMid[l], 0, tmpD, 0, T * D);
+                    Kernels.matmulForward(pre[l], 0, mlpIn(l), 0, w, at.wIn(), w, at.bIn(), P, D, Mp);
+                    Kernels.reluForward(post[l], 0, pre[l], 0, P * Mp);
+                    Kernels.matmulForwardStrided(tmpD, 0, post[l], 0, Mp, w, at.wOut(), w, at.bOut(), P, M, D);
+                    Kernels.addForward(residPost[l], 0, residMid[l], 0, tmpD, 0, P * D);
                 }
             }
             if (cfg.layerNorm()) {
-                Kernels.layerNormForward(lnfOut, 0, lnfScale, 0, residPost[L - 1], 0, w, lnfW, w, lnfB, T, D);
+                Kernels.layerNormForward(lnfOut, 0, lnfScale, 0, residPost[L - 1], 0, w, lnfW, w, lnfB, P, D);
             }
-            Kernels.matmulForward(logits, 0, unembedIn(), 0, w, wU, w, bU, T, D, Vp);
+            Kernels.matmulForward(logits, 0, unembedIn(), 0, w, wU, w, bU, P, D, Vp);
 
-            // ---- loss: position t predicts token t+1; the last position predicts nothing
-            double loss = Kernels.crossEntropyForwardBackward(dLogits, logits, tokens, tokOff, lossScale, T, V, Vp);
+            // ---- loss: position t predicts token t+1
+            double loss = Kernels.crossEntropyForwardBackward(dLogits, logits, tokens, tokOff + 1, lossScale, P, V, Vp);
 
             // ---- backward
-            Kernels.matmulBackwardWeight(g, wU, dLogits, 0, unembedIn(), 0, T, D, Vp);
-            Kernels.biasBackward(g, bU, dLogits, 0, T, Vp);
+            Kernels.matmulBackwardWeight(g, wU, dLogits, 0, unembedIn(), 0, P, D, Vp);
+            Kernels.biasBackward(g, bU, dLogits, 0, P, Vp);
             Arrays.fill(dResid, 0f);
             if (cfg.layerNorm()) {
                 Arrays.fill(dMlpIn, 0f);
-                Kernels.matmulBackwardInput(dMlpIn, 0, dLogits, 0, wT.wuT, 0, T, D, Vp);
+                Kernels.matmulBackwardInputStrided(dMlpIn, 0, dLogits, 0, Vp, wT.wuT, 0, P, D, V);
                 Kernels.layerNormBackward(dResid, 0, g, lnfW, g, lnfB,
-                        dMlpIn, 0, residPost[L - 1], 0, lnfScale, 0, w, lnfW, T, D);
+                        dMlpIn, 0, residPost[L - 1], 0, lnfScale, 0, w, lnfW, P, D);
             } else {
-                Kernels.matmulBackwardInput(dResid, 0, dLogits, 0, wT.wuT, 0, T, D, Vp);
+                // the padding's gradient is zero: sum over the real vocabulary only
+                Kernels.matmulBackwardInputStrided(dResid, 0, dLogits, 0, Vp, wT.wuT, 0, P, D, V);
             }
             // dResid now holds the gradient of resid_post of the last layer
             for (int l = L - 1; l >= 0; l--) {
                 LayerAt at = layerAt[l];
                 // dMid: gradient of the residual stream after attention (resid_mid, or resid_post when attn-only)
-                System.arraycopy(dResid, 0, dMid, 0, T * D);
+                System.arraycopy(dResid, 0, dMid, 0, P * D);
                 if (M > 0) {
                     // resid_post = resid_mid + post @ W_out + b_out
-                    Kernels.matmulBackwardWeightStrided(g, at.wOut(), dResid, 0, post[l], 0, Mp, T, M, D);
-                    Kernels.biasBackward(g, at.bOut(), dResid, 0, T, D);
-                    Arrays.fill(dPost, 0, T * Mp, 0f);
-                    Kernels.matmulBackwardInput(dPost, 0, dResid, 0, wT.woutT[l], 0, T, Mp, D);
-                    Arrays.fill(dPre, 0, T * Mp, 0f);
-                    Kernels.reluBackward(dPre, 0, dPost, 0, pre[l], 0, T * Mp);
-                    Kernels.matmulBackwardWeight(g, at.wIn(), dPre, 0, mlpIn(l), 0, T, D, Mp);
-                    Kernels.biasBackward(g, at.bIn(), dPre, 0, T, Mp);
+                    Kernels.matmulBackwardWeightStrided(g, at.wOut(), dResid, 0, post[l], 0, Mp, P, M, D);
+                    Kernels.biasBackward(g, at.bOut(), dResid, 0, P, D);
+                    Arrays.fill(dPost, 0, P * Mp, 0f);
+                    Kernels.matmulBackwardInput(dPost, 0, dResid, 0, wT.woutT[l], 0, P, Mp, D);
+                    Arrays.fill(dPre, 0, P * Mp, 0f);
+                    Kernels.reluBackward(dPre, 0, dPost, 0, pre[l], 0, P * Mp);
+                    Kernels.matmulBackwardWeight(g, at.wIn(), dPre, 0, mlpIn(l), 0, P, D, Mp);
+                    Kernels.biasBackward(g, at.bIn(), dPre, 0, P, Mp);
                     if (cfg.layerNorm()) {
                         Arrays.fill(dMlpIn, 0f);
-                        Kernels.matmulBackwardInputStrided(dMlpIn, 0, dPre, 0, Mp, wT.winT[l], 0, T, D, M);
+                        Kernels.matmulBackwardInputStrided(dMlpIn, 0, dPre, 0, Mp, wT.winT[l], 0, P, D, M);
                         Kernels.layerNormBackward(dMid, 0, g, at.ln2w(), g, at.ln2b(),
-                                dMlpIn, 0, residMid[l], 0, ln2Scale[l], 0, w, at.ln2w(), T, D);
+                                dMlpIn, 0, residMid[l], 0, ln2Scale[l], 0, w, at.ln2w(), P, D);
                     } else {
-                        Kernels.matmulBackwardInputStrided(dMid, 0, dPre, 0, Mp, wT.winT[l], 0, T, D, M);
+                        Kernels.matmulBackwardInputStrided(dMid, 0, dPre, 0, Mp, wT.winT[l], 0, P, D, M);
                     }
                 }
                 // resid_mid = resid_pre + z @ W_O + b_O
-                Kernels.matmulBackwardWeight(g, at.wO(), dMid, 0, z[l], 0, T, HDh, D);
-                Kernels.biasBackward(g, at.bO(), dMid, 0, T, D);
+                Kernels.matmulBackwardWeight(g, at.wO(), dMid, 0, z[l], 0, P, HDh, D);
+                Kernels.biasBackward(g, at.bO(), dMid, 0, P, D);
                 Arrays.fill(dz, 0f);
-                Kernels.matmulBackwardInput(dz, 0, dMid, 0, wT.woT[l], 0, T, HDh, D);
+                Kernels.matmulBackwardInput(dz, 0, dMid, 0, wT.woT[l], 0, P, HDh, D);
                 Arrays.fill(dv, 0f);
                 Arrays.fill(dq, 0f);
                 Arrays.fill(dk, 0f);
                 if (keyMajor) {
-                    VectorKernels.attnValuesBackwardKeyMajor(dPattern, 0, dv, 0, dz, 0, pattern[l], 0, v[l], 0, T, H,
+                    VectorKernels.attnValuesBackwardKeyMajor(dPattern, 0, dv, 0, dz, 0, pattern[l], 0, v[l], 0, P, H,
                             Dh);
-                    VectorKernels.softmaxBackwardKeyMajor(dScores, 0, dPattern, 0, pattern[l], 0, T, H);
-                    VectorKernels.attnScoresBackwardKeyMajor(dq, 0, dk, 0, dScores, 0, q[l], 0, k[l], 0, T, H, Dh);
+                    VectorKernels.softmaxBackwardKeyMajor(dScores, 0, dPattern, 0, pattern[l], 0, P, H);
+                    VectorKernels.attnScoresBackwardKeyMajor(dq, 0, dk, 0, dScores, 0, q[l], 0, k[l], 0, P, H, Dh);
                 } else {
-                    Kernels.attnValuesBackward(dPattern, 0, dv, 0, dz, 0, pattern[l], 0, v[l], 0, T, H, Dh);
+                    Kernels.attnValuesBackward(dPattern, 0, dv, 0, dz, 0, pattern[l], 0, v[l], 0, P, H, Dh);
                     Arrays.fill(dScores, 0f);
-                    Kernels.softmaxBackward(dScores, 0, dPattern, 0, pattern[l], 0, T, H);
-                    Kernels.attnScoresBackward(dq, 0, dk, 0, dScores, 0, q[l], 0, k[l], 0, T, H, Dh);
+                    Kernels.softmaxBackward(dScores, 0, dPattern, 0, pattern[l], 0, P, H);
+                    Kernels.attnScoresBackward(dq, 0, dk, 0, dScores, 0, q[l], 0, k[l], 0, P, H, Dh);
+                }
+                if (factored && l == 0) {
+                    // the tables' gradients; the residual's own path to W_E and W_pos is dMid, below
+                    for (int t = 0; t < P; t++) {
+                        int tok = tokens[tokOff + t] * HDh, row = t * HDh;
+                        Kernels.accumulate(g, bucketByToken + tok, dq, row, HDh);
+                        Kernels.accumulate(g, bucketByToken + V * HDh + tok, dk, row, HDh);
+                        Kernels.accumulate(g, bucketByToken + 2 * V * HDh + tok, dv, row, HDh);
+                    }
+                    int byPos = bucketByPos, posStride = cfg.nCtx() * HDh;
+                    Kernels.accumulate(g, byPos, dq, 0, P * HDh);
+                    Kernels.accumulate(g, byPos + posStride, dk, 0, P * HDh);
+                    Kernels.accumulate(g, byPos + 2 * posStride, dv, 0, P * HDh);
+                    System.arraycopy(dMid, 0, dResid, 0, P * D);
+                    continue;
                 }
                 float[] x = attnIn(l);
-                Kernels.matmulBackwardWeight(g, at.wQ(), dq, 0, x, 0, T, D, HDh);
-                Kernels.matmulBackwardWeight(g, at.wK(), dk, 0, x, 0, T, D, HDh);
-                Kernels.matmulBackwardWeight(g, at.wV(), dv, 0, x, 0, T, D, HDh);
-                Kernels.biasBackward(g, at.bQ(), dq, 0, T, HDh);
-                Kernels.biasBackward(g, at.bK(), dk, 0, T, HDh);
-                Kernels.biasBackward(g, at.bV(), dv, 0, T, HDh);
+                Kernels.matmulBackwardWeight(g, at.wQ(), dq, 0, x, 0, P, D, HDh);
+                Kernels.matmulBackwardWeight(g, at.wK(), dk, 0, x, 0, P, D, HDh);
+                Kernels.matmulBackwardWeight(g, at.wV(), dv, 0, x, 0, P, D, HDh);
+                Kernels.biasBackward(g, at.bQ(), dq, 0, P, HDh);
+                Kernels.biasBackward(g, at.bK(), dk, 0, P, HDh);
+                Kernels.biasBackward(g, at.bV(), dv, 0, P, HDh);
                 // the residual passes straight through: dResid (of resid_pre) = dMid + attention-input gradient
                 float[] dIn = cfg.layerNorm() ? dAttnIn : dMid;
                 if (cfg.layerNorm()) {
                     Arrays.fill(dAttnIn, 0f);
                 }
-                Kernels.matmulBackwardInput(dIn, 0, dq, 0, wT.wqT[l], 0, T, D, HDh);
-                Kernels.matmulBackwardInput(dIn, 0, dk, 0, wT.wkT[l], 0, T, D, HDh);
-                Kernels.matmulBackwardInput(dIn, 0, dv, 0, wT.wvT[l], 0, T, D, HDh);
+                Kernels.matmulBackwardInput(dIn, 0, dq, 0, wT.wqT[l], 0, P, D, HDh);
+                Kernels.matmulBackwardInput(dIn, 0, dk, 0, wT.wkT[l], 0, P, D, HDh);
+                Kernels.matmulBackwardInput(dIn, 0, dv, 0, wT.wvT[l], 0, P, D, HDh);
                 if (cfg.layerNorm()) {
                     Kernels.layerNormBackward(dMid, 0, g, at.ln1w(), g, at.ln1b(),
-                            dAttnIn, 0, residPre[l], 0, ln1Scale[l], 0, w, at.ln1w(), T, D);
+                            dAttnIn, 0, residPre[l], 0, ln1Scale[l], 0, w, at.ln1w(), P, D);
                 }
-                System.arraycopy(dMid, 0, dResid, 0, T * D);
+                System.arraycopy(dMid, 0, dResid, 0, P * D);
             }
             // resid_pre[0] = W_E[token] + W_pos
-            for (int t = 0; t < T; t++) {
+            for (int t = 0; t < P; t++) {
                 Kernels.accumulate(g, wE + tokens[tokOff + t] * D, dResid, t * D, D);
             }
-            Kernels.accumulate(g, wPos, dResid, 0, T * D); // W_pos's first T rows, in one go
+            Kernels.accumulate(g, wPos, dResid, 0, P * D); // W_pos's first P rows, in one go
             return loss;
         }
 

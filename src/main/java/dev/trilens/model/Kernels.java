@@ -434,21 +434,20 @@ public final class Kernels {
     }
 
     // ---------------------------------------------------------------------------------------------------------
-    // cross-entropy of logits[t] against tokens[t+1] for t in 0..T-2, fused with its gradient
+    // cross-entropy of each row of logits against its target, fused with its gradient
 
     /**
-     * Returns sum_t -log softmax(logits[t])[tokens[t+1]]; writes dlogits = (softmax - onehot) * scale for those rows
-     * and zero for the last row, which predicts nothing. Rows are Vp apart; columns V..Vp-1 are padding (gradient 0),
-     * which the vector version needs to be -inf.
+     * Returns sum_t -log softmax(logits[t])[targets[targetOff + t]] over rows t < rows, and writes those rows of
+     * dlogits = (softmax - onehot) * scale. Rows are Vp apart; columns V..Vp-1 are padding (gradient 0), which the
+     * vector version needs to be -inf.
      */
-    public static double crossEntropyForwardBackward(float[] dlogits, float[] logits, int[] tokens, int tokOff,
-                                                     float scale, int T, int V, int Vp) {
+    public static double crossEntropyForwardBackward(float[] dlogits, float[] logits, int[] targets, int targetOff,
+                                                     float scale, int rows, int V, int Vp) {
         if (VECTOR && Vp % VectorKernels.floatLanes() == 0 && (Vp == V || logits[Vp - 1] == Float.NEGATIVE_INFINITY)) {
-            return VectorKernels.crossEntropyForwardBackward(dlogits, logits, tokens, tokOff, scale, T, V, Vp);
+            return VectorKernels.crossEntropyForwardBackward(dlogits, logits, targets, targetOff, scale, rows, V, Vp);
         }
-        java.util.Arrays.fill(dlogits, 0f);
         double loss = 0;
-        for (int t = 0; t < T - 1; t++) {
+        for (int t = 0; t < rows; t++) {
             int row = t * Vp;
             float max = Float.NEGATIVE_INFINITY;
             for (int i = 0; i < V; i++) {
@@ -460,7 +459,8 @@ public final class Kernels {
                 dlogits[row + i] = e;
                 sum += e;
             }
-            int target = tokens[tokOff + t + 1];
+            java.util.Arrays.fill(dlogits, row + V, row + Vp, 0f);
+            int target = targets[targetOff + t];
             loss -= logits[row + target] - max - Math.log(sum);
             float inv = scale / sum;
             for (int i = 0; i < V; i++) {

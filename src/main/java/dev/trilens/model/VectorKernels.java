@@ -876,35 +876,55 @@ final class VectorKernels {
     /**
      * See Kernels.crossEntropyForwardBackward; exp in vector lanes over whole rows of Vp (a multiple of the lane
      * count), so the padding columns V..Vp-1 must hold -inf (the trainer pads b_U with it): their exp is exactly 0.
+     *
+     * <p>Done row by row, each row is one long chain of dependent steps (maximum, exps, sum across lanes, log,
+     * divide) and the CPU sits waiting on it. So it runs in three passes over the rows, each a chain per row that
+     * does not wait on the row before: the rows' maxima; their exps and per-lane sums; then the normalisation. The
+     * loss takes one log of the product of the rows' sums rather than a log per row.
      */
-    static double crossEntropyForwardBackward(float[] dlogits, float[] logits, int[] tokens, int tokOff,
-                                              float scale, int T, int V, int Vp) {
+    static double crossEntropyForwardBackward(float[] dlogits, float[] logits, int[] targets, int targetOff,
+                                              float scale, int rows, int V, int Vp) {
         int L = F.length();
-        double loss = 0;
-        for (int t = 0; t < T - 1; t++) {
+        float[] maxes = scratch(rows * (L + 1)); // each row's max, then each row's per-lane sums
+        int sums = rows;
+        for (int t = 0; t < rows; t++) {
             int row = t * Vp;
             FloatVector maxV = FloatVector.fromArray(F, logits, row);
             for (int i = L; i < Vp; i += L) {
                 maxV = maxV.max(FloatVector.fromArray(F, logits, row + i));
             }
-            float max = maxV.reduceLanes(VectorOperators.MAX);
+            maxes[t] = maxV.reduceLanes(VectorOperators.MAX);
+        }
+        for (int t = 0; t < rows; t++) {
+            int row = t * Vp;
+            float max = maxes[t];
             FloatVector sumV = FloatVector.zero(F);
             for (int i = 0; i < Vp; i += L) {
                 FloatVector e = exp(FloatVector.fromArray(F, logits, row + i).sub(max), SOFTMAX_FLOOR);
                 e.intoArray(dlogits, row + i);
                 sumV = sumV.add(e);
             }
-            float sum = hsum(sumV);
-            int target = tokens[tokOff + t + 1];
-            loss -= logits[row + target] - max - Math.log(sum);
+            sumV.intoArray(maxes, sums + t * L);
+        }
+        double loss = 0, sumProduct = 1;
+        for (int t = 0; t < rows; t++) {
+            int row = t * Vp;
+            float sum = hsum(FloatVector.fromArray(F, maxes, sums + t * L));
+            int target = targets[targetOff + t];
+            loss -= logits[row + target] - maxes[t];
+            // each sum is in [1, Vp], so folding at 1e200 keeps the product finite
+            sumProduct *= sum;
+            if (sumProduct > 1e200) {
+                loss += Math.log(sumProduct);
+                sumProduct = 1;
+            }
             float inv = scale / sum;
             for (int i = 0; i < Vp; i += L) {
                 FloatVector.fromArray(F, dlogits, row + i).mul(inv).intoArray(dlogits, row + i);
             }
             dlogits[row + target] -= scale;
         }
-        java.util.Arrays.fill(dlogits, (T - 1) * Vp, T * Vp, 0f);
-        return loss;
+        return loss + Math.log(sumProduct);
     }
 
     // Elementwise kernels: whole vectors, then a scalar tail.
