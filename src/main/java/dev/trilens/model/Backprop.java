@@ -305,9 +305,7 @@ public final class Backprop {
         double forwardBackward(int[] tokens, int tokOff, float lossScale, float[] g) {
             float[] w = pw;
             // ---- forward
-            for (int t = 0; t < P; t++) {
-                Kernels.addForward(residPre[0], t * D, w, wE + tokens[tokOff + t] * D, w, wPos + t * D, D);
-            }
+            Kernels.gatherRowsAdd(residPre[0], 0, w, wE, tokens, tokOff, w, wPos, P, D);
             for (int l = 0; l < L; l++) {
                 LayerAt at = layerAt[l];
                 if (l > 0) {
@@ -318,13 +316,11 @@ public final class Backprop {
                             at.ln1w(), w, at.ln1b(), P, D);
                 }
                 if (factored && l == 0) {
-                    int qAt = 0, kAt = V * HDh, vAt = 2 * V * HDh, kPos = cfg.nCtx() * HDh, vPos = 2 * kPos;
-                    for (int t = 0; t < P; t++) {
-                        int tok = tokens[tokOff + t] * HDh, row = t * HDh;
-                        Kernels.addForward(q[0], row, tableByToken, qAt + tok, tableByPos, row, HDh);
-                        Kernels.addForward(k[0], row, tableByToken, kAt + tok, tableByPos, kPos + row, HDh);
-                        Kernels.addForward(v[0], row, tableByToken, vAt + tok, tableByPos, vPos + row, HDh);
-                    }
+                    int byToken = V * HDh, byPos = cfg.nCtx() * HDh;
+                    Kernels.gatherRowsAdd(q[0], 0, tableByToken, 0, tokens, tokOff, tableByPos, 0, P, HDh);
+                    Kernels.gatherRowsAdd(k[0], 0, tableByToken, byToken, tokens, tokOff, tableByPos, byPos, P, HDh);
+                    Kernels.gatherRowsAdd(v[0], 0, tableByToken, 2 * byToken, tokens, tokOff, tableByPos, 2 * byPos,
+                            P, HDh);
                 } else {
                     float[] x = attnIn(l);
                     Kernels.matmulForward(q[l], 0, x, 0, w, at.wQ(), w, at.bQ(), P, D, HDh);
@@ -420,12 +416,10 @@ public final class Backprop {
                 }
                 if (factored && l == 0) {
                     // the tables' gradients; the residual's own path to W_E and W_pos is dMid, below
-                    for (int t = 0; t < P; t++) {
-                        int tok = tokens[tokOff + t] * HDh, row = t * HDh;
-                        Kernels.accumulate(g, bucketByToken + tok, dq, row, HDh);
-                        Kernels.accumulate(g, bucketByToken + V * HDh + tok, dk, row, HDh);
-                        Kernels.accumulate(g, bucketByToken + 2 * V * HDh + tok, dv, row, HDh);
-                    }
+                    int byToken = V * HDh;
+                    Kernels.scatterRowsAdd(g, bucketByToken, tokens, tokOff, dq, 0, P, HDh);
+                    Kernels.scatterRowsAdd(g, bucketByToken + byToken, tokens, tokOff, dk, 0, P, HDh);
+                    Kernels.scatterRowsAdd(g, bucketByToken + 2 * byToken, tokens, tokOff, dv, 0, P, HDh);
                     int byPos = bucketByPos, posStride = cfg.nCtx() * HDh;
                     Kernels.accumulate(g, byPos, dq, 0, P * HDh);
                     Kernels.accumulate(g, byPos + posStride, dk, 0, P * HDh);
@@ -455,9 +449,7 @@ public final class Backprop {
                 System.arraycopy(dMid, 0, dResid, 0, P * D);
             }
             // resid_pre[0] = W_E[token] + W_pos
-            for (int t = 0; t < P; t++) {
-                Kernels.accumulate(g, wE + tokens[tokOff + t] * D, dResid, t * D, D);
-            }
+            Kernels.scatterRowsAdd(g, wE, tokens, tokOff, dResid, 0, P, D);
             Kernels.accumulate(g, wPos, dResid, 0, P * D); // W_pos's first P rows, in one go
             return loss;
         }

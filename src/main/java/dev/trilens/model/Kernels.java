@@ -512,8 +512,42 @@ public final class Kernels {
 
     /** dst += src, the backward of every residual add and copy. */
     public static void accumulate(float[] dst, int dstOff, float[] src, int srcOff, int n) {
+        if (VECTOR) {
+            VectorKernels.accumulate(dst, dstOff, src, srcOff, n);
+            return;
+        }
         for (int i = 0; i < n; i++) {
             dst[dstOff + i] += src[srcOff + i];
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // rows picked by token: the embedding lookup and its backward
+
+    /**
+     * out[t,:] = byToken[tokens[tokOff + t], :] + byPos[t, :] for t < T, rows of n floats: the embedding (W_E and
+     * W_pos), or anything else that is a per-token plus a per-position table.
+     */
+    public static void gatherRowsAdd(float[] out, int outOff, float[] byToken, int byTokenOff, int[] tokens,
+                                     int tokOff, float[] byPos, int byPosOff, int T, int n) {
+        if (VECTOR && n % VectorKernels.floatLanes() == 0) {
+            VectorKernels.gatherRowsAdd(out, outOff, byToken, byTokenOff, tokens, tokOff, byPos, byPosOff, T, n);
+            return;
+        }
+        for (int t = 0; t < T; t++) {
+            addForward(out, outOff + t * n, byToken, byTokenOff + tokens[tokOff + t] * n, byPos, byPosOff + t * n, n);
+        }
+    }
+
+    /** dByToken[tokens[tokOff + t], :] += src[t, :] for t < T, rows of n floats: gatherRowsAdd's backward by token. */
+    public static void scatterRowsAdd(float[] dByToken, int dByTokenOff, int[] tokens, int tokOff, float[] src,
+                                      int srcOff, int T, int n) {
+        if (VECTOR && n % VectorKernels.floatLanes() == 0) {
+            VectorKernels.scatterRowsAdd(dByToken, dByTokenOff, tokens, tokOff, src, srcOff, T, n);
+            return;
+        }
+        for (int t = 0; t < T; t++) {
+            accumulate(dByToken, dByTokenOff + tokens[tokOff + t] * n, src, srcOff + t * n, n);
         }
     }
 }

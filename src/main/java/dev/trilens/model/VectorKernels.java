@@ -939,6 +939,41 @@ final class VectorKernels {
         }
     }
 
+    static void accumulate(float[] dst, int dstOff, float[] src, int srcOff, int n) {
+        int i = 0;
+        for (int bound = F.loopBound(n); i < bound; i += F.length()) {
+            FloatVector.fromArray(F, dst, dstOff + i).add(FloatVector.fromArray(F, src, srcOff + i))
+                    .intoArray(dst, dstOff + i);
+        }
+        for (; i < n; i++) {
+            dst[dstOff + i] += src[srcOff + i];
+        }
+    }
+
+    /** See Kernels.gatherRowsAdd; n a whole number of vectors. */
+    static void gatherRowsAdd(float[] out, int outOff, float[] byToken, int byTokenOff, int[] tokens, int tokOff,
+                              float[] byPos, int byPosOff, int T, int n) {
+        for (int t = 0; t < T; t++) {
+            int o = outOff + t * n, a = byTokenOff + tokens[tokOff + t] * n, b = byPosOff + t * n;
+            for (int i = 0; i < n; i += F.length()) {
+                FloatVector.fromArray(F, byToken, a + i).add(FloatVector.fromArray(F, byPos, b + i))
+                        .intoArray(out, o + i);
+            }
+        }
+    }
+
+    /** See Kernels.scatterRowsAdd; n a whole number of vectors. */
+    static void scatterRowsAdd(float[] dByToken, int dByTokenOff, int[] tokens, int tokOff, float[] src, int srcOff,
+                               int T, int n) {
+        for (int t = 0; t < T; t++) {
+            int d = dByTokenOff + tokens[tokOff + t] * n, s = srcOff + t * n;
+            for (int i = 0; i < n; i += F.length()) {
+                FloatVector.fromArray(F, dByToken, d + i).add(FloatVector.fromArray(F, src, s + i))
+                        .intoArray(dByToken, d + i);
+            }
+        }
+    }
+
     static void relu(float[] out, int outOff, float[] inp, int inpOff, int n) {
         int i = 0;
         for (int bound = F.loopBound(n); i < bound; i += F.length()) {

@@ -255,6 +255,26 @@ class KernelsTest {
         assertClose(dFast, dSlow, 1e-5);
     }
 
+    @ParameterizedTest
+    @ValueSource(ints = {16, 32, 5})
+    void rowsPickedByTokenMatchPlainLoops(int n) {
+        int T = 9, V = 4;
+        int[] tokens = {7, 3, 1, 3, 3, 0, 2, 1, 3, 0, 9}; // from offset 1; token 3 repeats, so the scatter sums
+        float[] byToken = random(V * n), byPos = random(T * n);
+        float[] out = new float[T * n];
+        Kernels.gatherRowsAdd(out, 0, byToken, 0, tokens, 1, byPos, 0, T, n);
+        float[] src = random(T * n), dByToken = random(V * n), expected = dByToken.clone();
+        Kernels.scatterRowsAdd(dByToken, 0, tokens, 1, src, 0, T, n);
+        for (int t = 0; t < T; t++) {
+            int tok = tokens[1 + t];
+            for (int i = 0; i < n; i++) {
+                assertThat(out[t * n + i]).isEqualTo(byToken[tok * n + i] + byPos[t * n + i]);
+                expected[tok * n + i] += src[t * n + i];
+            }
+        }
+        assertThat(dByToken).containsExactly(expected);
+    }
+
     @Test
     void crossEntropyOfManyRowsStaysFinite() {
         // uniform rows: each sum of exps is 75, and 75^400 overflows a double unless the product is folded into logs
