@@ -123,6 +123,20 @@ final class VectorKernels {
                               float[] bias, int biasOff, boolean accumulate, int rows, int n, int OC) {
         int L = F.length();
         int o = 0;
+        // five vectors wide (the unembed's 80 columns): each broadcast feeds five FMAs instead of two
+        for (; o + 5 * L <= OC; o += 5 * L) {
+            int r = 0;
+            for (; r + 3 < rows; r += 4) {
+                rows4x5(out, outOff + r * OC + o, OC, x, xOff + r * xr, xr, xs, w, wOff + o, OC, bias, biasOff + o,
+                        accumulate, n);
+            }
+            for (; r < rows; r++) {
+                for (int v = o; v < o + 5 * L; v += L) {
+                    rowsNx1(out, outOff + r * OC + v, OC, x, xOff + r * xr, xr, xs, w, wOff + v, OC, bias,
+                            biasOff + v, accumulate, 1, n);
+                }
+            }
+        }
         for (; o + 2 * L <= OC; o += 2 * L) {
             int r = 0;
             for (; r + 7 < rows; r += 8) {
@@ -232,6 +246,79 @@ final class VectorKernels {
         b6.intoArray(out, o + 6 * os + L);
         a7.intoArray(out, o + 7 * os);
         b7.intoArray(out, o + 7 * os + L);
+    }
+
+    /** Four rows x five vectors; the same addressing as rows8x2. */
+    private static void rows4x5(float[] out, int o, int os, float[] x, int i, int xr, int xs, float[] w, int wo,
+                                int ws, float[] bias, int bo, boolean accumulate, int n) {
+        int L = F.length();
+        FloatVector a0 = start(out, o, bias, bo, accumulate), b0 = start(out, o + L, bias, bo + L, accumulate);
+        FloatVector c0 = start(out, o + 2 * L, bias, bo + 2 * L, accumulate);
+        FloatVector d0 = start(out, o + 3 * L, bias, bo + 3 * L, accumulate);
+        FloatVector e0 = start(out, o + 4 * L, bias, bo + 4 * L, accumulate);
+        FloatVector a1 = start(out, o + os, bias, bo, accumulate), b1 = start(out, o + os + L, bias, bo + L, accumulate);
+        FloatVector c1 = start(out, o + os + 2 * L, bias, bo + 2 * L, accumulate);
+        FloatVector d1 = start(out, o + os + 3 * L, bias, bo + 3 * L, accumulate);
+        FloatVector e1 = start(out, o + os + 4 * L, bias, bo + 4 * L, accumulate);
+        int o2 = o + 2 * os, o3 = o + 3 * os;
+        FloatVector a2 = start(out, o2, bias, bo, accumulate), b2 = start(out, o2 + L, bias, bo + L, accumulate);
+        FloatVector c2 = start(out, o2 + 2 * L, bias, bo + 2 * L, accumulate);
+        FloatVector d2 = start(out, o2 + 3 * L, bias, bo + 3 * L, accumulate);
+        FloatVector e2 = start(out, o2 + 4 * L, bias, bo + 4 * L, accumulate);
+        FloatVector a3 = start(out, o3, bias, bo, accumulate), b3 = start(out, o3 + L, bias, bo + L, accumulate);
+        FloatVector c3 = start(out, o3 + 2 * L, bias, bo + 2 * L, accumulate);
+        FloatVector d3 = start(out, o3 + 3 * L, bias, bo + 3 * L, accumulate);
+        FloatVector e3 = start(out, o3 + 4 * L, bias, bo + 4 * L, accumulate);
+        for (int c = 0; c < n; c++) {
+            int wc = wo + c * ws;
+            FloatVector wa = FloatVector.fromArray(F, w, wc), wb = FloatVector.fromArray(F, w, wc + L);
+            FloatVector wcv = FloatVector.fromArray(F, w, wc + 2 * L), wd = FloatVector.fromArray(F, w, wc + 3 * L);
+            FloatVector we = FloatVector.fromArray(F, w, wc + 4 * L);
+            FloatVector xv = FloatVector.broadcast(F, x[i + c * xs]);
+            a0 = wa.fma(xv, a0);
+            b0 = wb.fma(xv, b0);
+            c0 = wcv.fma(xv, c0);
+            d0 = wd.fma(xv, d0);
+            e0 = we.fma(xv, e0);
+            xv = FloatVector.broadcast(F, x[i + xr + c * xs]);
+            a1 = wa.fma(xv, a1);
+            b1 = wb.fma(xv, b1);
+            c1 = wcv.fma(xv, c1);
+            d1 = wd.fma(xv, d1);
+            e1 = we.fma(xv, e1);
+            xv = FloatVector.broadcast(F, x[i + 2 * xr + c * xs]);
+            a2 = wa.fma(xv, a2);
+            b2 = wb.fma(xv, b2);
+            c2 = wcv.fma(xv, c2);
+            d2 = wd.fma(xv, d2);
+            e2 = we.fma(xv, e2);
+            xv = FloatVector.broadcast(F, x[i + 3 * xr + c * xs]);
+            a3 = wa.fma(xv, a3);
+            b3 = wb.fma(xv, b3);
+            c3 = wcv.fma(xv, c3);
+            d3 = wd.fma(xv, d3);
+            e3 = we.fma(xv, e3);
+        }
+        a0.intoArray(out, o);
+        b0.intoArray(out, o + L);
+        c0.intoArray(out, o + 2 * L);
+        d0.intoArray(out, o + 3 * L);
+        e0.intoArray(out, o + 4 * L);
+        a1.intoArray(out, o + os);
+        b1.intoArray(out, o + os + L);
+        c1.intoArray(out, o + os + 2 * L);
+        d1.intoArray(out, o + os + 3 * L);
+        e1.intoArray(out, o + os + 4 * L);
+        a2.intoArray(out, o2);
+        b2.intoArray(out, o2 + L);
+        c2.intoArray(out, o2 + 2 * L);
+        d2.intoArray(out, o2 + 3 * L);
+        e2.intoArray(out, o2 + 4 * L);
+        a3.intoArray(out, o3);
+        b3.intoArray(out, o3 + L);
+        c3.intoArray(out, o3 + 2 * L);
+        d3.intoArray(out, o3 + 3 * L);
+        e3.intoArray(out, o3 + 4 * L);
     }
 
     /** Two rows x two vectors; the same addressing as rows8x2. */

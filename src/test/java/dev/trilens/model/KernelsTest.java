@@ -35,9 +35,10 @@ class KernelsTest {
 
     @Test
     void matmulsAgreeWithScalar() {
-        // whole vectors (80, 48, 32, 16) and not; row counts with 8-row tiles, pairs and single rows left over
+        // whole vectors (112, 96, 80, 48, 32, 16) and not; row counts with 8- and 4-row tiles, pairs and single rows
+        // left over
         int[][] shapes = {{50, 32, 75}, {7, 5, 16}, {3, 16, 33}, {1, 20, 32}, {50, 32, 80}, {11, 21, 48}, {50, 16, 32},
-            {3, 20, 16}};
+            {3, 20, 16}, {49, 32, 80}, {6, 16, 112}, {4, 8, 96}};
         for (int[] s : shapes) {
             int T = s[0], C = s[1], OC = s[2];
             float[] inp = random(T * C), w = random(C * OC), bias = random(OC), dout = random(T * OC);
