@@ -108,19 +108,15 @@ public final class Backprop {
      * Deterministic for a given input whatever Parallel.threads() is.
      */
     public double lossAndGradients(Weights w, int[] tokens, int B, int T, float[] grads) {
-        if (!w.cfg.equals(cfg) || grads.length != layout.totalSize() || tokens.length != B * T || T < 2
-                || T > cfg.nCtx()) {
-            throw new IllegalArgumentException("lossAndGradients: config/shape mismatch (B=" + B + ", T=" + T + ")");
+        if (grads.length != layout.totalSize()) {
+            throw new IllegalArgumentException("lossAndGradients: " + grads.length + " gradients for "
+                    + layout.totalSize() + " parameters");
         }
-        ensureCapacity(B, T);
-        packing.pack(w.data, pw);
-        // padded logits of -inf get exactly zero probability, so the loss can run over whole vectors
-        Arrays.fill(pw, bU + V, bU + Vp, Float.NEGATIVE_INFINITY);
-        wT.update();
-        if (factored) {
-            fillTables(P);
-        }
+        prepare(w, tokens, B, T);
         int nBlocks = (B + BLOCK - 1) / BLOCK;
+        if (blockGrads.length < nBlocks) {
+            blockGrads = new float[nBlocks][gradSize];
+        }
         double invCount = 1.0 / ((double) B * (T - 1));
         Parallel.forEachItem(nBlocks, (worker, blk) -> {
             Workspace ws = workspaces[worker];
@@ -128,7 +124,9 @@ public final class Backprop {
             Arrays.fill(g, 0f);
             double loss = 0;
             for (int b = blk * BLOCK; b < Math.min(B, (blk + 1) * BLOCK); b++) {
-                loss += ws.forwardBackward(tokens, b * T, (float) invCount, g);
+                ws.forward(tokens, b * T);
+                loss += ws.lossAndLogitGradients(tokens, b * T, (float) invCount);
+                ws.backward(tokens, b * T, g);
             }
             blockLoss[blk] = loss;
         });
@@ -145,19 +143,52 @@ public final class Backprop {
         return loss * invCount;
     }
 
-    private void ensureCapacity(int B, int newT) {
+    /**
+     * The mean loss over the batch, forward only: the validation loss, with the training kernels (the value
+     * lossAndGradients returns, and as deterministic).
+     */
+    public double loss(Weights w, int[] tokens, int B, int T) {
+        prepare(w, tokens, B, T);
         int nBlocks = (B + BLOCK - 1) / BLOCK;
-        if (newT != T || workspaces.length < Parallel.threads()) {
-            T = newT;
-            P = newT - 1;
+        Parallel.forEachItem(nBlocks, (worker, blk) -> {
+            Workspace ws = workspaces[worker];
+            double loss = 0;
+            for (int b = blk * BLOCK; b < Math.min(B, (blk + 1) * BLOCK); b++) {
+                ws.forward(tokens, b * T);
+                loss += ws.lossAndLogitGradients(tokens, b * T, 0f);
+            }
+            blockLoss[blk] = loss;
+        });
+        double loss = blockLoss[0];
+        for (int blk = 1; blk < nBlocks; blk++) {
+            loss += blockLoss[blk];
+        }
+        return loss * (1.0 / ((double) B * (T - 1))); // as lossAndGradients rounds it
+    }
+
+    /** Checks the shapes, sizes the buffers, and packs this call's weights (and fills the tables). */
+    private void prepare(Weights w, int[] tokens, int B, int T) {
+        if (!w.cfg.equals(cfg) || tokens.length != (long) B * T || B < 1 || T < 2 || T > cfg.nCtx()) {
+            throw new IllegalArgumentException("Backprop: config/shape mismatch (B=" + B + ", T=" + T + ")");
+        }
+        if (T != this.T || workspaces.length < Parallel.threads()) {
+            this.T = T;
+            P = T - 1;
             workspaces = new Workspace[Parallel.threads()];
             for (int i = 0; i < workspaces.length; i++) {
                 workspaces[i] = new Workspace();
             }
         }
-        if (blockGrads.length < nBlocks) {
-            blockGrads = new float[nBlocks][gradSize];
+        int nBlocks = (B + BLOCK - 1) / BLOCK;
+        if (blockLoss.length < nBlocks) {
             blockLoss = new double[nBlocks];
+        }
+        packing.pack(w.data, pw);
+        // padded logits of -inf get exactly zero probability, so the loss can run over whole vectors
+        Arrays.fill(pw, bU + V, bU + Vp, Float.NEGATIVE_INFINITY);
+        wT.update();
+        if (factored) {
+            fillTables(P);
         }
     }
 
@@ -301,10 +332,9 @@ public final class Backprop {
             return cfg.layerNorm() ? lnfOut : residPost[L - 1];
         }
 
-        /** Forward and backward of the sequence at tokens[tokOff..tokOff+P]; returns its summed loss. */
-        double forwardBackward(int[] tokens, int tokOff, float lossScale, float[] g) {
+        /** The forward pass of the sequence at tokens[tokOff..tokOff+P), up to the logits. */
+        void forward(int[] tokens, int tokOff) {
             float[] w = pw;
-            // ---- forward
             Kernels.gatherRowsAdd(residPre[0], 0, w, wE, tokens, tokOff, w, wPos, P, D);
             for (int l = 0; l < L; l++) {
                 LayerAt at = layerAt[l];
@@ -354,11 +384,16 @@ public final class Backprop {
                 Kernels.layerNormForward(lnfOut, 0, lnfScale, 0, residPost[L - 1], 0, w, lnfW, w, lnfB, P, D);
             }
             Kernels.matmulForward(logits, 0, unembedIn(), 0, w, wU, w, bU, P, D, Vp);
+        }
 
-            // ---- loss: position t predicts token t+1
-            double loss = Kernels.crossEntropyForwardBackward(dLogits, logits, tokens, tokOff + 1, lossScale, P, V, Vp);
+        /** Position t predicts token t+1: returns the summed loss; dLogits = its gradient times lossScale. */
+        double lossAndLogitGradients(int[] tokens, int tokOff, float lossScale) {
+            return Kernels.crossEntropyForwardBackward(dLogits, logits, tokens, tokOff + 1, lossScale, P, V, Vp);
+        }
 
-            // ---- backward
+        /** The backward pass from dLogits, adding every parameter's gradient (and the table buckets) into g. */
+        void backward(int[] tokens, int tokOff, float[] g) {
+            float[] w = pw;
             Kernels.matmulBackwardWeight(g, wU, dLogits, 0, unembedIn(), 0, P, D, Vp);
             Kernels.biasBackward(g, bU, dLogits, 0, P, Vp);
             Arrays.fill(dResid, 0f);
@@ -451,7 +486,6 @@ public final class Backprop {
             // resid_pre[0] = W_E[token] + W_pos
             Kernels.scatterRowsAdd(g, wE, tokens, tokOff, dResid, 0, P, D);
             Kernels.accumulate(g, wPos, dResid, 0, P * D); // W_pos's first P rows, in one go
-            return loss;
         }
 
     }

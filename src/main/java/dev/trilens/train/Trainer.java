@@ -84,8 +84,6 @@ public final class Trainer {
     }
 
     private static final ObjectMapper JSON = new ObjectMapper();
-    /** Validation runs in chunks so its logits stay small (5,000 x 50 x 75 floats would be 75 MB). */
-    private static final int VAL_CHUNK = 1024;
 
     private final TrainConfig cfg;
     private final Path dir;
@@ -274,10 +272,12 @@ public final class Trainer {
                 listener.batchDone(epoch, b + 1, nBatches, loss);
             }
             double trainLoss = lossSum / nTrain;
+            // the training kernels, forward only: HookedTransformer's hooks and scalar log-softmax cost 10x more
+            double valLoss = cfg.nVal() > 0 ? backprop.loss(weights, valTokens, cfg.nVal(), T) : Double.NaN;
             HookedTransformer model = new HookedTransformer(weights);
             Metrics.TrigramScore tri = Metrics.trigramScore(model, ds);
             EpochMetrics m = new EpochMetrics(epoch, trainLoss,
-                    Metrics.lossAsFrac(trainLoss, cfg.dVocab(), cfg.trigramProb()), validationLoss(model, valTokens),
+                    Metrics.lossAsFrac(trainLoss, cfg.dVocab(), cfg.trigramProb()), valLoss,
                     tri.nCorrect(), tri.fracCorrect(), tri.avgCorrectProb(), lr, (System.nanoTime() - t0) / 1e9);
             commit(m);
             done.add(m);
@@ -293,17 +293,6 @@ public final class Trainer {
             System.arraycopy(all, seqs[i] * T, out, i * T, T);
         }
         return out;
-    }
-
-    private double validationLoss(HookedTransformer model, int[] valTokens) {
-        int T = cfg.seqLen(), n = cfg.nVal();
-        double sum = 0;
-        for (int from = 0; from < n; from += VAL_CHUNK) {
-            int B = Math.min(VAL_CHUNK, n - from);
-            int[] chunk = java.util.Arrays.copyOfRange(valTokens, from * T, (from + B) * T);
-            sum += Metrics.loss(model.forward(chunk, B, T), chunk) * B;
-        }
-        return sum / n;
     }
 
     /** Writes the epoch's files, the training state last: until it lands, the epoch is not done. */

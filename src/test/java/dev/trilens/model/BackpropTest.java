@@ -125,6 +125,21 @@ class BackpropTest {
         }
     }
 
+    @Test
+    void forwardOnlyLossIsTheTrainingLossAndMatchesTheModel() {
+        ModelConfig cfg = ModelConfig.arena();
+        Weights w = Weights.init(cfg, 11);
+        HookedTransformerTest.randomizeBiasesAndNorms(w, 12);
+        int B = 37, T = 50;
+        int[] tokens = HookedTransformerTest.randomTokens(cfg, B, T, 13);
+        Backprop backprop = new Backprop(cfg);
+        double withGradients = backprop.lossAndGradients(w, tokens, B, T, new float[w.data.length]);
+        assertThat(backprop.loss(w, tokens, B, T)).isEqualTo(withGradients);
+        assertThat(withGradients).isCloseTo(referenceLoss(w, tokens, B, T), Offset.offset(1e-5));
+        org.assertj.core.api.Assertions.assertThatThrownBy(() -> backprop.loss(w, tokens, B, T + 1))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("B=37, T=51");
+    }
+
     static double referenceLoss(Weights w, int[] tokens, int B, int T) {
         int V = w.cfg.dVocab();
         double[] logits = ReferenceForward.logits(w, tokens, B, T);
