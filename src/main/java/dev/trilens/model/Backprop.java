@@ -415,9 +415,8 @@ public final class Backprop {
                     // resid_post = resid_mid + post @ W_out + b_out
                     Kernels.matmulBackwardWeightStrided(g, at.wOut(), dResid, 0, post[l], 0, Mp, P, M, D);
                     Kernels.biasBackward(g, at.bOut(), dResid, 0, P, D);
-                    Arrays.fill(dPost, 0, P * Mp, 0f);
-                    Kernels.matmulBackwardInput(dPost, 0, dResid, 0, wT.woutT[l], 0, P, Mp, D);
-                    Arrays.fill(dPre, 0, P * Mp, 0f);
+                    // dPost = dResid @ W_out^T, written rather than added (no zeroing pass)
+                    Kernels.matmulForward(dPost, 0, dResid, 0, wT.woutT[l], 0, null, 0, P, D, Mp);
                     Kernels.reluBackward(dPre, 0, dPost, 0, pre[l], 0, P * Mp);
                     Kernels.matmulBackwardWeight(g, at.wIn(), dPre, 0, mlpIn(l), 0, P, D, Mp);
                     Kernels.biasBackward(g, at.bIn(), dPre, 0, P, Mp);
@@ -433,8 +432,7 @@ public final class Backprop {
                 // resid_mid = resid_pre + z @ W_O + b_O
                 Kernels.matmulBackwardWeight(g, at.wO(), dMid, 0, z[l], 0, P, HDh, D);
                 Kernels.biasBackward(g, at.bO(), dMid, 0, P, D);
-                Arrays.fill(dz, 0f);
-                Kernels.matmulBackwardInput(dz, 0, dMid, 0, wT.woT[l], 0, P, HDh, D);
+                Kernels.matmulForward(dz, 0, dMid, 0, wT.woT[l], 0, null, 0, P, D, HDh); // dz = dMid @ W_O^T
                 Arrays.fill(dv, 0f);
                 Arrays.fill(dq, 0f);
                 Arrays.fill(dk, 0f);

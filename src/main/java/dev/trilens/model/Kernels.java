@@ -484,6 +484,7 @@ public final class Kernels {
         }
     }
 
+    /** dinp = dout where inp > 0, else 0: written, not added (dinp may be dout itself). */
     public static void reluBackward(float[] dinp, int dinpOff, float[] dout, int doutOff, float[] inp, int inpOff,
                                     int n) {
         if (VECTOR) {
@@ -491,9 +492,7 @@ public final class Kernels {
             return;
         }
         for (int i = 0; i < n; i++) {
-            if (inp[inpOff + i] > 0f) {
-                dinp[dinpOff + i] += dout[doutOff + i];
-            }
+            dinp[dinpOff + i] = inp[inpOff + i] > 0f ? dout[doutOff + i] : 0f;
         }
     }
 

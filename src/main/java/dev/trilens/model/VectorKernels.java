@@ -1103,13 +1103,10 @@ final class VectorKernels {
         FloatVector zero = FloatVector.zero(F);
         for (int bound = F.loopBound(n); i < bound; i += F.length()) {
             var inactive = FloatVector.fromArray(F, inp, inpOff + i).compare(VectorOperators.LE, zero);
-            FloatVector d = FloatVector.fromArray(F, dinp, dinpOff + i);
-            d.add(FloatVector.fromArray(F, dout, doutOff + i).blend(zero, inactive)).intoArray(dinp, dinpOff + i);
+            FloatVector.fromArray(F, dout, doutOff + i).blend(zero, inactive).intoArray(dinp, dinpOff + i);
         }
         for (; i < n; i++) {
-            if (inp[inpOff + i] > 0f) {
-                dinp[dinpOff + i] += dout[doutOff + i];
-            }
+            dinp[dinpOff + i] = inp[inpOff + i] > 0f ? dout[doutOff + i] : 0f;
         }
     }
 

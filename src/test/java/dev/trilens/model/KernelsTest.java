@@ -277,6 +277,20 @@ class KernelsTest {
     }
 
     @Test
+    void reluBackwardWritesTheMaskedGradientInPlaceToo() {
+        int n = 37; // two vectors and a scalar tail
+        float[] pre = random(n), dout = random(n), dinp = random(n);
+        float[] expected = new float[n];
+        for (int i = 0; i < n; i++) {
+            expected[i] = pre[i] > 0f ? dout[i] : 0f;
+        }
+        Kernels.reluBackward(dinp, 0, dout, 0, pre, 0, n);
+        assertThat(dinp).containsExactly(expected);
+        Kernels.reluBackward(dout, 0, dout, 0, pre, 0, n);
+        assertThat(dout).containsExactly(expected);
+    }
+
+    @Test
     void crossEntropyOfManyRowsStaysFinite() {
         // uniform rows: each sum of exps is 75, and 75^400 overflows a double unless the product is folded into logs
         int rows = 400, V = 75, Vp = 80;
