@@ -54,7 +54,17 @@ public final class Backprop {
     private final int bucketByToken, bucketByPos, gradSize;
 
     public Backprop(ModelConfig cfg) {
-        this(cfg, !cfg.layerNorm());
+        this(cfg, !cfg.layerNorm() && tablesPayOff(cfg));
+    }
+
+    /**
+     * The tables save three matmuls per sequence, but every block of sequences zeroes and sums their buckets: worth
+     * it while the buckets (3 x (V + n_ctx) x H*Dh floats) are smaller than a block's residual stream. For a large
+     * vocabulary they are not.
+     */
+    private static boolean tablesPayOff(ModelConfig cfg) {
+        long buckets = 3L * (cfg.dVocab() + cfg.nCtx()) * cfg.nHeads() * cfg.dHead();
+        return buckets <= (long) BLOCK * cfg.nCtx() * cfg.dModel();
     }
 
     /** factorEmbedding: use the tables for layer 0 (only valid without LayerNorm); false runs every matmul. */
@@ -112,7 +122,7 @@ public final class Backprop {
             throw new IllegalArgumentException("lossAndGradients: " + grads.length + " gradients for "
                     + layout.totalSize() + " parameters");
         }
-        prepare(w, tokens, B, T);
+        prepare(w, tokens, B, T, true);
         int nBlocks = (B + BLOCK - 1) / BLOCK;
         if (blockGrads.length < nBlocks) {
             blockGrads = new float[nBlocks][gradSize];
@@ -148,7 +158,7 @@ public final class Backprop {
      * lossAndGradients returns, and as deterministic).
      */
     public double loss(Weights w, int[] tokens, int B, int T) {
-        prepare(w, tokens, B, T);
+        prepare(w, tokens, B, T, false);
         int nBlocks = (B + BLOCK - 1) / BLOCK;
         Parallel.forEachItem(nBlocks, (worker, blk) -> {
             Workspace ws = workspaces[worker];
@@ -166,8 +176,11 @@ public final class Backprop {
         return loss * (1.0 / ((double) B * (T - 1))); // as lossAndGradients rounds it
     }
 
-    /** Checks the shapes, sizes the buffers, and packs this call's weights (and fills the tables). */
-    private void prepare(Weights w, int[] tokens, int B, int T) {
+    /**
+     * Checks the shapes, sizes the buffers, and packs this call's weights (and fills the tables); the transposed
+     * weights only the backward pass needs.
+     */
+    private void prepare(Weights w, int[] tokens, int B, int T, boolean backward) {
         if (!w.cfg.equals(cfg) || tokens.length != (long) B * T || B < 1 || T < 2 || T > cfg.nCtx()) {
             throw new IllegalArgumentException("Backprop: config/shape mismatch (B=" + B + ", T=" + T + ")");
         }
@@ -186,7 +199,9 @@ public final class Backprop {
         packing.pack(w.data, pw);
         // padded logits of -inf get exactly zero probability, so the loss can run over whole vectors
         Arrays.fill(pw, bU + V, bU + Vp, Float.NEGATIVE_INFINITY);
-        wT.update();
+        if (backward) {
+            wT.update();
+        }
         if (factored) {
             fillTables(P);
         }
@@ -226,7 +241,7 @@ public final class Backprop {
         }
     }
 
-    /** Each packed weight matrix transposed, for the input gradients (dinp = dout @ w^P), refreshed every call. */
+    /** Each packed weight matrix transposed, for the input gradients (dinp = dout @ w^T), refreshed every call. */
     private final class Transposed {
         final float[][] wqT = new float[L][], wkT = new float[L][], wvT = new float[L][];
         final float[][] woT = new float[L][], winT = new float[L][], woutT = new float[L][];

@@ -4,7 +4,8 @@ package dev.trilens.model;
  * Layer kernels for one sequence at a time, llm.c style: each kernel's backward sits beside its forward.
  * Letters: T positions, C input channels, OC output channels, D d_model, H heads, Dh d_head, M d_mlp, V vocab.
  * Arrays are flat and row-major; every argument array comes with the offset where this sequence's slice starts.
- * Backward kernels accumulate into their gradients with +=; zeroing is the caller's job.
+ * Backward kernels accumulate into their gradients with +=; zeroing is the caller's job. The exceptions say so
+ * (reluBackward, and the cross-entropy's dlogits, which are written).
  */
 public final class Kernels {
     /** Whether the Vector-API kernels run; -Dtrilens.scalar=true forces the scalar reference code. */

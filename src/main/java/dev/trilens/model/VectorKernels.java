@@ -107,7 +107,9 @@ final class VectorKernels {
 
     // Register tiles. An FMA has a latency of about four cycles and two can start per cycle, so a loop needs eight or
     // more independent accumulators to keep the units busy; a tile of 8 rows x 2 vectors holds sixteen, and each
-    // weight vector it loads feeds eight FMAs. AVX-512 has 32 vector registers, enough for the tile and its operands.
+    // weight vector it loads feeds eight FMAs. Outputs five or more vectors wide use 4 x 5 tiles (twenty), where
+    // each broadcast input feeds five FMAs instead of two. AVX-512 has 32 vector registers, enough for either tile
+    // and its operands.
 
     /** out[T,OC] (= bias | += ) inp[T,C] @ w[C,OC] for OC a whole number of vectors. */
     private static void matmulTiled(float[] out, int outOff, float[] inp, int inpOff, float[] w, int wOff,
@@ -117,7 +119,8 @@ final class VectorKernels {
 
     /**
      * For each of `rows` rows r and OC columns (whole vectors): out[outOff + r*OC + o] (+)= sum over k < n of
-     * x[xOff + r*xr + k*xs] * w[wOff + k*OC + o], in tiles of 8 rows (then 2, then 1) by two vectors (then one).
+     * x[xOff + r*xr + k*xs] * w[wOff + k*OC + o]: groups of five vectors in tiles of 4 rows (the rest one row at a
+     * time), then pairs of vectors in tiles of 8 rows (then 2, then 1), then a last single vector the same way.
      */
     private static void tiles(float[] out, int outOff, float[] x, int xOff, int xr, int xs, float[] w, int wOff,
                               float[] bias, int biasOff, boolean accumulate, int rows, int n, int OC) {
@@ -818,8 +821,8 @@ final class VectorKernels {
         int L = F.length();
         for (int h = 0; h < H; h++) {
             int base = h * T * T;
-            // blocks of queries from the end: a block needs the keys up to its last query, so the partial block
-            // goes first, where its overlap is cheap (16 keys rather than T)
+            // blocks of queries taken from the end, T-L..T-1 first: a block needs the keys up to its last query,
+            // so the one that overlaps its neighbour is queries 0..L-1, with L keys, rather than T-L..T-1 with T
             for (int end = T; end > 0; end -= L) {
                 int i = Math.max(end - L, 0);
                 // keys after the block's last query are masked in every lane
@@ -1026,7 +1029,7 @@ final class VectorKernels {
             float sum = hsum(FloatVector.fromArray(F, maxes, sums + t * L));
             int target = targets[targetOff + t];
             loss -= logits[row + target] - maxes[t];
-            // each sum is in [1, Vp], so folding at 1e200 keeps the product finite
+            // each sum is in [1, V] (the row's largest term is 1), so folding at 1e200 keeps the product finite
             sumProduct *= sum;
             if (sumProduct > 1e200) {
                 loss += Math.log(sumProduct);

@@ -99,9 +99,11 @@ class BackpropTest {
 
     /** Layer 0 through the per-token and per-position tables against the plain matmuls, on a shorter T too. */
     @ParameterizedTest
-    @org.junit.jupiter.params.provider.ValueSource(ints = {50, 30})
+    @org.junit.jupiter.params.provider.ValueSource(ints = {50, 30, 17, 16})
     void embeddingTablesGiveTheSameGradientsAsTheMatmuls(int T) {
-        for (ModelConfig cfg : new ModelConfig[] {ModelConfig.arena(), ModelConfig.arena().withDMlp(0)}) {
+        ModelConfig twoLayersTwoHeads = new ModelConfig(11, 50, 32, 2, 2, 16, 24, false);
+        for (ModelConfig cfg : new ModelConfig[] {ModelConfig.arena(), ModelConfig.arena().withDMlp(0),
+            twoLayersTwoHeads}) {
             Weights w = Weights.init(cfg, 8);
             HookedTransformerTest.randomizeBiasesAndNorms(w, 9);
             int[] tokens = HookedTransformerTest.randomTokens(cfg, 40, T, 10);
@@ -138,6 +140,23 @@ class BackpropTest {
         assertThat(withGradients).isCloseTo(referenceLoss(w, tokens, B, T), Offset.offset(1e-5));
         org.assertj.core.api.Assertions.assertThatThrownBy(() -> backprop.loss(w, tokens, B, T + 1))
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("B=37, T=51");
+
+        // one instance reused at another length gives what a fresh one gives, whatever the thread count
+        int shortT = 20;
+        int[] shorter = HookedTransformerTest.randomTokens(cfg, B, shortT, 14);
+        int before = Parallel.threads();
+        try {
+            Parallel.setThreads(3);
+            float[] reused = new float[w.data.length], fresh = new float[w.data.length];
+            double reusedLoss = backprop.lossAndGradients(w, shorter, B, shortT, reused);
+            Parallel.setThreads(1);
+            double freshLoss = new Backprop(cfg).lossAndGradients(w, shorter, B, shortT, fresh);
+            assertThat(reused).containsExactly(fresh);
+            assertThat(reusedLoss).isEqualTo(freshLoss);
+            assertThat(backprop.loss(w, shorter, B, shortT)).isEqualTo(freshLoss);
+        } finally {
+            Parallel.setThreads(before);
+        }
     }
 
     static double referenceLoss(Weights w, int[] tokens, int B, int T) {
