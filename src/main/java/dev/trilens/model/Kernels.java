@@ -68,15 +68,7 @@ public final class Kernels {
         if (VECTOR && C % VectorKernels.floatLanes() == 0) {
             VectorKernels.matmulBackwardInputStrided(dinp, dinpOff, dout, doutOff, doutStride, wT, wTOff, T, C, OC);
         } else {
-            for (int t = 0; t < T; t++) {
-                for (int c = 0; c < C; c++) {
-                    float acc = 0f;
-                    for (int o = 0; o < OC; o++) {
-                        acc += dout[doutOff + t * doutStride + o] * wT[wTOff + o * C + c];
-                    }
-                    dinp[dinpOff + t * C + c] += acc;
-                }
-            }
+            matmulBackwardInputScalar(dinp, dinpOff, dout, doutOff, doutStride, wT, wTOff, T, C, OC);
         }
     }
 
@@ -148,12 +140,17 @@ public final class Kernels {
 
     public static void matmulBackwardInputScalar(float[] dinp, int dinpOff, float[] dout, int doutOff, float[] wT,
                                                  int wTOff, int T, int C, int OC) {
+        matmulBackwardInputScalar(dinp, dinpOff, dout, doutOff, OC, wT, wTOff, T, C, OC);
+    }
+
+    private static void matmulBackwardInputScalar(float[] dinp, int dinpOff, float[] dout, int doutOff,
+                                                  int doutStride, float[] wT, int wTOff, int T, int C, int OC) {
         for (int t = 0; t < T; t++) {
             for (int c = 0; c < C; c++) {
                 // out[t,o] += inp[t,c] * w[c,o]  =>  dinp[t,c] += sum_o dout[t,o] * w[c,o]
                 float acc = 0f;
                 for (int o = 0; o < OC; o++) {
-                    acc += dout[doutOff + t * OC + o] * wT[wTOff + o * C + c];
+                    acc += dout[doutOff + t * doutStride + o] * wT[wTOff + o * C + c];
                 }
                 dinp[dinpOff + t * C + c] += acc;
             }
