@@ -6,6 +6,11 @@ import dev.trilens.TrilensException;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.interp.Analysis;
 import dev.trilens.interp.AnalysisContext;
+import dev.trilens.interp.Worklog;
+import dev.trilens.model.Weights;
+import dev.trilens.train.EvalMetrics;
+import dev.trilens.train.Metrics;
+import dev.trilens.train.TrainConfig;
 import dev.trilens.io.AtomicFiles;
 import dev.trilens.io.Checkpoint;
 import dev.trilens.io.Checkpoints;
@@ -41,6 +46,11 @@ public final class AnalyzeCommand implements Callable<Integer> {
             description = "the worklog's attention / probability threshold (default: ${DEFAULT-VALUE})")
     double threshold;
 
+    @Option(names = "--attn-only-model", paramLabel = "PATH",
+            description = "an attention-only model to set beside this one when answering the worklog's question "
+                    + "whether the MLP is needed (evaluated on the same dataset)")
+    Path attnOnlyModel;
+
     @Option(names = "--out", description = "folder for analysis.json (default: runs/analysis-<model file name>)")
     Path out;
 
@@ -55,6 +65,7 @@ public final class AnalyzeCommand implements Callable<Integer> {
         }
         Checkpoint ckpt = Checkpoints.load(model);
         TrigramDataset ds = EvaluateCommand.datasetFor(ckpt, data, spec.commandLine().getParseResult());
+        Worklog.Inputs inputs = worklogInputs(ckpt, ds);
         Path dir = out != null ? out : Path.of("runs", "analysis-" + stem(model));
         if (Files.exists(dir) && !Files.isDirectory(dir)) {
             throw new TrilensException("--out " + dir + " is a file; expected a folder (it is created if missing)");
@@ -66,18 +77,48 @@ public final class AnalyzeCommand implements Callable<Integer> {
                 ds.size(), ds.nTrigrams());
         term.flush();
         AnalysisContext ctx = new AnalysisContext(new HookedTransformer(ckpt.weights()), ds, threshold);
-        analyzeInto(ctx, model.toString(), dir, term);
+        analyzeInto(ctx, inputs, model.toString(), dir, term);
         return 0;
     }
 
+    /** The initial weights when the metadata says how they were drawn, and the attention-only model if given. */
+    private Worklog.Inputs worklogInputs(Checkpoint ckpt, TrigramDataset ds) {
+        Weights initial = null;
+        String seed = ckpt.metadata().get(TrainConfig.INIT_SEED);
+        if (seed != null) {
+            try {
+                initial = Weights.init(ckpt.weights().cfg, Long.parseLong(seed));
+            } catch (NumberFormatException e) {
+                throw new TrilensException(model + ": metadata " + TrainConfig.INIT_SEED + " is '" + seed
+                        + "', expected an integer seed");
+            }
+        }
+        EvalMetrics attnOnly = null;
+        if (attnOnlyModel != null) {
+            Weights other = Checkpoints.load(attnOnlyModel).weights();
+            if (!other.cfg.attnOnly()) {
+                throw new TrilensException("--attn-only-model " + attnOnlyModel + " has an MLP (d_mlp "
+                        + other.cfg.dMlp() + "); expected an attention-only model (d_mlp 0)");
+            }
+            if (other.cfg.dVocab() != ds.dVocab() || other.cfg.nCtx() != ds.seqLen()) {
+                throw new TrilensException("--attn-only-model " + attnOnlyModel + " has d_vocab " + other.cfg.dVocab()
+                        + " and n_ctx " + other.cfg.nCtx() + "; expected " + ds.dVocab() + " and " + ds.seqLen()
+                        + " like --model");
+            }
+            attnOnly = Metrics.evaluate(new HookedTransformer(other), ds);
+        }
+        return new Worklog.Inputs(initial, attnOnly, attnOnlyModel == null ? null : attnOnlyModel.toString());
+    }
+
     /** Runs every analysis, writes DIR/analysis.json and prints each section's summary; returns the file. */
-    static Path analyzeInto(AnalysisContext ctx, String modelPath, Path dir, PrintWriter term) {
-        Analysis analysis = Analysis.run(ctx, section -> System.err.println("analyze: " + section + " ..."));
+    static Path analyzeInto(AnalysisContext ctx, Worklog.Inputs inputs, String modelPath, Path dir,
+                            PrintWriter term) {
+        Analysis analysis = Analysis.run(ctx, inputs, section -> System.err.println("analyze: " + section + " ..."));
         Map<String, Object> json = analysis.toJson(modelPath, ctx.model().config(), ctx.data());
         ObjectMapper mapper = Analysis.mapper().enable(SerializationFeature.INDENT_OUTPUT);
         Path file = dir.resolve("analysis.json");
         AtomicFiles.write(file, os -> mapper.writeValue(new NonClosingOutputStream(os), json));
-        for (String section : analysis.sections().keySet()) {
+        for (String section : analysis.readingOrder()) {
             term.printf("%n[%s] %.1fs%n", section, analysis.seconds().get(section));
             if (section.equals("metrics")) {
                 @SuppressWarnings("unchecked")

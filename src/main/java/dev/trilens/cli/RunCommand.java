@@ -3,6 +3,8 @@ package dev.trilens.cli;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.interp.AnalysisContext;
+import dev.trilens.interp.Worklog;
+import dev.trilens.model.Weights;
 import dev.trilens.io.AtomicFiles;
 import dev.trilens.model.HookedTransformer;
 import dev.trilens.train.EvalMetrics;
@@ -62,8 +64,9 @@ public final class RunCommand implements Callable<Integer> {
             o.write('\n');
         });
 
+        Weights initial = Weights.init(trainer.config().modelConfig(), trainer.config().initSeed());
         AnalyzeCommand.analyzeInto(new AnalysisContext(new HookedTransformer(trainer.weights()), ds),
-                dir.resolve(Trainer.MODEL).toString(), dir, out);
+                new Worklog.Inputs(initial, null, null), dir.resolve(Trainer.MODEL).toString(), dir, out);
 
         out.printf("%nrun folder  %s%n", dir);
         out.printf("  %-24s final weights (evaluate --model it)%n", Trainer.MODEL);

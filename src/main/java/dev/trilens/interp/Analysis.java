@@ -40,6 +40,14 @@ public final class Analysis {
     }
 
     public static Analysis run(AnalysisContext ctx, Progress progress) {
+        return run(ctx, Worklog.Inputs.none(), progress);
+    }
+
+    /**
+     * Every section, then the explanation and the worklog's answers, which read the sections' numbers (so each
+     * claim's evidence is what a script finds in analysis.json).
+     */
+    public static Analysis run(AnalysisContext ctx, Worklog.Inputs worklogInputs, Progress progress) {
         Analysis a = new Analysis();
         HookedTransformer model = ctx.model();
         TrigramDataset data = ctx.data();
@@ -62,8 +70,14 @@ public final class Analysis {
         a.section("causal_validation", progress, () -> CausalValidation.run(model, data, needs(extracted[0])));
         a.section("failure_modes", progress, () -> FailureModes.analyze(model, data, needs(extracted[0]),
                 FailureModes.DEFAULT_SAMPLES, data.seed()));
+        JsonNode tree = JSON.valueToTree(a.sections);
+        a.section("explanation", progress, () -> Explanation.of(ctx, tree, extracted[0]));
+        a.section("worklog", progress, () -> Worklog.answer(ctx, tree, worklogInputs));
         return a;
     }
+
+    /** Sections a reader wants first: what the model does, then the worklog's questions. */
+    static final List<String> FIRST = List.of("explanation", "worklog");
 
     /**
      * The challenge's swap experiment: in sequence 0, position 21's attention moved onto position 15 (the published
@@ -102,6 +116,14 @@ public final class Analysis {
         return sections;
     }
 
+    /** The section names as a reader takes them: the explanation and the worklog first, then the computation. */
+    public List<String> readingOrder() {
+        List<String> order = new ArrayList<>();
+        FIRST.stream().filter(sections::containsKey).forEach(order::add);
+        sections.keySet().stream().filter(k -> !order.contains(k)).forEach(order::add);
+        return order;
+    }
+
     public Map<String, Double> seconds() {
         return seconds;
     }
@@ -122,7 +144,15 @@ public final class Analysis {
         ds.put("size", data.size());
         ds.put("n_trigrams", data.nTrigrams());
         root.put("dataset", ds);
-        root.putAll(sections);
+        for (String first : FIRST) {
+            if (sections.containsKey(first)) {
+                root.put(first, sections.get(first));
+                if (first.equals("explanation")) {
+                    root.put("glossary", Explanation.GLOSSARY);
+                }
+            }
+        }
+        sections.forEach(root::putIfAbsent);
         root.put("seconds", seconds);
         return root;
     }
@@ -132,7 +162,11 @@ public final class Analysis {
         List<String> lines = new ArrayList<>();
         JsonNode node = JSON.valueToTree(sections.get(section));
         JsonNode s = node == null ? null : node.get("summary");
-        if (s != null && s.isArray()) {
+        if (node != null && node.isArray()) {
+            // the explanation's claims and the worklog's answers are lists of objects, not sections with a summary
+            node.forEach(x -> lines.add(x.has("question")
+                    ? x.path("question").asText() + "\n    " + x.path("verdict").asText() : x.path("text").asText()));
+        } else if (s != null && s.isArray()) {
             s.forEach(x -> lines.add(x.asText()));
         } else if (s != null && s.isTextual()) {
             lines.add(s.asText());

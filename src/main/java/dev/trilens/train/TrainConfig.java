@@ -116,7 +116,9 @@ public record TrainConfig(int dVocab, int seqLen, double trigramProb, long dataS
     /** Keys beyond the model config that a checkpoint's metadata carries (evaluate reads the data.* ones). */
     static final String N_TRAIN = "data.n_train", N_VAL = "data.n_val", EPOCHS = "train.epochs",
             BATCH = "train.batch_size", LR_START = "train.lr_start", LR_END = "train.lr_end",
-            WD = "train.weight_decay", INIT_SEED = "train.init_seed";
+            WD = "train.weight_decay";
+    /** The seed of the model's initial weights, in the metadata of every checkpoint trilens trained. */
+    public static final String INIT_SEED = "train.init_seed";
 
     /** String metadata for checkpoints: the model config keys plus the data and training parameters. */
     public Map<String, String> toMetadata() {
