@@ -231,15 +231,17 @@ public final class Explanation {
                 + "default that only a token-token score above it overturns", -posOffset)
                 : String.format(Locale.ROOT, "on average they favour the previous token by %.2f, so the head leans "
                 + "to a unless the tokens object", posOffset);
-        String text = String.format(Locale.ROOT, "The QK circuit makes that choice. The score advantage of a over b "
-                        + "itself %s the dataset's %d prefixes from the %,d other pairs (AUC %.3f); the %d prefixes "
-                        + "the model has learned it separates from all others with AUC %.3f (mean advantage %+.2f, "
-                        + "against %+.2f for the prefixes it has not learned). The %s terms carry %.0f%% of that "
-                        + "separation (%s). The positional terms are the same for every pair: %s.", quality,
-                sep.path("n_prefixes").asInt(), sep.path("n_other").asInt(), auc, sep.path("n_learned").asInt(),
-                sep.path("auc_learned").asDouble(), sep.path("mean_learned").asDouble(),
-                sep.path("mean_not_learned").asDouble(), top, 100 * shares.getOrDefault(top, Double.NaN), shareText,
-                positional);
+        int nLearned = sep.path("n_learned").asInt();
+        String learned = nLearned == 0 ? "; the model has learned none of them"
+                : String.format(Locale.ROOT, "; the %d prefixes the model has learned it separates from all others "
+                        + "with AUC %.3f (mean advantage %+.2f, against %+.2f for the prefixes it has not learned)",
+                nLearned, sep.path("auc_learned").asDouble(), sep.path("mean_learned").asDouble(),
+                sep.path("mean_not_learned").asDouble());
+        String text = String.format(Locale.ROOT, "The QK circuit decides where the head looks. The score advantage of "
+                        + "a over b itself %s the dataset's %d prefixes from the %,d other pairs (AUC %.3f)%s. The %s "
+                        + "terms carry %.0f%% of that separation (%s). The positional terms are the same for every "
+                        + "pair: %s.", quality, sep.path("n_prefixes").asInt(), sep.path("n_other").asInt(), auc,
+                learned, top, 100 * shares.getOrDefault(top, Double.NaN), shareText, positional);
         return java.util.Optional.of(new Claim("qk", text, ev, "qk"));
     }
 
@@ -266,7 +268,7 @@ public final class Explanation {
         for (JsonNode c : comps) {
             String name = c.path("name").asText();
             String group = name.contains("mlp") ? "the MLP"
-                    : name.matches("L\\d+H\\d+") ? "the attention head" + (cfg.nHeads() > 1 ? "s" : "")
+                    : name.matches("L\\d+H\\d+") ? (cfg.nHeads() > 1 ? "the attention heads" : "the attention head")
                     : name.contains("embed") ? "the embeddings" : "the biases";
             byGroup.merge(group, c.path("mean_trigram").asDouble(), Double::sum);
         }
@@ -282,7 +284,8 @@ public final class Explanation {
         byGroup.forEach((k, v) -> split.append(split.length() == 0 ? "" : ", ")
                 .append(String.format(Locale.ROOT, "%s %+.2f", k.replace("the ", ""), v)));
         String dla = String.format(Locale.ROOT, "Direct logit attribution at the trigram positions shows who "
-                + "writes c's logit: %s adds %+.2f of the %+.2f by which it beats the mean logit (%s).", top,
+                + "writes c's logit: %s %s %+.2f of the %+.2f by which it beats the mean logit (%s).", top,
+                top.endsWith("s") ? "add" : "adds",
                 byGroup.getOrDefault(top, Double.NaN), total, split);
         String text = ov.isMissingNode() ? dla : String.format(Locale.ROOT, "The head's OV circuit copies a into b's "
                         + "residual stream. Read straight through the unembedding, that copy alone ranks c only %.1f "
@@ -331,6 +334,10 @@ public final class Explanation {
                 text += String.format(Locale.ROOT, " Without the head it gets %d (zero-ablation) and %d "
                         + "(mean-ablation).", headZero, headAfterMean);
             }
+        } else if (clean < n / 4.0) {
+            text = String.format(Locale.ROOT, "The model gets only %d of %d trigrams right: too few to tell what the "
+                    + "MLP and the head each contribute (ablating the MLP leaves %d, zero, and %d, mean).", clean, n,
+                    mlpZero, mlpMean == null ? mlpZero : mlpMean);
         } else {
             int afterMean = mlpMean == null ? mlpZero : mlpMean;
             int best = Math.max(mlpZero, afterMean);
@@ -398,7 +405,8 @@ public final class Explanation {
         JsonNode cv = sections.path("causal_validation");
         JsonNode rule = variant(cv, "rule_extracted");
         JsonNode base = variant(cv, cv.path("baseline").asText());
-        if (rule == null || base == null) {
+        // with no learned prefix the rule is the baseline itself: nothing to check
+        if (rule == null || base == null || cv.path("n_extracted").asInt() == 0) {
             return java.util.Optional.empty();
         }
         double recLoss = rule.path("recovered_loss").asDouble();
@@ -470,8 +478,9 @@ public final class Explanation {
         Map<String, Object> ev = new LinkedHashMap<>();
         ev.put("n_missed", missed);
         ev.put("n_trigrams", n);
-        StringBuilder text = new StringBuilder(String.format(Locale.ROOT, "Where it fails: the model misses %d of %d "
-                + "trigrams", missed, n));
+        StringBuilder text = new StringBuilder(missed == 0
+                ? String.format(Locale.ROOT, "Where it fails: the model misses none of the %d trigrams", n)
+                : String.format(Locale.ROOT, "Where it fails: the model misses %d of %d trigrams", missed, n));
         List<String> parts = new ArrayList<>();
         cat.path("counts").fields().forEachRemaining(e -> {
             int k = e.getValue().asInt();

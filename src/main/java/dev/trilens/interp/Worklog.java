@@ -103,7 +103,9 @@ public final class Worklog {
             int after = Math.max(zero, mean == null ? zero : mean);
             ev.put("zero_ablated_trigram_n_correct", zero);
             ev.put("mean_ablated_trigram_n_correct", mean);
-            v.append(after < clean / 2.0
+            v.append(clean < n / 4.0 ? "Cannot tell: the model gets too few trigrams right for an ablation to show "
+                    + "what the MLP contributes: "
+                    : after < clean / 2.0
                     ? "Yes, the MLP is needed (the worklog guessed it was not): "
                     : after < clean * 0.9 ? "Partly: the MLP helps, but the head does most of the work: "
                     : "No, the head does the work (as the worklog guessed): ");
@@ -154,12 +156,14 @@ public final class Worklog {
                         + "only in the second.", vsProb.path("size_a").asInt(), vsProb.path("size_b").asInt(), thr,
                 thr, vsProb.path("intersection").asInt(), vsProb.path("only_a").asInt(),
                 vsProb.path("only_b").asInt());
+        int onlyAttending = vsTri.path("only_a").asInt();
         String second = vsTri.path("equal").asBoolean()
                 ? " They are also exactly the positions whose next token completes a trigram."
                 : String.format(Locale.ROOT, " Against the positions whose next token really completes a trigram "
-                        + "(%,d), attention above %.2f picks %,d of them and %,d others: the model predicts the "
-                        + "trigrams it has learned, not all of them.", vsTri.path("size_b").asInt(), thr,
-                vsTri.path("intersection").asInt(), vsTri.path("only_a").asInt());
+                        + "(%,d), attention above %.2f picks %,d of them and %s.", vsTri.path("size_b").asInt(), thr,
+                vsTri.path("intersection").asInt(), onlyAttending == 0 ? "no other position: the model predicts the "
+                        + "trigrams it has learned, not all of them" : String.format(Locale.ROOT, "%,d other "
+                        + "positions, so attention to the previous token is not specific to trigrams", onlyAttending));
         return new Answer("set_test", "Does \"attention to the previous token > " + fmt(thr) + "\" pick out exactly "
                 + "the positions where the model predicts a trigram's c?", first + second, ev, "prev-token");
     }
@@ -168,6 +172,8 @@ public final class Worklog {
 
     /** A row farther than this many standard deviations from the init's expected norm is not "as initialised". */
     static final double INIT_Z = 3;
+    /** A row whose cosine with its initial value is above this has not been trained. */
+    static final double UNTOUCHED_COSINE = 0.999;
 
     static Answer finalPosition(Weights w, JsonNode sections, Weights initial) {
         ModelConfig cfg = w.cfg;
@@ -213,6 +219,7 @@ public final class Worklog {
         ev.put("mean_prev_attention_final", attnFinal);
         ev.put("median_prev_attention", quirk.path("median_value").asDouble(Double.NaN));
         String initCompare = "";
+        Boolean untouched = null, trainedMoved = null;
         if (initial != null) {
             float[] init = initial.copyOf("pos_embed.W_pos");
             double cos = dot(pos, init, (N - 1) * D, (N - 1) * D, D) / (finalNorm * norm(init, (N - 1) * D, D));
@@ -224,14 +231,18 @@ public final class Worklog {
             ev.put("cosine_with_initial", cos);
             ev.put("norm_ratio_to_initial", ratio);
             ev.put("mean_cosine_with_initial_trained_rows", cosTrained);
+            untouched = cos > UNTOUCHED_COSINE && ratio <= 1 + 1e-6;
+            trainedMoved = cosTrained < UNTOUCHED_COSINE;
             initCompare = String.format(Locale.ROOT, " Against its initial value it has cosine %.4f and %.3f times "
                             + "its norm (%s), while the trained rows keep a cosine of %.3f with theirs on average.",
-                    cos, ratio, cos > 0.999 && ratio <= 1 ? "only weight decay has touched it" : "it has moved",
-                    cosTrained);
+                    cos, ratio, untouched ? "only weight decay has touched it" : "it has moved", cosTrained);
         }
         String verdict;
-        boolean looksInit = Math.abs(zFinal) < INIT_Z && Math.abs(cosNeighbour) < INIT_Z * randomCosSd;
-        boolean trainedDiffer = Math.abs(zTrained) >= INIT_Z || medianNeighbourCos >= INIT_Z * randomCosSd;
+        // the initial value, where known, decides; otherwise the init's distribution does
+        boolean looksInit = untouched != null ? untouched
+                : Math.abs(zFinal) < INIT_Z && Math.abs(cosNeighbour) < INIT_Z * randomCosSd;
+        boolean trainedDiffer = trainedMoved != null ? trainedMoved
+                : Math.abs(zTrained) >= INIT_Z || medianNeighbourCos >= INIT_Z * randomCosSd;
         String numbers = String.format(Locale.ROOT, "W_pos[%d] has norm %.3f, where the init (normal, std 0.8/sqrt(%d)"
                         + " = %.4f per element) gives %.3f +- %.3f, and its cosine with W_pos[%d] is %.2f, where two "
                         + "independent init rows give 0 +- %.2f; the trained rows 0..%d have median norm %.3f and "
@@ -299,10 +310,12 @@ public final class Worklog {
      * @param r2 share of the variance of cos(W_pos[i], W_pos[j]), i < j, explained by the mean at offset j - i
      */
     record PositionalGeometry(double[] meanByOffset, double r2, double minMean, int minOffset, int signChanges) {
-        static final double ROTATION_R2 = 0.5;
+        static final double ROTATION_R2 = 0.5, NEIGHBOUR_COSINE = 0.5;
 
+        /** Neighbouring positions point nearly the same way, the cosine is a function of the offset, and it turns. */
         boolean rotationLike() {
-            return r2 >= ROTATION_R2 && signChanges >= 1;
+            return meanByOffset.length > 1 && meanByOffset[1] >= NEIGHBOUR_COSINE && r2 >= ROTATION_R2
+                    && signChanges >= 1;
         }
 
         static PositionalGeometry of(JsonNode cos) {
