@@ -192,7 +192,8 @@ public record Circuits(QkCircuit qkCircuit, OvCircuit ovCircuit, MlpAnalysis mlp
         long nPos = 0;
         for (int i = 0; i < n; ) {
             int j = i;
-            while (j + 1 < n && scores[order[j + 1]] == scores[order[i]]) {
+            // Double.compare, not ==: NaN must tie with NaN or a NaN score would never end its group
+            while (j + 1 < n && Double.compare(scores[order[j + 1]], scores[order[i]]) == 0) {
                 j++;
             }
             double avgRank = (i + j) / 2.0 + 1; // ranks are 1-based; ties share their mean rank
@@ -233,7 +234,8 @@ public record Circuits(QkCircuit qkCircuit, OvCircuit ovCircuit, MlpAnalysis mlp
         int tp = 0;
         for (int i = 0; i < n; ) {
             int j = i;
-            while (j < n && scores[order[j]] == scores[order[i]]) {
+            // Double.compare, not ==: with ==, a NaN score never joins its own group and i never advances
+            while (j < n && Double.compare(scores[order[j]], scores[order[i]]) == 0) {
                 tp += positive[order[j]] ? 1 : 0;
                 j++;
             }

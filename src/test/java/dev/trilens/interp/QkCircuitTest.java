@@ -110,6 +110,16 @@ class QkCircuitTest {
     }
 
     @Test
+    @org.junit.jupiter.api.Timeout(30) // before the fix this looped forever: fail instead of hanging the suite
+    void nanScoresEndTheSearches() {
+        // a model with one NaN weight gives NaN scores; with ==, NaN never tied with itself and the loop never advanced
+        double[] scores = {1, Double.NaN, Double.NaN, 2};
+        boolean[] pos = {true, false, true, false};
+        assertThat(Circuits.bestThreshold(scores, pos)).isNotNull();
+        assertThat(Circuits.rocAuc(scores, pos)).isBetween(0.0, 1.0);
+    }
+
+    @Test
     void rocAucAndBestThreshold() {
         // perfect, inverted, all tied, and a hand-computed mixed case with a tie across classes
         assertThat(Circuits.rocAuc(new double[] {1, 2, 3, 4}, new boolean[] {false, false, true, true})).isEqualTo(1);
