@@ -69,8 +69,45 @@ class AnalyzeCommandTest extends CliTestBase {
         assertThat(root.get("metrics").get("trigram_n_correct").asInt()).isEqualTo(266);
         // the worklog's check holds for the published model at 0.2, and the report says so
         assertThat(r.out()).contains("the sets are equal: 4519 positions");
+        // the explanation and the worklog's answers come first, on the terminal as in analysis.json
+        assertThat(r.out().indexOf("[explanation]")).isPositive().isLessThan(r.out().indexOf("[worklog]"));
+        assertThat(r.out().indexOf("[worklog]")).isLessThan(r.out().indexOf("[metrics]"));
+        assertThat(r.out()).contains("At the second token b of a pair, head L0H0 attends to the previous token a");
+        assertThat(root.get("explanation").size()).isGreaterThanOrEqualTo(5);
+        assertThat(root.get("worklog")).hasSize(5);
+        assertThat(root.get("glossary").size()).isPositive();
         assertThat(root.get("patching").get("query_pos").asInt()).isEqualTo(21);
         assertThat(root.get("patching").get("new_key_pos").asInt()).isEqualTo(15);
+    }
+
+    @Test
+    void anAttentionOnlyModelAnswersTheMlpQuestion() throws Exception {
+        ModelConfig withMlp = new ModelConfig(11, 12, 16, 1, 1, 8, 12, false);
+        ModelConfig attnOnly = new ModelConfig(11, 12, 16, 1, 1, 8, 0, false);
+        Path model = tmp.resolve("mlp.safetensors"), other = tmp.resolve("attn.safetensors");
+        Safetensors.write(Weights.init(withMlp, 1), Map.of(), model);
+        Safetensors.write(Weights.init(attnOnly, 2), Map.of(), other);
+        Path dir = tmp.resolve("with-attn-only");
+        Result r = runCaptured("analyze", "--model", model.toString(), "--attn-only-model", other.toString(),
+                "--size", "40", "--out", dir.toString());
+        assertThat(r.code()).as(r.err()).isZero();
+        JsonNode mlp = readAnalysis(dir).at("/worklog/1");
+        assertThat(mlp.path("id").asText()).isEqualTo("mlp_needed");
+        assertThat(mlp.at("/evidence/attn_only_trigram_n_correct").isInt()).isTrue();
+        assertThat(mlp.path("verdict").asText()).contains("The attention-only model " + other);
+
+        // the other way round: a model with an MLP is not an attention-only model
+        Result wrong = runCaptured("analyze", "--model", other.toString(), "--attn-only-model", model.toString(),
+                "--size", "40", "--out", tmp.resolve("x").toString());
+        assertThat(wrong.code()).isEqualTo(1);
+        assertThat(wrong.err().strip()).doesNotContain("\n").contains("has an MLP (d_mlp 12)")
+                .contains("expected an attention-only model");
+        Path bigger = tmp.resolve("bigger.safetensors");
+        Safetensors.write(Weights.init(new ModelConfig(13, 12, 16, 1, 1, 8, 0, false), 2), Map.of(), bigger);
+        Result shape = runCaptured("analyze", "--model", model.toString(), "--attn-only-model", bigger.toString(),
+                "--size", "40", "--out", tmp.resolve("y").toString());
+        assertThat(shape.code()).isEqualTo(1);
+        assertThat(shape.err().strip()).doesNotContain("\n").contains("d_vocab 13").contains("expected 11");
     }
 
     @Test
