@@ -168,7 +168,8 @@ public final class TrigramExtractor {
      * kept. Values within float rounding (1e-6 relative) of 1/d_vocab count as uniform, and NaN or infinite ones
      * are ignored, so a model with NaN weights keeps nothing and the sort always terminates.
      *
-     * <p>When no value is above 1/d_vocab nothing is kept: the cut is 1/d_vocab and both gap edges are NaN. When
+     * <p>When no value is above 1/d_vocab nothing is kept: the cut is 1/d_vocab (raised by that rounding margin, so
+     * a float rounded up from 1/d_vocab is not kept either) and both gap edges are NaN. When
      * exactly one is, the only gap runs from 1/d_vocab to it, and it is kept: every other pair is uniform.
      */
     public static Cut widestGapCut(float[] confidences, int dVocab) {
@@ -182,7 +183,7 @@ public final class TrigramExtractor {
             }
         }
         if (n == 1) {
-            return new Cut(floor, Double.NaN, Double.NaN, RULE_WIDEST_GAP);
+            return new Cut(above, Double.NaN, Double.NaN, RULE_WIDEST_GAP);
         }
         Arrays.sort(v, 0, n);
         int best = 0;
@@ -214,7 +215,7 @@ public final class TrigramExtractor {
             }
         }
         if (n == 1) {
-            return new Cut(floor, Double.NaN, Double.NaN, RULE_OTSU_LOG);
+            return new Cut(above, Double.NaN, Double.NaN, RULE_OTSU_LOG);
         }
         Arrays.sort(v, 0, n);
         double total = 0;
