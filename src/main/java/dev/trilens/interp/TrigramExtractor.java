@@ -34,8 +34,16 @@ import java.util.Map;
  *   unembed (LayerNorms applied where the model has them) -> a distribution over c.</li>
  * </ol>
  * The distributions are averaged over the positions; the pair's candidate is c = argmax and its confidence the
- * averaged P(c). (a, b, c) is extracted when the confidence exceeds the threshold (0.5 by default: c is more likely
- * than everything else together, whereas a non-prefix pair's next token is uniform, P = 1/d_vocab).
+ * averaged P(c). (a, b, c) is extracted when the confidence is above a cut that needs no labels: the middle of the
+ * widest gap between the confidences above 1/d_vocab ({@link #widestGapCut}; a learned trigram's P(c) is near 1, a
+ * non-prefix pair's near uniform, and the gap between them is wide: 0.030 to 0.934 on the challenge model). A fixed
+ * {@link Options#threshold()} overrides it.
+ *
+ * <p>Beside the trigrams it lists the bigram defaults (*, b, c): for each b, the median over every a' of the same
+ * P(. | a', b), kept where its argmax clears {@link #otsuLogCut}. These are what a model predicts after b whatever
+ * came before it: a small bump (1.3 to 2 times uniform on the challenge model) that is enough to win the argmax for
+ * dataset trigrams whose a the model has not learned. {@link #evaluate} says which dataset trigrams the model gets
+ * right that way and which depend on a.
  *
  * <p>Each entry says which circuit quantities decide it: the attention on a and the QK score advantage of a over b
  * itself (per head), P(c) with no attention on a and with all of it (OV+MLP readout), and the split of the logit
