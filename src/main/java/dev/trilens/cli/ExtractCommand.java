@@ -23,14 +23,14 @@ import picocli.CommandLine.Option;
         description = {"List the trigrams (a, b, c) a one-layer model has learned, read from its weights alone: no "
                 + "training data and no forward pass over a dataset. For every pair (a, b) the model's components are "
                 + "evaluated on its own embedding vectors (query b at p, key a at p-1: QK attention, OV copy, MLP, "
-                + "unembed), and (a, b, argmax c) is listed when P(c) is above the cut: by default the middle of the widest gap of "
-                + "the pairs' P(c) above 1/d_vocab, which needs no labels. Beside them it lists the bigram defaults "
-                + "(*, b, c): for each b, the median over every a' of P(. | a', b), kept where its argmax is above "
-                + "Otsu's split of log(d_vocab * P) over the b's.",
+                + "unembed), and (a, b, argmax c) is listed when P(c) is above the cut: by default the middle of the "
+                + "widest gap of the pairs' P(c) above 1/d_vocab, which needs no labels. Beside them it lists the "
+                + "bigram defaults (*, b, c): for each b, the median over every a' of P(. | a', b), kept where its "
+                + "argmax is above Otsu's split of log(d_vocab * P) over the b's.",
                 "With a known dataset (--seed/--trigram-prob, or the checkpoint's metadata) it also reports precision "
-                        + "and recall against the dataset's trigrams, recall against every trigram the model gets right by argmax and "
-                        + "against those of them whose prediction depends on a, and precision and recall of the bigram "
-                        + "defaults' (b, c) against the dataset's."})
+                        + "and recall against the dataset's trigrams, recall against every trigram the model gets "
+                        + "right by argmax and against those of them whose prediction depends on a, and precision and "
+                        + "recall of the bigram defaults' (b, c) against the dataset's."})
 public final class ExtractCommand implements Callable<Integer> {
 
     @Option(names = "--model", required = true, description = "checkpoint: PyTorch .pt state dict or .safetensors")
@@ -158,8 +158,8 @@ public final class ExtractCommand implements Callable<Integer> {
         out.printf("extracted  %d trigrams (background %s, %d query position%s %s)  [%.2f s]%n", r.trigrams().size(),
                 r.options().background().key, pos.length, pos.length == 1 ? "" : "s", positionsText(pos), r.seconds());
         out.printf("           kept where %s%n", r.cut().describe("P(c)", cfg.dVocab()));
-        out.printf("bigrams    %d bigram defaults (*, b, c), where b predicts c whatever a comes before it (the median over "
-                + "every a' of P(c | a', b)): %s%n",
+        out.printf("bigrams    %d bigram defaults (*, b, c), where b predicts c whatever a comes before it (the "
+                + "median over every a' of P(c | a', b)): %s%n",
                 r.bigramDefaults().size(), defaultsText(r.bigramDefaults()));
         out.printf("           kept where %s%n", r.bigramCut().describe("median P(c)", cfg.dVocab()));
         if (ev != null) {
@@ -180,8 +180,9 @@ public final class ExtractCommand implements Callable<Integer> {
                     dep.nCorrect(), dep.nReference());
             out.printf("           vs model (P(c) > %.4f): precision %.3f  recall %.3f  (%d of %d)%n", r.threshold(),
                     mc.precision(), mc.recall(), mc.nCorrect(), mc.nReference());
-            out.printf("           %d argmax-correct trigrams are not extracted, %d of them with their (b, c) among the "
-                    + "bigram defaults%s%n", ev.nArgmaxCorrectNotExtracted(), ev.nNotExtractedBigramDefaults(),
+            out.printf("           %d argmax-correct trigrams are not extracted, %d of them with their (b, c) "
+                    + "among the bigram defaults%s%n", ev.nArgmaxCorrectNotExtracted(),
+                    ev.nNotExtractedBigramDefaults(),
                     ev.nPredictedUnconfident() == 0 ? "" : String.format("; %d argmax-correct trigrams have P(c) at "
                             + "most the cut (%.3f on average)", ev.nPredictedUnconfident(), ev.meanProbUnconfident()));
             out.printf("           bigram defaults vs the dataset's %d distinct (b, c) pairs: precision %.3f  recall "

@@ -35,15 +35,15 @@ import java.util.Map;
  * </ol>
  * The distributions are averaged over the positions; the pair's candidate is c = argmax and its confidence the
  * averaged P(c). (a, b, c) is extracted when the confidence is above a cut that needs no labels: the middle of the
- * widest gap between the confidences above 1/d_vocab ({@link #widestGapCut}; a learned trigram's P(c) is near 1, a
- * non-prefix pair's near uniform, and the gap between them is wide: 0.030 to 0.934 on the challenge model). A fixed
- * {@link Options#threshold()} overrides it.
+ * widest gap between the confidences above 1/d_vocab ({@link ConfidenceCut#widestGap}; a learned trigram's P(c) is
+ * near 1, a non-prefix pair's near uniform, and the gap between them is wide: 0.030 to 0.934 on the challenge
+ * model). A fixed {@link Options#threshold()} overrides it.
  *
  * <p>Beside the trigrams it lists the bigram defaults (*, b, c): for each b, the median over every a' of the same
- * P(. | a', b), kept where its argmax clears {@link #otsuLogCut}. These are what a model predicts after b whatever
- * came before it: a small bump (1.3 to 2 times uniform on the challenge model) that is enough to win the argmax for
- * dataset trigrams whose a the model has not learned. {@link #evaluate} says which dataset trigrams the model gets
- * right that way and which depend on a.
+ * P(. | a', b), kept where its argmax clears {@link ConfidenceCut#otsuLog}. These are what a model predicts after b
+ * whatever came before it: a small bump (1.3 to 2 times uniform on the challenge model) that is enough to win the
+ * argmax for dataset trigrams whose a the model has not learned. {@link #evaluate} says which dataset trigrams the
+ * model gets right that way and which depend on a.
  *
  * <p>Each entry says which circuit quantities decide it: the attention on a and the QK score advantage of a over b
  * itself (per head), P(c) with no attention on a and with all of it (OV+MLP readout), and the split of the logit
@@ -71,7 +71,7 @@ public final class TrigramExtractor {
 
     /**
      * @param threshold extract (a, b, c) when the position-averaged P(c) exceeds this; null (the default) puts the
-     *                  cut at the widest gap of the confidences, {@link #widestGapCut}, which needs no labels
+     *                  cut at the widest gap of the confidences, {@link ConfidenceCut#widestGap}, which needs no labels
      * @param positions the query positions p to average over (each in [1, n_ctx-1]); null = the default
      *                  {@link #defaultPositions(int)}
      */
@@ -110,154 +110,6 @@ public final class TrigramExtractor {
         public Options withBackground(Background b) {
             return new Options(threshold, positions, b);
         }
-    }
-
-    /** {@link Cut#rule()} of the label-free cut. */
-    public static final String RULE_WIDEST_GAP = "widest_gap";
-    /** {@link Cut#rule()} of the bigram defaults' label-free cut. */
-    public static final String RULE_OTSU_LOG = "otsu_log";
-    /** {@link Cut#rule()} of a threshold given in {@link Options#threshold()}. */
-    public static final String RULE_THRESHOLD = "threshold";
-
-    /**
-     * Where a list of confidences is cut: those above {@code value} are kept.
-     *
-     * @param value keep what is strictly above this
-     * @param gapLow the gap the cut sits in, its lower edge: the highest confidence at or below the cut (with
-     *               {@link #RULE_WIDEST_GAP}, 1/d_vocab when the widest gap starts at the uniform floor); NaN when no
-     *               confidence is above 1/d_vocab
-     * @param gapHigh its upper edge: the lowest confidence kept; NaN when none is kept
-     * @param rule {@link #RULE_WIDEST_GAP} (the label-free default for trigrams), {@link #RULE_OTSU_LOG} (the
-     *             label-free cut of the bigram defaults) or {@link #RULE_THRESHOLD} (a fixed threshold)
-     */
-    public record Cut(double value, double gapLow, double gapHigh, String rule) {
-        /** gapHigh - gapLow: how far the cut could move without changing what is kept (NaN when one edge is). */
-        public double gapWidth() {
-            return gapHigh - gapLow;
-        }
-
-        public Map<String, Object> toJson() {
-            Map<String, Object> m = new LinkedHashMap<>();
-            m.put("value", value);
-            m.put("gap_low", gapLow);
-            m.put("gap_high", gapHigh);
-            m.put("rule", rule);
-            return m;
-        }
-
-        /** Whether a confidence is kept: NaN never is. */
-        public boolean keeps(double confidence) {
-            return confidence > value;
-        }
-
-        /**
-         * The cut in words, e.g. "P(c) > 0.4822 (the middle of the widest gap of the P(c) above 1/d_vocab, 0.0302 to
-         * 0.9342)"; what names the confidences, dVocab gives the uniform level the label-free rules start from.
-         */
-        public String describe(String what, int dVocab) {
-            boolean none = Double.isNaN(gapLow) && Double.isNaN(gapHigh);
-            String gap = none ? "none above 1/d_vocab" : String.format("%.4g to %.4g", gapLow, gapHigh);
-            String sides = none ? "none above 1/d_vocab" : String.format("%.4g and %.4g", gapLow, gapHigh);
-            return switch (rule) {
-                case RULE_WIDEST_GAP -> String.format("%s > %.4g (the middle of the widest gap of the %s above "
-                        + "1/d_vocab: %s)", what, value, what, gap);
-                case RULE_OTSU_LOG -> String.format("%s > %.4g, %.3g x uniform (Otsu's two-class split of "
-                        + "log(d_vocab * %s) above 1/d_vocab, between %s)", what, value, value * dVocab, what, sides);
-                default -> String.format("%s > %s (a fixed threshold; the nearest %s on either side: %s)", what, value,
-                        what, sides);
-            };
-        }
-    }
-
-    /**
-     * The label-free cut of a list of confidences (probabilities of an argmax, so at least 1/d_vocab each): the
-     * values above 1/d_vocab, with 1/d_vocab itself as the lowest point, are sorted, and the cut goes in the middle
-     * of the widest gap between neighbours (ties: the higher gap, which keeps fewer). Everything above the gap is
-     * kept. Values within float rounding (1e-6 relative) of 1/d_vocab count as uniform, and NaN or infinite ones
-     * are ignored, so a model with NaN weights keeps nothing and the sort always terminates.
-     *
-     * <p>When no value is above 1/d_vocab nothing is kept: the cut is 1/d_vocab (raised by that rounding margin, so
-     * a float rounded up from 1/d_vocab is not kept either) and both gap edges are NaN. When
-     * exactly one is, the only gap runs from 1/d_vocab to it, and it is kept: every other pair is uniform.
-     */
-    public static Cut widestGapCut(float[] confidences, int dVocab) {
-        double floor = 1.0 / dVocab, above = floor * (1 + 1e-6);
-        double[] v = new double[confidences.length + 1];
-        int n = 0;
-        v[n++] = floor;
-        for (float x : confidences) {
-            if (Double.isFinite(x) && x > above) {
-                v[n++] = x;
-            }
-        }
-        if (n == 1) {
-            return new Cut(above, Double.NaN, Double.NaN, RULE_WIDEST_GAP);
-        }
-        Arrays.sort(v, 0, n);
-        int best = 0;
-        for (int i = 1; i + 1 < n; i++) {
-            if (v[i + 1] - v[i] >= v[best + 1] - v[best]) {
-                best = i;
-            }
-        }
-        return new Cut((v[best] + v[best + 1]) / 2, v[best], v[best + 1], RULE_WIDEST_GAP);
-    }
-
-    /**
-     * The label-free cut of the bigram defaults: their confidences are a few times 1/d_vocab with no wide gap between
-     * the learned bumps and the noise, so instead of the widest gap this is Otsu's threshold, the split into a low and
-     * a high class with the largest between-class variance, of log(d_vocab * confidence), i.e. nats above uniform
-     * (which puts bumps of 1.3x and 2x uniform as far apart as 2x and 4x). The points and their edge cases are those
-     * of {@link #widestGapCut}: values above 1/d_vocab with 1/d_vocab itself as the lowest point (nothing above it:
-     * nothing kept; one: it is kept), NaN and infinities ignored; ties go to the higher split. The cut is the middle
-     * of the two values either side of the split.
-     */
-    public static Cut otsuLogCut(float[] confidences, int dVocab) {
-        double floor = 1.0 / dVocab, above = floor * (1 + 1e-6);
-        double[] v = new double[confidences.length + 1];
-        int n = 0;
-        v[n++] = floor;
-        for (float x : confidences) {
-            if (Double.isFinite(x) && x > above) {
-                v[n++] = x;
-            }
-        }
-        if (n == 1) {
-            return new Cut(above, Double.NaN, Double.NaN, RULE_OTSU_LOG);
-        }
-        Arrays.sort(v, 0, n);
-        double total = 0;
-        for (int i = 0; i < n; i++) {
-            total += Math.log(dVocab * v[i]);
-        }
-        double lowSum = 0, bestScore = -1;
-        int best = 1;
-        for (int i = 1; i < n; i++) {
-            lowSum += Math.log(dVocab * v[i - 1]);
-            if (v[i] == v[i - 1]) {
-                continue;
-            }
-            double lowMean = lowSum / i, highMean = (total - lowSum) / (n - i);
-            double score = (double) i * (n - i) * (highMean - lowMean) * (highMean - lowMean);
-            if (score >= bestScore) {
-                bestScore = score;
-                best = i;
-            }
-        }
-        return new Cut((v[best - 1] + v[best]) / 2, v[best - 1], v[best], RULE_OTSU_LOG);
-    }
-
-    /** A fixed threshold as a {@link Cut}: its gap edges are the nearest confidences on either side (NaN if none). */
-    public static Cut thresholdCut(float[] confidences, double threshold) {
-        double lo = Double.NaN, hi = Double.NaN;
-        for (float x : confidences) {
-            if (x > threshold) {
-                hi = Double.isNaN(hi) ? x : Math.min(hi, x);
-            } else if (x <= threshold) {
-                lo = Double.isNaN(lo) ? x : Math.max(lo, x);
-            }
-        }
-        return new Cut(threshold, lo, hi, RULE_THRESHOLD);
     }
 
     /**
@@ -389,10 +241,11 @@ public final class TrigramExtractor {
      *                              one extracted (NaN when there is none): a wide gap means the cut hardly matters
      * @param bigramDefaults for each b whose median over a' of P(. | a', b) has an argmax above bigramCut, that
      *                       (*, b, c), ordered by b
-     * @param bigramCut the label-free cut of those per-b argmax confidences ({@link #otsuLogCut})
+     * @param bigramCut the label-free cut of those per-b argmax confidences ({@link ConfidenceCut#otsuLog})
      */
-    public record Result(ModelConfig config, Options options, int[] positions, Cut cut, List<Entry> trigrams,
-                         List<BigramDefault> bigramDefaults, Cut bigramCut, PairTables pairs,
+    public record Result(ModelConfig config, Options options, int[] positions, ConfidenceCut cut,
+                         List<Entry> trigrams, List<BigramDefault> bigramDefaults, ConfidenceCut bigramCut,
+                         PairTables pairs,
                          double maxRejectedConfidence, double minExtractedConfidence, double seconds) {
 
         /** The threshold the confidences were compared with: the cut's value. */
@@ -465,8 +318,8 @@ public final class TrigramExtractor {
     public static final String METHOD = "weights only: for every (a, b) and query position p, attention of b@p on "
             + "a@p-1 vs itself (and a mean-field background of random tokens at 0..p-2 unless two_key) from QK; "
             + "resid_mid = W_E[b] + W_pos[p] + attention-weighted OV outputs + b_O; MLP and unembed (with the model's "
-            + "LayerNorms) -> P(c), averaged over p; (a, b, argmax c) is extracted when P(c) is above the cut: the middle "
-            + "of the widest gap of the pairs' P(c) above 1/d_vocab, unless a threshold is given";
+            + "LayerNorms) -> P(c), averaged over p; (a, b, argmax c) is extracted when P(c) is above the cut: the "
+            + "middle of the widest gap of the pairs' P(c) above 1/d_vocab, unless a threshold is given";
 
     public static final String BIGRAM_METHOD = "weights only: for every b, the median over every a' of the same "
             + "P(. | a', b); (*, b, argmax c) is a bigram default when that median P(c) is above Otsu's two-class "
@@ -554,7 +407,8 @@ public final class TrigramExtractor {
         });
 
         // the cut: label-free unless a threshold was given
-        Cut cut = opts.threshold() == null ? widestGapCut(conf, V) : thresholdCut(conf, opts.threshold());
+        ConfidenceCut cut = opts.threshold() == null ? ConfidenceCut.widestGap(conf, V)
+                : ConfidenceCut.threshold(conf, opts.threshold());
 
         // pass 2: explain the extracted entries
         List<int[]> chosen = new ArrayList<>();
@@ -594,7 +448,7 @@ public final class TrigramExtractor {
             defaultC[b] = best;
             defaultConf[b] = medianOverA[b * V + best];
         }
-        Cut bigramCut = otsuLogCut(defaultConf, V);
+        ConfidenceCut bigramCut = ConfidenceCut.otsuLog(defaultConf, V);
         List<BigramDefault> defaults = new ArrayList<>();
         for (int b = 0; b < V; b++) {
             if (bigramCut.keeps(defaultConf[b])) {
@@ -1006,8 +860,9 @@ public final class TrigramExtractor {
         List<String> lines = new ArrayList<>();
         lines.add(String.format("%d trigrams (a, b, c) read from the weights alone, kept where %s", r.trigrams().size(),
                 r.cut().describe("P(c)", r.pairs().dVocab())));
-        lines.add(String.format("%d bigram defaults (*, b, c), where b predicts c whatever a comes before it (the median "
-                + "over every a' of P(c | a', b)), kept where %s", r.bigramDefaults().size(), r.bigramCut().describe("median P(c)", r.pairs().dVocab())));
+        lines.add(String.format("%d bigram defaults (*, b, c), where b predicts c whatever a comes before it (the "
+                + "median over every a' of P(c | a', b)), kept where %s", r.bigramDefaults().size(),
+                r.bigramCut().describe("median P(c)", r.pairs().dVocab())));
         if (ev == null) {
             return lines;
         }

@@ -95,7 +95,8 @@ class ExtractCommandTest extends CliTestBase {
         assertThat(out()).contains("vs dataset:          precision 1.000  recall 0.798  (221 of 277)",
                 "recall 0.831  (221 of 266): recall against every argmax-correct trigram",
                 "recall 1.000  (221 of 221): recall against the argmax-correct trigrams whose prediction depends on a",
-                "kept where P(c) > 0.4862 (the middle of the widest gap of the P(c) above 1/d_vocab: 0.02948 to 0.9430)",
+                "kept where P(c) > 0.4862 (the middle of the widest gap of the P(c) above 1/d_vocab: 0.02948 to "
+                        + "0.9430)",
                 "45 argmax-correct trigrams are not extracted",
                 "bigram defaults vs the dataset's 275 distinct (b, c) pairs: precision 1.000");
     }

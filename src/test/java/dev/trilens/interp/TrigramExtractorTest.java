@@ -49,7 +49,7 @@ class TrigramExtractorTest {
                 Metrics.trigramScore(model, TrigramExtractorTestModels.challengeData(1)).nCorrect());
         assertThat(ev.nPredictedUnconfident()).isEqualTo(ev.vsModel().nReference() - ev.vsModelConfident().nReference());
         // the confidences are bimodal: the label-free cut sits in a wide gap (measured 0.030 to 0.934)
-        assertThat(r.cut().rule()).isEqualTo(TrigramExtractor.RULE_WIDEST_GAP);
+        assertThat(r.cut().rule()).isEqualTo(ConfidenceCut.RULE_WIDEST_GAP);
         assertThat(r.cut().gapLow()).isBetween(0.02, 0.1);
         assertThat(r.cut().gapHigh()).isBetween(0.9, 0.95);
         assertThat(r.cut().gapLow()).isEqualTo(r.maxRejectedConfidence());
@@ -109,7 +109,7 @@ class TrigramExtractorTest {
         for (TrigramExtractor.BigramDefault d : r.bigramDefaults()) {
             assertThat(d.confidence() * 75).as("%s", d).isBetween(1.3, 2.0);
         }
-        assertThat(r.bigramCut().rule()).isEqualTo(TrigramExtractor.RULE_OTSU_LOG);
+        assertThat(r.bigramCut().rule()).isEqualTo(ConfidenceCut.RULE_OTSU_LOG);
         assertBigramDefaultsWellFormed(r);
 
         // the a-dependence test, recomputed with one forward per sequence
@@ -157,7 +157,7 @@ class TrigramExtractorTest {
         TrigramExtractor.Result fixed = TrigramExtractor.extract(early.weights(),
                 TrigramExtractor.Options.defaults().withThreshold(0.5));
         assertThat(fixed.trigrams()).isEmpty();
-        assertThat(fixed.cut().rule()).isEqualTo(TrigramExtractor.RULE_THRESHOLD);
+        assertThat(fixed.cut().rule()).isEqualTo(ConfidenceCut.RULE_THRESHOLD);
         assertThat(fixed.cut().gapHigh()).isNaN();
         assertThat(fixed.cut().gapLow()).isEqualTo(fixed.maxRejectedConfidence());
         TrigramExtractor.Result moved = TrigramExtractor.extract(early.weights());
@@ -172,53 +172,10 @@ class TrigramExtractorTest {
     }
 
     @Test
-    void theLabelFreeCutsAreDefinedOnEveryInput() {
-        float u = 1 / 10f;
-        // nothing above uniform: nothing kept, no gap
-        TrigramExtractor.Cut none = TrigramExtractor.widestGapCut(new float[] {u, 0.05f, u}, 10);
-        assertThat(none.value()).isCloseTo(0.1, within(1e-6));
-        assertThat(none.gapLow()).isNaN();
-        assertThat(none.gapHigh()).isNaN();
-        assertThat(none.keeps(u)).isFalse();
-        assertThat(TrigramExtractor.widestGapCut(new float[0], 10).gapLow()).isNaN();
-        // a uniform distribution computed in float is not "above" 1/d_vocab by its rounding
-        float[] uniform75 = new float[75 * 75];
-        Arrays.fill(uniform75, (float) (1.0 / 75) * (1 + 1e-7f));
-        assertThat(TrigramExtractor.widestGapCut(uniform75, 75).gapHigh()).isNaN();
-        // exactly one: the gap runs from 1/d_vocab to it, and it is kept
-        TrigramExtractor.Cut one = TrigramExtractor.widestGapCut(new float[] {u, 0.9f, 0.05f}, 10);
-        assertThat(one.gapLow()).isEqualTo(0.1);
-        assertThat(one.gapHigh()).isEqualTo(0.9f);
-        assertThat(one.value()).isCloseTo(0.5, within(1e-7));
-        // NaN and infinities are ignored, and never kept; an all-NaN input is the "nothing above" case
-        float nan = Float.NaN;
-        TrigramExtractor.Cut withNaN = TrigramExtractor.widestGapCut(new float[] {nan, 0.95f, nan, 0.12f, 0.9f,
-                Float.POSITIVE_INFINITY}, 10);
-        assertThat(withNaN.gapLow()).isEqualTo(0.12f);
-        assertThat(withNaN.gapHigh()).isEqualTo(0.9f);
-        assertThat(withNaN.keeps(nan)).isFalse();
-        assertThat(TrigramExtractor.widestGapCut(new float[] {nan, nan}, 10).gapHigh()).isNaN();
-        // a tie goes to the higher gap, which keeps fewer (d_vocab 8: 1/8, 3/8 and 5/8 are exact in float)
-        TrigramExtractor.Cut tie = TrigramExtractor.widestGapCut(new float[] {0.375f, 0.625f}, 8);
-        assertThat(tie.gapLow()).isEqualTo(0.375);
-        assertThat(tie.gapHigh()).isEqualTo(0.625);
-
-        // Otsu's split of log-ratios, with the same edge cases
-        assertThat(TrigramExtractor.otsuLogCut(new float[] {u, nan}, 10).gapHigh()).isNaN();
-        assertThat(TrigramExtractor.otsuLogCut(new float[] {0.2f, nan}, 10).gapHigh()).isEqualTo(0.2f);
-        TrigramExtractor.Cut bumps = TrigramExtractor.otsuLogCut(new float[] {0.108f, 0.112f, 0.11f, 0.105f, 0.16f,
-                0.17f, 0.15f, nan, Float.NEGATIVE_INFINITY}, 10);
-        assertThat(bumps.gapLow()).isEqualTo(0.112f);
-        assertThat(bumps.gapHigh()).isEqualTo(0.15f);
-        assertThat(bumps.rule()).isEqualTo(TrigramExtractor.RULE_OTSU_LOG);
-
-        // a fixed threshold: the gap it sits in
-        TrigramExtractor.Cut fixed = TrigramExtractor.thresholdCut(new float[] {0.2f, 0.7f, nan, 0.4f}, 0.5);
-        assertThat(fixed.gapLow()).isEqualTo(0.4f);
-        assertThat(fixed.gapHigh()).isEqualTo(0.7f);
-        assertThat(fixed.describe("P(c)", 10)).contains("a fixed threshold");
+    void theMedianOfAnEvenCountIsTheMeanOfTheMiddleTwo() {
         assertThat(TrigramExtractor.median(new double[] {3, 1, 2}, 3)).isEqualTo(2);
         assertThat(TrigramExtractor.median(new double[] {4, 1, 3, 2, 99}, 4)).isEqualTo(2.5);
+        assertThat(TrigramExtractor.median(new double[] {Double.NaN}, 0)).isNaN();
     }
 
     @Test
