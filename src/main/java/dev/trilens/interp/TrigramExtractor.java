@@ -245,8 +245,8 @@ public final class TrigramExtractor {
      */
     public record Result(ModelConfig config, Options options, int[] positions, ConfidenceCut cut,
                          List<Entry> trigrams, List<BigramDefault> bigramDefaults, ConfidenceCut bigramCut,
-                         PairTables pairs,
-                         double maxRejectedConfidence, double minExtractedConfidence, double seconds) {
+                         PairTables pairs, double maxRejectedConfidence, double minExtractedConfidence,
+                         double seconds) {
 
         /** The threshold the confidences were compared with: the cut's value. */
         public double threshold() {
