@@ -23,9 +23,14 @@ import picocli.CommandLine.Option;
         description = {"List the trigrams (a, b, c) a one-layer model has learned, read from its weights alone: no "
                 + "training data and no forward pass over a dataset. For every pair (a, b) the model's components are "
                 + "evaluated on its own embedding vectors (query b at p, key a at p-1: QK attention, OV copy, MLP, "
-                + "unembed), and (a, b, argmax c) is listed when P(c) exceeds the threshold.",
+                + "unembed), and (a, b, argmax c) is listed when P(c) is above the cut: by default the middle of the "
+                + "widest gap of the pairs' P(c) above 1/d_vocab, which needs no labels. Beside them it lists the "
+                + "bigram defaults (*, b, c): for each b, the median over every a' of P(. | a', b), kept where its "
+                + "argmax is above Otsu's split of log(d_vocab * P) over the b's.",
                 "With a known dataset (--seed/--trigram-prob, or the checkpoint's metadata) it also reports precision "
-                        + "and recall against the dataset's trigrams and against those the model predicts."})
+                        + "and recall against the dataset's trigrams, recall against every trigram the model gets "
+                        + "right by argmax and against those of them whose prediction depends on a, and precision and "
+                        + "recall of the bigram defaults' (b, c) against the dataset's."})
 public final class ExtractCommand implements Callable<Integer> {
 
     @Option(names = "--model", required = true, description = "checkpoint: PyTorch .pt state dict or .safetensors")
@@ -46,9 +51,9 @@ public final class ExtractCommand implements Callable<Integer> {
             + "precision and recall always cover all")
     Integer top;
 
-    @Option(names = "--threshold", defaultValue = "0.5", description = "extract (a, b, c) when P(c) > this "
-            + "(default: ${DEFAULT-VALUE})")
-    double threshold;
+    @Option(names = "--threshold", description = "extract (a, b, c) when P(c) > this fixed value, overriding the "
+            + "label-free cut (default: the middle of the widest gap of the pairs' P(c) above 1/d_vocab)")
+    Double threshold;
 
     @Option(names = "--background", defaultValue = "random_context", description = "what else the query at b sees: "
             + "random_context (positions 0..p-2 hold uniformly random tokens, in expectation) or two_key (only a and "
@@ -64,8 +69,8 @@ public final class ExtractCommand implements Callable<Integer> {
 
     /** The keys of `extract --json`, in order. */
     public static final List<String> JSON_KEYS = List.of("model", "config", "method", "background", "threshold",
-            "positions", "n_extracted", "max_rejected_confidence", "min_extracted_confidence", "seconds", "trigrams",
-            "evaluation");
+            "cut", "positions", "n_extracted", "max_rejected_confidence", "min_extracted_confidence", "seconds",
+            "trigrams", "bigram_method", "bigram_cut", "bigram_defaults", "evaluation");
 
     @Override
     public Integer call() throws Exception {
@@ -73,7 +78,7 @@ public final class ExtractCommand implements Callable<Integer> {
         if (top != null && top < 0) {
             throw new CommandLine.ParameterException(cl, "--top must be >= 0, got " + top);
         }
-        if (!(threshold > 0 && threshold < 1)) {
+        if (threshold != null && !(threshold > 0 && threshold < 1)) {
             throw new CommandLine.ParameterException(cl, "--threshold must be > 0 and < 1, got " + threshold);
         }
         TrigramExtractor.Background bg = switch (background) {
@@ -150,23 +155,39 @@ public final class ExtractCommand implements Callable<Integer> {
         out.printf("model      %s%n           %s%n", model, cfg);
         out.printf("method     %s%n", TrigramExtractor.METHOD);
         int[] pos = r.positions();
-        out.printf("extracted  %d trigrams with P(c) > %s (background %s, %d query position%s %s); the other pairs "
-                        + "reach at most %.3f, the extracted at least %.3f  [%.2f s]%n", r.trigrams().size(),
-                r.options().threshold(), r.options().background().key, pos.length, pos.length == 1 ? "" : "s",
-                positionsText(pos), r.maxRejectedConfidence(), r.minExtractedConfidence(), r.seconds());
+        out.printf("extracted  %d trigrams (background %s, %d query position%s %s)  [%.2f s]%n", r.trigrams().size(),
+                r.options().background().key, pos.length, pos.length == 1 ? "" : "s", positionsText(pos), r.seconds());
+        out.printf("           kept where %s%n", r.cut().describe("P(c)", cfg.dVocab()));
+        out.printf("bigrams    %d bigram defaults (*, b, c), where b predicts c whatever a comes before it (the "
+                + "median over every a' of P(c | a', b)): %s%n",
+                r.bigramDefaults().size(), defaultsText(r.bigramDefaults()));
+        out.printf("           kept where %s%n", r.bigramCut().describe("median P(c)", cfg.dVocab()));
         if (ev != null) {
-            TrigramExtractor.Comparison d = ev.vsDataset(), m = ev.vsModel(), mc = ev.vsModelConfident();
-            out.printf("dataset    seed=%d trigram_prob=%s: %d trigrams; the model predicts %d (argmax at position 1 "
-                    + "of [a, b, c]), %d of them with P(c) > %s%n", ds.seed(), ds.trigramProb(), d.nReference(),
-                    m.nReference(), mc.nReference(), r.options().threshold());
+            TrigramExtractor.Comparison d = ev.vsDataset(), m = ev.vsModel(), dep = ev.vsModelADependent(),
+                    mc = ev.vsModelConfident();
+            TrigramExtractor.PairComparison bd = ev.bigramDefaultsVsDataset();
+            out.printf("dataset    seed=%d trigram_prob=%s: %d trigrams; the model gets %d right by argmax (position 1 "
+                    + "of [a, b, c]); %d of those depend on a (P(c | a, b) > %s x the median over every other a')%n",
+                    ds.seed(), ds.trigramProb(), d.nReference(), m.nReference(), dep.nReference(),
+                    java.math.BigDecimal.valueOf(TrigramExtractor.A_DEPENDENCE_RATIO).stripTrailingZeros()
+                            .toPlainString());
             out.printf("           vs dataset:          precision %.3f  recall %.3f  (%d of %d)%n", d.precision(),
                     d.recall(), d.nCorrect(), d.nReference());
-            out.printf("           vs model (argmax):   precision %.3f  recall %.3f  (%d of %d)%s%n", m.precision(),
-                    m.recall(), m.nCorrect(), m.nReference(), ev.nPredictedUnconfident() == 0 ? ""
-                            : String.format("; %d of those are argmax with a mean P(c) of only %.3f",
-                            ev.nPredictedUnconfident(), ev.meanProbUnconfident()));
-            out.printf("           vs model (P(c) > %s): precision %.3f  recall %.3f  (%d of %d)%n",
-                    r.options().threshold(), mc.precision(), mc.recall(), mc.nCorrect(), mc.nReference());
+            out.printf("           vs model (argmax):   precision %.3f  recall %.3f  (%d of %d): recall against every "
+                    + "argmax-correct trigram%n", m.precision(), m.recall(), m.nCorrect(), m.nReference());
+            out.printf("           vs model (a-dependent): precision %.3f  recall %.3f  (%d of %d): recall against "
+                    + "the argmax-correct trigrams whose prediction depends on a%n", dep.precision(), dep.recall(),
+                    dep.nCorrect(), dep.nReference());
+            out.printf("           vs model (P(c) > %.4f): precision %.3f  recall %.3f  (%d of %d)%n", r.threshold(),
+                    mc.precision(), mc.recall(), mc.nCorrect(), mc.nReference());
+            out.printf("           %d argmax-correct trigrams are not extracted, %d of them with their (b, c) "
+                    + "among the bigram defaults%s%n", ev.nArgmaxCorrectNotExtracted(),
+                    ev.nNotExtractedBigramDefaults(),
+                    ev.nPredictedUnconfident() == 0 ? "" : String.format("; %d argmax-correct trigrams have P(c) at "
+                            + "most the cut (%.3f on average)", ev.nPredictedUnconfident(), ev.meanProbUnconfident()));
+            out.printf("           bigram defaults vs the dataset's %d distinct (b, c) pairs: precision %.3f  recall "
+                    + "%.3f  (%d of %d listed)%n", bd.nReference(), bd.precision(), bd.recall(), bd.nCorrect(),
+                    bd.nListed());
         } else {
             out.printf("dataset    unknown (pass --seed/--trigram-prob for precision and recall)%n");
         }
@@ -199,6 +220,14 @@ public final class ExtractCommand implements Callable<Integer> {
             parts.add(String.format(fmt, x));
         }
         return String.join(",", parts);
+    }
+
+    private static String defaultsText(List<TrigramExtractor.BigramDefault> ds) {
+        List<String> parts = new ArrayList<>();
+        for (TrigramExtractor.BigramDefault d : ds) {
+            parts.add(d.b() + "->" + d.c());
+        }
+        return parts.isEmpty() ? "none" : String.join(" ", parts);
     }
 
     private static String positionsText(int[] p) {

@@ -19,7 +19,10 @@ import java.util.function.Supplier;
  * <p>Keys of {@link #sections()}: {@code metrics} (evaluate's metrics), {@code predictions} (1),
  * {@code attention} (2), {@code circuits} (3, 4 and 7: QK, OV, MLP, weight processing), {@code attribution} and
  * {@code ablation} (5), {@code patching} (6: the attention swap of the first sequence), {@code extraction} (8:
- * the trigram table read from the weights, with precision and recall), {@code causal_validation} (9) and
+ * the trigram table read from the weights: {@code table} is {@link TrigramExtractor.Result}, whose
+ * {@code trigrams} sit beside {@code bigram_defaults} and the cuts {@code cut} and {@code bigram_cut};
+ * {@code evaluation} is {@link TrigramExtractor.Evaluation#toJson()}, precision and recall against the dataset and
+ * against what the model predicts), {@code causal_validation} (9) and
  * {@code failure_modes} (10). Each section's own keys are documented on its record; most carry a {@code summary}.
  * A section that cannot be computed for this model says why under {@code error} instead of being left out.
  */
@@ -61,10 +64,13 @@ public final class Analysis {
         TrigramExtractor.Result[] extracted = new TrigramExtractor.Result[1];
         a.section("extraction", progress, () -> {
             extracted[0] = TrigramExtractor.extract(model.weights());
+            TrigramExtractor.Evaluation ev = TrigramExtractor.evaluate(extracted[0], model, data);
             Map<String, Object> m = new LinkedHashMap<>();
             m.put("method", TrigramExtractor.METHOD);
+            m.put("bigram_method", TrigramExtractor.BIGRAM_METHOD);
             m.put("table", extracted[0]);
-            m.put("evaluation", TrigramExtractor.evaluate(extracted[0], model, data));
+            m.put("evaluation", ev.toJson());
+            m.put("summary", TrigramExtractor.summaryLines(extracted[0], ev));
             return m;
         });
         a.section("causal_validation", progress, () -> CausalValidation.run(model, data, needs(extracted[0])));
@@ -182,23 +188,6 @@ public final class Analysis {
     private static List<String> derivedSummary(String section, JsonNode n) {
         List<String> lines = new ArrayList<>();
         switch (section) {
-            case "extraction" -> {
-                JsonNode t = n.path("table");
-                lines.add(String.format("%d trigrams read from the weights alone (confidence of those kept >= %.3f, of "
-                                + "the rest <= %.3f)", t.path("trigrams").size(),
-                        t.path("min_extracted_confidence").asDouble(), t.path("max_rejected_confidence").asDouble()));
-                JsonNode ev = n.path("evaluation");
-                for (String[] ref : new String[][] {{"vs_dataset", "the dataset's trigrams"},
-                        {"vs_model", "the trigrams the model predicts (argmax)"},
-                        {"vs_model_confident", "the trigrams the model predicts with p > 0.5"}}) {
-                    JsonNode c = ev.path(ref[0]);
-                    if (!c.isMissingNode() && !c.isNull()) {
-                        lines.add(String.format("against %s: precision %.3f, recall %.3f (%d of %d)", ref[1],
-                                c.path("precision").asDouble(), c.path("recall").asDouble(), c.path("n_correct").asInt(),
-                                c.path("n_reference").asInt()));
-                    }
-                }
-            }
             case "causal_validation" -> {
                 lines.add("attention replaced by rules; recovered = share of the gap between the baseline ("
                         + n.path("baseline").asText() + ") and the clean model");

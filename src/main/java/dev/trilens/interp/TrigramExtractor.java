@@ -1,5 +1,6 @@
 package dev.trilens.interp;
 
+import com.fasterxml.jackson.annotation.JsonIgnore;
 import dev.trilens.TrilensException;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.model.HookedTransformer;
@@ -33,8 +34,16 @@ import java.util.Map;
  *   unembed (LayerNorms applied where the model has them) -> a distribution over c.</li>
  * </ol>
  * The distributions are averaged over the positions; the pair's candidate is c = argmax and its confidence the
- * averaged P(c). (a, b, c) is extracted when the confidence exceeds the threshold (0.5 by default: c is more likely
- * than everything else together, whereas a non-prefix pair's next token is uniform, P = 1/d_vocab).
+ * averaged P(c). (a, b, c) is extracted when the confidence is above a cut that needs no labels: the middle of the
+ * widest gap between the confidences above 1/d_vocab ({@link ConfidenceCut#widestGap}; a learned trigram's P(c) is
+ * near 1, a non-prefix pair's near uniform, and the gap between them is wide: 0.030 to 0.934 on the challenge
+ * model). A fixed {@link Options#threshold()} overrides it.
+ *
+ * <p>Beside the trigrams it lists the bigram defaults (*, b, c): for each b, the median over every a' of the same
+ * P(. | a', b), kept where its argmax clears {@link ConfidenceCut#otsuLog}. These are what a model predicts after b
+ * whatever came before it: a small bump (1.3 to 2 times uniform on the challenge model) that is enough to win the
+ * argmax for dataset trigrams whose a the model has not learned. {@link #evaluate} says which dataset trigrams the
+ * model gets right that way and which depend on a.
  *
  * <p>Each entry says which circuit quantities decide it: the attention on a and the QK score advantage of a over b
  * itself (per head), P(c) with no attention on a and with all of it (OV+MLP readout), and the split of the logit
@@ -61,15 +70,14 @@ public final class TrigramExtractor {
     }
 
     /**
-     * @param threshold extract (a, b, c) when the position-averaged P(c) exceeds this
+     * @param threshold extract (a, b, c) when the position-averaged P(c) exceeds this; null (the default) puts the
+     *                  cut at the widest gap of the confidences, {@link ConfidenceCut#widestGap}, which needs no labels
      * @param positions the query positions p to average over (each in [1, n_ctx-1]); null = the default
      *                  {@link #defaultPositions(int)}
      */
-    public record Options(double threshold, int[] positions, Background background) {
-        public static final double DEFAULT_THRESHOLD = 0.5;
-
+    public record Options(Double threshold, int[] positions, Background background) {
         public Options {
-            if (!(threshold > 0 && threshold < 1)) {
+            if (threshold != null && !(threshold > 0 && threshold < 1)) {
                 throw new TrilensException("extraction threshold must be > 0 and < 1, got " + threshold);
             }
             if (positions != null && positions.length == 0) {
@@ -81,12 +89,18 @@ public final class TrigramExtractor {
             positions = positions == null ? null : positions.clone();
         }
 
+        /** The label-free cut, the default positions and the random-context background. */
         public static Options defaults() {
-            return new Options(DEFAULT_THRESHOLD, null, Background.RANDOM_CONTEXT);
+            return new Options(null, null, Background.RANDOM_CONTEXT);
         }
 
+        /** A fixed threshold instead of the label-free cut. */
         public Options withThreshold(double t) {
             return new Options(t, positions, background);
+        }
+
+        public Options withLabelFreeCut() {
+            return new Options(null, positions, background);
         }
 
         public Options withPositions(int... p) {
@@ -176,28 +190,83 @@ public final class TrigramExtractor {
 
     /**
      * Per pair (a, b), flat [a * V + b], position-averaged: the candidate c (argmax), its confidence, the attention
-     * on a (the largest over heads) and the QK advantage (of that head).
+     * on a (the largest over heads) and the QK advantage (of that head); and what an explanation of a pair's
+     * prediction needs beyond its argmax: the whole distribution over c ({@link #probability}; V^3 floats, 1.7 MB at
+     * the challenge's d_vocab 75, kept in memory but not written to JSON) and, per b, its median over every a'
+     * ({@link #median}: what b predicts whatever comes before it).
+     *
+     * @param distribution [(a * V + b) * V + c] = the weights-only P(c | a, b), averaged over the query positions
+     * @param medianOverA [b * V + c] = the median over every a' (all V of them) of that P(c | a', b)
      */
-    public record PairTables(int dVocab, int[] argmax, float[] confidence, float[] attnPrev, float[] qkAdvantage) {
+    public record PairTables(int dVocab, int[] argmax, float[] confidence, float[] attnPrev, float[] qkAdvantage,
+                             @JsonIgnore float[] distribution, float[] medianOverA) {
         public int idx(int a, int b) {
             return a * dVocab + b;
+        }
+
+        /** The weights-only P(c | a, b), averaged over the query positions. */
+        public double probability(int a, int b, int c) {
+            return distribution[idx(a, b) * dVocab + c];
+        }
+
+        /** The median over every a' of the weights-only P(c | a', b). */
+        public double median(int b, int c) {
+            return medianOverA[b * dVocab + c];
         }
     }
 
     /**
-     * What the weights say: the extracted trigrams (by confidence, highest first) and every pair's numbers.
+     * A bigram default (*, b, c): whatever token a comes before b, the weights predict c after it, by a bump that
+     * does not depend on a (the median over a' of P(. | a', b) has its argmax at c, above the bigram cut).
      *
-     * @param maxRejectedConfidence the highest confidence of a pair left out, minExtractedConfidence the lowest of
-     *                              one extracted (NaN when there is none): a wide gap means the threshold hardly matters
+     * @param confidence the median over every a' of the weights-only P(c | a', b)
      */
-    public record Result(ModelConfig config, Options options, int[] positions, List<Entry> trigrams,
+    public record BigramDefault(int b, int c, double confidence) {
+        public Map<String, Object> toJson() {
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("b", b);
+            m.put("c", c);
+            m.put("confidence", confidence);
+            return m;
+        }
+    }
+
+    /**
+     * What the weights say: the extracted trigrams (by confidence, highest first), the bigram defaults (by b) and
+     * every pair's numbers.
+     *
+     * @param cut where the pair confidences were cut: the label-free widest gap unless {@link Options#threshold()}
+     *            fixed it; an entry is extracted when its confidence is above {@code cut.value()}
+     * @param maxRejectedConfidence the highest confidence of a pair left out, minExtractedConfidence the lowest of
+     *                              one extracted (NaN when there is none): a wide gap means the cut hardly matters
+     * @param bigramDefaults for each b whose median over a' of P(. | a', b) has an argmax above bigramCut, that
+     *                       (*, b, c), ordered by b
+     * @param bigramCut the label-free cut of those per-b argmax confidences ({@link ConfidenceCut#otsuLog})
+     */
+    public record Result(ModelConfig config, Options options, int[] positions, ConfidenceCut cut,
+                         List<Entry> trigrams, List<BigramDefault> bigramDefaults, ConfidenceCut bigramCut,
                          PairTables pairs, double maxRejectedConfidence, double minExtractedConfidence,
                          double seconds) {
+
+        /** The threshold the confidences were compared with: the cut's value. */
+        public double threshold() {
+            return cut.value();
+        }
 
         /** The extracted c for (a, b), or -1. */
         public int completionOf(int a, int b) {
             int i = pairs.idx(a, b);
-            return pairs.confidence[i] > options.threshold() ? pairs.argmax[i] : -1;
+            return cut.keeps(pairs.confidence[i]) ? pairs.argmax[i] : -1;
+        }
+
+        /** The c of the bigram default (*, b, c), or -1 when b has none. */
+        public int bigramDefaultOf(int b) {
+            for (BigramDefault d : bigramDefaults) {
+                if (d.b() == b) {
+                    return d.c();
+                }
+            }
+            return -1;
         }
 
         /** prefix[a * V + b]: whether (a, b) is an extracted trigram prefix. */
@@ -218,12 +287,13 @@ public final class TrigramExtractor {
             return out;
         }
 
-        /** The method and settings, then up to top entries (top < 0: all). */
+        /** The method and settings, then up to top entries (top < 0: all), then every bigram default. */
         public Map<String, Object> toJson(int top) {
             Map<String, Object> m = new LinkedHashMap<>();
             m.put("method", METHOD);
             m.put("background", options.background().key);
-            m.put("threshold", options.threshold());
+            m.put("threshold", cut.value());
+            m.put("cut", cut.toJson());
             m.put("positions", positions);
             m.put("n_extracted", trigrams.size());
             m.put("max_rejected_confidence", maxRejectedConfidence);
@@ -234,6 +304,13 @@ public final class TrigramExtractor {
                 list.add(trigrams.get(i).toJson());
             }
             m.put("trigrams", list);
+            m.put("bigram_method", BIGRAM_METHOD);
+            m.put("bigram_cut", bigramCut.toJson());
+            List<Map<String, Object>> defaults = new ArrayList<>();
+            for (BigramDefault d : bigramDefaults) {
+                defaults.add(d.toJson());
+            }
+            m.put("bigram_defaults", defaults);
             return m;
         }
     }
@@ -241,7 +318,12 @@ public final class TrigramExtractor {
     public static final String METHOD = "weights only: for every (a, b) and query position p, attention of b@p on "
             + "a@p-1 vs itself (and a mean-field background of random tokens at 0..p-2 unless two_key) from QK; "
             + "resid_mid = W_E[b] + W_pos[p] + attention-weighted OV outputs + b_O; MLP and unembed (with the model's "
-            + "LayerNorms) -> P(c), averaged over p; (a, b, argmax c) is extracted when P(c) > threshold";
+            + "LayerNorms) -> P(c), averaged over p; (a, b, argmax c) is extracted when P(c) is above the cut: the "
+            + "middle of the widest gap of the pairs' P(c) above 1/d_vocab, unless a threshold is given";
+
+    public static final String BIGRAM_METHOD = "weights only: for every b, the median over every a' of the same "
+            + "P(. | a', b); (*, b, argmax c) is a bigram default when that median P(c) is above Otsu's two-class "
+            + "split of log(d_vocab * P) over the per-b argmaxes";
 
     /** Extracts with {@link Options#defaults()}. */
     public static Result extract(Weights w) {
@@ -263,6 +345,7 @@ public final class TrigramExtractor {
         int P = positions.length;
         int[] argmax = new int[V * V];
         float[] conf = new float[V * V], attnPrev = new float[V * V], qkAdv = new float[V * V];
+        float[] dist = new float[V * V * V], medianOverA = new float[V * V];
 
         // pass 1: every pair's position-averaged distribution, one query token b per task
         Parallel.forRange(V, (worker, from, to) -> {
@@ -271,6 +354,7 @@ public final class TrigramExtractor {
             double[] wPrev = new double[H], wSelf = new double[H], wBg = new double[H], sPrev = new double[H],
                     sSelf = new double[H], probs = new double[V];
             double[] acc = new double[V * V], accAttn = new double[V * H], accAdv = new double[V * H];
+            double[] column = new double[V];
             for (int b = from; b < to; b++) {
                 Arrays.fill(acc, 0);
                 Arrays.fill(accAttn, 0);
@@ -309,9 +393,22 @@ public final class TrigramExtractor {
                     conf[i] = (float) acc[a * V + best];
                     attnPrev[i] = (float) accAttn[a * H + head];
                     qkAdv[i] = (float) accAdv[a * H + head];
+                    for (int c = 0; c < V; c++) {
+                        dist[i * V + c] = (float) acc[a * V + c];
+                    }
+                }
+                for (int c = 0; c < V; c++) {
+                    for (int a = 0; a < V; a++) {
+                        column[a] = acc[a * V + c];
+                    }
+                    medianOverA[b * V + c] = (float) median(column, V);
                 }
             }
         });
+
+        // the cut: label-free unless a threshold was given
+        ConfidenceCut cut = opts.threshold() == null ? ConfidenceCut.widestGap(conf, V)
+                : ConfidenceCut.threshold(conf, opts.threshold());
 
         // pass 2: explain the extracted entries
         List<int[]> chosen = new ArrayList<>();
@@ -319,10 +416,10 @@ public final class TrigramExtractor {
         for (int a = 0; a < V; a++) {
             for (int b = 0; b < V; b++) {
                 double cf = conf[a * V + b];
-                if (cf > opts.threshold()) {
+                if (cut.keeps(cf)) {
                     chosen.add(new int[] {a, b});
                     minExtracted = Double.isNaN(minExtracted) ? cf : Math.min(minExtracted, cf);
-                } else {
+                } else if (!Double.isNaN(cf)) {
                     maxRejected = Double.isNaN(maxRejected) ? cf : Math.max(maxRejected, cf);
                 }
             }
@@ -337,8 +434,40 @@ public final class TrigramExtractor {
         List<Entry> list = new ArrayList<>(Arrays.asList(entries));
         list.sort(Comparator.comparingDouble(Entry::confidence).reversed()
                 .thenComparingInt(Entry::a).thenComparingInt(Entry::b));
-        return new Result(w.cfg, opts, positions, List.copyOf(list), new PairTables(V, argmax, conf, attnPrev, qkAdv),
-                maxRejected, minExtracted, (System.nanoTime() - t0) / 1e9);
+
+        // the bigram defaults: per b, the argmax of the median over a', cut by Otsu's split of their log-ratios
+        int[] defaultC = new int[V];
+        float[] defaultConf = new float[V];
+        for (int b = 0; b < V; b++) {
+            int best = 0;
+            for (int c = 1; c < V; c++) {
+                if (medianOverA[b * V + c] > medianOverA[b * V + best]) {
+                    best = c;
+                }
+            }
+            defaultC[b] = best;
+            defaultConf[b] = medianOverA[b * V + best];
+        }
+        ConfidenceCut bigramCut = ConfidenceCut.otsuLog(defaultConf, V);
+        List<BigramDefault> defaults = new ArrayList<>();
+        for (int b = 0; b < V; b++) {
+            if (bigramCut.keeps(defaultConf[b])) {
+                defaults.add(new BigramDefault(b, defaultC[b], defaultConf[b]));
+            }
+        }
+        return new Result(w.cfg, opts, positions, cut, List.copyOf(list), List.copyOf(defaults), bigramCut,
+                new PairTables(V, argmax, conf, attnPrev, qkAdv, dist, medianOverA), maxRejected, minExtracted,
+                (System.nanoTime() - t0) / 1e9);
+    }
+
+    /** The median of v[0..n): the middle value, or the mean of the two middle ones when n is even; NaN when n = 0. */
+    static double median(double[] v, int n) {
+        if (n == 0) {
+            return Double.NaN;
+        }
+        double[] s = Arrays.copyOf(v, n);
+        Arrays.sort(s);
+        return n % 2 == 1 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
     }
 
     /**
@@ -464,49 +593,198 @@ public final class TrigramExtractor {
     }
 
     /**
+     * A trigram's prediction depends on a when the model's P(c | a, b) is more than this many times the median over
+     * every other a' of P(c | a', b).
+     */
+    public static final double A_DEPENDENCE_RATIO = 2;
+
+    /**
+     * One dataset trigram as the real model treats it: its forward on the 3-token sequence [a, b, c] (the challenge
+     * metric's batch), read at position 1.
+     *
+     * @param argmaxCorrect the model's argmax there is c (what the challenge's trigram metric counts)
+     * @param probC the model's P(c | a, b) there
+     * @param medianOtherA the median over every a' != a of the model's P(c | a', b), the same forward with a' in place
+     *                     of a
+     * @param aDependent probC > {@link #A_DEPENDENCE_RATIO} * medianOtherA: the prediction depends on a
+     * @param extracted (a, b, c) is in the extracted table
+     * @param bigramDefault (b, c) is a bigram default (*, b, c) of the extraction
+     */
+    public record DatasetTrigram(int a, int b, int c, boolean argmaxCorrect, double probC, double medianOtherA,
+                                 boolean aDependent, boolean extracted, boolean bigramDefault) {
+        public Map<String, Object> toJson() {
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("a", a);
+            m.put("b", b);
+            m.put("c", c);
+            m.put("argmax_correct", argmaxCorrect);
+            m.put("prob_c", probC);
+            m.put("median_other_a", medianOtherA);
+            m.put("a_dependent", aDependent);
+            m.put("extracted", extracted);
+            m.put("bigram_default", bigramDefault);
+            return m;
+        }
+    }
+
+    /** Listed (b, c) pairs against the distinct (b, c) pairs of the dataset's trigrams. */
+    public record PairComparison(int nListed, int nReference, int nCorrect, double precision, double recall) {
+        public Map<String, Object> toJson() {
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("n_listed", nListed);
+            m.put("n_reference", nReference);
+            m.put("n_correct", nCorrect);
+            m.put("precision", precision);
+            m.put("recall", recall);
+            return m;
+        }
+    }
+
+    /**
+     * The extraction against the dataset and against what the model does with it. The only place extraction runs the
+     * model is here, as ground truth.
+     *
      * @param vsDataset against the dataset's trigrams
-     * @param vsModel against the dataset trigrams the model predicts (argmax at position 1 of the all-trigrams batch
-     *                is c, as the challenge's trigram metric counts them): the only place extraction runs the model,
-     *                as ground truth
-     * @param vsModelConfident against those the model predicts with P(c) above the extraction threshold
-     * @param nPredictedUnconfident how many the model predicts (argmax) with P(c) at most the threshold, and
-     *                              meanProbUnconfident their mean P(c): right by a small margin, not by a learned rule
+     * @param vsModel against the argmax-correct trigrams: the dataset trigrams whose argmax at position 1 of
+     *                [a, b, c] is c, as the challenge's trigram metric counts them ({@link #recallVsArgmaxCorrect})
+     * @param vsModelADependent against the argmax-correct trigrams whose prediction depends on a
+     *                          ({@link DatasetTrigram#aDependent()}; {@link #recallVsADependent})
+     * @param vsModelConfident against the argmax-correct trigrams with P(c) above the extraction's cut
+     * @param nPredictedUnconfident how many are argmax-correct with P(c) at most the cut, and meanProbUnconfident
+     *                              their mean P(c): right by a small margin, not by a learned rule
+     * @param nArgmaxCorrectNotExtracted argmax-correct trigrams the extraction does not list
+     * @param nNotExtractedBigramDefaults how many of those have their (b, c) among the bigram defaults: the model
+     *                                    gets them right by what b alone predicts
+     * @param bigramDefaultsVsDataset the bigram defaults' (b, c) against the dataset's distinct (b, c) pairs
+     * @param datasetTrigrams every dataset trigram, in generation order, with the model's numbers
      */
     public record Evaluation(long seed, double trigramProb, Comparison vsDataset, Comparison vsModel,
-                             Comparison vsModelConfident, int nPredictedUnconfident, double meanProbUnconfident) {
+                             Comparison vsModelADependent, Comparison vsModelConfident, int nPredictedUnconfident,
+                             double meanProbUnconfident, int nArgmaxCorrectNotExtracted,
+                             int nNotExtractedBigramDefaults, PairComparison bigramDefaultsVsDataset,
+                             List<DatasetTrigram> datasetTrigrams) {
+
+        /** Extracted and argmax-correct, over every argmax-correct trigram (a-dependent or not). */
+        public double recallVsArgmaxCorrect() {
+            return vsModel.recall();
+        }
+
+        /** Extracted and argmax-correct, over the argmax-correct trigrams whose prediction depends on a. */
+        public double recallVsADependent() {
+            return vsModelADependent.recall();
+        }
+
+        /** How many dataset trigrams the model gets right by argmax (the challenge's trigram_n_correct). */
+        public int nArgmaxCorrect() {
+            return vsModel.nReference();
+        }
+
+        /** How many of the argmax-correct trigrams depend on a. */
+        public int nADependent() {
+            return vsModelADependent.nReference();
+        }
+
         public Map<String, Object> toJson() {
             Map<String, Object> m = new LinkedHashMap<>();
             m.put("seed", seed);
             m.put("trigram_prob", trigramProb);
             m.put("vs_dataset", vsDataset.toJson());
             m.put("vs_model", vsModel.toJson());
+            m.put("vs_model_a_dependent", vsModelADependent.toJson());
             m.put("vs_model_confident", vsModelConfident.toJson());
             m.put("n_predicted_unconfident", nPredictedUnconfident);
             m.put("mean_prob_unconfident", meanProbUnconfident);
+            m.put("a_dependence_ratio", A_DEPENDENCE_RATIO);
+            m.put("n_argmax_correct", nArgmaxCorrect());
+            m.put("n_a_dependent", nADependent());
+            m.put("recall_vs_argmax_correct", recallVsArgmaxCorrect());
+            m.put("recall_vs_a_dependent", recallVsADependent());
+            m.put("n_argmax_correct_not_extracted", nArgmaxCorrectNotExtracted);
+            m.put("n_not_extracted_bigram_defaults", nNotExtractedBigramDefaults);
+            m.put("bigram_defaults_vs_dataset", bigramDefaultsVsDataset.toJson());
+            List<Map<String, Object>> list = new ArrayList<>();
+            for (DatasetTrigram t : datasetTrigrams) {
+                list.add(t.toJson());
+            }
+            m.put("dataset_trigrams", list);
             return m;
         }
     }
 
     public static Evaluation evaluate(Result r, HookedTransformer model, TrigramDataset data) {
         int[][] all = data.trigrams();
+        int V = data.dVocab();
         double[] probC = new double[all.length];
         boolean[] predicted = predictedTrigrams(model, data, probC);
-        List<int[]> modelSet = new ArrayList<>(), confident = new ArrayList<>();
+        double[] medianOther = medianOverOtherA(model, data);
+        List<int[]> modelSet = new ArrayList<>(), aDependent = new ArrayList<>(), confident = new ArrayList<>();
+        List<DatasetTrigram> rows = new ArrayList<>();
         double unconfidentProb = 0;
+        int notExtracted = 0, notExtractedDefault = 0;
         for (int i = 0; i < all.length; i++) {
+            int a = all[i][0], b = all[i][1], c = all[i][2];
+            boolean dependent = probC[i] > A_DEPENDENCE_RATIO * medianOther[i];
+            boolean extracted = r.completionOf(a, b) == c;
+            boolean isDefault = r.bigramDefaultOf(b) == c;
+            rows.add(new DatasetTrigram(a, b, c, predicted[i], probC[i], medianOther[i], dependent, extracted,
+                    isDefault));
             if (predicted[i]) {
                 modelSet.add(all[i]);
-                if (probC[i] > r.options().threshold()) {
+                if (dependent) {
+                    aDependent.add(all[i]);
+                }
+                if (r.cut().keeps(probC[i])) {
                     confident.add(all[i]);
                 } else {
                     unconfidentProb += probC[i];
                 }
+                if (!extracted) {
+                    notExtracted++;
+                    notExtractedDefault += isDefault ? 1 : 0;
+                }
             }
         }
         int nUnconfident = modelSet.size() - confident.size();
-        return new Evaluation(data.seed(), data.trigramProb(), compare(r, Arrays.asList(all), data.dVocab()),
-                compare(r, modelSet, data.dVocab()), compare(r, confident, data.dVocab()), nUnconfident,
-                nUnconfident == 0 ? Double.NaN : unconfidentProb / nUnconfident);
+        return new Evaluation(data.seed(), data.trigramProb(), compare(r, Arrays.asList(all), V),
+                compare(r, modelSet, V), compare(r, aDependent, V), compare(r, confident, V), nUnconfident,
+                nUnconfident == 0 ? Double.NaN : unconfidentProb / nUnconfident, notExtracted, notExtractedDefault,
+                compareBigrams(r, all, V), List.copyOf(rows));
+    }
+
+    /**
+     * Per dataset trigram, in generation order: the median over every a' != a of the model's P(c | a', b) at position
+     * 1 of [a', b, c], one batch of d_vocab sequences per distinct b (position 1 does not see c, so one c serves).
+     */
+    public static double[] medianOverOtherA(HookedTransformer model, TrigramDataset data) {
+        int[][] all = data.trigrams();
+        int V = data.dVocab();
+        double[] out = new double[all.length];
+        Map<Integer, List<Integer>> byB = new LinkedHashMap<>();
+        for (int i = 0; i < all.length; i++) {
+            byB.computeIfAbsent(all[i][1], k -> new ArrayList<>()).add(i);
+        }
+        int[] tokens = new int[V * 3];
+        double[] others = new double[V];
+        for (Map.Entry<Integer, List<Integer>> e : byB.entrySet()) {
+            int b = e.getKey();
+            for (int a = 0; a < V; a++) {
+                tokens[a * 3] = a;
+                tokens[a * 3 + 1] = b;
+                tokens[a * 3 + 2] = all[e.getValue().get(0)][2];
+            }
+            Tensor logits = model.forward(tokens, V, 3);
+            int LV = logits.dim(2);
+            for (int i : e.getValue()) {
+                int n = 0;
+                for (int a = 0; a < V; a++) {
+                    if (a != all[i][0]) {
+                        others[n++] = Math.exp(Metrics.logProb(logits.data(), (a * 3 + 1) * LV, LV, all[i][2]));
+                    }
+                }
+                out[i] = median(others, n);
+            }
+        }
+        return out;
     }
 
     /** Per dataset trigram, in generation order: does the model's argmax at position 1 of [a, b, c] equal c? */
@@ -553,8 +831,62 @@ public final class TrigramExtractor {
                 ratio(prefix, nR));
     }
 
+    static PairComparison compareBigrams(Result r, int[][] trigrams, int V) {
+        boolean[] reference = new boolean[V * V];
+        int nReference = 0;
+        for (int[] t : trigrams) {
+            if (!reference[t[1] * V + t[2]]) {
+                reference[t[1] * V + t[2]] = true;
+                nReference++;
+            }
+        }
+        int correct = 0;
+        for (BigramDefault d : r.bigramDefaults()) {
+            correct += reference[d.b() * V + d.c()] ? 1 : 0;
+        }
+        int nListed = r.bigramDefaults().size();
+        return new PairComparison(nListed, nReference, correct, ratio(correct, nListed), ratio(correct, nReference));
+    }
+
     private static double ratio(int num, int den) {
         return den == 0 ? Double.NaN : num / (double) den;
+    }
+
+    /**
+     * The extraction in sentences, for terminal summaries: what was kept and where the cuts are, and with a known
+     * dataset (ev not null) precision and recall, saying in words which recall is against which reference.
+     */
+    public static List<String> summaryLines(Result r, Evaluation ev) {
+        List<String> lines = new ArrayList<>();
+        lines.add(String.format("%d trigrams (a, b, c) read from the weights alone, kept where %s", r.trigrams().size(),
+                r.cut().describe("P(c)", r.pairs().dVocab())));
+        lines.add(String.format("%d bigram defaults (*, b, c), where b predicts c whatever a comes before it (the "
+                + "median over every a' of P(c | a', b)), kept where %s", r.bigramDefaults().size(),
+                r.bigramCut().describe("median P(c)", r.pairs().dVocab())));
+        if (ev == null) {
+            return lines;
+        }
+        Comparison d = ev.vsDataset(), m = ev.vsModel(), dep = ev.vsModelADependent();
+        lines.add(String.format("against the dataset's %d trigrams: precision %.3f, recall %.3f (%d of %d)",
+                d.nReference(), d.precision(), d.recall(), d.nCorrect(), d.nReference()));
+        lines.add(String.format("recall against every argmax-correct trigram (the model's argmax at position 1 of "
+                        + "[a, b, c] is c; %d of them, whether a matters or not): %.3f (%d of %d)", m.nReference(),
+                ev.recallVsArgmaxCorrect(), m.nCorrect(), m.nReference()));
+        lines.add(String.format("recall against the argmax-correct trigrams whose prediction depends on a (P(c | a, b) "
+                        + "more than %s times the median over every other a'; %d of the %d): %.3f (%d of %d)",
+                fmtRatio(A_DEPENDENCE_RATIO), dep.nReference(), m.nReference(), ev.recallVsADependent(),
+                dep.nCorrect(), dep.nReference()));
+        lines.add(String.format("%d argmax-correct trigrams are not extracted; %d of them have their (b, c) among the "
+                + "bigram defaults", ev.nArgmaxCorrectNotExtracted(), ev.nNotExtractedBigramDefaults()));
+        PairComparison bd = ev.bigramDefaultsVsDataset();
+        lines.add(String.format("bigram defaults against the dataset's %d distinct (b, c) pairs: precision %.3f, "
+                        + "recall %.3f (%d of %d listed)", bd.nReference(), bd.precision(), bd.recall(), bd.nCorrect(),
+                bd.nListed()));
+        return lines;
+    }
+
+    private static String fmtRatio(double x) {
+        return java.math.BigDecimal.valueOf(x).stripTrailingZeros().toPlainString();
     }
 
     // -------------------------------------------------------------------------------------------------------------

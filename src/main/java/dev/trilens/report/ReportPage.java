@@ -84,7 +84,13 @@ public final class ReportPage {
                     .put("confidence", e.path("confidence").asDouble()).put("decided_by", e.path("decided_by").asText())
                     .put("attn_prev", e.path("attn_prev").path(0).asDouble());
         }
-        d.set("extraction_eval", a.at("/extraction/evaluation"));
+        JsonNode extractionEval = a.at("/extraction/evaluation");
+        if (extractionEval.isObject()) {
+            // the per-trigram rows stay in analysis.json; the page shows only the totals
+            extractionEval = extractionEval.deepCopy();
+            ((ObjectNode) extractionEval).remove("dataset_trigrams");
+        }
+        d.set("extraction_eval", extractionEval);
         d.set("causal", a.at("/causal_validation/variants"));
         d.set("training", training(metricsJsonl));
         try {
@@ -98,7 +104,7 @@ public final class ReportPage {
     private static ObjectNode summaries(JsonNode a) {
         ObjectNode s = JSON.createObjectNode();
         for (String section : new String[] {"predictions", "attention", "circuits", "attribution", "ablation",
-                "patching", "failure_modes"}) {
+                "patching", "extraction", "failure_modes"}) {
             JsonNode n = a.path(section).path("summary");
             s.set(section, n.isMissingNode() ? JSON.createArrayNode() : n);
         }
@@ -179,7 +185,7 @@ th{background:#eee;cursor:pointer}
 <section id="dla"><h2>Direct logit attribution</h2><div id="dla-body"></div><ul class="summary" id="sum-attribution"></ul></section>
 <section id="ablation"><h2>Ablations</h2><div id="ablation-body"></div></section>
 <section id="patching"><h2>Patching: the attention swap</h2><ul class="summary" id="sum-patching"></ul></section>
-<section id="trigram-table"><h2>Trigrams read from the weights</h2><div id="extraction-eval"></div>
+<section id="trigram-table"><h2>Trigrams read from the weights</h2><div id="extraction-eval"></div><ul class="summary" id="sum-extraction"></ul>
 <input id="trigram-filter" placeholder="filter, e.g. 12 or mlp" aria-label="filter the trigram table"><div id="trigram-body"></div></section>
 <section id="causal"><h2>Causal validation</h2><div id="causal-body"></div></section>
 <section id="failures"><h2>Failure modes</h2><ul class="summary" id="sum-failure_modes"></ul></section>
@@ -280,6 +286,7 @@ list('sum-patching', [D.patching.summary].filter(x => x));
 // trigram table: sortable, filterable
 const ev = D.extraction_eval || {};
 $('extraction-eval').textContent = ev.vs_dataset ? `precision ${fmt(ev.vs_dataset.precision)}, recall ${fmt(ev.vs_dataset.recall)} against the dataset's trigrams; ${D.trigrams.length} extracted.` : `${D.trigrams.length} extracted; the dataset is unknown.`;
+list('sum-extraction', D.summaries.extraction);
 let rows = D.trigrams.map(t => [t.a, t.b, t.c, t.confidence, t.attn_prev, t.decided_by]), sortCol = -1, asc = true;
 function renderTable() {
   const q = $('trigram-filter').value.trim().toLowerCase(), body = $('trigram-body'); body.textContent = '';

@@ -48,9 +48,24 @@ class ExtractCommandTest extends CliTestBase {
                 "logit_margin", "margin_contributions", "decided_by", "explanation");
         assertThat(keys(j.get("trigrams").get(0).get("margin_contributions")))
                 .containsExactlyElementsOf(TrigramExtractor.CONTRIBUTIONS);
+        assertThat(keys(j.get("cut"))).containsExactly("value", "gap_low", "gap_high", "rule");
+        assertThat(j.get("cut").get("rule").asText()).isEqualTo("widest_gap");
+        assertThat(j.get("threshold").doubleValue()).isEqualTo(j.get("cut").get("value").doubleValue());
+        assertThat(keys(j.get("bigram_cut"))).containsExactly("value", "gap_low", "gap_high", "rule");
+        assertThat(j.get("bigram_defaults")).isNotEmpty();
+        for (JsonNode d : j.get("bigram_defaults")) {
+            assertThat(keys(d)).containsExactly("b", "c", "confidence");
+            assertThat(d.get("confidence").doubleValue()).isGreaterThan(j.get("bigram_cut").get("value").doubleValue());
+        }
         JsonNode ev = j.get("evaluation");
-        assertThat(keys(ev)).containsExactly("seed", "trigram_prob", "vs_dataset", "vs_model", "vs_model_confident",
-                "n_predicted_unconfident", "mean_prob_unconfident");
+        assertThat(keys(ev)).containsExactly("seed", "trigram_prob", "vs_dataset", "vs_model", "vs_model_a_dependent",
+                "vs_model_confident", "n_predicted_unconfident", "mean_prob_unconfident", "a_dependence_ratio",
+                "n_argmax_correct", "n_a_dependent", "recall_vs_argmax_correct", "recall_vs_a_dependent",
+                "n_argmax_correct_not_extracted", "n_not_extracted_bigram_defaults", "bigram_defaults_vs_dataset",
+                "dataset_trigrams");
+        assertThat(ev.get("dataset_trigrams")).hasSize(24);
+        assertThat(keys(ev.get("dataset_trigrams").get(0))).containsExactly("a", "b", "c", "argmax_correct", "prob_c",
+                "median_other_a", "a_dependent", "extracted", "bigram_default");
         assertThat(ev.get("seed").longValue()).isEqualTo(TrigramExtractorTestModels.TINY.dataSeed());
         assertThat(ev.get("vs_dataset").get("n_reference").intValue()).isEqualTo(24);
         assertThat(ev.get("vs_dataset").get("precision").doubleValue()).isGreaterThan(0.95);
@@ -71,9 +86,39 @@ class ExtractCommandTest extends CliTestBase {
         assertThat(j.get("evaluation").isNull()).isTrue();
         assertThat(j.get("trigrams")).isEmpty();
         assertThat(j.get("n_extracted").intValue()).isEqualTo(221);
+        // measured at position 1 alone: the widest gap runs from 0.029 to 0.943
+        assertThat(j.at("/cut/gap_low").doubleValue()).isBetween(0.02, 0.1);
+        assertThat(j.at("/cut/gap_high").doubleValue()).isBetween(0.9, 0.95);
+        assertThat(j.get("bigram_defaults")).isNotEmpty();
         assertThat(run("extract", "--model", pt.toString(), "--seed", "40", "--top", "1", "--positions", "1"))
                 .isEqualTo(0);
-        assertThat(out()).contains("vs dataset:          precision 1.000  recall 0.798  (221 of 277)");
+        assertThat(out()).contains("vs dataset:          precision 1.000  recall 0.798  (221 of 277)",
+                "recall 0.831  (221 of 266): recall against every argmax-correct trigram",
+                "recall 1.000  (221 of 221): recall against the argmax-correct trigrams whose prediction depends on a",
+                "kept where P(c) > 0.4862 (the middle of the widest gap of the P(c) above 1/d_vocab: 0.02948 to "
+                        + "0.9430)",
+                "45 argmax-correct trigrams are not extracted",
+                "bigram defaults vs the dataset's 275 distinct (b, c) pairs: precision 1.000");
+    }
+
+    @Test
+    void theThresholdOverridesTheLabelFreeCut() throws Exception {
+        String model = TrigramExtractorTestModels.tinyCheckpoint().toString();
+        assertThat(run("extract", "--model", model, "--json", "--top", "0")).isEqualTo(0);
+        JsonNode free = JSON.readTree(out());
+        // a threshold inside the label-free gap keeps the same pairs; one below it keeps more
+        double inGap = (free.at("/cut/gap_low").doubleValue() + 3 * free.at("/cut/gap_high").doubleValue()) / 4;
+        assertThat(run("extract", "--model", model, "--json", "--top", "0", "--threshold", Double.toString(inGap)))
+                .isEqualTo(0);
+        JsonNode same = JSON.readTree(out());
+        assertThat(same.at("/cut/rule").asText()).isEqualTo("threshold");
+        assertThat(same.get("threshold").doubleValue()).isEqualTo(inGap);
+        assertThat(same.get("n_extracted").intValue()).isEqualTo(free.get("n_extracted").intValue());
+        assertThat(run("extract", "--model", model, "--json", "--top", "0", "--threshold", "0.2")).isEqualTo(0);
+        assertThat(JSON.readTree(out()).get("n_extracted").intValue())
+                .isGreaterThan(free.get("n_extracted").intValue());
+        assertThat(run("extract", "--model", model, "--top", "0", "--threshold", "0.2")).isEqualTo(0);
+        assertThat(out()).contains("kept where P(c) > 0.2 (a fixed threshold; the nearest P(c) on either side: ");
     }
 
     @Test
@@ -82,6 +127,8 @@ class ExtractCommandTest extends CliTestBase {
         assertOneLineErrorOnly(2, "--top must be >= 0, got -1", "extract", "--model", model, "--top", "-1");
         assertOneLineErrorOnly(2, "--threshold must be > 0 and < 1, got 1.5", "extract", "--model", model,
                 "--threshold", "1.5");
+        assertOneLineErrorOnly(2, "--threshold must be > 0 and < 1, got NaN", "extract", "--model", model,
+                "--threshold", "NaN");
         assertOneLineErrorOnly(2, "unknown --background 'both', expected random_context or two_key", "extract", "--model",
                 model, "--background", "both");
         assertOneLineErrorOnly(2, "--positions", "extract", "--model", model, "--positions", "one");

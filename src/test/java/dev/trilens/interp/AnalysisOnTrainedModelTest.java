@@ -68,6 +68,24 @@ class AnalysisOnTrainedModelTest {
     void extractionAndTheRuleRecoverTheModel() {
         assertThat(json.at("/extraction/evaluation/vs_dataset/precision").asDouble()).isGreaterThan(0.95);
         assertThat(json.at("/extraction/evaluation/vs_dataset/recall").asDouble()).isGreaterThan(0.7);
+        // the interface scripts read: bigram defaults beside the trigram list, and the cut with its gap
+        JsonNode table = json.at("/extraction/table");
+        assertThat(table.path("trigrams").isArray()).isTrue();
+        assertThat(table.path("bigram_defaults")).isNotEmpty();
+        for (JsonNode d : table.path("bigram_defaults")) {
+            assertThat(d.path("confidence").asDouble()).isGreaterThan(table.at("/bigram_cut/value").asDouble());
+            assertThat(d.path("b").isInt() && d.path("c").isInt()).isTrue();
+        }
+        assertThat(table.at("/cut/rule").asText()).isEqualTo("widest_gap");
+        assertThat(table.at("/cut/gap_low").asDouble()).isLessThan(table.at("/cut/value").asDouble())
+                .isEqualTo(table.path("max_rejected_confidence").asDouble());
+        assertThat(table.at("/cut/gap_high").asDouble()).isGreaterThan(table.at("/cut/value").asDouble())
+                .isEqualTo(table.path("min_extracted_confidence").asDouble());
+        JsonNode ev = json.at("/extraction/evaluation");
+        assertThat(ev.path("recall_vs_argmax_correct").asDouble()).isEqualTo(ev.at("/vs_model/recall").asDouble());
+        assertThat(ev.path("n_a_dependent").asInt()).isBetween(1, ev.path("n_argmax_correct").asInt());
+        assertThat(json.at("/extraction/summary").toString()).contains("recall against every argmax-correct trigram",
+                "recall against the argmax-correct trigrams whose prediction depends on a");
         for (JsonNode v : json.at("/causal_validation/variants")) {
             if (v.path("name").asText().equals("rule_extracted")) {
                 assertThat(v.path("recovered_trigram_frac").asDouble()).isGreaterThan(0.8);

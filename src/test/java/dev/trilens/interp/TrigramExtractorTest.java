@@ -14,13 +14,20 @@ import dev.trilens.model.ModelConfig;
 import dev.trilens.model.Tensor;
 import dev.trilens.model.Weights;
 import dev.trilens.train.Metrics;
+import dev.trilens.train.TrainConfig;
 import dev.trilens.train.Trainer;
+import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 class TrigramExtractorTest {
+
+    @TempDir
+    Path tmp;
 
     @Test
     void readsTheChallengeModelsTableWithFullPrecision() {
@@ -30,7 +37,8 @@ class TrigramExtractorTest {
                 TrigramExtractorTestModels.challengeData(1));
         // measured: 221 extracted, all of them dataset trigrams; recall 221/277 = 0.798 against the dataset,
         // 221/266 = 0.831 against the model's argmax (the other 45 are argmax with P(c) ~0.02 only), and 221/221
-        // against the trigrams it predicts with P(c) > 0.5
+        // against the trigrams it predicts with P(c) above the cut
+        assertThat(r.trigrams()).hasSize(221);
         assertThat(ev.vsDataset().precision()).isGreaterThan(0.98);
         assertThat(ev.vsDataset().recall()).isGreaterThan(0.75);
         assertThat(ev.vsModel().precision()).isGreaterThan(0.98);
@@ -40,9 +48,14 @@ class TrigramExtractorTest {
         assertThat(ev.vsModel().nReference()).isEqualTo(
                 Metrics.trigramScore(model, TrigramExtractorTestModels.challengeData(1)).nCorrect());
         assertThat(ev.nPredictedUnconfident()).isEqualTo(ev.vsModel().nReference() - ev.vsModelConfident().nReference());
-        // the confidences are bimodal: the threshold could be anywhere in a wide gap
-        assertThat(r.maxRejectedConfidence()).isLessThan(0.1);
-        assertThat(r.minExtractedConfidence()).isGreaterThan(0.9);
+        // the confidences are bimodal: the label-free cut sits in a wide gap (measured 0.030 to 0.934)
+        assertThat(r.cut().rule()).isEqualTo(ConfidenceCut.RULE_WIDEST_GAP);
+        assertThat(r.cut().gapLow()).isBetween(0.02, 0.1);
+        assertThat(r.cut().gapHigh()).isBetween(0.9, 0.95);
+        assertThat(r.cut().gapLow()).isEqualTo(r.maxRejectedConfidence());
+        assertThat(r.cut().gapHigh()).isEqualTo(r.minExtractedConfidence());
+        assertThat(r.threshold()).isEqualTo((r.cut().gapLow() + r.cut().gapHigh()) / 2);
+        assertThat(r.options().threshold()).isNull();
         // the explanation of each entry: b attends a (measured in a random context: 0.83 on average, at least 0.43),
         // and without the copy of a, c is no more likely than any token; with all attention on a, c wins for all but
         // 3 entries (measured), which need the mix of a's and b's values
@@ -62,6 +75,125 @@ class TrigramExtractorTest {
                 TrigramExtractor.Options.defaults().withBackground(TrigramExtractor.Background.TWO_KEY)
                         .withPositions(1, 25, 48));
         assertThat(asSet(twoKey.triples())).isEqualTo(asSet(r.triples()));
+    }
+
+    @Test
+    void challengeModelsArgmaxCorrectTrigramsAreExtractedOrBigramDefaults() {
+        TrigramExtractor.Result r = TrigramExtractorTestModels.challengeExtraction();
+        HookedTransformer model = new HookedTransformer(TrigramExtractorTestModels.challenge());
+        TrigramDataset data = TrigramExtractorTestModels.challengeData(1);
+        TrigramExtractor.Evaluation ev = TrigramExtractor.evaluate(r, model, data);
+        // measured: 266 argmax-correct, 221 of them depend on a, and those are exactly the 221 extracted; of the 45
+        // argmax-correct but not extracted, 38 have their (b, c) among the 38 bigram defaults
+        assertThat(ev.nArgmaxCorrect()).isEqualTo(266);
+        assertThat(ev.nADependent()).isEqualTo(221);
+        assertThat(ev.recallVsADependent()).isEqualTo(1.0);
+        assertThat(ev.recallVsArgmaxCorrect()).isCloseTo(221 / 266.0, within(1e-12));
+        assertThat(ev.nArgmaxCorrectNotExtracted()).isEqualTo(45);
+        assertThat(ev.nNotExtractedBigramDefaults()).isEqualTo(38);
+        int argmaxCorrect = 0;
+        for (TrigramExtractor.DatasetTrigram t : ev.datasetTrigrams()) {
+            if (t.argmaxCorrect()) {
+                argmaxCorrect++;
+                assertThat(t.extracted()).as("%s", t).isEqualTo(t.aDependent());
+            }
+        }
+        assertThat(argmaxCorrect).isEqualTo(266);
+        // the bigram defaults: 38 (b, c), every one a dataset (b, c) pair, out of the dataset's 275 distinct ones
+        TrigramExtractor.PairComparison bd = ev.bigramDefaultsVsDataset();
+        assertThat(r.bigramDefaults()).hasSize(38);
+        assertThat(bd.nReference()).isEqualTo(275);
+        assertThat(bd.precision()).isEqualTo(1.0);
+        assertThat(bd.recall()).isCloseTo(38 / 275.0, within(1e-12));
+        // their bump is 1.3 to 2 times uniform (measured 1.33x to 1.95x), which is what wins the argmax
+        for (TrigramExtractor.BigramDefault d : r.bigramDefaults()) {
+            assertThat(d.confidence() * 75).as("%s", d).isBetween(1.3, 2.0);
+        }
+        assertThat(r.bigramCut().rule()).isEqualTo(ConfidenceCut.RULE_OTSU_LOG);
+        assertBigramDefaultsWellFormed(r);
+
+        // the a-dependence test, recomputed with one forward per sequence
+        int checked = 0;
+        for (int i = 0; i < data.nTrigrams(); i += 23) {
+            TrigramExtractor.DatasetTrigram t = ev.datasetTrigrams().get(i);
+            List<Double> others = new ArrayList<>();
+            for (int a = 0; a < 75; a++) {
+                Tensor logits = model.forward(new int[] {a, t.b(), t.c()}, 1, 3);
+                double p = Math.exp(Metrics.logProb(logits.data(), 75, 75, t.c()));
+                if (a == t.a()) {
+                    assertThat(p).isCloseTo(t.probC(), within(1e-5));
+                } else {
+                    others.add(p);
+                }
+            }
+            others.sort(null);
+            double median = (others.get(36) + others.get(37)) / 2;
+            assertThat(t.medianOtherA()).as("%s", t).isCloseTo(median, within(1e-6));
+            assertThat(t.aDependent()).isEqualTo(t.probC() > 2 * median);
+            checked++;
+        }
+        assertThat(checked).isEqualTo(13);
+    }
+
+    @Test
+    void theCutMovesWithTheModel() {
+        // the tiny model's confidences have their widest gap elsewhere: measured 0.480 to 0.713, cut at 0.597
+        Trainer t = TrigramExtractorTestModels.tiny();
+        TrigramExtractor.Result r = TrigramExtractor.extract(t.weights());
+        assertThat(r.cut().gapLow()).isBetween(0.45, 0.5);
+        assertThat(r.cut().gapHigh()).isBetween(0.68, 0.75);
+        assertIsWidestGap(r);
+        assertWellFormed(r);
+        assertBigramDefaultsWellFormed(r);
+
+        // trained for 4 epochs instead of 15, no pair reaches 0.5: a fixed 0.5 finds nothing, the cut moves down
+        // (measured: gap 0.201 to 0.235) and keeps 2 pairs, both dataset trigrams
+        TrainConfig c = TrigramExtractorTestModels.TINY;
+        Trainer early = Trainer.start(new TrainConfig(c.dVocab(), c.seqLen(), c.trigramProb(), c.dataSeed(), c.nTrain(),
+                c.nVal(), 4, c.batchSize(), c.lrStart(), c.lrEnd(), c.weightDecay(), c.dModel(), c.nHeads(), c.dHead(),
+                c.dMlp(), c.nLayers(), c.layerNorm(), c.initSeed()), tmp);
+        early.run(new Trainer.Listener() {
+        });
+        TrigramExtractor.Result fixed = TrigramExtractor.extract(early.weights(),
+                TrigramExtractor.Options.defaults().withThreshold(0.5));
+        assertThat(fixed.trigrams()).isEmpty();
+        assertThat(fixed.cut().rule()).isEqualTo(ConfidenceCut.RULE_THRESHOLD);
+        assertThat(fixed.cut().gapHigh()).isNaN();
+        assertThat(fixed.cut().gapLow()).isEqualTo(fixed.maxRejectedConfidence());
+        TrigramExtractor.Result moved = TrigramExtractor.extract(early.weights());
+        assertThat(moved.threshold()).isBetween(0.15, 0.3);
+        assertThat(moved.trigrams()).hasSize(2);
+        assertIsWidestGap(moved);
+        TrigramExtractor.Evaluation ev = TrigramExtractor.evaluate(moved, new HookedTransformer(early.weights()),
+                early.dataset());
+        assertThat(ev.vsDataset().precision()).isEqualTo(1.0);
+        assertWellFormed(moved);
+        assertBigramDefaultsWellFormed(moved);
+    }
+
+    @Test
+    void theMedianOfAnEvenCountIsTheMeanOfTheMiddleTwo() {
+        assertThat(TrigramExtractor.median(new double[] {3, 1, 2}, 3)).isEqualTo(2);
+        assertThat(TrigramExtractor.median(new double[] {4, 1, 3, 2, 99}, 4)).isEqualTo(2.5);
+        assertThat(TrigramExtractor.median(new double[] {Double.NaN}, 0)).isNaN();
+    }
+
+    @Test
+    void uniformAndNaNModelsExtractNothing() {
+        ModelConfig cfg = new ModelConfig(10, 8, 16, 1, 1, 8, 12, false);
+        Weights zero = Weights.init(cfg, 1);
+        Arrays.fill(zero.data, 0f);
+        Weights nan = Weights.init(cfg, 1);
+        Arrays.fill(nan.data, Float.NaN);
+        for (Weights w : List.of(zero, nan)) {
+            TrigramExtractor.Result r = TrigramExtractor.extract(w);
+            assertThat(r.trigrams()).isEmpty();
+            assertThat(r.bigramDefaults()).isEmpty();
+            assertThat(r.cut().gapHigh()).isNaN();
+            assertThat(r.bigramCut().gapHigh()).isNaN();
+            assertThat(r.threshold()).isCloseTo(0.1, within(1e-6));
+            assertThat(TrigramExtractor.summaryLines(r, null).get(0)).contains("none above 1/d_vocab");
+        }
     }
 
     @Test
@@ -165,7 +297,7 @@ class TrigramExtractorTest {
         assertThat(r.pairs().confidence()).hasSize(V * V);
         double prev = Double.POSITIVE_INFINITY;
         for (TrigramExtractor.Entry e : r.trigrams()) {
-            assertThat(e.confidence()).isGreaterThan(r.options().threshold()).isLessThanOrEqualTo(prev + 1e-12);
+            assertThat(e.confidence()).isGreaterThan(r.threshold()).isLessThanOrEqualTo(prev + 1e-12);
             prev = e.confidence();
             assertThat(r.completionOf(e.a(), e.b())).isEqualTo(e.c());
             assertThat(e.confidence()).isCloseTo(r.pairs().confidence()[r.pairs().idx(e.a(), e.b())], within(1e-5));
@@ -182,6 +314,53 @@ class TrigramExtractorTest {
             for (double x : e.attnPrev()) {
                 assertThat(x).isBetween(0.0, 1.0);
             }
+        }
+    }
+
+    /** The cut is the middle of the widest gap of the pair confidences above 1/d_vocab (with 1/d_vocab as a point). */
+    static void assertIsWidestGap(TrigramExtractor.Result r) {
+        int V = r.pairs().dVocab();
+        List<Double> v = new ArrayList<>();
+        v.add(1.0 / V);
+        for (float x : r.pairs().confidence()) {
+            if (x > 1.0 / V * (1 + 1e-6)) {
+                v.add((double) x);
+            }
+        }
+        v.sort(null);
+        double widest = 0;
+        for (int i = 0; i + 1 < v.size(); i++) {
+            widest = Math.max(widest, v.get(i + 1) - v.get(i));
+        }
+        assertThat(r.cut().gapWidth()).isEqualTo(widest);
+        assertThat(v).contains(r.cut().gapLow(), r.cut().gapHigh());
+        assertThat(r.cut().value()).isEqualTo((r.cut().gapLow() + r.cut().gapHigh()) / 2);
+    }
+
+    /** Each b's median over a' is recomputed from the pair distributions; its argmax is a default iff above the cut. */
+    static void assertBigramDefaultsWellFormed(TrigramExtractor.Result r) {
+        TrigramExtractor.PairTables pt = r.pairs();
+        int V = pt.dVocab();
+        int listed = 0;
+        for (int b = 0; b < V; b++) {
+            int best = 0;
+            for (int c = 0; c < V; c++) {
+                double[] overA = new double[V];
+                for (int a = 0; a < V; a++) {
+                    overA[a] = pt.probability(a, b, c);
+                }
+                Arrays.sort(overA);
+                double median = V % 2 == 1 ? overA[V / 2] : (overA[V / 2 - 1] + overA[V / 2]) / 2;
+                assertThat(pt.median(b, c)).isCloseTo(median, within(1e-7));
+                best = pt.median(b, c) > pt.median(b, best) ? c : best;
+            }
+            boolean kept = pt.median(b, best) > r.bigramCut().value();
+            assertThat(r.bigramDefaultOf(b)).as("b=%d", b).isEqualTo(kept ? best : -1);
+            listed += kept ? 1 : 0;
+        }
+        assertThat(r.bigramDefaults()).hasSize(listed);
+        for (TrigramExtractor.BigramDefault d : r.bigramDefaults()) {
+            assertThat(d.confidence()).isEqualTo(pt.median(d.b(), d.c()));
         }
     }
 
