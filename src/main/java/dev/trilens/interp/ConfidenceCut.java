@@ -26,6 +26,8 @@ public record ConfidenceCut(double value, double gapLow, double gapHigh, String 
     public static final String RULE_THRESHOLD = "threshold";
     /** Confidences within this relative distance of 1/d_vocab are float rounding of a uniform distribution. */
     static final double UNIFORM_TOLERANCE = 1e-6;
+    /** The widest-gap cut keeps nothing below this many times uniform: less is not a learned prediction. */
+    public static final double MIN_KEPT_RATIO = 2;
 
     /** gapHigh - gapLow: how far the cut could move without changing what is kept (NaN when an edge is). */
     public double gapWidth() {
@@ -55,8 +57,11 @@ public record ConfidenceCut(double value, double gapLow, double gapHigh, String 
         String gap = none ? "none above 1/d_vocab" : String.format("%.4g to %.4g", gapLow, gapHigh);
         String sides = none ? "none above 1/d_vocab" : String.format("%.4g and %.4g", gapLow, gapHigh);
         return switch (rule) {
-            case RULE_WIDEST_GAP -> String.format("%s > %.4g (the middle of the widest gap of the %s above 1/d_vocab: "
-                    + "%s)", what, value, what, gap);
+            case RULE_WIDEST_GAP -> Double.isNaN(gapHigh) && !none
+                    ? String.format("%s > %.4g (none is %.0f times uniform or more, so none stands out)", what, value,
+                    MIN_KEPT_RATIO)
+                    : String.format("%s > %.4g (the middle of the widest gap of the %s above 1/d_vocab: %s)", what,
+                    value, what, gap);
             case RULE_OTSU_LOG -> String.format("%s > %.4g, %.3g x uniform (Otsu's two-class split of log(d_vocab * "
                     + "%s) above 1/d_vocab, between %s)", what, value, value * dVocab, what, sides);
             default -> String.format("%s > %s (a fixed threshold; the nearest %s on either side: %s)", what, value,
@@ -67,8 +72,8 @@ public record ConfidenceCut(double value, double gapLow, double gapHigh, String 
     /**
      * The label-free cut of a list of confidences (probabilities of an argmax, so at least 1/d_vocab each): the
      * values above 1/d_vocab, with 1/d_vocab itself as the lowest point, are sorted, and the cut goes in the middle
-     * of the widest gap between neighbours (ties: the higher gap, which keeps fewer). Everything above the gap is
-     * kept. Values within float rounding ({@link #UNIFORM_TOLERANCE}, relative) of 1/d_vocab count as uniform, and
+     * of the widest gap between neighbours whose upper side is at least {@link #MIN_KEPT_RATIO} times uniform (ties:
+     * the higher gap, which keeps fewer). Everything above the gap is kept; with no such gap, nothing is. Values within float rounding ({@link #UNIFORM_TOLERANCE}, relative) of 1/d_vocab count as uniform, and
      * NaN or infinite ones are ignored, so a model with NaN weights keeps nothing and the sort always terminates.
      *
      * <p>When no value is above 1/d_vocab nothing is kept: the cut is 1/d_vocab (raised by that rounding margin, so
@@ -81,11 +86,17 @@ public record ConfidenceCut(double value, double gapLow, double gapHigh, String 
         if (n == 1) {
             return new ConfidenceCut(v[0] * (1 + UNIFORM_TOLERANCE), Double.NaN, Double.NaN, RULE_WIDEST_GAP);
         }
-        int best = 0;
-        for (int i = 1; i + 1 < n; i++) {
-            if (v[i + 1] - v[i] >= v[best + 1] - v[best]) {
+        // a gap whose upper side is below twice uniform only splits noise: an untrained model's argmax confidences
+        // all sit a little above 1/d_vocab, and the gap from 1/d_vocab to the lowest of them would keep every pair
+        double minKept = MIN_KEPT_RATIO / dVocab;
+        int best = -1;
+        for (int i = 0; i + 1 < n; i++) {
+            if (v[i + 1] >= minKept && (best < 0 || v[i + 1] - v[i] >= v[best + 1] - v[best])) {
                 best = i;
             }
+        }
+        if (best < 0) {
+            return new ConfidenceCut(v[n - 1], v[n - 1], Double.NaN, RULE_WIDEST_GAP);
         }
         return new ConfidenceCut((v[best] + v[best + 1]) / 2, v[best], v[best + 1], RULE_WIDEST_GAP);
     }

@@ -373,32 +373,75 @@ public final class Explanation {
             return java.util.Optional.empty();
         }
         int nExtracted = table.path("trigrams").size();
+        JsonNode cut = table.path("cut");
         Map<String, Object> ev = new LinkedHashMap<>();
         ev.put("n_extracted", nExtracted);
-        StringBuilder text = new StringBuilder(String.format(Locale.ROOT, "Read from the weights alone (no data, no "
-                + "forward pass over a dataset), the model has learned %d trigrams.", nExtracted));
-        JsonNode vsModel = ex.at("/evaluation/vs_model");
-        JsonNode vsData = ex.at("/evaluation/vs_dataset");
-        if (!vsModel.isMissingNode()) {
-            int correct = vsModel.path("n_correct").asInt(), argmaxRight = vsModel.path("n_reference").asInt();
-            int unconfident = ex.at("/evaluation/n_predicted_unconfident").asInt();
-            double meanProb = ex.at("/evaluation/mean_prob_unconfident").asDouble();
+        ev.put("cut", cut.path("value").asDouble());
+        ev.put("cut_gap_low", cut.path("gap_low").asDouble());
+        ev.put("cut_gap_high", cut.path("gap_high").asDouble());
+        ev.put("n_bigram_defaults", table.path("bigram_defaults").size());
+        StringBuilder text = new StringBuilder(nExtracted == 0
+                ? "Read from the weights alone (no data, no forward pass over a dataset), the model has learned no "
+                + "trigram: no pair's prediction stands out from the uniform 1/d_vocab."
+                : String.format(Locale.ROOT, "Read from the weights alone (no data, no forward pass over a dataset), "
+                + "the model has learned %d trigram%s: those whose P(c) is above %.3f, the middle of the widest gap "
+                + "between the confidences (%.3f to %.3f).", nExtracted, nExtracted == 1 ? "" : "s",
+                cut.path("value").asDouble(), cut.path("gap_low").asDouble(), cut.path("gap_high").asDouble()));
+        JsonNode eval = ex.path("evaluation");
+        JsonNode rows = eval.path("dataset_trigrams");
+        if (!rows.isMissingNode()) {
+            int argmaxRight = eval.path("n_argmax_correct").asInt(), aDependent = eval.path("n_a_dependent").asInt();
+            int extractedRight = eval.at("/vs_model/n_correct").asInt();
+            // the argmax-correct trigrams the table leaves out: what they are made of
+            int others = 0, othersDependent = 0, othersDefault = 0;
+            double probC = 0, medianOther = 0;
+            for (JsonNode r : rows) {
+                if (r.path("argmax_correct").asBoolean() && !r.path("extracted").asBoolean()) {
+                    others++;
+                    othersDependent += r.path("a_dependent").asBoolean() ? 1 : 0;
+                    othersDefault += r.path("bigram_default").asBoolean() ? 1 : 0;
+                    probC += r.path("prob_c").asDouble();
+                    medianOther += r.path("median_other_a").asDouble();
+                }
+            }
             ev.put("n_argmax_correct", argmaxRight);
-            ev.put("n_extracted_among_argmax_correct", correct);
-            ev.put("n_dataset_trigrams", vsData.path("n_reference").asInt());
-            ev.put("n_extracted_in_dataset", vsData.path("n_correct").asInt());
-            ev.put("n_argmax_correct_not_extracted", argmaxRight - correct);
-            ev.put("mean_prob_of_c_not_extracted", meanProb);
-            text.append(String.format(Locale.ROOT, " %d of them are dataset trigrams; they are %d of the %d the "
-                            + "model gets right by argmax.", vsData.path("n_correct").asInt(), correct, argmaxRight));
-            if (argmaxRight > correct) {
-                text.append(String.format(Locale.ROOT, " The other %d are right by a small margin, not by a learned "
-                        + "rule: the model gives their c only %.3f on average (uniform is %.3f).", argmaxRight - correct,
-                        meanProb, 1.0 / cfg.dVocab()));
-                ev.put("n_unconfident", unconfident);
+            ev.put("n_a_dependent", aDependent);
+            ev.put("n_extracted_among_argmax_correct", extractedRight);
+            ev.put("n_argmax_correct_not_extracted", others);
+            ev.put("n_not_extracted_a_dependent", othersDependent);
+            ev.put("n_not_extracted_bigram_defaults", othersDefault);
+            text.append(String.format(Locale.ROOT, " They are %d of the %d trigrams the model gets right by argmax, "
+                    + "and %d of the %d whose prediction depends on a (P(c | a, b) more than twice its median over "
+                    + "the other a').", extractedRight, argmaxRight, eval.at("/vs_model_a_dependent/n_correct").asInt(),
+                    aDependent));
+            if (others > 0) {
+                probC /= others;
+                medianOther /= others;
+                ev.put("mean_prob_c_not_extracted", probC);
+                ev.put("mean_median_other_a_not_extracted", medianOther);
+                int independent = others - othersDependent;
+                text.append(String.format(Locale.ROOT, " The other %d %s right by a small margin: the model gives "
+                                + "their c %.3f on average (uniform %.3f), and %.3f after any other a'", others,
+                        others == 1 ? "is" : "are", probC, 1.0 / cfg.dVocab(), medianOther));
+                text.append(independent == others ? ", so a plays no part in them"
+                        : String.format(Locale.ROOT, "; a plays no part in %d of them", independent));
+                text.append(othersDefault == 0 ? "." : String.format(Locale.ROOT, ". %d of them are bigram "
+                                + "defaults: b alone raises c a little (%s), enough to win the argmax on the "
+                                + "all-trigrams batch.", othersDefault,
+                        defaultRange(table.path("bigram_defaults"), cfg.dVocab())));
             }
         }
         return java.util.Optional.of(new Claim("learned", text.toString(), ev, "trigram-table"));
+    }
+
+    /** The bigram defaults' confidences as multiples of uniform, e.g. "1.3 to 2.0 times uniform". */
+    private static String defaultRange(JsonNode defaults, int dVocab) {
+        double lo = Double.POSITIVE_INFINITY, hi = Double.NEGATIVE_INFINITY;
+        for (JsonNode d : defaults) {
+            lo = Math.min(lo, d.path("confidence").asDouble() * dVocab);
+            hi = Math.max(hi, d.path("confidence").asDouble() * dVocab);
+        }
+        return String.format(Locale.ROOT, "%.1f to %.1f times uniform", lo, hi);
     }
 
     static java.util.Optional<Claim> causal(JsonNode sections) {

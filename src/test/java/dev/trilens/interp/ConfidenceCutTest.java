@@ -40,6 +40,16 @@ class ConfidenceCutTest {
         assertThat(tie.gapLow()).isEqualTo(0.375);
         assertThat(tie.gapHigh()).isEqualTo(0.625);
 
+        // an untrained model: every argmax a little above uniform; the gap from 1/d_vocab to them splits noise
+        ConfidenceCut noise = ConfidenceCut.widestGap(new float[] {0.11f, 0.12f, 0.13f, 0.125f}, 10);
+        assertThat(noise.gapHigh()).isNaN();
+        assertThat(noise.keeps(0.13f)).isFalse();
+        assertThat(noise.describe("P(c)", 10)).contains("none is 2 times uniform or more");
+        // one pair twice uniform or more stands out of that noise
+        ConfidenceCut outlier = ConfidenceCut.widestGap(new float[] {0.11f, 0.12f, 0.13f, 0.25f}, 10);
+        assertThat(outlier.gapLow()).isEqualTo(0.13f);
+        assertThat(outlier.gapHigh()).isEqualTo(0.25f);
+
         // Otsu's split of log-ratios, with the same edge cases
         assertThat(ConfidenceCut.otsuLog(new float[] {u, nan}, 10).gapHigh()).isNaN();
         assertThat(ConfidenceCut.otsuLog(new float[] {0.2f, nan}, 10).gapHigh()).isEqualTo(0.2f);

@@ -220,6 +220,16 @@ class ExplanationTest {
                 + "266 of 277 trigrams right to 50 (zero-ablation) and " + mean + " (mean-ablation)");
         assertThat(claim(json, "readout").path("text").asText()).contains("the MLP adds");
         assertThat(claim(json, "causal").at("/evidence/recovered_loss").asDouble()).isGreaterThan(0.9);
+        // why 266 correct but 221 learned: the other 45 do not depend on a, and most are bigram defaults
+        JsonNode learned = claim(json, "learned");
+        JsonNode lev = learned.path("evidence");
+        assertThat(lev.path("n_extracted").asInt()).isEqualTo(221);
+        assertThat(lev.path("n_argmax_correct_not_extracted").asInt()).isEqualTo(266 - 221);
+        assertThat(lev.path("n_not_extracted_a_dependent").asInt()).isZero();
+        int defaults = lev.path("n_not_extracted_bigram_defaults").asInt();
+        assertThat(defaults).isPositive();
+        assertThat(learned.path("text").asText()).contains("learned 221 trigrams").contains("The other 45 are right")
+                .contains("a plays no part in them").contains(defaults + " of them are bigram defaults");
 
         assertThat(answer(json, "set_test").path("verdict").asText()).startsWith("Yes: the positions");
         assertThat(answer(json, "mlp_needed").path("verdict").asText()).startsWith("Yes, the MLP is needed");
