@@ -92,6 +92,7 @@ public final class ProbeServer implements AutoCloseable {
             config.startupWatcherEnabled = false;
             config.http.maxRequestSize = MAX_BODY;
             config.http.disableCompression();
+            config.http.prefer405over404 = true;
         });
         app.before(this::guard);
         app.get("/", ctx -> ctx.contentType("text/html; charset=utf-8").result(page));
