@@ -1,6 +1,5 @@
 package dev.trilens.cli;
 
-import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.trilens.TrilensException;
 import dev.trilens.interp.Probe;
 import dev.trilens.interp.TrigramExtractor;
@@ -73,7 +72,7 @@ public final class PredictCommand implements Callable<Integer> {
         Probe.Prediction r = probe.predict(seq, top);
         PrintWriter out = cl.getOut();
         if (json) {
-            out.println(new ObjectMapper().writeValueAsString(r));
+            out.println(Probe.JSON.writeValueAsString(r));
         } else {
             printText(out, cfg, probe, r);
         }

@@ -45,7 +45,7 @@ public final class ProbeServer implements AutoCloseable {
     /** Largest top-k a request may ask for is the vocabulary; this is the default. */
     public static final int DEFAULT_TOP = 3;
 
-    private static final ObjectMapper JSON = new ObjectMapper()
+    private static final ObjectMapper JSON = Probe.JSON.copy()
             .enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION)
             .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
     private static final Set<String> LOOPBACK_NAMES = Set.of("localhost", "127.0.0.1", "[::1]");
@@ -59,6 +59,7 @@ public final class ProbeServer implements AutoCloseable {
     private final Probe.ModelDiff diff;
     private final String page;
     private Javalin app;
+    private RequestTimer timer;
     private String host;
     private int port;
 
@@ -84,6 +85,18 @@ public final class ProbeServer implements AutoCloseable {
         }
     }
 
+    /** Told, after each request, how long the server took to answer it (for the benchmark). */
+    @FunctionalInterface
+    public interface RequestTimer {
+        void answered(String path, int status, double millis);
+    }
+
+    /** Sets the timer; call before {@link #start}. */
+    public ProbeServer timed(RequestTimer t) {
+        this.timer = t;
+        return this;
+    }
+
     /** Starts listening; port 0 picks a free port. Returns once connections are accepted. */
     public synchronized ProbeServer start(String bindHost, int bindPort) {
         this.host = bindHost;
@@ -93,6 +106,10 @@ public final class ProbeServer implements AutoCloseable {
             config.http.maxRequestSize = MAX_BODY;
             config.http.disableCompression();
             config.http.prefer405over404 = true;
+            RequestTimer t = timer;
+            if (t != null) {
+                config.requestLogger.http((ctx, ms) -> t.answered(ctx.path(), ctx.statusCode(), ms));
+            }
         });
         app.before(this::guard);
         app.get("/", ctx -> ctx.contentType("text/html; charset=utf-8").result(page));

@@ -46,6 +46,11 @@ class ProbeServerTest {
         single.close();
     }
 
+    /** What the server should answer for value: `predict --json` writes it with the same writer. */
+    private static JsonNode expected(Object value) throws Exception {
+        return JSON.readTree(Probe.JSON.writeValueAsBytes(value));
+    }
+
     private static JsonNode ok(RawHttp.Response r) throws Exception {
         assertThat(r.status()).as(r.body()).isEqualTo(200);
         assertThat(r.header("Content-Type")).startsWith("application/json");
@@ -63,10 +68,10 @@ class ProbeServerTest {
     void predictAnswersWhatPredictJsonPrints() throws Exception {
         int[] t = {3, 4, 5, 6, 1};
         JsonNode j = ok(http.postJson("/api/predict", "{\"tokens\": [3, 4, 5, 6, 1]}"));
-        assertThat(j).isEqualTo(JSON.valueToTree(probeA.predict(t, ProbeServer.DEFAULT_TOP)));
+        assertThat(j).isEqualTo(expected(probeA.predict(t, ProbeServer.DEFAULT_TOP)));
         assertThat(j.get("positions").size()).isEqualTo(5);
         JsonNode b = ok(http.postJson("/api/predict", "{\"tokens\": [3, 4, 5, 6, 1], \"top\": 5, \"which\": \"b\"}"));
-        assertThat(b).isEqualTo(JSON.valueToTree(probeB.predict(t, 5)));
+        assertThat(b).isEqualTo(expected(probeB.predict(t, 5)));
     }
 
     @Test
@@ -114,8 +119,8 @@ class ProbeServerTest {
         assertThat(f.get("positions").size()).isEqualTo(4);
 
         JsonNode c = ok(http.postJson("/api/compare", "{\"tokens\": [3, 4, 5, 6]}"));
-        assertThat(c.get("a")).isEqualTo(JSON.valueToTree(probeA.predict(new int[] {3, 4, 5, 6}, 3)));
-        assertThat(c.get("b")).isEqualTo(JSON.valueToTree(probeB.predict(new int[] {3, 4, 5, 6}, 3)));
+        assertThat(c.get("a")).isEqualTo(expected(probeA.predict(new int[] {3, 4, 5, 6}, 3)));
+        assertThat(c.get("b")).isEqualTo(expected(probeB.predict(new int[] {3, 4, 5, 6}, 3)));
         assertThat(c.at("/diff/same_shape").asBoolean()).isTrue();
         assertThat(c.at("/diff/correlations").size()).isPositive();
         assertThat(c.get("top1_agree").asInt()).isBetween(0, 4);
@@ -240,7 +245,7 @@ class ProbeServerTest {
                         for (int k = 0; k < t.length; k++) {
                             t[k] = (client * 5 + i * 3 + k * 7) % 12;
                         }
-                        JsonNode expected = JSON.valueToTree(probeA.predict(t, 3));
+                        JsonNode expected = expected(probeA.predict(t, 3));
                         JsonNode got = ok(http.postJson("/api/predict", JSON.writeValueAsString(Map.of("tokens",
                                 t))));
                         if (!expected.equals(got)) {
