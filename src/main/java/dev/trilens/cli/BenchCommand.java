@@ -89,7 +89,9 @@ public final class BenchCommand implements Callable<Integer> {
                 throw new CommandLine.ParameterException(spec.commandLine(), "bench serve needs --clients 1..256 and "
                         + "--seconds in (0, 600], got " + clients + " and " + seconds);
             }
-            return new ServeBench(weights, clients, seconds, warmup, MIN_WARMUP_SECONDS).run(out);
+            // 20 timed runs suit a batch pass; a request's p99 needs thousands
+            int requests = spec.commandLine().getParseResult().hasMatchedOption("--iters") ? iters : 2000;
+            return new ServeBench(weights, clients, seconds, warmup, MIN_WARMUP_SECONDS, requests).run(out);
         }
         ModelConfig cfg = weights.cfg;
         int B = what == What.eval ? 2500 : 512, T = cfg.nCtx();

@@ -42,7 +42,11 @@ final class ServeBench {
     private final double warmupSeconds;
 
     /** warmupRuns untimed requests first, or (null) as many as fit in warmupSeconds. */
-    ServeBench(Weights weights, int clients, double seconds, Integer warmupRuns, double warmupSeconds) {
+    private final int requests;
+
+    /** requests: how many the latency phase times, one at a time. */
+    ServeBench(Weights weights, int clients, double seconds, Integer warmupRuns, double warmupSeconds, int requests) {
+        this.requests = requests;
         this.weights = weights;
         this.clients = clients;
         this.seconds = seconds;
@@ -92,9 +96,8 @@ final class ServeBench {
             // latency: one client, one request at a time
             recording.set(true);
             List<Double> clientMs = new ArrayList<>();
-            long t0 = System.nanoTime();
             int n = 0;
-            while (n < 500 || (System.nanoTime() - t0 < 3e9 && n < 5000)) {
+            while (n < requests) {
                 long a = System.nanoTime();
                 warm.once(n++);
                 clientMs.add((System.nanoTime() - a) / 1e6);
