@@ -68,12 +68,13 @@ public final class ServeCommand implements Callable<Integer> {
             throw new TrilensException("cannot listen on " + host + ":" + port + ": " + rootMessage(e));
         }
         CountDownLatch stopped = new CountDownLatch(1);
-        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+        Thread onExit = new Thread(() -> {
             server.close();
             out.println("stopped");
             out.flush();
             stopped.countDown();
-        }, "trilens-serve-stop"));
+        }, "trilens-serve-stop");
+        Runtime.getRuntime().addShutdownHook(onExit);
         if (!isLoopback(host)) {
             out.printf("warning: listening on %s, not only this machine: anyone who can reach this address can use "
                     + "the server%n", host);
@@ -85,7 +86,15 @@ public final class ServeCommand implements Callable<Integer> {
         out.printf("listening on %s%n", server.url());
         out.println("press Ctrl-C to stop");
         out.flush();
-        stopped.await();
+        try {
+            stopped.await();
+        } catch (InterruptedException e) {
+            // stopped from within the JVM (an embedding program, a test) rather than by a signal
+            Runtime.getRuntime().removeShutdownHook(onExit);
+            server.close();
+            out.println("stopped");
+            out.flush();
+        }
         return 0;
     }
 
