@@ -9,6 +9,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.trilens.TrilensException;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.interp.Ablation;
+import dev.trilens.interp.ModelDiff;
 import dev.trilens.interp.Probe;
 import dev.trilens.interp.TrigramExtractor;
 import dev.trilens.model.ModelConfig;
@@ -56,7 +57,7 @@ public final class ProbeServer implements AutoCloseable {
 
     private final Model a;
     private final Model b;
-    private final Probe.ModelDiff diff;
+    private final ModelDiff diff;
     private final String page;
     private Javalin app;
     private RequestTimer timer;
@@ -74,7 +75,7 @@ public final class ProbeServer implements AutoCloseable {
     public ProbeServer(Model a, Model b) {
         this.a = a;
         this.b = b;
-        this.diff = b == null ? null : Probe.diff(a.probe(), b.probe());
+        this.diff = b == null ? null : ModelDiff.of(a.probe(), b.probe());
         try (InputStream in = ProbeServer.class.getResourceAsStream("probe.html")) {
             if (in == null) {
                 throw new IllegalStateException("probe.html is missing from the build");

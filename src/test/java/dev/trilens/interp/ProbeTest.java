@@ -129,17 +129,17 @@ class ProbeTest {
     @Test
     void aModelComparedWithItselfAgreesEverywhere() {
         Probe p = challenge();
-        Probe.ModelDiff d = Probe.diff(p, p);
+        ModelDiff d = ModelDiff.of(p, p);
         assertThat(d.onlyA()).isEmpty();
         assertThat(d.onlyB()).isEmpty();
         assertThat(d.nBoth()).isEqualTo(p.rules().trigrams().size()).isPositive();
         assertThat(d.correlations()).isNotEmpty();
-        for (Probe.ParamCorrelation c : d.correlations()) {
+        for (ModelDiff.ParamCorrelation c : d.correlations()) {
             if (c.correlation() != null) {
                 assertThat(c.correlation()).as(c.name()).isCloseTo(1.0, within(1e-9));
             }
         }
-        assertThat(d.correlations()).extracting(Probe.ParamCorrelation::name).contains("embed.W_E");
+        assertThat(d.correlations()).extracting(ModelDiff.ParamCorrelation::name).contains("embed.W_E");
     }
 
     @Test
@@ -148,11 +148,11 @@ class ProbeTest {
         Weights w1 = Weights.init(cfg, 1), w2 = Weights.init(cfg, 2);
         TrigramDataset data = TrigramDataset.generate(12, 8, 0.1, 3, 20);
         Probe a = Probe.of(w1, data), b = Probe.of(w2, data);
-        Probe.ModelDiff d = Probe.diff(a, b);
+        ModelDiff d = ModelDiff.of(a, b);
         assertThat(d.sameShape()).isTrue();
         ParamCheck.assertSomeBelow(d.correlations(), 0.5);
         Probe c = Probe.of(Weights.init(cfg.withDMlp(0), 1), data);
-        Probe.ModelDiff e = Probe.diff(a, c);
+        ModelDiff e = ModelDiff.of(a, c);
         assertThat(e.sameShape()).isFalse();
         assertThat(e.correlations()).isEmpty();
         assertThat(e.summary()).contains("different shapes");
@@ -160,7 +160,7 @@ class ProbeTest {
     }
 
     private static final class ParamCheck {
-        static void assertSomeBelow(List<Probe.ParamCorrelation> cs, double limit) {
+        static void assertSomeBelow(List<ModelDiff.ParamCorrelation> cs, double limit) {
             assertThat(cs).isNotEmpty();
             assertThat(cs).anySatisfy(c -> assertThat(c.correlation()).isNotNull().isLessThan(limit));
         }
