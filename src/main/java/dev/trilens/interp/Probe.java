@@ -102,8 +102,9 @@ public final class Probe {
             try {
                 out[i] = Integer.parseInt(item);
             } catch (NumberFormatException e) {
-                throw new TrilensException("token " + (i + 1) + " of the sequence, '" + abbreviate(item)
-                        + "', is not a whole number; expected token ids 0.." + (cfg.dVocab() - 1));
+                String what = item.matches("[+-]?\\d+") ? "is outside the vocabulary" : "is not a whole number";
+                throw new TrilensException("token " + (i + 1) + " of the sequence, '" + abbreviate(item) + "', "
+                        + what + "; expected token ids 0.." + (cfg.dVocab() - 1));
             }
         }
         return checkTokens(out, cfg);

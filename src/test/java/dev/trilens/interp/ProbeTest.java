@@ -37,6 +37,9 @@ class ProbeTest {
         assertThat(Probe.parseTokens("[1, 2,3\n 4]", cfg)).containsExactly(1, 2, 3, 4);
         assertThatThrownBy(() -> Probe.parseTokens("1 2 x7 4", cfg)).isInstanceOf(TrilensException.class)
                 .hasMessage("token 3 of the sequence, 'x7', is not a whole number; expected token ids 0..74");
+        assertThatThrownBy(() -> Probe.parseTokens("1 99999999999", cfg))
+                .hasMessage("token 2 of the sequence, '99999999999', is outside the vocabulary; expected token ids "
+                        + "0..74");
         assertThatThrownBy(() -> Probe.parseTokens("1 75", cfg))
                 .hasMessage("token 75 at position 1 is outside the vocabulary 0..74");
         assertThatThrownBy(() -> Probe.parseTokens("1 -3", cfg))
