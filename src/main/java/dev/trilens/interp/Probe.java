@@ -310,6 +310,9 @@ public final class Probe {
                       List<Contribution> components) {
     }
 
+    /** {@link Attribution#DIRECTION}, with the predicted token as the target. */
+    public static final String DLA_DIRECTION = "logit of the predicted token minus the mean logit over the vocabulary";
+
     public Dla dla(int[] tokens, int pos) {
         checkTokens(tokens, config());
         ModelConfig cfg = config();
@@ -336,8 +339,7 @@ public final class Probe {
         for (int c = 0; c < t.names().size(); c++) {
             comps.add(new Contribution(t.names().get(c), t.sources().get(c), t.values()[c][pos]));
         }
-        return new Dla(pos, predicted, p[predicted], Attribution.DIRECTION.replace("correct next", "predicted"),
-                t.actual()[pos], comps);
+        return new Dla(pos, predicted, p[predicted], DLA_DIRECTION, t.actual()[pos], comps);
     }
 
     // -------------------------------------------------------------------------------------------------------------
