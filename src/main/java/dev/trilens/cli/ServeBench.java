@@ -32,6 +32,8 @@ import java.util.concurrent.atomic.AtomicLong;
  */
 final class ServeBench {
     private static final ObjectMapper JSON = Probe.JSON;
+    /** The default warm-up sends at least this many requests. */
+    private static final int MIN_WARMUP_REQUESTS = 4000;
     /** Distinct sequences the clients cycle through, each with its expected answer. */
     private static final int POOL = 64;
 
@@ -41,7 +43,7 @@ final class ServeBench {
     private final Integer warmupRuns;
     private final double warmupSeconds;
 
-    /** warmupRuns untimed requests first, or (null) as many as fit in warmupSeconds. */
+    /** warmupRuns untimed requests first, or (null) at least warmupSeconds of them, until the times are flat. */
     private final int requests;
 
     /** requests: how many the latency phase times, one at a time. */
@@ -81,14 +83,38 @@ final class ServeBench {
             out.printf("trilens bench serve: POST /api/predict with %d-token sequences on %s (%s)%n", T, s.url(), cfg);
             out.flush();
 
-            // warm-up: one client until the JIT has compiled the request path
+            // warm-up: one client until the JIT has compiled the request path (as `bench eval`: at least the
+            // minimum time, then until two windows in a row are no faster than the best window before them). A
+            // request runs each kernel once, so C2 needs thousands of them: measured after 250 (5 s) the median
+            // was 2.5 times what it was after 6000.
             Client warm = new Client(uri, bodies, expected);
-            long end = System.nanoTime() + (long) (warmupSeconds * 1e9);
+            long start = System.nanoTime();
             int warmRuns = 0;
-            while (warmupRuns == null ? System.nanoTime() < end : warmRuns < warmupRuns) {
-                warm.once(warmRuns++);
+            if (warmupRuns != null) {
+                while (warmRuns < warmupRuns) {
+                    warm.once(warmRuns++);
+                }
+            } else {
+                double best = Double.MAX_VALUE;
+                int flat = 0;
+                while (true) {
+                    double[] window = new double[200];
+                    for (int i = 0; i < window.length; i++) {
+                        long a = System.nanoTime();
+                        warm.once(warmRuns++);
+                        window[i] = System.nanoTime() - a;
+                    }
+                    Arrays.sort(window);
+                    double median = window[window.length / 2];
+                    flat = median > 0.97 * best ? flat + 1 : 0;
+                    best = Math.min(best, median);
+                    double elapsed = (System.nanoTime() - start) / 1e9;
+                    if (elapsed >= 60 || (elapsed >= warmupSeconds && warmRuns >= MIN_WARMUP_REQUESTS && flat >= 2)) {
+                        break;
+                    }
+                }
             }
-            double warmSeconds = (System.nanoTime() - end) / 1e9 + warmupSeconds;
+            double warmSeconds = (System.nanoTime() - start) / 1e9;
             if (warm.wrong > 0) {
                 throw new TrilensException("the server answered " + warm.wrong + " warm-up requests wrongly");
             }
