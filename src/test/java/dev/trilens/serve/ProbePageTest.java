@@ -105,6 +105,24 @@ class ProbePageTest {
                 wait.until(d -> d.findElement(By.id("dla-hint")).getText().contains("predicted token " + learned.c()));
                 assertThat(driver.findElements(By.cssSelector("#dla .b"))).hasSizeGreaterThan(3);
 
+                // insert a trigram picked from the extracted table at position 1: the rule fires at 2
+                driver.findElement(By.id("trigram-summary")).click();
+                driver.findElement(By.id("trigram-filter")).sendKeys(Integer.toString(learned.c()));
+                WebElement row = driver.findElement(By.cssSelector("#trigram-table tbody tr"));
+                List<WebElement> cells = row.findElements(By.tagName("td"));
+                String[] abc = {cells.get(0).getText(), cells.get(1).getText(), cells.get(2).getText()};
+                assertThat(List.of(abc)).contains(Integer.toString(learned.c()));
+                row.click();
+                WebElement at = driver.findElement(By.id("insert-pos"));
+                at.clear();
+                at.sendKeys("1");
+                driver.findElement(By.id("insert-btn")).click();
+                wait.until(d -> tokenAt(d, 2).getText().startsWith("2\n" + abc[1] + "\n"));
+                assertThat(tokenAt(driver, 1).getText()).startsWith("1\n" + abc[0] + "\n");
+                assertThat(tokenAt(driver, 2).getAttribute("class")).contains("rule").contains("sel");
+                assertThat(tokenAt(driver, 2).findElement(By.className("pred")).getAttribute("data-token"))
+                        .isEqualTo(abc[2]);
+
                 // the patch experiment on sequence 0: position 21's attention onto 15
                 driver.findElement(By.id("seq-load")).click();
                 wait.until(d -> d.findElements(By.cssSelector("#strip .tok")).size() == 50);
