@@ -27,15 +27,15 @@ public final class BenchCommand implements Callable<Integer> {
     What what;
 
     @Option(names = {"--iters", "--steps"}, defaultValue = "20",
-            description = "timed repetitions (default: ${DEFAULT-VALUE})")
+            description = "timed repetitions (default: ${DEFAULT-VALUE}; serve: timed requests, default 2000)")
     int iters;
 
     @Option(names = "--attn-only", description = "train: the attention-only variant")
     boolean attnOnly;
 
-    @Option(names = "--warmup", description = "untimed repetitions first (default: until the JIT has compiled "
-            + "every kernel: until two windows of ten runs in a row are no faster than the best before; at least "
-            + MIN_WARMUP_SECONDS + " s)")
+    @Option(names = "--warmup", description = "untimed repetitions (serve: requests) first (default: until the JIT "
+            + "has compiled every kernel: until two windows of ten runs in a row are no faster than the best before; "
+            + "at least " + MIN_WARMUP_SECONDS + " s; serve: windows of 200, at least 4000 requests)")
     Integer warmup;
 
     /** The vector kernels run hundreds of times slower until C2 compiles them, which takes seconds, not steps. */
