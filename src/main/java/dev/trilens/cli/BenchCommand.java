@@ -17,24 +17,25 @@ import picocli.CommandLine.Parameters;
 @Command(name = "bench", mixinStandardHelpOptions = true,
         description = "Benchmarks on the challenge's shapes, to set beside ../shared/bench/torch_peer.py. "
                 + "eval: one forward pass with a full activation cache over 2500 x 50 tokens; "
-                + "train: one training step (forward, backward, AdamW) on a batch of 512 x 50.")
+                + "train: one training step (forward, backward, AdamW) on a batch of 512 x 50; "
+                + "serve: POST /api/predict of `serve` on 50-token sequences, latency then --clients at once.")
 public final class BenchCommand implements Callable<Integer> {
 
-    enum What { eval, train }
+    enum What { eval, train, serve }
 
     @Parameters(index = "0", description = "what to time: ${COMPLETION-CANDIDATES}")
     What what;
 
     @Option(names = {"--iters", "--steps"}, defaultValue = "20",
-            description = "timed repetitions (default: ${DEFAULT-VALUE})")
+            description = "timed repetitions (default: ${DEFAULT-VALUE}; serve: timed requests, default 2000)")
     int iters;
 
     @Option(names = "--attn-only", description = "train: the attention-only variant")
     boolean attnOnly;
 
-    @Option(names = "--warmup", description = "untimed repetitions first (default: until the JIT has compiled "
-            + "every kernel: until two windows of ten runs in a row are no faster than the best before; at least "
-            + MIN_WARMUP_SECONDS + " s)")
+    @Option(names = "--warmup", description = "untimed repetitions (serve: requests) first (default: until the JIT "
+            + "has compiled every kernel: until two windows of ten runs in a row are no faster than the best before; "
+            + "at least " + MIN_WARMUP_SECONDS + " s; serve: windows of 200, at least 4000 requests)")
     Integer warmup;
 
     /** The vector kernels run hundreds of times slower until C2 compiles them, which takes seconds, not steps. */
@@ -44,6 +45,14 @@ public final class BenchCommand implements Callable<Integer> {
             + "initialisation: a trained model's sharp attention exercises the kernels differently")
     java.nio.file.Path model;
 
+    @Option(names = "--clients", defaultValue = "8", description = "serve: concurrent clients of the load test "
+            + "(default: ${DEFAULT-VALUE})")
+    int clients;
+
+    @Option(names = "--seconds", defaultValue = "5", description = "serve: how long the load test runs (default: "
+            + "${DEFAULT-VALUE})")
+    double seconds;
+
     @Option(names = "--threads", description = "worker threads (default: all cores)")
     Integer threads;
 
@@ -51,7 +60,7 @@ public final class BenchCommand implements Callable<Integer> {
     CommandLine.Model.CommandSpec spec;
 
     @Override
-    public Integer call() {
+    public Integer call() throws Exception {
         if (iters < 1) {
             throw new CommandLine.ParameterException(spec.commandLine(), "--iters must be >= 1, got " + iters);
         }
@@ -74,6 +83,15 @@ public final class BenchCommand implements Callable<Integer> {
             weights = dev.trilens.io.Checkpoints.load(model).weights();
         } else {
             weights = Weights.init(attnOnly ? ModelConfig.arena().withDMlp(0) : ModelConfig.arena(), 0);
+        }
+        if (what == What.serve) {
+            if (clients < 1 || clients > 256 || !(seconds > 0 && seconds <= 600)) {
+                throw new CommandLine.ParameterException(spec.commandLine(), "bench serve needs --clients 1..256 and "
+                        + "--seconds in (0, 600], got " + clients + " and " + seconds);
+            }
+            // 20 timed runs suit a batch pass; a request's p99 needs thousands
+            int requests = spec.commandLine().getParseResult().hasMatchedOption("--iters") ? iters : 2000;
+            return new ServeBench(weights, clients, seconds, warmup, MIN_WARMUP_SECONDS, requests).run(out);
         }
         ModelConfig cfg = weights.cfg;
         int B = what == What.eval ? 2500 : 512, T = cfg.nCtx();

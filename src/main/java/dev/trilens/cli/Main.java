@@ -8,7 +8,8 @@ import picocli.CommandLine.Command;
 @Command(name = "trilens", mixinStandardHelpOptions = true, version = "trilens 0.1.0",
         description = "Train and mechanistically interpret small transformers: the ARENA Nov 2024 trigram model.",
         subcommands = {DatasetCommand.class, EvaluateCommand.class, BenchCommand.class, TrainCommand.class, RunCommand.class,
-                CompareCommand.class, PatchCommand.class, ExtractCommand.class, AnalyzeCommand.class, CommandLine.HelpCommand.class})
+                CompareCommand.class, PatchCommand.class, PredictCommand.class, ServeCommand.class, ExtractCommand.class,
+                AnalyzeCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
 
     @CommandLine.Spec
