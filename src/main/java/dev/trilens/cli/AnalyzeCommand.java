@@ -7,27 +7,28 @@ import dev.trilens.data.TrigramDataset;
 import dev.trilens.interp.Analysis;
 import dev.trilens.interp.AnalysisContext;
 import dev.trilens.interp.Worklog;
-import dev.trilens.model.Weights;
-import dev.trilens.train.EvalMetrics;
-import dev.trilens.train.Metrics;
-import dev.trilens.train.TrainConfig;
 import dev.trilens.io.AtomicFiles;
 import dev.trilens.io.Checkpoint;
 import dev.trilens.io.Checkpoints;
+import dev.trilens.io.OutputLock;
 import dev.trilens.model.HookedTransformer;
+import dev.trilens.model.Weights;
 import dev.trilens.report.PngFigures;
 import dev.trilens.report.ReportPage;
+import dev.trilens.train.EvalMetrics;
+import dev.trilens.train.Metrics;
+import dev.trilens.train.TrainConfig;
 import dev.trilens.train.Trainer;
-import java.util.List;
 import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
-import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
+import picocli.CommandLine;
 
 @Command(name = "analyze", mixinStandardHelpOptions = true,
         description = "Run every analysis of the interpretability engine (predictions, the worklog's attention test, "
@@ -70,7 +71,12 @@ public final class AnalyzeCommand implements Callable<Integer> {
         if (Files.exists(dir) && !Files.isDirectory(dir)) {
             throw new TrilensException("--out " + dir + " is a file; expected a folder (it is created if missing)");
         }
-        Files.createDirectories(dir);
+        try (OutputLock lock = OutputLock.acquire(dir, "analyze")) {
+            return analyze(ckpt, ds, inputs, dir);
+        }
+    }
+
+    private int analyze(Checkpoint ckpt, TrigramDataset ds, Worklog.Inputs inputs, Path dir) {
         PrintWriter term = spec.commandLine().getOut();
         term.printf("model    %s (%s)%n", model, ckpt.weights().cfg);
         term.printf("dataset  seed=%d trigram_prob=%s size=%d n_trigrams=%d%n", ds.seed(), ds.trigramProb(),

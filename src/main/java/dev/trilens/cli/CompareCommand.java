@@ -3,6 +3,7 @@ package dev.trilens.cli;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.trilens.TrilensException;
 import dev.trilens.io.AtomicFiles;
+import dev.trilens.io.OutputLock;
 import dev.trilens.model.Parallel;
 import dev.trilens.train.Comparison;
 import dev.trilens.train.TrainConfig;
@@ -19,16 +20,16 @@ import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
-import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.function.UnaryOperator;
-import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
+import picocli.CommandLine;
 
 @Command(name = "compare", mixinStandardHelpOptions = true,
         description = "Train each variant once per seed (seeds: the preset's, +1, +2, ...), each run in "
@@ -113,6 +114,13 @@ public final class CompareCommand implements Callable<Integer> {
         if (epochs != null) {
             base = base.withEpochs(epochs);
         }
+        try (OutputLock lock = OutputLock.acquire(dir, "compare")) {
+            return compare(cl, p, base, names, dir);
+        }
+    }
+
+    private int compare(CommandLine cl, TrainCommand.Preset p, TrainConfig base, LinkedHashSet<String> names,
+                        Path dir) throws InterruptedException {
 
         List<Job> jobs = prepare(base, names, dir);
         PrintWriter o = cl.getOut();

@@ -4,19 +4,21 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.interp.AnalysisContext;
 import dev.trilens.interp.Worklog;
-import dev.trilens.model.Weights;
 import dev.trilens.io.AtomicFiles;
+import dev.trilens.io.OutputLock;
 import dev.trilens.model.HookedTransformer;
+import dev.trilens.model.Weights;
 import dev.trilens.train.EvalMetrics;
 import dev.trilens.train.Metrics;
 import dev.trilens.train.TrainConfig;
 import dev.trilens.train.Trainer;
 import java.io.PrintWriter;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Map;
 import java.util.concurrent.Callable;
-import picocli.CommandLine;
 import picocli.CommandLine.Command;
+import picocli.CommandLine;
 
 @Command(name = "run", mixinStandardHelpOptions = true,
         description = "Train a preset from scratch, then evaluate the final model on the 2500-sequence dataset of the "
@@ -38,8 +40,15 @@ public final class RunCommand implements Callable<Integer> {
         CommandLine cl = spec.commandLine();
         TrainCommand.applyThreads(cl, run.threads);
         TrainCommand.Preset p = run.preset == null ? TrainCommand.Preset.arena : run.preset;
+        Path runDir = TrainCommand.outDir(run.out, p);
+        try (OutputLock lock = OutputLock.acquire(runDir, "run")) {
+            return run(cl, runDir, p);
+        }
+    }
+
+    private int run(CommandLine cl, Path runDir, TrainCommand.Preset p) throws Exception {
         PrintWriter out = cl.getOut();
-        Trainer trainer = Trainer.start(TrainConfig.preset(p.name()), TrainCommand.outDir(run.out, p));
+        Trainer trainer = Trainer.start(TrainConfig.preset(p.name()), runDir);
         if (run.exportPt) {
             trainer.exportPt();
         }

@@ -1,10 +1,12 @@
 package dev.trilens.cli;
 
 import dev.trilens.TrilensException;
+import dev.trilens.io.OutputLock;
 import dev.trilens.model.Parallel;
 import dev.trilens.train.TrainConfig;
 import dev.trilens.train.Trainer;
 import java.io.PrintWriter;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.LocalDateTime;
 import java.time.format.DateTimeFormatter;
@@ -16,9 +18,9 @@ import me.tongfei.progressbar.ConsoleProgressBarConsumer;
 import me.tongfei.progressbar.ProgressBar;
 import me.tongfei.progressbar.ProgressBarBuilder;
 import me.tongfei.progressbar.ProgressBarStyle;
-import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
+import picocli.CommandLine;
 
 @Command(name = "train", mixinStandardHelpOptions = true,
         description = "Train a trigram transformer with the challenge's recipe (AdamW, linear lr schedule). Each epoch "
@@ -80,17 +82,27 @@ public final class TrainCommand implements Callable<Integer> {
                 + "; give one of them");
         check(cl, !resume || run.out != null, "--resume needs --out, the run folder to continue");
         applyThreads(cl, run.threads);
+        Preset p = run.preset == null ? Preset.arena : run.preset;
+        Path dir = resume ? run.out : outDir(run.out, p);
+        if (resume && !Files.isDirectory(dir)) {
+            throw new TrilensException("nothing to resume in " + dir + ": no such folder; start a run without --resume");
+        }
+        try (OutputLock lock = OutputLock.acquire(dir, "train")) {
+            return train(cl, dir, p);
+        }
+    }
+
+    private int train(CommandLine cl, Path dir, Preset p) {
         PrintWriter out = cl.getOut();
         Trainer trainer;
         if (resume) {
-            trainer = Trainer.resume(run.out);
+            trainer = Trainer.resume(dir);
             TrainConfig saved = trainer.config();
-            checkSameConfig(run.out, saved, overrides(run.preset == null ? saved : TrainConfig.preset(
+            checkSameConfig(dir, saved, overrides(run.preset == null ? saved : TrainConfig.preset(
                     run.preset.name())));
-            out.printf("resuming %s after epoch %d of %d%n", run.out, trainer.epochsDone(), saved.epochs());
+            out.printf("resuming %s after epoch %d of %d%n", dir, trainer.epochsDone(), saved.epochs());
         } else {
-            Preset p = run.preset == null ? Preset.arena : run.preset;
-            trainer = Trainer.start(overrides(TrainConfig.preset(p.name())), outDir(run.out, p));
+            trainer = Trainer.start(overrides(TrainConfig.preset(p.name())), dir);
             out.printf("training into %s%n", trainer.dir());
         }
         if (run.exportPt) {
