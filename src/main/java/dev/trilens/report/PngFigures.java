@@ -12,7 +12,6 @@ import java.awt.Font;
 import java.awt.Graphics2D;
 import java.awt.RenderingHints;
 import java.awt.geom.Ellipse2D;
-import java.awt.geom.Path2D;
 import java.awt.geom.Rectangle2D;
 import java.io.IOException;
 import java.math.BigDecimal;
@@ -357,10 +356,7 @@ public final class PngFigures {
         return out;
     }
 
-    /**
-     * A heatmap that greys its masked cells and can ring cells, drawn in paint so the PNG and the SVG both have them.
-     * The masked region is one shape (not a grey plot background showing through the cells' anti-aliased seams).
-     */
+    /** A heatmap that greys its masked cells and can ring cells, drawn in paint so the PNG and the SVG both have them. */
     static final class HeatMap extends HeatMapChart {
         final int rows, cols;
         final boolean causal;
@@ -384,18 +380,23 @@ public final class PngFigures {
             super.paint(g, width, height);
             Rectangle2D b = plot.getBounds();
             double w = b.getWidth() / cols, h = b.getHeight() / rows, d = Math.max(3, Math.min(w, h) - 1);
+            // XChart fills each cell at fractional coordinates with anti-aliasing, which leaves light seams between
+            // cells; they are filled again here on whole pixels, with XChart's own gradient so the colour bar holds
+            Object aa = g.getRenderingHint(RenderingHints.KEY_ANTIALIASING);
+            g.setRenderingHint(RenderingHints.KEY_ANTIALIASING, RenderingHints.VALUE_ANTIALIAS_OFF);
+            HeatMapSeries series = getHeatMapSeries();
+            Color[] colors = getStyler().getRangeColors();
+            for (Number[] cell : series.getHeatData()) {
+                int c = cell[0].intValue(), r = rows - 1 - cell[1].intValue();
+                g.setColor(gradient(colors, series.getMin(), series.getMax(), cell[2].doubleValue()));
+                fillCells(g, b, w, h, c, r, c + 1, r + 1);
+            }
             if (causal) {
-                // the staircase right of the diagonal: in row r, the keys c > r
-                Path2D masked = new Path2D.Double();
-                masked.moveTo(b.getMaxX(), b.getY());
-                for (int r = 0; r < rows && r + 1 <= cols; r++) {
-                    masked.lineTo(b.getX() + (r + 1) * w, b.getY() + r * h);
-                    masked.lineTo(b.getX() + (r + 1) * w, b.getY() + (r + 1) * h);
-                }
-                masked.lineTo(b.getMaxX(), b.getY() + Math.min(rows, cols) * h);
-                masked.closePath();
+                // in row r, the keys c > r
                 g.setColor(MASKED);
-                g.fill(masked);
+                for (int r = 0; r < rows && r + 1 < cols; r++) {
+                    fillCells(g, b, w, h, r + 1, r, cols, r + 1);
+                }
             }
             g.setRenderingHint(RenderingHints.KEY_ANTIALIASING, RenderingHints.VALUE_ANTIALIAS_ON);
             g.setStroke(new BasicStroke(1.6f));
@@ -404,6 +405,31 @@ public final class PngFigures {
                 double cx = b.getX() + (rc[1] + 0.5) * w, cy = b.getY() + (rc[0] + 0.5) * h;
                 g.draw(new Ellipse2D.Double(cx - d / 2, cy - d / 2, d, d));
             }
+            if (aa != null) {
+                g.setRenderingHint(RenderingHints.KEY_ANTIALIASING, aa);
+            }
+        }
+
+        /** Columns c0..c1-1 of rows r0..r1-1, edges rounded to whole pixels so neighbours meet exactly. */
+        private static void fillCells(Graphics2D g, Rectangle2D b, double w, double h, int c0, int r0, int c1, int r1) {
+            int x0 = (int) Math.round(b.getX() + c0 * w), x1 = (int) Math.round(b.getX() + c1 * w);
+            int y0 = (int) Math.round(b.getY() + r0 * h), y1 = (int) Math.round(b.getY() + r1 * h);
+            g.fillRect(x0, y0, x1 - x0, y1 - y0);
+        }
+
+        /** XChart's gradient (PlotContent_HeatMap): linear between neighbouring range colours, ends clamped. */
+        static Color gradient(Color[] colors, double min, double max, double v) {
+            double t = v <= min ? 0 : v >= max ? 1 : (v - min) / (max - min);
+            double x = t * (colors.length - 1);
+            int i = (int) x;
+            if (i >= colors.length - 1) {
+                return colors[colors.length - 1];
+            }
+            Color a = colors[i], z = colors[i + 1];
+            double f = x - i;
+            return new Color((int) (a.getRed() + f * (z.getRed() - a.getRed())),
+                    (int) (a.getGreen() + f * (z.getGreen() - a.getGreen())),
+                    (int) (a.getBlue() + f * (z.getBlue() - a.getBlue())));
         }
     }
 
