@@ -254,6 +254,10 @@ public final class PngFigures {
         chart.getStyler().setYAxisGroupPosition(1, Styler.YAxisPosition.Right);
         chart.getStyler().setYAxisMin(1, 0.0).setYAxisMax(1, 1.0);
         Color[] colors = {new Color(0xb2182b), new Color(0xef8a62), new Color(0x2166ac), new Color(0x1a9850)};
+        if (epoch.size() > 20) {
+            // XChart labels every epoch of a short run, side by side; upright they would run into each other
+            chart.getStyler().setXAxisLabelRotation(90);
+        }
         if (!epoch.isEmpty()) {
             for (int i = 0; i < series.size(); i++) {
                 boolean loss = i < losses.length;
@@ -442,7 +446,6 @@ public final class PngFigures {
         if (st instanceof AxesChartStyler axes) {
             axes.setAxisTitleFont(new Font(Font.SANS_SERIF, Font.BOLD, 19));
             axes.setAxisTickLabelsFont(new Font(Font.SANS_SERIF, Font.PLAIN, 17));
-            axes.setXAxisTickMarkSpacingHint(70);
         }
         if (!(chart instanceof HeatMapChart)) {
             // below the plot, so the plot keeps the figure's full width
