@@ -238,6 +238,8 @@ const MASKED = '#bdbdbd', RING = '#08306b';
 // the smallest two-significant-digit number at or above x, so a data-fitted scale gets round ends
 function roundUp(x) { if (!(x > 0) || !isFinite(x)) return 1; const e = Math.pow(10, Math.floor(Math.log10(x)) - 1); return +(Math.ceil(x / e - 1e-9) * e).toPrecision(2); }
 const tickStep = n => n <= 20 ? 1 : n <= 60 ? 5 : 10;
+// an axis step of 1, 2, 2.5 or 5 times a power of ten, at least x
+function niceStep(x) { const e = Math.pow(10, Math.floor(Math.log10(x))), f = x / e; return +((f <= 1 ? 1 : f <= 2 ? 2 : f <= 2.5 ? 2.5 : f <= 5 ? 5 : 10) * e).toPrecision(3); }
 function showTip(x, y, text) { tip.style.display = 'block'; tip.textContent = text; tip.style.left = Math.min(x + 12, window.innerWidth - tip.offsetWidth - 4) + 'px'; tip.style.top = y + 12 + 'px'; }
 function hideTip() { tip.style.display = 'none'; }
 function legend(lo, hi, color, note) {
@@ -289,7 +291,7 @@ function lineChart(parent, title, xs, series, yLabel, lo, hi) {
   if (lo === undefined) { const all = series.flatMap(s => s.values).filter(v => isFinite(v)); lo = Math.min(...all); hi = Math.max(...all); if (hi - lo < 1e-9) { hi += 0.5; lo -= 0.5; } }
   const n = xs.length, X = i => L + (n === 1 ? (W - L - R) / 2 : i / (n - 1) * (W - L - R)), Y = v => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
   g.strokeStyle = '#999'; g.strokeRect(L, T, W - L - R, H - T - B); g.fillStyle = '#222'; g.font = '11px sans-serif';
-  const step = roundUp((hi - lo) / 5), dec = Math.max(0, -Math.floor(Math.log10(step) + 1e-9) + (String(step).replace(/^[0.]+/, '').length > 1 ? 1 : 0)); g.textAlign = 'right';
+  const step = niceStep((hi - lo) / 5), dec = (String(step).split('.')[1] || '').length; g.textAlign = 'right';
   for (let i = Math.ceil(lo / step - 1e-9); i * step <= hi + 1e-9; i++) { const v = i * step; g.fillText(v.toFixed(dec), L - 4, Y(v) + 4); g.strokeStyle = '#eee'; g.beginPath(); g.moveTo(L + 1, Y(v)); g.lineTo(W - R - 1, Y(v)); g.stroke(); }
   g.textAlign = 'center'; const xStep = Math.max(1, Math.ceil(n / 8));
   for (let i = 0; i < n; i += xStep) g.fillText(String(xs[i]), X(i), H - B + 14);

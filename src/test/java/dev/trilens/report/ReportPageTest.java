@@ -64,6 +64,13 @@ class ReportPageTest {
         JsonNode data = new ObjectMapper().readTree(json); // strict: no NaN tokens
         assertThat(data.path("sequences").size()).isPositive();
         assertThat(data.path("trigrams").size()).isPositive();
+        // the explorer's top-3 predictions for every embedded token, and the failure modes without their examples
+        assertThat(data.at("/top/tokens").size()).isEqualTo(data.path("sequences").size());
+        assertThat(data.at("/top/probs/0/0").size()).isEqualTo(3);
+        assertThat(data.at("/top/tokens/0").size()).isEqualTo(data.at("/sequences/0").size());
+        assertThat(data.at("/failures/catalogue/n_trigrams").asInt()).isPositive();
+        assertThat(data.at("/failures/families").size()).isPositive();
+        assertThat(data.at("/failures/families/0").has("examples")).isFalse();
     }
 
     @Test
