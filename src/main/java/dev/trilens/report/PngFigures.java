@@ -339,7 +339,10 @@ public final class PngFigures {
                 cells.add(new Number[] {c, rows - 1 - r, shown});
             }
         }
-        HeatMapSeries series = chart.addSeries(title, ticks(cols, false), ticks(rows, true), cells);
+        // XChart gets one cell (it refuses none): HeatMap.paint fills them all, and a vector export of XChart's
+        // fractional, anti-aliased cells as well takes seconds per figure
+        chart.cells = cells;
+        HeatMapSeries series = chart.addSeries(title, ticks(cols, false), ticks(rows, true), cells.subList(0, 1));
         series.setMin(scale.min());
         series.setMax(scale.max());
         return chart;
@@ -364,6 +367,8 @@ public final class PngFigures {
     static final class HeatMap extends HeatMapChart {
         final int rows, cols;
         final boolean causal;
+        /** {col, y index (row rows - 1 - y), value} of every cell to fill. */
+        List<Number[]> cells = List.of();
         /** [row, col] of the cells to ring. */
         List<int[]> ringed = List.of();
 
@@ -386,25 +391,28 @@ public final class PngFigures {
             double w = b.getWidth() / cols, h = b.getHeight() / rows, d = Math.max(3, Math.min(w, h) - 1);
             // XChart fills each cell at fractional coordinates with anti-aliasing, which leaves light seams between
             // cells; they are filled again here on whole pixels, with XChart's own gradient so the colour bar holds
+            // VectorGraphics2D turns every fill after a gradient paint (XChart's colour bar) into an embedded bitmap
+            // until some graphics is disposed; disposing a copy makes the cells below SVG rectangles again
+            g.create().dispose();
             Object aa = g.getRenderingHint(RenderingHints.KEY_ANTIALIASING);
             g.setRenderingHint(RenderingHints.KEY_ANTIALIASING, RenderingHints.VALUE_ANTIALIAS_OFF);
             HeatMapSeries series = getHeatMapSeries();
             Color[] colors = getStyler().getRangeColors();
-            for (Number[] cell : series.getHeatData()) {
+            for (Number[] cell : cells) {
                 int c = cell[0].intValue(), r = rows - 1 - cell[1].intValue();
-                g.setColor(gradient(colors, series.getMin(), series.getMax(), cell[2].doubleValue()));
+                g.setPaint(gradient(colors, series.getMin(), series.getMax(), cell[2].doubleValue()));
                 fillCells(g, b, w, h, c, r, c + 1, r + 1);
             }
             if (causal) {
                 // in row r, the keys c > r
-                g.setColor(MASKED);
+                g.setPaint(MASKED);
                 for (int r = 0; r < rows && r + 1 < cols; r++) {
                     fillCells(g, b, w, h, r + 1, r, cols, r + 1);
                 }
             }
             g.setRenderingHint(RenderingHints.KEY_ANTIALIASING, RenderingHints.VALUE_ANTIALIAS_ON);
             g.setStroke(new BasicStroke(1.6f));
-            g.setColor(RING);
+            g.setPaint(RING);
             for (int[] rc : ringed) {
                 double cx = b.getX() + (rc[1] + 0.5) * w, cy = b.getY() + (rc[0] + 0.5) * h;
                 g.draw(new Ellipse2D.Double(cx - d / 2, cy - d / 2, d, d));

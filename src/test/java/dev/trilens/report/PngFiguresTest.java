@@ -50,6 +50,11 @@ class PngFiguresTest {
         }
         assertPng(dir.resolve("training_curves.png"));
         assertSvg(dir.resolve("training_curves.svg"));
+        // a heatmap's cells stay vector shapes, not one embedded bitmap each (VectorGraphics2D's gradient quirk)
+        String tt = Files.readString(dir.resolve("qk_token_token.svg"));
+        int cells = analysis.at("/circuits/qk_circuit/heads/0/decomposition/token_token").size();
+        assertThat(tt.split("<image", -1).length - 1).isLessThan(10);
+        assertThat(tt.split("<(path|rect)", -1).length - 1).isGreaterThan(cells * cells);
         // a PNG and an SVG each; attn_pattern_seq1 and training_curves too
         assertThat(written).hasSize(2 * (ALWAYS.size() + 2));
         assertThat(written).allMatch(Files::isRegularFile);
