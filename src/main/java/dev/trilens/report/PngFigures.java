@@ -157,10 +157,10 @@ public final class PngFigures {
     }
 
     /** The (a, b) pairs to ring: the dataset's prefixes, or those read from the weights when it is unknown. */
-    private record Prefixes(String what, List<int[]> pairs) {
+    record Prefixes(String what, List<int[]> pairs) {
     }
 
-    private static Prefixes prefixes(JsonNode analysis) {
+    static Prefixes prefixes(JsonNode analysis) {
         List<int[]> pairs = new ArrayList<>();
         TrigramDataset data = dataset(analysis);
         if (data != null) {

@@ -103,6 +103,28 @@ class PngFiguresTest {
         assertThat(ring).as("ring drawn on cell [2][0]").isTrue();
     }
 
+    /** The dataset's prefixes when it is known, else the ones read from the weights. */
+    @Test
+    void prefixScoresRingTheDatasetsPrefixesOrTheExtractedOnes() {
+        PngFigures.Prefixes known = PngFigures.prefixes(analysis);
+        assertThat(known.pairs()).hasSize(analysis.at("/dataset/n_trigrams").asInt()).isNotEmpty();
+        assertThat(known.what()).isEqualTo("the dataset's " + known.pairs().size() + " prefixes");
+        // this random model has learned nothing to extract, so the table is given two rows
+        var unknown = (com.fasterxml.jackson.databind.node.ObjectNode) analysis.deepCopy();
+        unknown.remove("dataset");
+        var rows = unknown.putObject("extraction").putObject("table").putArray("trigrams");
+        rows.addObject().put("a", 3).put("b", 7).put("c", 1);
+        rows.addObject().put("a", 5).put("b", 2).put("c", 9);
+        PngFigures.Prefixes extracted = PngFigures.prefixes(unknown);
+        JsonNode table = unknown.at("/extraction/table/trigrams");
+        assertThat(extracted.pairs()).hasSize(table.size()).isNotEmpty();
+        assertThat(extracted.what()).isEqualTo("the " + table.size() + " prefixes read from the weights");
+        for (int i = 0; i < table.size(); i++) {
+            assertThat(extracted.pairs().get(i)).containsExactly(table.get(i).path("a").asInt(),
+                    table.get(i).path("b").asInt());
+        }
+    }
+
     @Test
     void colourBarEndsAreRoundedAndTicksThinned() {
         assertThat(PngFigures.roundUp(64.2057)).isEqualTo(65.0);
