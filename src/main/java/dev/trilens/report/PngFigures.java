@@ -68,12 +68,12 @@ public final class PngFigures {
         }
         List<Path> written = new ArrayList<>();
         JsonNode probs = analysis.at("/predictions/correct_probs");
-        if (probs.isArray() && probs.size() > 0) {
+        if (isMatrix(probs)) {
             written.addAll(save(sampleProbs(probs), outDir, "sample_probs"));
         }
         JsonNode head = analysis.at("/attention/heads/0");
         JsonNode patterns = head.path("patterns");
-        for (int n = 0; n < Math.min(2, patterns.size()); n++) {
+        for (int n = 0; n < Math.min(2, patterns.size()) && isMatrix(patterns.get(n)); n++) {
             written.addAll(save(heatmap("Attention pattern, sequence " + n + " (" + head.path("name").asText() + ")",
                     "key position", "query position", patterns.get(n), Scale.sequential(0, 1), true), outDir,
                     "attn_pattern_seq" + n));
@@ -84,16 +84,20 @@ public final class PngFigures {
                     "prev_token_attention"));
         }
         JsonNode qk = analysis.at("/circuits/qk_circuit/heads/0");
-        if (!qk.isMissingNode()) {
-            JsonNode tt = qk.at("/decomposition/token_token"), pp = qk.at("/decomposition/pos_pos");
+        JsonNode tt = qk.at("/decomposition/token_token"), pp = qk.at("/decomposition/pos_pos");
+        if (isMatrix(tt)) {
             written.addAll(save(heatmap("QK scores, token x token", "key token", "query token", tt,
                     Scale.symmetric(tt), false), outDir, "qk_token_token"));
+        }
+        if (isMatrix(pp)) {
             written.addAll(save(heatmap("QK scores, position x position", "key position", "query position", pp,
                     Scale.symmetric(pp), true), outDir, "qk_pos_pos"));
+        }
+        if (isMatrix(qk.path("prefix_advantage"))) {
             written.addAll(save(prefixScores(qk.path("prefix_advantage"), analysis), outDir, "prefix_scores"));
         }
         JsonNode cos = analysis.at("/circuits/qk_circuit/positional_cosine");
-        if (cos.isArray() && cos.size() > 0) {
+        if (isMatrix(cos)) {
             written.addAll(save(heatmap("Cosine similarity of W_pos rows", "position", "position", cos,
                     Scale.diverging(1), false), outDir, "wpos_similarity"));
         }
@@ -109,6 +113,11 @@ public final class PngFigures {
             written.addAll(save(trainingCurves(metricsJsonl), outDir, "training_curves"));
         }
         return written;
+    }
+
+    /** A non-empty array of non-empty rows: something a heatmap can draw. */
+    private static boolean isMatrix(JsonNode m) {
+        return m.isArray() && m.size() > 0 && m.get(0).isArray() && m.get(0).size() > 0;
     }
 
     private static HeatMapChart sampleProbs(JsonNode probs) {
