@@ -33,8 +33,8 @@ import picocli.CommandLine;
 @Command(name = "analyze", mixinStandardHelpOptions = true,
         description = "Run every analysis of the interpretability engine (predictions, the worklog's attention test, "
                 + "QK/OV circuits, MLP, attribution, ablations, patching, the trigram table read from the weights, "
-                + "causal validation, failure modes) and write them to DIR/analysis.json, with PNG figures in "
-                + "DIR/figures and a summary here.")
+                + "causal validation, failure modes) and write them to DIR/analysis.json, with figures (PNG "
+                + "and SVG) in DIR/figures, DIR/report.html and a summary here.")
 public final class AnalyzeCommand implements Callable<Integer> {
 
     @Option(names = "--model", required = true, description = "checkpoint: PyTorch .pt state dict or .safetensors")
@@ -141,8 +141,9 @@ public final class AnalyzeCommand implements Callable<Integer> {
         Path runMetrics = Files.isRegularFile(metrics) ? metrics : null;
         List<Path> figures = PngFigures.writeAll(tree, runMetrics, dir.resolve("figures"));
         ReportPage.write(tree, runMetrics, dir.resolve("report.html"));
-        term.printf("%nanalysis written to %s%nfigures    %d PNG files in %s%nreport     %s%n", file, figures.size(),
-                dir.resolve("figures"), dir.resolve("report.html"));
+        long png = figures.stream().filter(p -> p.toString().endsWith(".png")).count();
+        term.printf("%nanalysis written to %s%nfigures    %d PNG and %d SVG files in %s%nreport     %s%n", file, png,
+                figures.size() - png, dir.resolve("figures"), dir.resolve("report.html"));
         term.flush();
         return file;
     }

@@ -19,17 +19,67 @@ import java.util.Arrays;
  * position when {@link TrigramDataset#completesTrigram}(s, p + 1), i.e. tokens p - 1 and p are a trigram's (a, b).
  *
  * <p>JSON keys (snake_case): {@code n_sequences}, {@code n_positions} (seq_len - 1), {@code correct_probs}
- * ([n_sequences][n_positions]), {@code all}, {@code trigram}, {@code other} (each a {@link Stats}), and
- * {@code summary} (one sentence).
+ * ([n_sequences][n_positions]), {@code all}, {@code trigram}, {@code other} (each a {@link Stats}),
+ * {@code summary} (one sentence) and {@code top_predictions} (a {@link Top}).
  *
  * @param correctProbs [sequence][position]: probability of the token at position + 1 under the prediction at position
  * @param all every (sequence, position)
  * @param trigram positions whose next token completes a trigram
  * @param other the remaining positions
+ * @param topPredictions the model's most likely next tokens at every position of the first sequences
  */
 @JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
 public record Predictions(int nSequences, int nPositions, float[][] correctProbs, Stats all, Stats trigram,
-                          Stats other, String summary) {
+                          Stats other, String summary, Top topPredictions) {
+    /** Sequences and tokens per position kept in {@link Top}: what a report's attention explorer shows on hover. */
+    public static final int TOP_SEQUENCES = 40, TOP_K = 3;
+
+    /**
+     * The k most likely next tokens, most likely first, at every position p = 0 .. seq_len - 1 (the last one predicts
+     * past the sequence) of the first n_sequences sequences. JSON keys: {@code k}, {@code n_sequences},
+     * {@code tokens} and {@code probs} ([n_sequences][seq_len][k]).
+     */
+    @JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
+    public record Top(int k, int nSequences, int[][][] tokens, float[][][] probs) {
+
+        static Top of(Tensor logits, int nSequences, int k) {
+            int T = logits.dim(1), V = logits.dim(2);
+            int K = Math.min(k, V);
+            float[] d = logits.data();
+            int[][][] tokens = new int[nSequences][T][K];
+            float[][][] probs = new float[nSequences][T][K];
+            for (int s = 0; s < nSequences; s++) {
+                for (int p = 0; p < T; p++) {
+                    int off = (s * T + p) * V;
+                    double max = Double.NEGATIVE_INFINITY;
+                    for (int v = 0; v < V; v++) {
+                        max = Math.max(max, d[off + v]);
+                    }
+                    double z = 0;
+                    for (int v = 0; v < V; v++) {
+                        z += Math.exp(d[off + v] - max);
+                    }
+                    int[] best = tokens[s][p];
+                    Arrays.fill(best, -1);
+                    for (int v = 0; v < V; v++) {
+                        // insertion into the k best so far; ties keep the lower token id first, as torch.topk does
+                        int i = K;
+                        while (i > 0 && (best[i - 1] < 0 || d[off + v] > d[off + best[i - 1]])) {
+                            i--;
+                        }
+                        if (i < K) {
+                            System.arraycopy(best, i, best, i + 1, K - 1 - i);
+                            best[i] = v;
+                        }
+                    }
+                    for (int i = 0; i < K; i++) {
+                        probs[s][p][i] = (float) (Math.exp(d[off + best[i]] - max) / z);
+                    }
+                }
+            }
+            return new Top(K, nSequences, tokens, probs);
+        }
+    }
 
     /**
      * Summary statistics of a set of probabilities. JSON keys: {@code count}, {@code mean}, {@code median} (the lower
@@ -89,7 +139,8 @@ public record Predictions(int nSequences, int nPositions, float[][] correctProbs
         String summary = String.format("mean correct-token probability %.4f over %d positions; %s at the %d "
                         + "trigram-completion positions vs %s at the other %d", sAll.mean(), sAll.count(),
                 fmt(sTri.mean()), nTri, fmt(sRest.mean()), nRest);
-        return new Predictions(B, T - 1, probs, sAll, sTri, sRest, summary);
+        return new Predictions(B, T - 1, probs, sAll, sTri, sRest, summary,
+                Top.of(logits, Math.min(TOP_SEQUENCES, B), TOP_K));
     }
 
     private static String fmt(Double d) {

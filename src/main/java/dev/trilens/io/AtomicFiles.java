@@ -7,17 +7,20 @@ import java.io.OutputStream;
 import java.nio.channels.Channels;
 import java.nio.channels.FileChannel;
 import java.nio.file.AtomicMoveNotSupportedException;
+import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.FileSystemException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
+import java.security.SecureRandom;
 
 /**
  * Writes a file so that readers see either the old content or the complete new one: a crash or an error half-way
  * never leaves a truncated model behind.
  */
 public final class AtomicFiles {
+    private static final SecureRandom RANDOM = new SecureRandom();
 
     /** Like {@link java.util.function.Consumer}, but the body may throw IOException. */
     @FunctionalInterface
@@ -46,7 +49,7 @@ public final class AtomicFiles {
         boolean done = false;
         try {
             // same folder, so the rename stays on one file system and can be atomic
-            tmp = Files.createTempFile(dir, "." + abs.getFileName() + ".", ".tmp");
+            tmp = createTemp(dir, abs.getFileName().toString());
             try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE)) {
                 OutputStream out = new BufferedOutputStream(Channels.newOutputStream(ch), 1 << 16);
                 body.accept(new NonClosing(out));
@@ -68,6 +71,24 @@ public final class AtomicFiles {
                     Files.deleteIfExists(tmp);
                 } catch (IOException ignored) {
                     // the original error matters more than a leftover temp file
+                }
+            }
+        }
+    }
+
+    /**
+     * An empty file with a random name beside the target. Not Files.createTempFile: that makes it 0600 whatever the
+     * umask, and the rename would hand that to a report or model a user expects to share like any other output.
+     */
+    private static Path createTemp(Path dir, String name) throws IOException {
+        for (int attempt = 0; ; attempt++) {
+            Path tmp = dir.resolve("." + name + "." + Long.toUnsignedString(RANDOM.nextLong(), 36) + ".tmp");
+            try {
+                Files.newByteChannel(tmp, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE).close();
+                return tmp;
+            } catch (FileAlreadyExistsException e) {
+                if (attempt == 100) {
+                    throw e;
                 }
             }
         }

@@ -92,6 +92,8 @@ public final class ReportPage {
         }
         d.set("extraction_eval", extractionEval);
         d.set("causal", a.at("/causal_validation/variants"));
+        d.set("top", topPredictions(a.at("/predictions/top_predictions")));
+        d.set("failures", failures(a.path("failure_modes")));
         d.set("training", training(metricsJsonl));
         try {
             // "</" could close the script element early; JSON allows "<\/"
@@ -99,6 +101,35 @@ public final class ReportPage {
         } catch (IOException e) {
             throw new IllegalStateException(e);
         }
+    }
+
+    /** The explorer's hover: the top predictions of the embedded sequences, probabilities to 4 decimals. */
+    private static ObjectNode topPredictions(JsonNode top) {
+        ObjectNode o = JSON.createObjectNode();
+        ArrayNode tokens = o.putArray("tokens"), probs = o.putArray("probs");
+        for (int s = 0; s < Math.min(SEQUENCES, top.path("tokens").size()); s++) {
+            tokens.add(top.path("tokens").get(s));
+            ArrayNode seq = probs.addArray();
+            for (JsonNode pos : top.path("probs").get(s)) {
+                ArrayNode ps = seq.addArray();
+                pos.forEach(v -> ps.add(Math.round(v.asDouble() * 1e4) / 1e4));
+            }
+        }
+        return o;
+    }
+
+    /** The failure-modes section without its example contexts, which are long and not shown. */
+    private static ObjectNode failures(JsonNode fm) {
+        ObjectNode o = JSON.createObjectNode();
+        o.set("catalogue", fm.path("catalogue"));
+        o.set("error", fm.path("error"));
+        ArrayNode families = o.putArray("families");
+        for (JsonNode f : fm.path("families")) {
+            ObjectNode copy = f.deepCopy();
+            copy.remove("examples");
+            families.add(copy);
+        }
+        return o;
     }
 
     private static ObjectNode summaries(JsonNode a) {
@@ -150,34 +181,41 @@ public final class ReportPage {
 <style>
 body{font-family:system-ui,sans-serif;margin:0;color:#222;background:#fafafa}
 header{background:#2b3a55;color:#fff;padding:12px 20px}
+header div{overflow-wrap:anywhere}
 main{max-width:1240px;margin:0 auto;padding:0 16px}
 section{background:#fff;border:1px solid #ddd;border-radius:6px;margin:16px 0;padding:12px 16px;overflow-x:auto}
 h2{margin:4px 0 8px;font-size:1.2em}
+h3{margin:12px 0 4px;font-size:1em}
 .row{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
-.fig{display:flex;flex-direction:column;gap:4px}
-canvas{border:1px solid #ccc;image-rendering:pixelated;max-width:100%}
+.fig{display:flex;flex-direction:column;gap:4px;max-width:100%}
+canvas{border:1px solid #ccc;max-width:100%}
 table{border-collapse:collapse;font-size:.9em}
 td,th{border:1px solid #ddd;padding:2px 6px;text-align:right}
 th{background:#eee;cursor:pointer}
-.tok{font-family:monospace;border:1px solid #bbb;border-radius:3px;margin:1px;padding:2px 3px;background:#fff;cursor:pointer}
+table.kv{margin-right:16px}
+table.kv th{text-align:left;cursor:default;font-weight:normal;font-family:monospace}
+td.text{text-align:left;min-width:14em;max-width:36em}
+.tables{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
+.tok{font-family:monospace;border:1px solid #bbb;border-radius:3px;margin:1px;padding:2px 3px;background:#fff;cursor:pointer;color:#222}
 .tok.trigram{border-bottom:3px solid #2166ac}
 .tok.correct{border-top:3px solid #1a9850}
 .tok.sel{outline:2px solid #000}
-.legend{display:flex;align-items:center;gap:6px;font-size:.8em}
+.legend{display:flex;align-items:center;gap:6px;font-size:.8em;flex-wrap:wrap}
 .summary li{margin:2px 0}
-#tooltip{position:fixed;pointer-events:none;background:#333;color:#fff;padding:3px 6px;border-radius:3px;font-size:.8em;display:none}
+#tooltip{position:fixed;pointer-events:none;background:#333;color:#fff;padding:3px 6px;border-radius:3px;font-size:.8em;display:none;max-width:320px;z-index:2}
+@media (max-width:600px){main{padding:0 6px}section{padding:8px 8px}td.text{min-width:10em}}
 </style></head>
 <body><header><h1 style="margin:0;font-size:1.4em">trilens report</h1><div id="subtitle"></div></header>
-<div id="tooltip"></div>
+<div id="tooltip" role="tooltip"></div>
 <main>
-<section id="model"><h2>Model</h2><div id="model-card"></div></section>
+<section id="model"><h2>Model</h2><div id="model-card" class="tables"></div></section>
 <section id="training"><h2>Training curves</h2><div id="training-body"></div></section>
 <section id="metrics"><h2>Metrics</h2><div id="metrics-body"></div></section>
 <section id="sample-probs"><h2>Probability of the correct next token</h2><p>Rows: sequences; columns: positions (each predicting the next token). Blue dots: the next token completes a trigram.</p><div class="row" id="probs-fig"></div><ul class="summary" id="sum-predictions"></ul></section>
 <section id="attention-explorer"><h2>Attention explorer</h2>
 <div>Sequence <select id="seq-select"></select> Head <select id="head-select"></select>
 <label><input type="checkbox" id="reverse"> show what attends to the token</label></div>
-<p>Hover, click or focus a token (arrow keys move): the others are shaded by attention. Blue underline: the token completes a trigram; green overline: the model predicted it with probability above 0.5.</p>
+<p>Hover, click or focus a token (arrow keys move): the others are shaded by its attention, and the tooltip lists the model's top predictions for the next token. Blue underline: the next token completes a trigram, so this token (b of a prefix a, b) attends to a; green overline: the model predicted the next token with probability above 0.5.</p>
 <div id="tokens"></div><div class="row" id="pattern-fig"></div></section>
 <section id="prev-token"><h2>Attention to the previous token</h2><div class="row" id="prev-fig"></div><ul class="summary" id="sum-attention"></ul></section>
 <section id="qk"><h2>QK circuit</h2><div class="row" id="qk-figs"></div><ul class="summary" id="sum-circuits"></ul></section>
@@ -188,7 +226,7 @@ th{background:#eee;cursor:pointer}
 <section id="trigram-table"><h2>Trigrams read from the weights</h2><div id="extraction-eval"></div><ul class="summary" id="sum-extraction"></ul>
 <input id="trigram-filter" placeholder="filter, e.g. 12 or mlp" aria-label="filter the trigram table"><div id="trigram-body"></div></section>
 <section id="causal"><h2>Causal validation</h2><div id="causal-body"></div></section>
-<section id="failures"><h2>Failure modes</h2><ul class="summary" id="sum-failure_modes"></ul></section>
+<section id="failures"><h2>Failure modes</h2><div id="failures-body"></div><ul class="summary" id="sum-failure_modes"></ul></section>
 </main>
 <script type="application/json" id="data">%DATA%</script>
 <script>
@@ -196,51 +234,107 @@ th{background:#eee;cursor:pointer}
 const D = JSON.parse(document.getElementById('data').textContent);
 const tip = document.getElementById('tooltip');
 const $ = id => document.getElementById(id);
-const fmt = v => typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(4)) : String(v);
+const fmt = v => typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(4)) : v === null || v === undefined ? '' : String(v);
+// colour-bar ends and axis ticks: at most two significant digits past the integer part
+const nice = v => Math.abs(v) >= 10 ? v.toFixed(0) : String(+v.toPrecision(2));
 function el(tag, attrs, text) { const e = document.createElement(tag); Object.assign(e, attrs || {}); if (text !== undefined) e.textContent = text; return e; }
-function seqColor(t) { t = Math.max(0, Math.min(1, t)); return `rgb(${255 - Math.round(t * 150)},${247 - Math.round(t * 200)},${236 - Math.round(t * 236)})`; }
+function seqColor(t) { t = Math.max(0, Math.min(1, t)); return `rgb(${255 - Math.round(t * 128)},${247 - Math.round(t * 247)},${236 - Math.round(t * 236)})`; }
 function divColor(t) { t = Math.max(-1, Math.min(1, t)); return t >= 0 ? `rgb(${247 - Math.round(t * 69)},${247 - Math.round(t * 223)},${247 - Math.round(t * 204)})` : `rgb(${247 + Math.round(t * 214)},${247 + Math.round(t * 145)},${247 + Math.round(t * 75)})`; }
-function legend(lo, hi, color) { const l = el('div', {className: 'legend'}); l.append(el('span', {}, fmt(lo))); const c = el('canvas', {width: 120, height: 10}); const g = c.getContext('2d'); for (let i = 0; i < 120; i++) { g.fillStyle = color(i / 119 * (hi - lo) + lo); g.fillRect(i, 0, 1, 10); } l.append(c, el('span', {}, fmt(hi))); return l; }
-function heatmap(parent, title, m, opts) {
-  opts = opts || {}; if (!m || !m.length) return;
-  const rows = m.length, cols = m[0].length, cell = opts.cell || Math.max(2, Math.min(12, Math.floor(560 / Math.max(rows, cols))));
-  let lo = opts.lo, hi = opts.hi;
-  if (lo === undefined) { let mx = 1e-9; m.forEach(r => r.forEach(v => { if (isFinite(v)) mx = Math.max(mx, Math.abs(v)); })); lo = -mx; hi = mx; }
-  const color = opts.color || (lo < 0 ? v => divColor(v / hi) : v => seqColor((v - lo) / (hi - lo)));
-  const c = el('canvas', {width: cols * cell, height: rows * cell}); c.setAttribute('aria-label', title);
-  const g = c.getContext('2d');
-  for (let r = 0; r < rows; r++) for (let k = 0; k < cols; k++) { const v = m[r][k]; g.fillStyle = isFinite(v) ? color(v) : '#ddd'; g.fillRect(k * cell, r * cell, cell, cell); }
-  (opts.marks || []).forEach(([r, k]) => { g.fillStyle = '#2166ac'; g.beginPath(); g.arc(k * cell + cell / 2, r * cell + cell / 2, Math.max(1.5, cell / 4), 0, 7); g.fill(); });
-  c.addEventListener('mousemove', ev => { const b = c.getBoundingClientRect(); const k = Math.floor((ev.clientX - b.left) / b.width * cols), r = Math.floor((ev.clientY - b.top) / b.height * rows); if (r < 0 || k < 0 || r >= rows || k >= cols) return; tip.style.display = 'block'; tip.style.left = ev.clientX + 12 + 'px'; tip.style.top = ev.clientY + 12 + 'px'; tip.textContent = (opts.label ? opts.label(r, k) : `row ${r}, col ${k}`) + ': ' + fmt(m[r][k]); });
-  c.addEventListener('mouseleave', () => tip.style.display = 'none');
-  const f = el('div', {className: 'fig'}); f.append(el('strong', {}, title), c, legend(lo, hi, lo < 0 ? v => divColor(v / hi) : v => seqColor((v - lo) / (hi - lo)))); parent.append(f); return c;
+const MASKED = '#bdbdbd', RING = '#08306b';
+// the smallest two-significant-digit number at or above x, so a data-fitted scale gets round ends
+function roundUp(x) { if (!(x > 0) || !isFinite(x)) return 1; const e = Math.pow(10, Math.floor(Math.log10(x)) - 1); return +(Math.ceil(x / e - 1e-9) * e).toPrecision(2); }
+const tickStep = n => n <= 20 ? 1 : n <= 60 ? 5 : 10;
+// an axis step of 1, 2, 2.5 or 5 times a power of ten, at least x
+function niceStep(x) { const e = Math.pow(10, Math.floor(Math.log10(x))), f = x / e; return +((f <= 1 ? 1 : f <= 2 ? 2 : f <= 2.5 ? 2.5 : f <= 5 ? 5 : 10) * e).toPrecision(3); }
+function showTip(x, y, text) { tip.style.display = 'block'; tip.textContent = text; tip.style.left = Math.min(x + 12, window.innerWidth - tip.offsetWidth - 4) + 'px'; tip.style.top = y + 12 + 'px'; }
+function hideTip() { tip.style.display = 'none'; }
+function legend(lo, hi, color, note) {
+  const l = el('div', {className: 'legend'}); l.append(el('span', {}, nice(lo)));
+  const c = el('canvas', {width: 120, height: 10}); c.style.border = '0'; const g = c.getContext('2d');
+  for (let i = 0; i < 120; i++) { g.fillStyle = color(i / 119 * (hi - lo) + lo); g.fillRect(i, 0, 1, 10); }
+  l.append(c, el('span', {}, nice(hi))); if (note) l.append(el('span', {}, note)); return l;
 }
-function table(parent, header, rows, id) {
+// A canvas sized in CSS pixels and drawn sharp on high-density screens.
+function canvas(w, h, label) {
+  const r = window.devicePixelRatio || 1, c = el('canvas', {width: Math.round(w * r), height: Math.round(h * r)});
+  c.style.width = w + 'px'; c.style.height = h + 'px'; c.setAttribute('aria-label', label); const g = c.getContext('2d'); g.scale(r, r); return [c, g];
+}
+function roomFor(parent) { const w = parent.clientWidth || 600; return Math.max(200, Math.min(w, 640)); }
+// m[r][k] with row 0 at the top (as CircuitsVis and plotly draw a pattern), key/column along x; every 5th or 10th
+// index labelled; opts.causal greys the cells whose key comes after the query.
+function heatmap(parent, title, m, opts) {
+  opts = opts || {}; if (!m || !m.length || !m[0].length) return;
+  const rows = m.length, cols = m[0].length, L = opts.yLabel ? 46 : 30, T = 4, R = 6, B = opts.xLabel ? 36 : 20;
+  const cell = Math.max(2, Math.min(opts.cell || 12, Math.floor((roomFor(parent) - L - R - 2) / cols), Math.floor(560 / rows) || 12));
+  let lo = opts.lo, hi = opts.hi;
+  if (lo === undefined) { let mx = 0; m.forEach(r => r.forEach(v => { if (isFinite(v)) mx = Math.max(mx, Math.abs(v)); })); hi = roundUp(mx); lo = -hi; }
+  const color = opts.color || (lo < 0 ? v => divColor(v / hi) : v => seqColor((v - lo) / (hi - lo)));
+  const W = L + cols * cell + R, H = T + rows * cell + B, [c, g] = canvas(W, H, title);
+  Object.assign(c.dataset, {left: L, top: T, cell});
+  for (let r = 0; r < rows; r++) for (let k = 0; k < cols; k++) {
+    const v = m[r][k]; g.fillStyle = opts.causal && k > r ? MASKED : isFinite(v) ? color(v) : '#ddd'; g.fillRect(L + k * cell, T + r * cell, cell, cell);
+  }
+  (opts.marks || []).forEach(([r, k]) => { g.fillStyle = '#2166ac'; g.beginPath(); g.arc(L + k * cell + cell / 2, T + r * cell + cell / 2, Math.max(1.5, cell / 4), 0, 7); g.fill(); });
+  g.strokeStyle = RING; g.lineWidth = 1.4;
+  (opts.rings || []).forEach(([r, k]) => { g.beginPath(); g.arc(L + k * cell + cell / 2, T + r * cell + cell / 2, Math.max(2, cell / 2 - 0.5), 0, 7); g.stroke(); });
+  g.fillStyle = '#222'; g.strokeStyle = '#666'; g.lineWidth = 1; g.font = '11px sans-serif';
+  if (rows > 1) { g.textAlign = 'right'; for (let r = 0; r < rows; r += tickStep(rows)) { const y = T + r * cell + cell / 2; g.fillText(String(r), L - 6, y + 4); g.beginPath(); g.moveTo(L - 4, y); g.lineTo(L, y); g.stroke(); } }
+  g.textAlign = 'center'; for (let k = 0; k < cols; k += tickStep(cols)) { const x = L + k * cell + cell / 2; g.fillText(String(k), x, T + rows * cell + 14); g.beginPath(); g.moveTo(x, T + rows * cell); g.lineTo(x, T + rows * cell + 3); g.stroke(); }
+  g.font = 'bold 11px sans-serif';
+  if (opts.xLabel) g.fillText(opts.xLabel, L + cols * cell / 2, H - 4);
+  if (opts.yLabel) { g.save(); g.translate(11, T + rows * cell / 2); g.rotate(-Math.PI / 2); g.fillText(opts.yLabel, 0, 0); g.restore(); }
+  c.addEventListener('mousemove', ev => {
+    const b = c.getBoundingClientRect(), sx = W / b.width, k = Math.floor(((ev.clientX - b.left) * sx - L) / cell), r = Math.floor(((ev.clientY - b.top) * sx - T) / cell);
+    if (r < 0 || k < 0 || r >= rows || k >= cols) { hideTip(); return; }
+    showTip(ev.clientX, ev.clientY, (opts.label ? opts.label(r, k) : `row ${r}, col ${k}`) + ': ' + (opts.causal && k > r ? 'masked' : opts.value ? opts.value(r, k) : fmt(m[r][k])));
+  });
+  c.addEventListener('mouseleave', hideTip);
+  const f = el('div', {className: 'fig'}); f.append(el('strong', {}, title), c, legend(lo, hi, color, opts.note)); parent.append(f); return c;
+}
+// Lines over epochs, one y scale; ticks at round values.
+function lineChart(parent, title, xs, series, yLabel, lo, hi) {
+  const W = Math.min(roomFor(parent), 560), H = 240, L = 52, R = 10, T = 10, B = 40, [c, g] = canvas(W, H, title);
+  if (lo === undefined) { const all = series.flatMap(s => s.values).filter(v => isFinite(v)); lo = Math.min(...all); hi = Math.max(...all); if (hi - lo < 1e-9) { hi += 0.5; lo -= 0.5; } }
+  const n = xs.length, X = i => L + (n === 1 ? (W - L - R) / 2 : i / (n - 1) * (W - L - R)), Y = v => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
+  g.strokeStyle = '#999'; g.strokeRect(L, T, W - L - R, H - T - B); g.fillStyle = '#222'; g.font = '11px sans-serif';
+  const step = niceStep((hi - lo) / 5), dec = (String(step).split('.')[1] || '').length; g.textAlign = 'right';
+  for (let i = Math.ceil(lo / step - 1e-9); i * step <= hi + 1e-9; i++) { const v = i * step; g.fillText(v.toFixed(dec), L - 4, Y(v) + 4); g.strokeStyle = '#eee'; g.beginPath(); g.moveTo(L + 1, Y(v)); g.lineTo(W - R - 1, Y(v)); g.stroke(); }
+  g.textAlign = 'center'; const xStep = Math.max(1, Math.ceil(n / 8));
+  for (let i = 0; i < n; i += xStep) g.fillText(String(xs[i]), X(i), H - B + 14);
+  g.font = 'bold 11px sans-serif'; g.fillText('epoch', L + (W - L - R) / 2, H - 6);
+  g.save(); g.translate(12, T + (H - T - B) / 2); g.rotate(-Math.PI / 2); g.fillText(yLabel, 0, 0); g.restore();
+  series.forEach(s => { g.strokeStyle = s.color; g.fillStyle = s.color; g.lineWidth = 2; g.beginPath(); s.values.forEach((v, i) => i ? g.lineTo(X(i), Y(v)) : g.moveTo(X(i), Y(v))); g.stroke(); if (n === 1) { g.beginPath(); g.arc(X(0), Y(s.values[0]), 3, 0, 7); g.fill(); } });
+  const f = el('div', {className: 'fig'}), keys = el('div', {className: 'legend'});
+  series.forEach(s => { const k = el('span', {}, '\u25ac ' + s.name); k.style.color = s.color; keys.append(k); });
+  f.append(el('strong', {}, title), c, keys); parent.append(f);
+}
+function table(parent, header, rows, id, textCols) {
   const t = el('table'); if (id) t.id = id; const h = t.createTHead().insertRow(); header.forEach(x => h.append(el('th', {}, x)));
-  const b = t.createTBody(); rows.forEach(r => { const tr = b.insertRow(); r.forEach(x => tr.insertCell().textContent = fmt(x)); }); parent.append(t); return t;
+  const b = t.createTBody(); rows.forEach(r => { const tr = b.insertRow(); r.forEach((x, i) => { const td = tr.insertCell(); td.textContent = fmt(x); if (textCols && textCols.includes(i)) td.className = 'text'; else if (typeof x !== 'number') td.style.textAlign = 'left'; }); }); parent.append(t); return t;
+}
+// name/value pairs as rows, so a long list of metrics wraps down the page instead of across it
+function kvTable(parent, pairs, id) {
+  const t = el('table', {className: 'kv'}); if (id) t.id = id; const b = t.createTBody();
+  pairs.forEach(([k, v]) => { const tr = b.insertRow(); tr.append(el('th', {scope: 'row'}, k)); const td = tr.insertCell(); td.textContent = fmt(v); if (typeof v !== 'number') td.style.textAlign = 'left'; }); parent.append(t); return t;
 }
 function list(id, lines) { const u = $(id); (Array.isArray(lines) ? lines : lines ? [lines] : []).forEach(l => u.append(el('li', {}, l))); }
 // model card
 const cfg = D.model.config || {};
 $('subtitle').textContent = D.model.path || '';
-table($('model-card'), ['checkpoint', 'parameters', 'd_vocab', 'n_ctx', 'd_model', 'layers', 'heads', 'd_head', 'd_mlp', 'layer norm', 'weight processing applied'],
-  [[D.model.path, D.model.n_params, cfg.d_vocab, cfg.n_ctx, cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.d_head, cfg.d_mlp || 'none', cfg.layer_norm ? 'yes' : 'no', (D.weight_processing.applied || []).join(', ') || 'none']]);
+kvTable($('model-card'), [['checkpoint', D.model.path], ['parameters', D.model.n_params], ['d_vocab', cfg.d_vocab], ['n_ctx', cfg.n_ctx], ['d_model', cfg.d_model]]);
+kvTable($('model-card'), [['layers', cfg.n_layers], ['heads', cfg.n_heads], ['d_head', cfg.d_head], ['d_mlp', cfg.d_mlp || 'none'], ['layer norm', cfg.layer_norm ? 'yes' : 'no']]);
+kvTable($('model-card'), [['weight processing applied', (D.weight_processing.applied || []).join(', ') || 'none']]);
 // training
 if (D.training.length) {
-  // line chart: train_loss_as_frac and trigram_frac_correct per epoch, both on a 0..1 scale
-  const W = 720, H = 260, pad = 36, c = el('canvas', {width: W, height: H}), g = c.getContext('2d'), n = D.training.length;
-  c.setAttribute('aria-label', 'training curves');
-  const X = i => pad + (n === 1 ? 0 : i / (n - 1)) * (W - 2 * pad), Y = v => H - pad - Math.max(0, Math.min(1.2, v)) / 1.2 * (H - 2 * pad);
-  g.strokeStyle = '#999'; g.strokeRect(pad, pad, W - 2 * pad, H - 2 * pad); g.fillStyle = '#222'; g.font = '12px sans-serif';
-  [0, 0.5, 1].forEach(v => g.fillText(String(v), 4, Y(v) + 4)); g.fillText('epoch ' + D.training[0].epoch, pad, H - 10); g.fillText('epoch ' + D.training[n - 1].epoch, W - pad - 60, H - 10);
-  [['train_loss_as_frac', '#b2182b'], ['trigram_frac_correct', '#2166ac']].forEach(([k, col], i) => { g.strokeStyle = col; g.lineWidth = 2; g.beginPath(); D.training.forEach((r, j) => j ? g.lineTo(X(j), Y(r[k])) : g.moveTo(X(j), Y(r[k]))); g.stroke(); g.fillStyle = col; g.fillText(k, pad + 8 + i * 170, pad - 8); });
-  const f = el('div', {className: 'fig'}); f.append(el('strong', {}, 'Training curves'), c); $('training-body').append(f);
-  table($('training-body'), ['epoch', 'train_loss', 'val_loss', 'trigram_frac_correct'], D.training.filter((r, i) => i % Math.ceil(D.training.length / 10) === 0 || i === D.training.length - 1).map(r => [r.epoch, r.train_loss, r.val_loss, r.trigram_frac_correct]));
+  const ep = D.training.map(r => r.epoch), col = k => D.training.map(r => r[k]), row = el('div', {className: 'row'}); $('training-body').append(row);
+  lineChart(row, 'Loss', ep, [{name: 'train_loss', color: '#b2182b', values: col('train_loss')}, {name: 'val_loss', color: '#ef8a62', values: col('val_loss')}], 'loss (nats)');
+  lineChart(row, 'Trigram metrics', ep, [{name: 'trigram_frac_correct', color: '#2166ac', values: col('trigram_frac_correct')}, {name: 'trigram_avg_correct_prob', color: '#1a9850', values: col('trigram_avg_correct_prob')}], 'fraction / probability', 0, 1);
+  table($('training-body'), ['epoch', 'train_loss', 'val_loss', 'trigram_frac_correct', 'trigram_avg_correct_prob'], D.training.filter((r, i) => i % Math.ceil(D.training.length / 10) === 0 || i === D.training.length - 1).map(r => [r.epoch, r.train_loss, r.val_loss, r.trigram_frac_correct, r.trigram_avg_correct_prob]));
 } else { $('training-body').textContent = 'No training metrics next to this model (analyze a run folder to see them).'; }
-table($('metrics-body'), Object.keys(D.metrics), [Object.values(D.metrics)]);
+kvTable($('metrics-body'), Object.entries(D.metrics), 'metrics-table');
 // probabilities
 const marks = []; (D.completes || []).forEach((row, s) => row.forEach((c, p) => { if (c && p >= 1 && s < D.probs.length) marks.push([s, p - 1]); }));
-heatmap($('probs-fig'), 'p(correct next token)', D.probs, {lo: 0, hi: 1, marks, label: (r, k) => `seq ${r}, pos ${k}: ${D.sequences[r] ? D.sequences[r][k] + ' -> ' + D.sequences[r][k + 1] : ''}`});
+heatmap($('probs-fig'), 'p(correct next token)', D.probs, {lo: 0, hi: 1, marks, xLabel: 'position', yLabel: 'sequence', label: (r, k) => `seq ${r}, pos ${k}: ${D.sequences[r] ? D.sequences[r][k] + ' -> ' + D.sequences[r][k + 1] : ''}`});
 list('sum-predictions', D.summaries.predictions);
 // attention explorer
 const seqSel = $('seq-select'), headSel = $('head-select');
@@ -248,33 +342,43 @@ const nEx = D.heads.length ? D.heads[0].patterns.length : 0;
 for (let s = 0; s < nEx; s++) seqSel.append(el('option', {value: s}, String(s)));
 D.heads.forEach((h, i) => headSel.append(el('option', {value: i}, h.name)));
 let selected = -1;
+// the model's top predictions for the token after position j of sequence s
+function topText(s, j, seq) {
+  const T = D.top && D.top.tokens[s] && D.top.tokens[s][j]; if (!T) return `token ${seq[j]} at position ${j}`;
+  const P = D.top.probs[s][j], next = j + 1 < seq.length ? `; actual next ${seq[j + 1]}` : '';
+  return `token ${seq[j]} at position ${j}; predicts next: ` + T.map((t, i) => `${t} (p=${P[i].toFixed(3)})`).join(', ') + next;
+}
 function shade(pos) {
   const s = +seqSel.value, P = D.heads[+headSel.value].patterns[s], rev = $('reverse').checked;
-  document.querySelectorAll('#tokens .tok').forEach((b, j) => { const a = pos < 0 ? 0 : (rev ? P[j][pos] : P[pos][j]); b.style.background = seqColor(a); b.dataset.attention = a.toFixed(4); b.classList.toggle('sel', j === pos); });
+  document.querySelectorAll('#tokens .tok').forEach((b, j) => { const a = pos < 0 ? 0 : (rev ? P[j][pos] : P[pos][j]); b.style.background = seqColor(a); b.style.color = a > 0.6 ? '#fff' : '#222'; b.dataset.attention = a.toFixed(4); b.classList.toggle('sel', j === pos); });
 }
 function renderExplorer() {
   const s = +seqSel.value, toks = $('tokens'); toks.textContent = '';
   const P = D.heads[+headSel.value].patterns[s], seq = D.sequences[s] || P.map((_, i) => i);
-  const pr = D.probs[s] || [];
-  seq.forEach((t, j) => { const b = el('button', {className: 'tok' + (D.completes[s] && D.completes[s][j] ? ' trigram' : '') + (j > 0 && pr[j - 1] > 0.5 ? ' correct' : '')}, String(t)); b.dataset.pos = j; b.setAttribute('aria-label', `token ${t} at position ${j}`);
-    b.addEventListener('mouseenter', () => shade(j)); b.addEventListener('focus', () => { selected = j; shade(j); }); b.addEventListener('click', () => { selected = j; shade(j); });
+  const pr = D.probs[s] || [], comp = D.completes[s] || [];
+  seq.forEach((t, j) => { const b = el('button', {className: 'tok' + (comp[j + 1] ? ' trigram' : '') + (j < pr.length && pr[j] > 0.5 ? ' correct' : '')}, String(t)); b.dataset.pos = j; b.dataset.top = topText(s, j, seq); b.setAttribute('aria-label', b.dataset.top);
+    const hover = () => { const r = b.getBoundingClientRect(); showTip(r.left, r.bottom, b.dataset.top); };
+    b.addEventListener('mouseenter', () => { shade(j); hover(); }); b.addEventListener('mouseleave', hideTip); b.addEventListener('focus', () => { selected = j; shade(j); hover(); }); b.addEventListener('blur', hideTip); b.addEventListener('click', () => { selected = j; shade(j); });
     b.addEventListener('keydown', ev => { const d = ev.key === 'ArrowRight' ? 1 : ev.key === 'ArrowLeft' ? -1 : 0; if (d) { ev.preventDefault(); const n = toks.children[Math.max(0, Math.min(seq.length - 1, j + d))]; n.focus(); } });
     toks.append(b); });
   const f = $('pattern-fig'); f.textContent = '';
-  heatmap(f, 'query x key attention pattern', P, {lo: 0, hi: 1, label: (r, k) => `query ${r} (${seq[r]}) -> key ${k} (${seq[k]})`});
+  heatmap(f, 'attention pattern (query x key)', P, {lo: 0, hi: 1, causal: true, note: 'grey: masked', xLabel: 'key position', yLabel: 'query position', label: (r, k) => `query ${r} (${seq[r]}) -> key ${k} (${seq[k]})`});
   shade(selected >= 0 && selected < seq.length ? selected : -1);
 }
 [seqSel, headSel, $('reverse')].forEach(x => x.addEventListener('change', renderExplorer));
 if (nEx) renderExplorer();
 // previous-token attention
-D.heads.forEach(h => heatmap($('prev-fig'), 'mean attention to the previous token by position (' + h.name + ')', [h.mean_prev], {lo: 0, hi: 1, cell: 14, label: (r, k) => 'position ' + k}));
+D.heads.forEach(h => heatmap($('prev-fig'), 'mean attention to the previous token by query position (' + h.name + ')', [h.mean_prev], {lo: 0, hi: 1, cell: 14, xLabel: 'query position', label: (r, k) => 'position ' + k}));
 list('sum-attention', D.summaries.attention);
 // QK
-const prefMarks = (D.prefixes || []).map(t => [t[0], t[1]]);
-heatmap($('qk-figs'), 'token-token scores (query x key)', D.token_token);
-heatmap($('qk-figs'), 'position-position scores (query x key)', D.pos_pos);
-heatmap($('qk-figs'), 'prefix score advantage [X prev][Y current], dots: dataset prefixes', D.prefix_advantage, {marks: prefMarks, label: (r, k) => `X=${r}, Y=${k}`});
-heatmap($('qk-figs'), 'W_pos cosine similarity', D.pos_cosine, {lo: -1, hi: 1});
+const dsPrefixes = (D.prefixes || []).map(t => [t[0], t[1]]);
+const rings = dsPrefixes.length ? dsPrefixes : (D.trigrams || []).map(t => [t.a, t.b]);
+heatmap($('qk-figs'), 'token-token scores', D.token_token, {xLabel: 'key token', yLabel: 'query token', label: (r, k) => `query ${r}, key ${k}`});
+heatmap($('qk-figs'), 'position-position scores', D.pos_pos, {causal: true, note: 'grey: masked', xLabel: 'key position', yLabel: 'query position', label: (r, k) => `query ${r}, key ${k}`});
+// sigma(advantage): the share of attention X at p-1 gets if it and Y itself were the only keys
+const sig = v => 1 / (1 + Math.exp(-v));
+if (D.prefix_advantage && D.prefix_advantage.length) heatmap($('qk-figs'), 'prefix scores \u03c3(advantage)', D.prefix_advantage.map(r => r.map(sig)), {lo: 0, hi: 1, rings, note: `rings: ${dsPrefixes.length ? "the dataset's" : 'the extracted'} ${rings.length} prefixes`, xLabel: 'Y (current token)', yLabel: 'X (previous token)', label: (r, k) => `X=${r}, Y=${k}`, value: (r, k) => `advantage ${fmt(D.prefix_advantage[r][k])}, \u03c3 ${fmt(sig(D.prefix_advantage[r][k]))}`});
+heatmap($('qk-figs'), 'W_pos cosine similarity', D.pos_cosine, {lo: -1, hi: 1, xLabel: 'position', yLabel: 'position'});
 list('sum-circuits', D.summaries.circuits);
 // OV
 if (D.ov && D.ov.ov_singular_values) { table($('ov-body'), ['', ...D.ov.ov_singular_values.slice(0, 8).map((_, i) => 's' + i)], [['W_V W_O', ...D.ov.ov_singular_values.slice(0, 8)], ['W_E W_V W_O W_U', ...(D.ov.full_ov_singular_values || []).slice(0, 8)]]); }
@@ -295,7 +399,23 @@ function renderTable() {
   t.querySelectorAll('th').forEach((th, i) => th.addEventListener('click', () => { asc = sortCol === i ? !asc : true; sortCol = i; rows.sort((x, y) => (x[i] < y[i] ? -1 : x[i] > y[i] ? 1 : 0) * (asc ? 1 : -1)); renderTable(); }));
 }
 $('trigram-filter').addEventListener('input', renderTable); renderTable();
-table($('causal-body'), ['variant', 'loss', 'trigram_n_correct', 'recovered loss', 'recovered trigram accuracy'], (D.causal || []).map(v => [v.name, v.metrics.loss, v.metrics.trigram_n_correct, v.recovered_loss, v.recovered_trigram_frac]));
+table($('causal-body'), ['variant', 'what the attention does', 'loss', 'trigram_n_correct', 'recovered loss', 'recovered trigram accuracy'], (D.causal || []).map(v => [v.name, v.description, v.metrics.loss, v.metrics.trigram_n_correct, v.recovered_loss, v.recovered_trigram_frac]), 'causal-table', [1]);
+// failure modes: the missed trigrams with their causes, then the adversarial families
+const F = D.failures || {}, cat = F.catalogue || {}, fb = $('failures-body');
+if (typeof F.error === 'string') { fb.append(el('p', {}, 'not computed: ' + F.error)); }
+if (cat.n_trigrams !== undefined) {
+  fb.append(el('p', {}, `${cat.n_missed} of ${cat.n_trigrams} trigrams missed: at b of [a, b, c] the model's top prediction is not c. Each miss gets the first cause that holds.`));
+  const counts = Object.entries(cat.counts || {});
+  const tables = el('div', {className: 'tables'}); fb.append(tables);
+  const left = el('div'); left.append(el('h3', {}, 'Causes')); table(left, ['cause', 'missed trigrams'], counts.map(([k, n]) => [k.toLowerCase(), n]), 'failure-causes'); tables.append(left);
+  const right = el('div'); right.append(el('h3', {}, 'Flags (a miss can have several)')); table(right, ['flag', 'missed trigrams'], Object.entries(cat.flag_counts || {}), 'failure-flags'); tables.append(right);
+  fb.append(el('h3', {}, 'Missed trigrams'));
+  table(fb, ['a', 'b', 'c', 'predicted', 'p(c)', 'p(predicted)', 'attention on a', 'QK advantage', 'full attention on a predicts', 'cause', 'flags'], (cat.missed || []).map(m => [m.a, m.b, m.c, m.predicted, m.prob_c, m.prob_predicted, m.attn_prev, m.qk_advantage, m.full_attention_predicts, String(m.cause).toLowerCase(), (m.flags || []).join(', ')]), 'failure-missed', [10]);
+}
+if ((F.families || []).length) {
+  fb.append(el('h3', {}, 'Adversarial sequences: how often the model is fooled'));
+  table(fb, ['family', 'what the sequences hold', 'n', 'fooled (share)', 'control fooled (share)', 'mean p(c)', 'control mean p(c)'], F.families.map(f => [f.name, f.description, f.n, f.fooled_rate, f.control_fooled_rate, f.mean_prob, f.control_mean_prob]), 'failure-families', [1]);
+}
 list('sum-failure_modes', D.summaries.failure_modes);
 </script></body></html>
 """;

@@ -49,6 +49,33 @@ class PredictionsTest {
                 org.assertj.core.data.Offset.offset(1e-9));
         assertThat(p.trigram().min()).isEqualTo((double) tri.stream().min(Float::compare).orElseThrow());
 
+        // the top predictions: softmax of the logits, sorted, at every position including the last
+        Predictions.Top top = p.topPredictions();
+        assertThat(top.k()).isEqualTo(3);
+        assertThat(top.nSequences()).isEqualTo(Math.min(Predictions.TOP_SEQUENCES, 40));
+        var logits = model.forward(data.tokens(), 40, 12);
+        for (int s = 0; s < top.nSequences(); s++) {
+            assertThat(top.tokens()[s]).hasNumberOfRows(12);
+            for (int q = 0; q < 12; q++) {
+                double[] prob = new double[9];
+                double z = 0;
+                for (int v = 0; v < 9; v++) {
+                    prob[v] = Math.exp(logits.get(s, q, v));
+                    z += prob[v];
+                }
+                Integer[] order = {0, 1, 2, 3, 4, 5, 6, 7, 8};
+                java.util.Arrays.sort(order, (x, y) -> Double.compare(prob[y], prob[x]));
+                for (int i = 0; i < 3; i++) {
+                    assertThat(top.tokens()[s][q][i]).as("seq %d pos %d rank %d", s, q, i).isEqualTo(order[i]);
+                    assertThat((double) top.probs()[s][q][i]).isCloseTo(prob[order[i]] / z,
+                            org.assertj.core.data.Offset.offset(1e-6));
+                }
+                if (q < 11) {
+                    assertThat(top.probs()[s][q][0]).isGreaterThanOrEqualTo(p.correctProbs()[s][q] - 1e-6f);
+                }
+            }
+        }
+
         EvalMetrics m = Metrics.evaluate(model, data);
         assertThat(p.all().mean()).isEqualTo(m.meanCorrectProb());
         assertThat(p.all().median()).isEqualTo(m.medianCorrectProb());
@@ -63,7 +90,9 @@ class PredictionsTest {
         Predictions p = Predictions.compute(new AnalysisContext(model, data));
         JsonNode json = new ObjectMapper().valueToTree(p);
         assertThat(iterable(json.fieldNames())).containsExactly("n_sequences", "n_positions", "correct_probs", "all",
-                "trigram", "other", "summary");
+                "trigram", "other", "summary", "top_predictions");
+        assertThat(iterable(json.get("top_predictions").fieldNames())).containsExactly("k", "n_sequences", "tokens",
+                "probs");
         assertThat(iterable(json.get("all").fieldNames())).containsExactly("count", "mean", "median", "min", "max");
         assertThat(json.get("correct_probs").size()).isEqualTo(3);
         assertThat(json.get("correct_probs").get(0).size()).isEqualTo(5);

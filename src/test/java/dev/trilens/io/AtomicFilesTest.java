@@ -2,6 +2,7 @@ package dev.trilens.io;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.trilens.TrilensException;
 import java.io.IOException;
@@ -25,6 +26,18 @@ class AtomicFilesTest {
             out.close(); // harmless: the file is synced and closed by AtomicFiles
         });
         assertThat(target).hasBinaryContent(new byte[] {9});
+        assertThat(Files.list(dir)).containsExactly(target);
+    }
+
+    /** The umask decides, as for any file the user creates: compared with one made by Files.createFile. */
+    @Test
+    void writtenFilesGetTheUmasksPermissions() throws IOException {
+        assumeTrue(dir.getFileSystem().supportedFileAttributeViews().contains("posix"), "needs POSIX permissions");
+        Path reference = Files.createFile(dir.resolve("reference"));
+        Path target = dir.resolve("report.html");
+        AtomicFiles.write(target, out -> out.write(1));
+        assertThat(Files.getPosixFilePermissions(target)).isEqualTo(Files.getPosixFilePermissions(reference));
+        Files.delete(reference);
         assertThat(Files.list(dir)).containsExactly(target);
     }
 

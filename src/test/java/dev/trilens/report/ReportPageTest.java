@@ -64,9 +64,17 @@ class ReportPageTest {
         JsonNode data = new ObjectMapper().readTree(json); // strict: no NaN tokens
         assertThat(data.path("sequences").size()).isPositive();
         assertThat(data.path("trigrams").size()).isPositive();
+        // the explorer's top-3 predictions for every embedded token, and the failure modes without their examples
+        assertThat(data.at("/top/tokens").size()).isEqualTo(data.path("sequences").size());
+        assertThat(data.at("/top/probs/0/0").size()).isEqualTo(3);
+        assertThat(data.at("/top/tokens/0").size()).isEqualTo(data.at("/sequences/0").size());
+        assertThat(data.at("/failures/catalogue/n_trigrams").asInt()).isPositive();
+        assertThat(data.at("/failures/families").size()).isPositive();
+        assertThat(data.at("/failures/families/0").has("examples")).isFalse();
     }
 
     @Test
+    @SuppressWarnings("unchecked")
     void worksInARealBrowser() throws Exception {
         File chromium = new File("/usr/bin/chromium"), driverBin = new File("/usr/bin/chromedriver");
         boolean present = chromium.canExecute() && driverBin.canExecute();
@@ -108,6 +116,55 @@ class ReportPageTest {
             tokens.get(2).click();
             assertThat(tokens.get(2).getAttribute("class")).contains("sel");
 
+            // row 0 of the pattern at the top: query 0 sees only key 0 (attention 1, the darkest colour), the rest
+            // of its row is masked grey
+            List<Object> corner = (List<Object>) js(driver, "const c = document.querySelector('#pattern-fig canvas'), "
+                    + "r = devicePixelRatio, g = c.getContext('2d'), L = +c.dataset.left, T = +c.dataset.top, "
+                    + "s = +c.dataset.cell, px = (x, y) => Array.from(g.getImageData(Math.floor(x * r), "
+                    + "Math.floor(y * r), 1, 1).data).slice(0, 3).join(','); "
+                    + "return [px(L + s / 2, T + s / 2), px(L + 1.5 * s, T + s / 2)];");
+            assertThat(corner).containsExactly("127,0,0", "189,189,189");
+
+            // the explorer marks b, the token before a trigram's completion, and tells its top-3 predictions
+            Number s = (Number) js(driver, "return D.completes.findIndex(r => r.some(x => x));");
+            assertThat(s.intValue()).as("an embedded sequence with a trigram").isNotNegative();
+            new org.openqa.selenium.support.ui.Select(driver.findElement(By.id("seq-select")))
+                    .selectByValue(String.valueOf(s.intValue()));
+            List<Object> expected = (List<Object>) js(driver, "const c = D.completes[" + s + "]; "
+                    + "return c.map((x, j) => j).filter(j => c[j + 1]);");
+            tokens = driver.findElements(By.cssSelector("#tokens .tok"));
+            List<Object> marked = new java.util.ArrayList<>();
+            for (int j = 0; j < tokens.size(); j++) {
+                if (tokens.get(j).getAttribute("class").contains("trigram")) {
+                    marked.add((long) j);
+                }
+            }
+            assertThat(marked).isNotEmpty().isEqualTo(expected);
+            WebElement b = tokens.get(((Long) marked.get(0)).intValue());
+            new Actions(driver).moveToElement(b).perform();
+            WebElement tip = driver.findElement(By.id("tooltip"));
+            assertThat(tip.isDisplayed()).isTrue();
+            assertThat(tip.getText()).startsWith("token " + b.getText() + " at position " + marked.get(0));
+            assertThat(tip.getText().split("p=0\\.|p=1\\.")).as(tip.getText()).hasSize(4);
+
+            // failure modes filled from the catalogue; causal variants described; the metrics fit at 1280 px
+            String failures = driver.findElement(By.id("failures-body")).getText();
+            assertThat(failures).contains(analysis.at("/failure_modes/catalogue/n_missed").asInt() + " of "
+                    + analysis.at("/failure_modes/catalogue/n_trigrams").asInt() + " trigrams missed");
+            assertThat(driver.findElements(By.cssSelector("#failure-causes tbody tr")))
+                    .hasSize(analysis.at("/failure_modes/catalogue/counts").size());
+            assertThat(driver.findElements(By.cssSelector("#failure-families tbody tr")))
+                    .hasSize(analysis.at("/failure_modes/families").size()).isNotEmpty();
+            List<WebElement> causal = driver.findElements(By.cssSelector("#causal-table tbody tr"));
+            assertThat(causal).hasSize(analysis.at("/causal_validation/variants").size()).isNotEmpty();
+            for (int i = 0; i < causal.size(); i++) {
+                assertThat(causal.get(i).findElements(By.tagName("td")).get(1).getText())
+                        .isEqualTo(analysis.at("/causal_validation/variants/" + i + "/description").asText())
+                        .isNotBlank();
+            }
+            assertThat((Boolean) js(driver, "const m = document.getElementById('metrics'); "
+                    + "return m.scrollWidth <= m.clientWidth;")).as("metrics fit at 1280 px").isTrue();
+
             int before = driver.findElements(By.cssSelector("#trigrams tbody tr")).size();
             assertThat(before).isPositive();
             String a = driver.findElement(By.cssSelector("#trigrams tbody tr td")).getText();
@@ -121,13 +178,30 @@ class ReportPageTest {
             for (LogEntry e : driver.manage().logs().get(LogType.BROWSER)) {
                 assertThat(e.getLevel()).as("browser console: " + e.getMessage()).isNotEqualTo(Level.SEVERE);
             }
-            byte[] png = ((ChromeDriver) driver).getScreenshotAs(OutputType.BYTES);
-            Path shot = Path.of(System.getProperty("trilens.buildDir", "target"), "report-screenshot.png");
-            Files.createDirectories(shot.getParent());
-            Files.write(shot, png);
+            screenshot(driver, "report-1280.png");
+            driver.manage().window().setSize(new org.openqa.selenium.Dimension(480, 1600));
+            assertThat((Boolean) js(driver, "return document.documentElement.scrollWidth <= window.innerWidth;"))
+                    .as("no sideways scrolling of the page at 480 px").isTrue();
+            screenshot(driver, "report-480.png");
         } finally {
             driver.quit();
         }
+    }
+
+    private static Object js(WebDriver driver, String script) {
+        return ((org.openqa.selenium.JavascriptExecutor) driver).executeScript(script);
+    }
+
+    /** A screenshot for a person to look at, checked to be a real image. */
+    private static void screenshot(WebDriver driver, String name) throws Exception {
+        js(driver, "window.scrollTo(0, 0);");
+        byte[] png = ((ChromeDriver) driver).getScreenshotAs(OutputType.BYTES);
+        java.awt.image.BufferedImage img = javax.imageio.ImageIO.read(new java.io.ByteArrayInputStream(png));
+        assertThat(img).as(name).isNotNull();
+        assertThat(img.getWidth()).as(name).isPositive();
+        Path shot = Path.of(System.getProperty("trilens.buildDir", "target"), name);
+        Files.createDirectories(shot.getParent());
+        Files.write(shot, png);
     }
 
     private static String attentions(List<WebElement> tokens) {
