@@ -44,7 +44,10 @@ class SafetensorsTest {
             assertThat(TorchCheckpointTest.bits(c.weights().data)).isEqualTo(TorchCheckpointTest.bits(w.data));
             assertThat(c.metadata()).containsEntry("trained_by", "trilens").containsEntry("epochs", "3")
                     .containsAllEntriesOf(Safetensors.configMetadata(cfg));
-            assertThat(Checkpoints.load(st).weights().data).isEqualTo(c.weights().data);
+            assertThat(Checkpoints.load(st, true).weights().data).isEqualTo(c.weights().data);
+            assertThatThrownBy(() -> Checkpoints.load(st)).isInstanceOf(TrilensException.class)
+                    .hasMessage("model file " + st + ": parameter 'embed.W_E' holds NaN at index [0, 1] (the only "
+                            + "non-finite value): expected finite weights; pass --allow-non-finite to load it anyway");
         }
     }
 
@@ -109,9 +112,7 @@ class SafetensorsTest {
         JsonNode header = header(st);
         byte[] data = data(st);
 
-        ObjectNode missing = header.deepCopy();
-        missing.remove("blocks.0.attn.W_K");
-        Path p = file("missing.safetensors", missing.toString(), data);
+        Path p = without("missing.safetensors", header, data, "blocks.0.attn.W_K");
         assertThatThrownBy(() -> Safetensors.read(p)).isInstanceOf(TrilensException.class)
                 .hasMessage("checkpoint " + p + " has no 'blocks.0.attn.W_K' (expected shape [1, 32, 16])");
 
@@ -160,10 +161,11 @@ class SafetensorsTest {
                 .hasMessageStartingWith("safetensors file " + cutData + ": tensor 'unembed.b_U' has data_offsets")
                 .hasMessageContaining("out of bounds");
 
-        Path notJson = file("notjson.safetensors", "{\"a\": [1, 2", new byte[0]);
+        Path notJson = file("notjson.safetensors", "{\"a\": {\"dtype\": \"F32\", ", new byte[0]);
         assertThatThrownBy(() -> Safetensors.read(notJson)).isInstanceOf(TrilensException.class)
                 .hasMessageStartingWith("safetensors file " + notJson + ": header is not valid JSON");
-        Path dup = file("dup.safetensors", "{\"x\": 1, \"x\": 2}", new byte[0]);
+        String empty = "{\"dtype\": \"F32\", \"shape\": [0], \"data_offsets\": [0, 0]}";
+        Path dup = file("dup.safetensors", "{\"x\": " + empty + ", \"x\": " + empty + "}", new byte[0]);
         assertThatThrownBy(() -> Safetensors.read(dup)).isInstanceOf(TrilensException.class)
                 .hasMessageStartingWith("safetensors file " + dup + ": header is not valid JSON (Duplicate field 'x'");
         Path array = file("array.safetensors", "[1, 2, 3]", new byte[0]);
@@ -247,6 +249,24 @@ class SafetensorsTest {
         out.write(h);
         out.write(data);
         return Files.write(dir.resolve(name), out.toByteArray());
+    }
+
+    /** The file with one tensor left out, the others' data moved up so that it stays contiguous. */
+    private Path without(String name, JsonNode header, byte[] data, String drop) throws IOException {
+        ObjectNode h = header.deepCopy();
+        h.remove(drop);
+        ByteArrayOutputStream kept = new ByteArrayOutputStream();
+        for (var it = h.fields(); it.hasNext(); ) {
+            var e = it.next();
+            if (!e.getKey().equals("__metadata__")) {
+                JsonNode off = e.getValue().get("data_offsets");
+                int begin = off.get(0).asInt();
+                int end = off.get(1).asInt();
+                offsets(h, e.getKey(), kept.size(), kept.size() + end - begin);
+                kept.write(data, begin, end - begin);
+            }
+        }
+        return file(name, h.toString(), kept.toByteArray());
     }
 
     private static JsonNode header(Path st) throws IOException {
