@@ -112,7 +112,7 @@ final class StateDictSchema {
         }
         for (String key : entries.keySet()) {
             if (layout.find(key) == null && !isBuffer(key)) {
-                throw new TrilensException("checkpoint " + file + ": unexpected key '" + key
+                throw new TrilensException("checkpoint " + file + ": unexpected key '" + FileText.show(key)
                         + "', not a parameter of a HookedTransformer with " + cfg);
             }
         }
