@@ -213,6 +213,99 @@ class SafetensorsTest {
                 .hasMessageStartingWith(String.format(wE, p6) + "is 42, expected {\"dtype\"");
     }
 
+    @Test
+    void refusesSizesItsMetadataDeclaresButItsTensorsDoNotHold() throws IOException {
+        Weights w = Weights.init(ModelConfig.arena(), 1);
+        Path st = dir.resolve("m.safetensors");
+        Safetensors.write(w, Map.of(), st);
+        JsonNode header = header(st);
+        byte[] data = data(st);
+
+        ObjectNode layers = header.deepCopy();
+        ((ObjectNode) layers.get("__metadata__")).put("n_layers", "2000000000");
+        Path p = file("layers.safetensors", layers.toString(), data);
+        assertThatThrownBy(() -> Safetensors.read(p)).isInstanceOf(TrilensException.class)
+                .hasMessage("checkpoint " + p + ": its config says n_layers=2000000000, but it holds tensors for 1 "
+                        + "layer(s): expected a config that describes the tensors present");
+
+        ObjectNode vocab = header.deepCopy();
+        ((ObjectNode) vocab.get("__metadata__")).put("d_vocab", "2000000000");
+        Path p2 = file("vocab.safetensors", vocab.toString(), data);
+        assertThatThrownBy(() -> Safetensors.read(p2)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith("checkpoint " + p2 + ": a model with d_vocab=2000000000 ")
+                .hasMessageEndingWith("parameters, expected at most 2147483639");
+
+        ObjectNode width = header.deepCopy();
+        ((ObjectNode) width.get("__metadata__")).put("d_mlp", "40");
+        Path p3 = file("width.safetensors", width.toString(), data);
+        assertThatThrownBy(() -> Safetensors.read(p3)).isInstanceOf(TrilensException.class)
+                .hasMessage("checkpoint " + p3 + ": 'blocks.0.mlp.W_in' has shape [32, 20], expected [32, 40]");
+    }
+
+    @Test
+    void refusesGapsInTheDataSection() throws IOException {
+        Weights w = Weights.init(TorchCheckpointTest.ATTN_ONLY, 1);
+        Path st = dir.resolve("m.safetensors");
+        Safetensors.write(w, Map.of(), st);
+        JsonNode header = header(st);
+        byte[] data = data(st);
+        int wE = 13 * 6 * 4;
+
+        // every tensor after embed.W_E moved 4 bytes on, leaving 4 unused bytes in between
+        ObjectNode moved = header.deepCopy();
+        for (var it = moved.fields(); it.hasNext(); ) {
+            var e = it.next();
+            JsonNode off = e.getValue().get("data_offsets");
+            if (off != null && off.get(0).asLong() >= wE) {
+                offsets(moved, e.getKey(), off.get(0).asLong() + 4, off.get(1).asLong() + 4);
+            }
+        }
+        byte[] gapped = new byte[data.length + 4];
+        System.arraycopy(data, 0, gapped, 0, wE);
+        System.arraycopy(data, wE, gapped, wE + 4, data.length - wE);
+        Path p = file("gap.safetensors", moved.toString(), gapped);
+        assertThatThrownBy(() -> Safetensors.read(p)).isInstanceOf(TrilensException.class)
+                .hasMessage("safetensors file " + p + ": no tensor holds bytes [" + wE + ", " + (wE + 4) + ") of the "
+                        + "data section, after 'embed.W_E': expected the tensors' data to be contiguous, as the "
+                        + "format requires");
+
+        Path trailing = file("trailing.safetensors", header.toString(), Arrays.copyOf(data, data.length + 8));
+        assertThatThrownBy(() -> Safetensors.read(trailing)).isInstanceOf(TrilensException.class)
+                .hasMessage("safetensors file " + trailing + ": the data section has 8 bytes after its last tensor: "
+                        + "expected the tensors' data to fill it, as the format requires");
+    }
+
+    @Test
+    void escapesFileTextInMessages() throws IOException {
+        Weights w = Weights.init(TorchCheckpointTest.ATTN_ONLY, 1);
+        Path st = dir.resolve("m.safetensors");
+        Safetensors.write(w, Map.of(), st);
+        byte[] data = data(st);
+
+        ObjectNode dtype = header(st).deepCopy();
+        ((ObjectNode) dtype.get("embed.W_E")).put("dtype", "F32\u001b[2J\u009b31m");
+        Path p = file("dtype.safetensors", dtype.toString(), data);
+        assertThatThrownBy(() -> Safetensors.read(p)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith("safetensors file " + p + ": tensor 'embed.W_E' has dtype "
+                        + "F32\\x1b[2J\\x9b31m, expected F32");
+
+        ObjectNode name = header(st).deepCopy();
+        ObjectNode extra = name.putObject("blocks.0.\n\u001b]0;pwned\u0007");
+        extra.put("dtype", "F32");
+        extra.putArray("shape").add(0);
+        extra.putArray("data_offsets").add(0).add(0);
+        Path p2 = file("name.safetensors", name.toString(), data);
+        assertThatThrownBy(() -> Safetensors.read(p2)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith("checkpoint " + p2 + ": unexpected key 'blocks.0.\\x0a\\x1b]0;pwned\\x07', "
+                        + "not a parameter");
+        ObjectNode meta = header(st).deepCopy();
+        ((ObjectNode) meta.get("__metadata__")).put("n_heads", "3\u001b[31m" + "x".repeat(500));
+        Path p3 = file("meta.safetensors", meta.toString(), data);
+        assertThatThrownBy(() -> Safetensors.read(p3)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith("safetensors file " + p3 + ": metadata 'n_heads' is '3\\x1b[31mxxx")
+                .hasMessageEndingWith("... (506 characters)', expected an integer");
+    }
+
     static byte[] encode(String dtype, float[] v) {
         int size = TorchCheckpoint.elementSize(Map.of("F32", "float32", "F64", "float64").getOrDefault(dtype, "float16"));
         ByteBuffer b = ByteBuffer.allocate(size * v.length).order(ByteOrder.LITTLE_ENDIAN);
