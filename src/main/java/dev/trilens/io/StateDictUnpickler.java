@@ -73,10 +73,10 @@ final class StateDictUnpickler extends Unpickler {
      * torch.save's pickles spend about 5 bytes on each (2,759 bytes and 566 stack entries for the challenge model)
      * and memoize one object in 12 bytes. Half an object per byte, a memo entry per 4 bytes and 32 levels of nesting
      * (a state dict needs 4) leave valid files a wide margin; the absolute caps keep a large hostile data.pkl within
-     * a few hundred MB of heap.
+     * a hundred MB of heap (30,000 tensors' worth: a TransformerLens state dict has about 20 per layer).
      */
-    static final int MAX_OBJECTS = 2_000_000;
-    static final int MAX_MEMO = 1_000_000;
+    static final int MAX_OBJECTS = 1_000_000;
+    static final int MAX_MEMO = 500_000;
     static final int MAX_DEPTH = 32;
     private static final int SLACK = 4096;
 
