@@ -146,10 +146,11 @@ public final class TorchCheckpoint {
                 StorageRef first = distinct.putIfAbsent(s.key(), s);
                 if (first == null) {
                     need += storageBytes(s);
-                } else if (!first.dtype().equals(s.dtype()) || first.numel() != s.numel()) {
+                } else if (storageBytes(first) != storageBytes(s)) {
+                    // torch lets views of one storage differ in dtype, never in byte size
                     throw new TrilensException("checkpoint " + file + ": storage '" + FileText.show(s.key())
                             + "' is named as " + first.numel() + " " + first.dtype() + " values and as "
-                            + s.numel() + " " + s.dtype() + " values, expected one storage per key");
+                            + s.numel() + " " + s.dtype() + " values, expected one size per storage");
                 }
                 elements += numel(shape(e.getKey(), e.getValue()));
                 if (need > inflateCap - inflated || elements > inflateCap) {
