@@ -519,6 +519,7 @@ final class StateDictUnpickler extends Unpickler {
         if (o instanceof BigInteger b && b.bitLength() < 64) {
             return b.longValue();
         }
-        throw new PickleException(what + " is a " + pyType(o) + ", expected an integer");
+        throw new PickleException(what + (o instanceof BigInteger ? " needs more than 64 bits"
+                : " is a " + pyType(o)) + ", expected an integer");
     }
 }
