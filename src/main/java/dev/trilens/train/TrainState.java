@@ -139,6 +139,10 @@ public record TrainState(TrainConfig config, int epochsDone, long adamStep, doub
         } catch (IOException e) {
             throw new TrilensException("cannot read " + where + ": " + FileText.show(String.valueOf(e.getMessage())),
                     e);
+        } catch (OutOfMemoryError e) {
+            throw new TrilensException("cannot read " + where + ": its tensors need more memory than the Java heap's "
+                    + (Runtime.getRuntime().maxMemory() >> 20) + " MiB (" + e.getMessage() + "); expected a larger "
+                    + "heap (TRILENS_JAVA_OPTS=-Xmx...)", e);
         }
     }
 
