@@ -510,6 +510,28 @@ class TorchCheckpointTest {
     }
 
     @Test
+    void viewsOfOneStorageMayDifferInDtypeButNotInSize() throws IOException {
+        byte[] bytes = PtFiles.floats(ByteOrder.LITTLE_ENDIAN, 1f, 2f, 3f, 4f);
+        PickleWriter pkl = new PickleWriter().proto(2).global("collections", "OrderedDict").emptyTuple().reduce();
+        pkl.mark().string("f").tensorV2("FloatStorage", "0", "cpu", 4, 0, new long[] {4}, new long[] {1});
+        pkl.string("i").tensorV2("IntStorage", "0", "cpu", 4, 0, new long[] {4}, new long[] {1});
+        Path p = PtFiles.zip(dir.resolve("retyped.pt"), Map.of("a/data.pkl", pkl.setitems().stop().toByteArray(),
+                "a/data/0", bytes));
+        Map<String, TorchCheckpoint.Tensor> sd = TorchCheckpoint.readStateDict(p);
+        assertTensor(sd.get("f"), "float32", new int[] {4}, 1f, 2f, 3f, 4f);
+        assertThat(sd.get("i").values()[0]).isEqualTo(Float.floatToIntBits(1f));
+
+        PickleWriter other = new PickleWriter().proto(2).global("collections", "OrderedDict").emptyTuple().reduce();
+        other.mark().string("f").tensorV2("FloatStorage", "0", "cpu", 4, 0, new long[] {4}, new long[] {1});
+        other.string("d").tensorV2("DoubleStorage", "0", "cpu", 4, 0, new long[] {4}, new long[] {1});
+        Path p2 = PtFiles.zip(dir.resolve("resized.pt"), Map.of("a/data.pkl", other.setitems().stop().toByteArray(),
+                "a/data/0", bytes));
+        assertThatThrownBy(() -> TorchCheckpoint.readStateDict(p2)).isInstanceOf(TrilensException.class)
+                .hasMessage("checkpoint " + p2 + ": storage '0' is named as 4 float32 values and as 4 float64 values, "
+                        + "expected one size per storage");
+    }
+
+    @Test
     void refusesStridesAndOffsetsBeyondAnyStorage() throws IOException {
         long[][] cases = {{1L << 62, 1}, {Long.MAX_VALUE / 2, 1}};
         for (long[] stride : cases) {
