@@ -55,6 +55,9 @@ public final class AnalyzeCommand implements Callable<Integer> {
     @Option(names = "--out", description = "folder for analysis.json (default: runs/analysis-<model file name>)")
     Path out;
 
+    @Mixin
+    LoadOptions loading;
+
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
 
@@ -64,7 +67,7 @@ public final class AnalyzeCommand implements Callable<Integer> {
             throw new CommandLine.ParameterException(spec.commandLine(),
                     "--threshold must be between 0 and 1 (exclusive), got " + threshold);
         }
-        Checkpoint ckpt = Checkpoints.load(model);
+        Checkpoint ckpt = Checkpoints.load(model, loading.allowNonFinite);
         TrigramDataset ds = EvaluateCommand.datasetFor(ckpt, data, spec.commandLine().getParseResult());
         Worklog.Inputs inputs = worklogInputs(ckpt, ds);
         Path dir = out != null ? out : Path.of("runs", "analysis-" + stem(model));
@@ -101,7 +104,7 @@ public final class AnalyzeCommand implements Callable<Integer> {
         }
         EvalMetrics attnOnly = null;
         if (attnOnlyModel != null) {
-            Weights other = Checkpoints.load(attnOnlyModel).weights();
+            Weights other = Checkpoints.load(attnOnlyModel, loading.allowNonFinite).weights();
             if (!other.cfg.attnOnly()) {
                 throw new TrilensException("--attn-only-model " + attnOnlyModel + " has an MLP (d_mlp "
                         + other.cfg.dMlp() + "); expected an attention-only model (d_mlp 0)");

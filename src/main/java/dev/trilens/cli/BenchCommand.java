@@ -56,6 +56,9 @@ public final class BenchCommand implements Callable<Integer> {
     @Option(names = "--threads", description = "worker threads (default: all cores)")
     Integer threads;
 
+    @CommandLine.Mixin
+    LoadOptions loading;
+
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
 
@@ -80,7 +83,7 @@ public final class BenchCommand implements Callable<Integer> {
                 throw new CommandLine.ParameterException(spec.commandLine(),
                         "--attn-only and --model do not go together: the model's file fixes its shape");
             }
-            weights = dev.trilens.io.Checkpoints.load(model).weights();
+            weights = dev.trilens.io.Checkpoints.load(model, loading.allowNonFinite).weights();
         } else {
             weights = Weights.init(attnOnly ? ModelConfig.arena().withDMlp(0) : ModelConfig.arena(), 0);
         }

@@ -36,12 +36,15 @@ public final class EvaluateCommand implements Callable<Integer> {
     @Option(names = "--json", description = "print one JSON object instead of a table")
     boolean json;
 
+    @Mixin
+    LoadOptions loading;
+
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
 
     @Override
     public Integer call() throws Exception {
-        Checkpoint ckpt = Checkpoints.load(model);
+        Checkpoint ckpt = Checkpoints.load(model, loading.allowNonFinite);
         ModelConfig cfg = ckpt.weights().cfg;
         TrigramDataset ds = datasetFor(ckpt, data, spec.commandLine().getParseResult());
         EvalMetrics m = Metrics.evaluate(new HookedTransformer(ckpt.weights()), ds);

@@ -64,6 +64,9 @@ public final class ExtractCommand implements Callable<Integer> {
             + "over, comma-separated (default: 1..n_ctx-2, at most 16 evenly spaced)")
     int[] positions;
 
+    @CommandLine.Mixin
+    LoadOptions loading;
+
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
 
@@ -90,7 +93,7 @@ public final class ExtractCommand implements Callable<Integer> {
         if (positions != null && positions.length == 0) {
             throw new CommandLine.ParameterException(cl, "--positions needs at least one position");
         }
-        Checkpoint ckpt = Checkpoints.load(model);
+        Checkpoint ckpt = Checkpoints.load(model, loading.allowNonFinite);
         ModelConfig cfg = ckpt.weights().cfg;
         TrigramExtractor.Result r = TrigramExtractor.extract(ckpt.weights(),
                 new TrigramExtractor.Options(threshold, positions, bg));

@@ -1,6 +1,7 @@
 package dev.trilens.cli;
 
 import dev.trilens.TrilensException;
+import dev.trilens.io.FileText;
 import java.io.PrintWriter;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -35,20 +36,38 @@ public final class Main implements Runnable {
             return 2;
         });
         cli.setExecutionExceptionHandler((ex, commandLine, parseResult) -> {
-            PrintWriter err = commandLine.getErr();
-            if (ex instanceof TrilensException) {
-                err.println("trilens: error: " + ex.getMessage());
-            } else {
-                // a bug, not a bad input: still one line, with the trace only on request
-                err.println("trilens: internal error: " + ex + (System.getenv("TRILENS_DEBUG") == null
-                        ? " (set TRILENS_DEBUG=1 for the stack trace)" : ""));
-                if (System.getenv("TRILENS_DEBUG") != null) {
-                    ex.printStackTrace(err);
-                }
-            }
-            err.flush();
+            report(commandLine.getErr(), ex);
             return 1;
         });
-        return cli.execute(args);
+        try {
+            return cli.execute(args);
+        } catch (StackOverflowError | OutOfMemoryError e) {
+            // picocli passes only Exceptions to the handler above; these Errors would otherwise end in a trace
+            report(cli.getErr(), e);
+            return 1;
+        }
+    }
+
+    private static void report(PrintWriter err, Throwable ex) {
+        if (ex instanceof TrilensException) {
+            err.println("trilens: error: " + oneLine(ex.getMessage()));
+        } else if (ex instanceof OutOfMemoryError) {
+            err.println("trilens: error: out of memory (" + oneLine(ex.getMessage()) + ") with a Java heap of "
+                    + (Runtime.getRuntime().maxMemory() >> 20) + " MiB; expected smaller inputs, or a larger heap "
+                    + "(TRILENS_JAVA_OPTS=-Xmx...)");
+        } else {
+            // a bug, not a bad input: still one line, with the trace only on request
+            err.println("trilens: internal error: " + oneLine(ex.toString()) + (System.getenv("TRILENS_DEBUG") == null
+                    ? " (set TRILENS_DEBUG=1 for the stack trace)" : ""));
+            if (System.getenv("TRILENS_DEBUG") != null) {
+                ex.printStackTrace(err);
+            }
+        }
+        err.flush();
+    }
+
+    /** A message may quote a file's bytes: newlines and terminal escapes must not reach the terminal. */
+    private static String oneLine(String message) {
+        return FileText.escape(String.valueOf(message));
     }
 }

@@ -54,6 +54,9 @@ public final class PatchCommand implements Callable<Integer> {
     @Option(names = "--json", description = "print one JSON object instead of text")
     boolean json;
 
+    @Mixin
+    LoadOptions loading;
+
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
 
@@ -71,7 +74,7 @@ public final class PatchCommand implements Callable<Integer> {
         TrainCommand.check(cl, head == null || head >= 0, "--head must be >= 0, got " + head);
         TrainCommand.check(cl, layer == null || layer >= 0, "--layer must be >= 0, got " + layer);
 
-        Checkpoint ckpt = Checkpoints.load(model);
+        Checkpoint ckpt = Checkpoints.load(model, loading.allowNonFinite);
         ModelConfig cfg = ckpt.weights().cfg;
         TrainCommand.check(cl, pos < cfg.nCtx(), "--pos " + pos + " is outside the sequence: the model's sequences "
                 + "have " + cfg.nCtx() + " positions (0.." + (cfg.nCtx() - 1) + ")");

@@ -1,10 +1,13 @@
 package dev.trilens.io;
 
 import dev.trilens.TrilensException;
+import dev.trilens.model.ParamLayout;
+import dev.trilens.model.Weights;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Arrays;
 import java.util.Map;
 
 /** Loads a model file of any supported format, telling them apart by content rather than by file name. */
@@ -13,8 +16,63 @@ public final class Checkpoints {
     private Checkpoints() {
     }
 
-    /** A PyTorch zip checkpoint (.pt, .pth) or a safetensors file. */
+    /** A PyTorch zip checkpoint (.pt, .pth) or a safetensors file, refused if a parameter is NaN or infinite. */
     public static Checkpoint load(Path path) {
+        return load(path, false);
+    }
+
+    /**
+     * As {@link #load(Path)}; allowNonFinite loads NaN and infinite parameters instead of refusing them (a model
+     * that diverged can still be looked at, but its metrics mean nothing).
+     */
+    public static Checkpoint load(Path path, boolean allowNonFinite) {
+        Checkpoint c;
+        try {
+            c = loadAnyFormat(path);
+        } catch (StackOverflowError e) {
+            throw new TrilensException("model file " + path + " could not be read: its structure nests too deeply "
+                    + "(" + e + "), expected a state dict", e);
+        } catch (OutOfMemoryError e) {
+            throw new TrilensException("model file " + path + " needs more memory than the Java heap's "
+                    + (Runtime.getRuntime().maxMemory() >> 20) + " MiB to load (" + e.getMessage() + "); "
+                    + "expected a smaller model, or a larger heap (TRILENS_JAVA_OPTS=-Xmx...)", e);
+        }
+        if (!allowNonFinite) {
+            requireFinite(path, c.weights());
+        }
+        return c;
+    }
+
+    /** Names the first NaN or infinite parameter value by tensor and index. */
+    static void requireFinite(Path path, Weights w) {
+        for (ParamLayout.Param p : w.layout.params()) {
+            for (int i = 0; i < p.size(); i++) {
+                float v = w.data[p.offset() + i];
+                if (!Float.isFinite(v)) {
+                    long bad = 0;
+                    for (float x : w.data) {
+                        bad += Float.isFinite(x) ? 0 : 1;
+                    }
+                    throw new TrilensException("model file " + path + ": parameter '" + p.name() + "' holds "
+                            + v + " at index " + index(p.shape(), i) + " (" + (bad == 1 ? "the only non-finite "
+                            + "value" : "the first of " + bad + " non-finite values") + "): expected finite weights;"
+                            + " pass --allow-non-finite to load it anyway");
+                }
+            }
+        }
+    }
+
+    /** The multi-dimensional index of a row-major flat one, as [i, j, k]. */
+    private static String index(int[] shape, int flat) {
+        int[] idx = new int[shape.length];
+        for (int d = shape.length - 1; d >= 0; d--) {
+            idx[d] = flat % shape[d];
+            flat /= shape[d];
+        }
+        return Arrays.toString(idx);
+    }
+
+    private static Checkpoint loadAnyFormat(Path path) {
         requireFile(path);
         byte[] magic;
         long size;

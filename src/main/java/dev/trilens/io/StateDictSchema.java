@@ -16,13 +16,6 @@ final class StateDictSchema {
 
     /** A tensor's dtype (torch's name, e.g. "float32") and shape, known before its values are read. */
     record Entry(String dtype, int[] shape) {
-        long numel() {
-            long n = 1;
-            for (int d : shape) {
-                n *= d;
-            }
-            return n;
-        }
     }
 
     private static final Pattern BLOCK = Pattern.compile("blocks\\.(\\d{1,4})\\.(.+)");
@@ -82,8 +75,26 @@ final class StateDictSchema {
     }
 
     static void check(String file, ModelConfig cfg, Map<String, Entry> entries) {
-        ParamLayout layout = new ParamLayout(cfg);
-        long total = 0;
+        // a config from metadata is only a claim: hold its layer count against the tensors present before looping
+        // over its layers (its other sizes are bounded by ParamLayout, then compared shape by shape)
+        int layers = 0;
+        for (Map.Entry<String, Entry> e : entries.entrySet()) {
+            Matcher m = BLOCK.matcher(e.getKey());
+            if (m.matches()) {
+                layers = Math.max(layers, Integer.parseInt(m.group(1)) + 1);
+            }
+        }
+        if (cfg.nLayers() > layers) {
+            throw new TrilensException("checkpoint " + file + ": its config says n_layers=" + cfg.nLayers()
+                    + ", but it holds tensors for " + layers + " layer(s): expected a config that describes the "
+                    + "tensors present");
+        }
+        ParamLayout layout;
+        try {
+            layout = new ParamLayout(cfg);
+        } catch (TrilensException e) {
+            throw new TrilensException("checkpoint " + file + ": " + e.getMessage(), e);
+        }
         for (ParamLayout.Param p : layout.params()) {
             Entry e = entries.get(p.name());
             if (e == null) {
@@ -98,16 +109,10 @@ final class StateDictSchema {
                 throw new TrilensException("checkpoint " + file + ": '" + p.name() + "' has dtype " + e.dtype()
                         + ", expected a floating-point tensor");
             }
-            total += e.numel();
-        }
-        if (total > Integer.MAX_VALUE - 8) {
-            // one flat float[] holds every parameter
-            throw new TrilensException("checkpoint " + file + ": " + total + " parameters, expected at most "
-                    + (Integer.MAX_VALUE - 8));
         }
         for (String key : entries.keySet()) {
             if (layout.find(key) == null && !isBuffer(key)) {
-                throw new TrilensException("checkpoint " + file + ": unexpected key '" + key
+                throw new TrilensException("checkpoint " + file + ": unexpected key '" + FileText.show(key)
                         + "', not a parameter of a HookedTransformer with " + cfg);
             }
         }

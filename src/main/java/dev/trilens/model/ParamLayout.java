@@ -1,5 +1,6 @@
 package dev.trilens.model;
 
+import dev.trilens.TrilensException;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
@@ -28,11 +29,25 @@ public final class ParamLayout {
         }
     }
 
+    /** One flat float[] holds every parameter, and Java arrays stop just short of 2^31 elements. */
+    public static final long MAX_PARAMS = Integer.MAX_VALUE - 8;
+    /** TransformerLens state dicts name blocks with at most four digits (see StateDictSchema). */
+    public static final int MAX_LAYERS = 10_000;
+
     private final List<Param> params;
     private final Map<String, Param> byName;
     private final int totalSize;
 
+    /** Refuses a config too large for one array before building anything, so its sizes may come from a file. */
     public ParamLayout(ModelConfig cfg) {
+        if (cfg.nLayers() > MAX_LAYERS) {
+            throw new TrilensException("n_layers is " + cfg.nLayers() + ", expected at most " + MAX_LAYERS);
+        }
+        long count = count(cfg);
+        if (count > MAX_PARAMS) {
+            throw new TrilensException("a model with " + cfg + " has " + (count == Long.MAX_VALUE ? "over 2^63"
+                    : String.valueOf(count)) + " parameters, expected at most " + MAX_PARAMS);
+        }
         List<Param> list = new ArrayList<>();
         int[] offset = {0};
         int v = cfg.dVocab(), d = cfg.dModel(), h = cfg.nHeads(), dh = cfg.dHead(), m = cfg.dMlp();
@@ -76,6 +91,30 @@ public final class ParamLayout {
         }
         this.byName = Collections.unmodifiableMap(map);
         this.totalSize = offset[0];
+    }
+
+    /**
+     * How many parameters a model of this config has (Long.MAX_VALUE if more than a long holds), in a few
+     * multiplications: the layout's loop over layers must not be what finds out that a config is absurd.
+     */
+    public static long count(ModelConfig cfg) {
+        try {
+            long v = cfg.dVocab(), n = cfg.nCtx(), d = cfg.dModel(), h = cfg.nHeads(), dh = cfg.dHead(),
+                    m = cfg.dMlp();
+            long hd = Math.multiplyExact(h, dh);
+            long layer = Math.addExact(Math.multiplyExact(4, Math.multiplyExact(hd, d)), 3 * hd + d);
+            if (!cfg.attnOnly()) {
+                layer = Math.addExact(layer, Math.addExact(Math.multiplyExact(2, Math.multiplyExact(d, m)), m + d));
+            }
+            if (cfg.layerNorm()) {
+                layer += (cfg.attnOnly() ? 2 : 4) * d;
+            }
+            long total = Math.addExact(Math.multiplyExact(cfg.nLayers(), layer),
+                    Math.addExact(Math.multiplyExact(2, Math.multiplyExact(v, d)), Math.multiplyExact(n, d) + v));
+            return cfg.layerNorm() ? Math.addExact(total, 2 * d) : total;
+        } catch (ArithmeticException e) {
+            return Long.MAX_VALUE;
+        }
     }
 
     private static void add(List<Param> list, int[] offset, String name, int... shape) {

@@ -2,6 +2,7 @@ package dev.trilens.train;
 
 import dev.trilens.TrilensException;
 import dev.trilens.cli.EvaluateCommand;
+import dev.trilens.io.FileText;
 import dev.trilens.io.Safetensors;
 import dev.trilens.model.ModelConfig;
 import java.util.LinkedHashMap;
@@ -176,8 +177,8 @@ public record TrainConfig(int dVocab, int seqLen, double trigramProb, long dataS
                     Integer.parseInt(get(m, "d_mlp")), Integer.parseInt(get(m, "n_layers")),
                     norm.equals("LN"), Long.parseLong(get(m, INIT_SEED)));
         } catch (NumberFormatException e) {
-            throw new TrilensException(where + ": malformed training parameter in metadata (" + e.getMessage()
-                    + "); expected the numbers trilens train wrote", e);
+            throw new TrilensException(where + ": malformed training parameter in metadata ("
+                    + FileText.show(e.getMessage()) + "); expected the numbers trilens train wrote", e);
         } catch (TrilensException e) {
             throw new TrilensException(where + ": " + e.getMessage(), e);
         }

@@ -1,17 +1,19 @@
 package dev.trilens.train;
 
-import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.trilens.TrilensException;
 import dev.trilens.io.AtomicFiles;
+import dev.trilens.io.FileText;
+import dev.trilens.io.Safetensors;
+import dev.trilens.model.ParamLayout;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.file.Files;
+import java.nio.channels.FileChannel;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
-import java.util.Iterator;
+import java.nio.file.StandardOpenOption;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -30,6 +32,8 @@ public record TrainState(TrainConfig config, int epochsDone, long adamStep, doub
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final List<String> TENSORS = List.of("params", "adam.m", "adam.v");
     private static final String FORMAT = "trilens.train_state.v1";
+    private static final String EXPECTED =
+            "expected the train_state file trilens train writes (start a fresh run with another --out)";
 
     public void write(Path target) {
         Map<String, String> meta = new LinkedHashMap<>();
@@ -72,71 +76,77 @@ public record TrainState(TrainConfig config, int epochsDone, long adamStep, doub
         });
     }
 
+    /**
+     * Reads a state written by {@link #write}. Its sizes are claims until checked: the model its metadata declares
+     * must have exactly as many parameters as its tensors hold, counted before any layout is built or array
+     * allocated, and the tensors must lie within the file.
+     */
     public static TrainState read(Path path) {
         String where = "training state " + path;
-        byte[] bytes;
-        try {
-            bytes = Files.readAllBytes(path);
+        try (FileChannel ch = FileChannel.open(path, StandardOpenOption.READ)) {
+            Safetensors.Header h;
+            try {
+                h = Safetensors.readHeader(ch, where);
+            } catch (TrilensException e) {
+                // the safetensors check's message starts with where; keep what follows
+                String why = e.getMessage().substring(Math.min(where.length(), e.getMessage().length()));
+                throw corrupt(where, why.startsWith(": ") ? why.substring(2) : "the file" + why);
+            }
+            Map<String, String> meta = h.metadata();
+            if (!FORMAT.equals(meta.get("format"))) {
+                throw corrupt(where, "it lacks the metadata format=" + FORMAT);
+            }
+            TrainConfig cfg = TrainConfig.fromMetadata(meta, where);
+            long count = ParamLayout.count(cfg.modelConfig());
+            float[][] data = new float[TENSORS.size()][];
+            for (int i = 0; i < data.length; i++) {
+                Safetensors.TensorInfo t = h.tensors().get(TENSORS.get(i));
+                if (t == null || !t.dtype().equals("float32") || t.shape().length != 1) {
+                    throw corrupt(where, "tensor '" + TENSORS.get(i) + "' is missing or not a 1-D F32 tensor");
+                }
+                if (t.numel() != count) {
+                    throw corrupt(where, "its metadata declares a model (" + cfg.modelConfig() + ") of "
+                            + (count == Long.MAX_VALUE ? "over 2^63" : String.valueOf(count)) + " parameters, but "
+                            + "tensor '" + TENSORS.get(i) + "' holds " + t.numel());
+                }
+            }
+            // count now matches tensors present in the file, so the arrays below are of its size; the layout's own
+            // limits (layers, one array's length) are checked here, where the file can still be named
+            try {
+                new ParamLayout(cfg.modelConfig());
+            } catch (TrilensException e) {
+                throw corrupt(where, e.getMessage());
+            }
+            for (int i = 0; i < data.length; i++) {
+                data[i] = new float[(int) count];
+                Safetensors.readFloats(ch, h, h.tensors().get(TENSORS.get(i)), data[i], 0);
+            }
+            try {
+                int epochsDone = Integer.parseInt(meta.getOrDefault("train.epochs_done", ""));
+                long step = Long.parseLong(meta.getOrDefault("adam.step", ""));
+                double best = Double.parseDouble(meta.getOrDefault("best.trigram_avg_correct_prob", ""));
+                int bestEpoch = Integer.parseInt(meta.getOrDefault("best.epoch", ""));
+                if (epochsDone < 0 || epochsDone > cfg.epochs() || step < 0) {
+                    throw corrupt(where, "it records epoch " + epochsDone + " of " + cfg.epochs() + ", step " + step);
+                }
+                return new TrainState(cfg, epochsDone, step, best, bestEpoch, data[0], data[1], data[2]);
+            } catch (NumberFormatException e) {
+                throw corrupt(where, "its epoch, step or best-score metadata is malformed ("
+                        + FileText.show(e.getMessage()) + ")");
+            }
         } catch (NoSuchFileException e) {
             throw new TrilensException(where + " not found: expected a folder written by trilens train");
         } catch (IOException e) {
-            throw new TrilensException("cannot read " + where + ": " + e.getMessage(), e);
-        }
-        ByteBuffer buf = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
-        long n = bytes.length >= 8 ? buf.getLong(0) : -1;
-        if (n < 2 || n > bytes.length - 8) {
-            throw corrupt(where, "its header length does not fit its " + bytes.length + " bytes");
-        }
-        JsonNode header;
-        try {
-            header = JSON.readTree(new String(bytes, 8, (int) n, java.nio.charset.StandardCharsets.UTF_8));
-        } catch (IOException e) {
-            throw corrupt(where, "its header is not valid JSON");
-        }
-        JsonNode metaNode = header == null ? null : header.get("__metadata__");
-        if (metaNode == null || !metaNode.isObject() || !FORMAT.equals(metaNode.path("format").asText())) {
-            throw corrupt(where, "it lacks the metadata format=" + FORMAT);
-        }
-        Map<String, String> meta = new LinkedHashMap<>();
-        for (Iterator<Map.Entry<String, JsonNode>> it = metaNode.fields(); it.hasNext(); ) {
-            Map.Entry<String, JsonNode> e = it.next();
-            meta.put(e.getKey(), e.getValue().asText());
-        }
-        TrainConfig cfg = TrainConfig.fromMetadata(meta, where);
-        int size = new dev.trilens.model.ParamLayout(cfg.modelConfig()).totalSize();
-        long dataStart = 8 + n;
-        float[][] data = new float[TENSORS.size()][];
-        for (int i = 0; i < data.length; i++) {
-            JsonNode t = header.get(TENSORS.get(i));
-            JsonNode off = t == null ? null : t.get("data_offsets");
-            if (t == null || !"F32".equals(t.path("dtype").asText()) || t.path("shape").size() != 1
-                    || t.path("shape").get(0).asLong() != size || off == null || off.size() != 2) {
-                throw corrupt(where, "tensor '" + TENSORS.get(i) + "' is missing or not F32 [" + size + "]");
-            }
-            long begin = dataStart + off.get(0).asLong();
-            long end = dataStart + off.get(1).asLong();
-            if (off.get(0).asLong() < 0 || end - begin != 4L * size || end > bytes.length) {
-                throw corrupt(where, "tensor '" + TENSORS.get(i) + "' lies outside the file (truncated?)");
-            }
-            data[i] = new float[size];
-            ByteBuffer.wrap(bytes, (int) begin, 4 * size).order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(data[i]);
-        }
-        try {
-            int epochsDone = Integer.parseInt(meta.getOrDefault("train.epochs_done", ""));
-            long step = Long.parseLong(meta.getOrDefault("adam.step", ""));
-            double best = Double.parseDouble(meta.getOrDefault("best.trigram_avg_correct_prob", ""));
-            int bestEpoch = Integer.parseInt(meta.getOrDefault("best.epoch", ""));
-            if (epochsDone < 0 || epochsDone > cfg.epochs() || step < 0) {
-                throw corrupt(where, "it records epoch " + epochsDone + " of " + cfg.epochs() + ", step " + step);
-            }
-            return new TrainState(cfg, epochsDone, step, best, bestEpoch, data[0], data[1], data[2]);
-        } catch (NumberFormatException e) {
-            throw corrupt(where, "its epoch, step or best-score metadata is malformed (" + e.getMessage() + ")");
+            throw new TrilensException("cannot read " + where + ": " + FileText.show(String.valueOf(e.getMessage())),
+                    e);
+        } catch (OutOfMemoryError e) {
+            throw new TrilensException("cannot read " + where + ": its tensors need more memory than the Java heap's "
+                    + (Runtime.getRuntime().maxMemory() >> 20) + " MiB (" + e.getMessage() + "); expected a larger "
+                    + "heap (TRILENS_JAVA_OPTS=-Xmx...)", e);
         }
     }
 
     private static TrilensException corrupt(String where, String why) {
-        return new TrilensException(where + " is unusable: " + why + "; expected the train_state file trilens train "
-                + "writes (start a fresh run with another --out)");
+        return new TrilensException(where + " is unusable: " + why + "; " + EXPECTED);
     }
 }

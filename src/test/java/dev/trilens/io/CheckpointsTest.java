@@ -69,4 +69,34 @@ class CheckpointsTest {
         assertThatThrownBy(() -> Checkpoints.load(empty)).isInstanceOf(TrilensException.class)
                 .hasMessageContaining("is 0 bytes long");
     }
+
+    @Test
+    void refusesNonFiniteWeightsUnlessAllowed() throws IOException {
+        Weights w = Weights.init(TorchCheckpointTest.LN_2L_2H, 5);
+        int at = w.offset("blocks.1.attn.W_V") + 1 * 8 * 4 + 3 * 4 + 2; // head 1, row 3, column 2
+        w.data[at] = Float.NaN;
+        w.data[w.offset("unembed.b_U") + 10] = Float.NEGATIVE_INFINITY;
+        Path st = dir.resolve("nan.safetensors");
+        Safetensors.write(w, Map.of(), st);
+        Map<String, PtFiles.T> tensors = PtFiles.tensorsOf(w);
+        // TransformerLens's IGNORE buffer is -inf: buffers are not weights and are not checked
+        tensors.put("blocks.0.attn.IGNORE", PtFiles.T.f32(new long[0], Float.NEGATIVE_INFINITY));
+        Path pt = PtFiles.stateDict(dir.resolve("nan.pt"), tensors);
+        for (Path p : new Path[] {st, pt}) {
+            assertThatThrownBy(() -> Checkpoints.load(p)).isInstanceOf(TrilensException.class)
+                    .hasMessage("model file " + p + ": parameter 'blocks.1.attn.W_V' holds NaN at index [1, 3, 2] "
+                            + "(the first of 2 non-finite values): expected finite weights; pass --allow-non-finite "
+                            + "to load it anyway");
+            Weights back = Checkpoints.load(p, true).weights();
+            assertThat(TorchCheckpointTest.bits(back.data)).isEqualTo(TorchCheckpointTest.bits(w.data));
+        }
+
+        Weights inf = Weights.init(TorchCheckpointTest.ATTN_ONLY, 5);
+        inf.data[inf.data.length - 1] = Float.POSITIVE_INFINITY;
+        Path infPt = dir.resolve("inf.pt");
+        TorchCheckpoint.write(inf, infPt);
+        assertThatThrownBy(() -> Checkpoints.load(infPt)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith("model file " + infPt + ": parameter 'unembed.b_U' holds Infinity at index [12] "
+                        + "(the only non-finite value)");
+    }
 }

@@ -44,7 +44,10 @@ class SafetensorsTest {
             assertThat(TorchCheckpointTest.bits(c.weights().data)).isEqualTo(TorchCheckpointTest.bits(w.data));
             assertThat(c.metadata()).containsEntry("trained_by", "trilens").containsEntry("epochs", "3")
                     .containsAllEntriesOf(Safetensors.configMetadata(cfg));
-            assertThat(Checkpoints.load(st).weights().data).isEqualTo(c.weights().data);
+            assertThat(Checkpoints.load(st, true).weights().data).isEqualTo(c.weights().data);
+            assertThatThrownBy(() -> Checkpoints.load(st)).isInstanceOf(TrilensException.class)
+                    .hasMessage("model file " + st + ": parameter 'embed.W_E' holds NaN at index [0, 1] (the only "
+                            + "non-finite value): expected finite weights; pass --allow-non-finite to load it anyway");
         }
     }
 
@@ -109,9 +112,7 @@ class SafetensorsTest {
         JsonNode header = header(st);
         byte[] data = data(st);
 
-        ObjectNode missing = header.deepCopy();
-        missing.remove("blocks.0.attn.W_K");
-        Path p = file("missing.safetensors", missing.toString(), data);
+        Path p = without("missing.safetensors", header, data, "blocks.0.attn.W_K");
         assertThatThrownBy(() -> Safetensors.read(p)).isInstanceOf(TrilensException.class)
                 .hasMessage("checkpoint " + p + " has no 'blocks.0.attn.W_K' (expected shape [1, 32, 16])");
 
@@ -160,10 +161,11 @@ class SafetensorsTest {
                 .hasMessageStartingWith("safetensors file " + cutData + ": tensor 'unembed.b_U' has data_offsets")
                 .hasMessageContaining("out of bounds");
 
-        Path notJson = file("notjson.safetensors", "{\"a\": [1, 2", new byte[0]);
+        Path notJson = file("notjson.safetensors", "{\"a\": {\"dtype\": \"F32\", ", new byte[0]);
         assertThatThrownBy(() -> Safetensors.read(notJson)).isInstanceOf(TrilensException.class)
                 .hasMessageStartingWith("safetensors file " + notJson + ": header is not valid JSON");
-        Path dup = file("dup.safetensors", "{\"x\": 1, \"x\": 2}", new byte[0]);
+        String empty = "{\"dtype\": \"F32\", \"shape\": [0], \"data_offsets\": [0, 0]}";
+        Path dup = file("dup.safetensors", "{\"x\": " + empty + ", \"x\": " + empty + "}", new byte[0]);
         assertThatThrownBy(() -> Safetensors.read(dup)).isInstanceOf(TrilensException.class)
                 .hasMessageStartingWith("safetensors file " + dup + ": header is not valid JSON (Duplicate field 'x'");
         Path array = file("array.safetensors", "[1, 2, 3]", new byte[0]);
@@ -211,6 +213,99 @@ class SafetensorsTest {
                 .hasMessageStartingWith(String.format(wE, p6) + "is 42, expected {\"dtype\"");
     }
 
+    @Test
+    void refusesSizesItsMetadataDeclaresButItsTensorsDoNotHold() throws IOException {
+        Weights w = Weights.init(ModelConfig.arena(), 1);
+        Path st = dir.resolve("m.safetensors");
+        Safetensors.write(w, Map.of(), st);
+        JsonNode header = header(st);
+        byte[] data = data(st);
+
+        ObjectNode layers = header.deepCopy();
+        ((ObjectNode) layers.get("__metadata__")).put("n_layers", "2000000000");
+        Path p = file("layers.safetensors", layers.toString(), data);
+        assertThatThrownBy(() -> Safetensors.read(p)).isInstanceOf(TrilensException.class)
+                .hasMessage("checkpoint " + p + ": its config says n_layers=2000000000, but it holds tensors for 1 "
+                        + "layer(s): expected a config that describes the tensors present");
+
+        ObjectNode vocab = header.deepCopy();
+        ((ObjectNode) vocab.get("__metadata__")).put("d_vocab", "2000000000");
+        Path p2 = file("vocab.safetensors", vocab.toString(), data);
+        assertThatThrownBy(() -> Safetensors.read(p2)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith("checkpoint " + p2 + ": a model with d_vocab=2000000000 ")
+                .hasMessageEndingWith("parameters, expected at most 2147483639");
+
+        ObjectNode width = header.deepCopy();
+        ((ObjectNode) width.get("__metadata__")).put("d_mlp", "40");
+        Path p3 = file("width.safetensors", width.toString(), data);
+        assertThatThrownBy(() -> Safetensors.read(p3)).isInstanceOf(TrilensException.class)
+                .hasMessage("checkpoint " + p3 + ": 'blocks.0.mlp.W_in' has shape [32, 20], expected [32, 40]");
+    }
+
+    @Test
+    void refusesGapsInTheDataSection() throws IOException {
+        Weights w = Weights.init(TorchCheckpointTest.ATTN_ONLY, 1);
+        Path st = dir.resolve("m.safetensors");
+        Safetensors.write(w, Map.of(), st);
+        JsonNode header = header(st);
+        byte[] data = data(st);
+        int wE = 13 * 6 * 4;
+
+        // every tensor after embed.W_E moved 4 bytes on, leaving 4 unused bytes in between
+        ObjectNode moved = header.deepCopy();
+        for (var it = moved.fields(); it.hasNext(); ) {
+            var e = it.next();
+            JsonNode off = e.getValue().get("data_offsets");
+            if (off != null && off.get(0).asLong() >= wE) {
+                offsets(moved, e.getKey(), off.get(0).asLong() + 4, off.get(1).asLong() + 4);
+            }
+        }
+        byte[] gapped = new byte[data.length + 4];
+        System.arraycopy(data, 0, gapped, 0, wE);
+        System.arraycopy(data, wE, gapped, wE + 4, data.length - wE);
+        Path p = file("gap.safetensors", moved.toString(), gapped);
+        assertThatThrownBy(() -> Safetensors.read(p)).isInstanceOf(TrilensException.class)
+                .hasMessage("safetensors file " + p + ": no tensor holds bytes [" + wE + ", " + (wE + 4) + ") of the "
+                        + "data section, after 'embed.W_E': expected the tensors' data to be contiguous, as the "
+                        + "format requires");
+
+        Path trailing = file("trailing.safetensors", header.toString(), Arrays.copyOf(data, data.length + 8));
+        assertThatThrownBy(() -> Safetensors.read(trailing)).isInstanceOf(TrilensException.class)
+                .hasMessage("safetensors file " + trailing + ": the data section has 8 bytes after its last tensor: "
+                        + "expected the tensors' data to fill it, as the format requires");
+    }
+
+    @Test
+    void escapesFileTextInMessages() throws IOException {
+        Weights w = Weights.init(TorchCheckpointTest.ATTN_ONLY, 1);
+        Path st = dir.resolve("m.safetensors");
+        Safetensors.write(w, Map.of(), st);
+        byte[] data = data(st);
+
+        ObjectNode dtype = header(st).deepCopy();
+        ((ObjectNode) dtype.get("embed.W_E")).put("dtype", "F32\u001b[2J\u009b31m");
+        Path p = file("dtype.safetensors", dtype.toString(), data);
+        assertThatThrownBy(() -> Safetensors.read(p)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith("safetensors file " + p + ": tensor 'embed.W_E' has dtype "
+                        + "F32\\x1b[2J\\x9b31m, expected F32");
+
+        ObjectNode name = header(st).deepCopy();
+        ObjectNode extra = name.putObject("blocks.0.\n\u001b]0;pwned\u0007");
+        extra.put("dtype", "F32");
+        extra.putArray("shape").add(0);
+        extra.putArray("data_offsets").add(0).add(0);
+        Path p2 = file("name.safetensors", name.toString(), data);
+        assertThatThrownBy(() -> Safetensors.read(p2)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith("checkpoint " + p2 + ": unexpected key 'blocks.0.\\x0a\\x1b]0;pwned\\x07', "
+                        + "not a parameter");
+        ObjectNode meta = header(st).deepCopy();
+        ((ObjectNode) meta.get("__metadata__")).put("n_heads", "3\u001b[31m" + "x".repeat(500));
+        Path p3 = file("meta.safetensors", meta.toString(), data);
+        assertThatThrownBy(() -> Safetensors.read(p3)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith("safetensors file " + p3 + ": metadata 'n_heads' is '3\\x1b[31mxxx")
+                .hasMessageEndingWith("... (506 characters)', expected an integer");
+    }
+
     static byte[] encode(String dtype, float[] v) {
         int size = TorchCheckpoint.elementSize(Map.of("F32", "float32", "F64", "float64").getOrDefault(dtype, "float16"));
         ByteBuffer b = ByteBuffer.allocate(size * v.length).order(ByteOrder.LITTLE_ENDIAN);
@@ -247,6 +342,24 @@ class SafetensorsTest {
         out.write(h);
         out.write(data);
         return Files.write(dir.resolve(name), out.toByteArray());
+    }
+
+    /** The file with one tensor left out, the others' data moved up so that it stays contiguous. */
+    private Path without(String name, JsonNode header, byte[] data, String drop) throws IOException {
+        ObjectNode h = header.deepCopy();
+        h.remove(drop);
+        ByteArrayOutputStream kept = new ByteArrayOutputStream();
+        for (var it = h.fields(); it.hasNext(); ) {
+            var e = it.next();
+            if (!e.getKey().equals("__metadata__")) {
+                JsonNode off = e.getValue().get("data_offsets");
+                int begin = off.get(0).asInt();
+                int end = off.get(1).asInt();
+                offsets(h, e.getKey(), kept.size(), kept.size() + end - begin);
+                kept.write(data, begin, end - begin);
+            }
+        }
+        return file(name, h.toString(), kept.toByteArray());
     }
 
     private static JsonNode header(Path st) throws IOException {

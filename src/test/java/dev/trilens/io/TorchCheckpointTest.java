@@ -9,6 +9,7 @@ import dev.trilens.io.PtFiles.T;
 import dev.trilens.model.ModelConfig;
 import dev.trilens.model.Weights;
 import java.io.IOException;
+import java.io.OutputStream;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -18,8 +19,10 @@ import java.util.Base64;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.zip.Deflater;
 import java.util.zip.ZipEntry;
 import java.util.zip.ZipFile;
+import java.util.zip.ZipOutputStream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -363,6 +366,218 @@ class TorchCheckpointTest {
                     .hasMessageStartingWith("refusing to load");
             assertThat(marker).doesNotExist();
         }
+    }
+
+    /** A .pt holding only this data.pkl, and the message its refusal must start with. */
+    private Path pickleOnly(String name, byte[] pkl) throws IOException {
+        return PtFiles.zip(dir.resolve(name), Map.of("a/data.pkl", pkl));
+    }
+
+    private void assertRefusedPickle(Path p, String why) {
+        assertThatThrownBy(() -> Checkpoints.load(p)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith("checkpoint " + p + ": data.pkl is not a valid state dict pickle (")
+                .hasMessageContaining(why);
+    }
+
+    @Test
+    void refusesDictKeysThatAreNotStringsBeforeHashingThem() throws IOException {
+        // {[]: 1}
+        byte[] listKey = new PickleWriter().proto(2).emptyDict().op(']').integer(1).setitem().stop().toByteArray();
+        assertRefusedPickle(pickleOnly("listkey.pt", listKey),
+                "a dict key is a list, expected a string (a state dict's keys are tensor names))");
+
+        // l = []; l.append(l); {l: 1}: hashing l would recurse until the stack overflows
+        byte[] selfRef = new PickleWriter().proto(2).emptyDict().op(']').op('q').op(0).op('h').op(0).op('a')
+                .integer(1).setitem().stop().toByteArray();
+        assertRefusedPickle(pickleOnly("selfref.pt", selfRef), "it puts a list inside itself");
+
+        // l0 = []; l1 = [l0, l0]; ... l100 = [l99, l99]; {l100: 1}: 900 bytes whose hash takes 2^100 steps
+        PickleWriter nested = new PickleWriter().proto(2).emptyDict().op(']').op('q').op(0).op('0');
+        for (int i = 1; i <= 100; i++) {
+            nested.mark().op('h').op(i - 1).op('h').op(i - 1).op('l').op('q').op(i).op('0');
+        }
+        byte[] deep = nested.op('h').op(100).integer(1).setitem().stop().toByteArray();
+        assertThat(deep.length).isLessThan(1000);
+        assertRefusedPickle(pickleOnly("nested.pt", deep), "it nests containers more than 32 deep");
+
+        // the same, shallow enough to reach the dict: refused as a key, not hashed
+        PickleWriter shallow = new PickleWriter().proto(2).emptyDict().op(']').op('q').op(0).op('0');
+        for (int i = 1; i <= 20; i++) {
+            shallow.mark().op('h').op(i - 1).op('h').op(i - 1).op('l').op('q').op(i).op('0');
+        }
+        assertRefusedPickle(pickleOnly("shallow.pt", shallow.op('h').op(20).integer(1).setitem().stop()
+                        .toByteArray()),
+                "a dict key is a list");
+
+        // OrderedDict([([], 1)]) and a DICT opcode take the same path
+        byte[] ordered = new PickleWriter().proto(2).global("collections", "OrderedDict").mark().op(']').integer(1)
+                .op(0x86).op('l').op(0x85).reduce().stop().toByteArray();
+        assertRefusedPickle(pickleOnly("ordered.pt", ordered), "a dict key is a list");
+        byte[] dict = new PickleWriter().proto(2).mark().intTuple(1, 2).integer(1).op('d').stop().toByteArray();
+        assertRefusedPickle(pickleOnly("dict.pt", dict), "a dict key is a tuple");
+
+        byte[] set = new PickleWriter().proto(4).op(0x8f).stop().toByteArray();
+        assertRefusedPickle(pickleOnly("set.pt", set), "it builds a set, which a state dict never holds");
+
+        // a tuple of 10,000 nested tuples as a value: nothing hashes it, but it is no state dict either
+        PickleWriter tuples = new PickleWriter().proto(2).emptyDict().string("x").emptyTuple();
+        for (int i = 0; i < 10_000; i++) {
+            tuples.op(0x85);
+        }
+        assertRefusedPickle(pickleOnly("tuples.pt", tuples.setitem().stop().toByteArray()), "more than 32 deep");
+
+        // a list placed in a tuple, then grown through the memo: its depth would no longer be known
+        byte[] grown = new PickleWriter().proto(2).op(']').op('q').op(0).op(0x85).op('h').op(0).integer(1).op('a')
+                .stop().toByteArray();
+        assertRefusedPickle(pickleOnly("grown.pt", grown), "it changes a list or dict after placing it inside");
+    }
+
+    @Test
+    void boundsTheUnpicklersWorkByTheSizeOfDataPkl() throws IOException {
+        // one None memoized 100,000 times: a memo entry per byte
+        PickleWriter memo = new PickleWriter().proto(4).none();
+        for (int i = 0; i < 100_000; i++) {
+            memo.op(0x94);
+        }
+        assertRefusedPickle(pickleOnly("memo.pt", memo.stop().toByteArray()), "it memoizes more than 29097 objects");
+
+        // 100,000 Nones: an object per byte
+        PickleWriter nones = new PickleWriter().proto(2);
+        for (int i = 0; i < 100_000; i++) {
+            nones.none();
+        }
+        assertRefusedPickle(pickleOnly("nones.pt", nones.stop().toByteArray()), "it builds more than 54097 objects");
+
+        // a 100,000-digit LONG: BigInteger would parse it in quadratic time
+        byte[] digits = new byte[100_000];
+        Arrays.fill(digits, (byte) '9');
+        byte[] huge = new PickleWriter().proto(0).op('L').bytes(digits).op('\n').stop().toByteArray();
+        assertRefusedPickle(pickleOnly("long.pt", huge), "an integer of 100000 characters, expected at most 40");
+
+        // what a real state dict's pickle needs stays far inside the bounds
+        Weights w = Weights.init(LN_2L_2H, 3);
+        Path pt = dir.resolve("ok.pt");
+        TorchCheckpoint.write(w, pt);
+        assertThat(TorchCheckpoint.load(pt).data).isEqualTo(w.data);
+    }
+
+    @Test
+    void refusesZipBombsBeforeInflatingThem() throws IOException {
+        // data.pkl names 12M floats (48 MB) of zeros, which DEFLATE packs into a file of a few hundred KB
+        int numel = 12_000_000;
+        PickleWriter pkl = new PickleWriter().proto(2).global("collections", "OrderedDict").emptyTuple().reduce();
+        pkl.mark().string("embed.W_E").tensorV2("FloatStorage", "0", "cpu", numel, 0, new long[] {numel / 50, 50},
+                new long[] {50, 1});
+        Path bomb = dir.resolve("bomb.pt");
+        try (OutputStream out = Files.newOutputStream(bomb); ZipOutputStream zip = new ZipOutputStream(out)) {
+            zip.putNextEntry(new ZipEntry("bomb/data.pkl"));
+            zip.write(pkl.setitems().stop().toByteArray());
+            zip.putNextEntry(new ZipEntry("bomb/data/0"));
+            byte[] zeros = new byte[1 << 20];
+            zip.setLevel(Deflater.BEST_SPEED);
+            for (int i = 0; i < 4 * numel / zeros.length; i++) {
+                zip.write(zeros);
+            }
+        }
+        long size = Files.size(bomb);
+        assertThat(size).isLessThan(1 << 20);
+        long cap = TorchCheckpoint.INFLATE_FLOOR + TorchCheckpoint.INFLATE_RATIO * size;
+        assertThat(4L * numel).isGreaterThan(cap);
+        assertThatThrownBy(() -> TorchCheckpoint.readStateDict(bomb)).isInstanceOf(TrilensException.class)
+                .hasMessage("checkpoint " + bomb + ": its tensors need more than " + cap + " bytes (16 times the "
+                        + "file's size + 32 MiB), expected a torch.save file, which stores its tensors uncompressed");
+
+        // a storage that claims 16 bytes in the zip directory and data.pkl, but inflates to 8 MB
+        PickleWriter small = new PickleWriter().proto(2).global("collections", "OrderedDict").emptyTuple().reduce();
+        small.mark().string("x").tensorV2("FloatStorage", "0", "cpu", 4, 0, new long[] {4}, new long[] {1});
+        Path liar = dir.resolve("liar.pt");
+        try (OutputStream out = Files.newOutputStream(liar); ZipOutputStream zip = new ZipOutputStream(out)) {
+            zip.putNextEntry(new ZipEntry("liar/data.pkl"));
+            zip.write(small.setitems().stop().toByteArray());
+            zip.putNextEntry(new ZipEntry("liar/data/0"));
+            byte[] zeros = new byte[1 << 20];
+            for (int i = 0; i < 8; i++) {
+                zip.write(zeros);
+            }
+        }
+        byte[] b = Files.readAllBytes(liar);
+        int cen = lastIndexOf(b, new byte[] {'P', 'K', 1, 2}); // the central directory entry of liar/data/0
+        java.nio.ByteBuffer.wrap(b, cen + 24, 4).order(ByteOrder.LITTLE_ENDIAN).putInt(16);
+        Files.write(liar, b);
+        assertThatThrownBy(() -> TorchCheckpoint.readStateDict(liar)).isInstanceOf(TrilensException.class)
+                .hasMessage("checkpoint " + liar + ": entry 'liar/data/0' is corrupted (size or CRC does not match "
+                        + "the zip directory): expected an intact torch.save file");
+    }
+
+    @Test
+    void viewsOfOneStorageMayDifferInDtypeButNotInSize() throws IOException {
+        byte[] bytes = PtFiles.floats(ByteOrder.LITTLE_ENDIAN, 1f, 2f, 3f, 4f);
+        PickleWriter pkl = new PickleWriter().proto(2).global("collections", "OrderedDict").emptyTuple().reduce();
+        pkl.mark().string("f").tensorV2("FloatStorage", "0", "cpu", 4, 0, new long[] {4}, new long[] {1});
+        pkl.string("i").tensorV2("IntStorage", "0", "cpu", 4, 0, new long[] {4}, new long[] {1});
+        Path p = PtFiles.zip(dir.resolve("retyped.pt"), Map.of("a/data.pkl", pkl.setitems().stop().toByteArray(),
+                "a/data/0", bytes));
+        Map<String, TorchCheckpoint.Tensor> sd = TorchCheckpoint.readStateDict(p);
+        assertTensor(sd.get("f"), "float32", new int[] {4}, 1f, 2f, 3f, 4f);
+        assertThat(sd.get("i").values()[0]).isEqualTo(Float.floatToIntBits(1f));
+
+        PickleWriter other = new PickleWriter().proto(2).global("collections", "OrderedDict").emptyTuple().reduce();
+        other.mark().string("f").tensorV2("FloatStorage", "0", "cpu", 4, 0, new long[] {4}, new long[] {1});
+        other.string("d").tensorV2("DoubleStorage", "0", "cpu", 4, 0, new long[] {4}, new long[] {1});
+        Path p2 = PtFiles.zip(dir.resolve("resized.pt"), Map.of("a/data.pkl", other.setitems().stop().toByteArray(),
+                "a/data/0", bytes));
+        assertThatThrownBy(() -> TorchCheckpoint.readStateDict(p2)).isInstanceOf(TrilensException.class)
+                .hasMessage("checkpoint " + p2 + ": storage '0' is named as 4 float32 values and as 4 float64 values, "
+                        + "expected one size per storage");
+    }
+
+    @Test
+    void refusesStridesAndOffsetsBeyondAnyStorage() throws IOException {
+        long[][] cases = {{1L << 62, 1}, {Long.MAX_VALUE / 2, 1}};
+        for (long[] stride : cases) {
+            PickleWriter pkl = new PickleWriter().proto(2).global("collections", "OrderedDict").emptyTuple().reduce();
+            pkl.mark().string("x").tensorV2("FloatStorage", "0", "cpu", 9, 0, new long[] {3, 3}, stride);
+            Path p = PtFiles.zip(dir.resolve("stride.pt"), Map.of("a/data.pkl", pkl.setitems().stop().toByteArray(),
+                    "a/data/0", new byte[36]));
+            assertThatThrownBy(() -> TorchCheckpoint.readStateDict(p)).isInstanceOf(TrilensException.class)
+                    .hasMessage("checkpoint " + p + ": tensor 'x' (size [3, 3], stride " + Arrays.toString(stride)
+                            + ", offset 0) has a negative or huge stride");
+        }
+        // strides that are each fine but add up past 2^62, from an offset near 2^63
+        PickleWriter pkl = new PickleWriter().proto(2).global("collections", "OrderedDict").emptyTuple().reduce();
+        pkl.mark().string("x").tensorV2("FloatStorage", "0", "cpu", 9, Long.MAX_VALUE - 5, new long[] {3, 3},
+                new long[] {3, 1});
+        Path p = PtFiles.zip(dir.resolve("offset.pt"), Map.of("a/data.pkl", pkl.setitems().stop().toByteArray(),
+                "a/data/0", new byte[36]));
+        assertThatThrownBy(() -> TorchCheckpoint.readStateDict(p)).isInstanceOf(TrilensException.class)
+                .hasMessageEndingWith("needs more than 2147483639 elements of storage '0', which holds only 9");
+    }
+
+    @Test
+    void escapesFileTextInMessages() throws IOException {
+        Weights w = Weights.init(ATTN_ONLY, 2);
+        Map<String, T> tensors = PtFiles.tensorsOf(w);
+        tensors.put("blocks.0.\u001b[2J\u001b[31mpwned\nfake line\u202e", T.f32(new long[] {1}, 1f));
+        Path p = PtFiles.stateDict(dir.resolve("escape.pt"), tensors);
+        assertThatThrownBy(() -> Checkpoints.load(p)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith("checkpoint " + p + ": unexpected key "
+                        + "'blocks.0.\\x1b[2J\\x1b[31mpwned\\x0afake line\\u202e', not a parameter")
+                .satisfies(e -> assertThat(e.getMessage()).doesNotContain("\u001b", "\n", "\u202e"));
+
+        byte[] evil = new PickleWriter().proto(2).global("os\u001b]0;title\u0007", "system").stop().toByteArray();
+        Path p2 = pickleOnly("global.pt", evil);
+        assertThatThrownBy(() -> Checkpoints.load(p2)).isInstanceOf(TrilensException.class)
+                .hasMessage("refusing to load " + p2 + ": pickle references global 'os\\x1b]0;title\\x07.system', "
+                        + "which is not a tensor state dict type");
+    }
+
+    static int lastIndexOf(byte[] hay, byte[] needle) {
+        for (int i = hay.length - needle.length; i >= 0; i--) {
+            if (Arrays.equals(hay, i, i + needle.length, needle, 0, needle.length)) {
+                return i;
+            }
+        }
+        throw new AssertionError("not found");
     }
 
     static void assertTensor(TorchCheckpoint.Tensor t, String dtype, int[] shape, float... values) {

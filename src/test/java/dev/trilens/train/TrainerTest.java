@@ -5,13 +5,18 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.trilens.TrilensException;
 import dev.trilens.io.Checkpoint;
 import dev.trilens.io.Checkpoints;
 import dev.trilens.model.HookedTransformer;
+import dev.trilens.model.ModelConfig;
+import dev.trilens.model.ParamLayout;
 import dev.trilens.model.Parallel;
 import dev.trilens.model.Weights;
 import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -174,6 +179,47 @@ class TrainerTest {
         Files.write(dir.resolve(Trainer.STATE), new byte[] {1, 2, 3});
         assertThatThrownBy(() -> Trainer.resume(dir)).isInstanceOf(TrilensException.class)
                 .hasMessageStartingWith("training state " + dir.resolve(Trainer.STATE) + " is unusable: ");
+    }
+
+    @Test
+    void resumeChecksTheSizesTheStateDeclaresAgainstItsTensors() throws IOException {
+        Path dir = tmp.resolve("sizes");
+        Trainer.start(TINY.withEpochs(1), dir).run(QUIET);
+        Path state = dir.resolve(Trainer.STATE);
+        byte[] good = Files.readAllBytes(state);
+        String where = "training state " + state + " is unusable: ";
+        String expected = "; expected the train_state file trilens train writes (start a fresh run with another --out)";
+
+        withMetadata(state, good, "n_layers", "2000000000");
+        assertThatThrownBy(() -> Trainer.resume(dir)).isInstanceOf(TrilensException.class)
+                .hasMessage(where + "its metadata declares a model (d_vocab=12 n_ctx=10 d_model=16 n_layers=2000000000"
+                        + " n_heads=1 d_head=8 d_mlp=16 normalization=none) of " + ParamLayout.count(
+                        new ModelConfig(12, 10, 16, 2_000_000_000, 1, 8, 16, false)) + " parameters, but tensor 'params' holds "
+                        + ParamLayout.count(TINY.modelConfig()) + expected);
+
+        withMetadata(state, good, "d_model", "2000000000");
+        assertThatThrownBy(() -> Trainer.resume(dir)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith(where + "its metadata declares a model (d_vocab=12 n_ctx=10 "
+                        + "d_model=2000000000 ");
+
+        withMetadata(state, good, "n_heads", "x\u001b[31m");
+        assertThatThrownBy(() -> Trainer.resume(dir)).isInstanceOf(TrilensException.class)
+                .hasMessageContaining("For input string: \"x\\x1b[31m\"");
+
+        Files.write(state, good);
+        assertThat(Trainer.resume(dir).epochsDone()).isEqualTo(1);
+    }
+
+    /** Rewrites the state file with one metadata value changed, its tensors as they were. */
+    private static void withMetadata(Path state, byte[] good, String key, String value) throws IOException {
+        ObjectMapper json = new ObjectMapper();
+        long n = ByteBuffer.wrap(good, 0, 8).order(ByteOrder.LITTLE_ENDIAN).getLong();
+        ObjectNode header = (ObjectNode) json.readTree(new String(good, 8, (int) n, StandardCharsets.UTF_8));
+        ((ObjectNode) header.get("__metadata__")).put(key, value);
+        byte[] h = json.writeValueAsBytes(header);
+        ByteBuffer out = ByteBuffer.allocate(8 + h.length + good.length - 8 - (int) n).order(ByteOrder.LITTLE_ENDIAN);
+        out.putLong(h.length).put(h).put(good, 8 + (int) n, good.length - 8 - (int) n);
+        Files.write(state, out.array());
     }
 
     static List<JsonNode> metrics(Path dir) throws IOException {
