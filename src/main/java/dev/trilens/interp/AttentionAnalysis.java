@@ -2,6 +2,7 @@ package dev.trilens.interp;
 
 import com.fasterxml.jackson.databind.PropertyNamingStrategies;
 import com.fasterxml.jackson.databind.annotation.JsonNaming;
+import com.fasterxml.jackson.databind.annotation.JsonSerialize;
 import dev.trilens.TrilensException;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.model.Hook;
@@ -71,7 +72,8 @@ public record AttentionAnalysis(double threshold, int nSequences, int seqLen, in
     @JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
     public record SetComparison(String a, String b, double threshold, int sizeA, int sizeB, int intersection,
                                 int onlyA, int onlyB, int symmetricDifference, boolean equal, double jaccard,
-                                List<int[]> examplesOnlyA, List<int[]> examplesOnlyB, String summary) {
+                                List<int[]> examplesOnlyA, List<int[]> examplesOnlyB,
+                                @JsonSerialize(using = OneSentenceList.class) String summary) {
     }
 
     /**
@@ -97,7 +99,8 @@ public record AttentionAnalysis(double threshold, int nSequences, int seqLen, in
      */
     @JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
     public record PositionQuirk(int standoutPosition, double standoutValue, double medianValue, double mad,
-                                boolean standsOut, boolean finalPositionStandsOut, String summary) {
+                                boolean standsOut, boolean finalPositionStandsOut,
+                                @JsonSerialize(using = OneSentenceList.class) String summary) {
     }
 
     static final double STANDOUT_MADS = 5;

@@ -2,6 +2,7 @@ package dev.trilens.interp;
 
 import com.fasterxml.jackson.databind.PropertyNamingStrategies;
 import com.fasterxml.jackson.databind.annotation.JsonNaming;
+import com.fasterxml.jackson.databind.annotation.JsonSerialize;
 import dev.trilens.TrilensException;
 import dev.trilens.model.ActivationCache;
 import dev.trilens.model.Hook;
@@ -224,7 +225,8 @@ public final class Patching {
                              double[][] attentionToPreviousBefore, double[][] attentionToSelfBefore, List<Prediction> topBefore,
                              List<Prediction> topAfter, Prediction before, Prediction after,
                              Prediction beforeTopAfter, Prediction afterTopBefore, Prediction nextTokenBefore,
-                             Prediction nextTokenAfter, boolean predictionChanged, String summary) {
+                             Prediction nextTokenAfter, boolean predictionChanged,
+                             @JsonSerialize(using = OneSentenceList.class) String summary) {
     }
 
     /** Moves position P's attention onto Q in every head of every layer. */

@@ -2,6 +2,7 @@ package dev.trilens.interp;
 
 import com.fasterxml.jackson.databind.PropertyNamingStrategies;
 import com.fasterxml.jackson.databind.annotation.JsonNaming;
+import com.fasterxml.jackson.databind.annotation.JsonSerialize;
 import dev.trilens.TrilensException;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.model.HookedTransformer;
@@ -30,7 +31,8 @@ import java.util.Arrays;
  */
 @JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
 public record Predictions(int nSequences, int nPositions, float[][] correctProbs, Stats all, Stats trigram,
-                          Stats other, String summary, Top topPredictions) {
+                          Stats other,
+                          @JsonSerialize(using = OneSentenceList.class) String summary, Top topPredictions) {
     /** Sequences and tokens per position kept in {@link Top}: what a report's attention explorer shows on hover. */
     public static final int TOP_SEQUENCES = 40, TOP_K = 3;
 

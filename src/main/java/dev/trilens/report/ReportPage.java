@@ -15,7 +15,7 @@ import java.nio.file.Path;
 /**
  * report.html: one self-contained page (no network, opens from file://) that shows the analysis pictures first:
  * data embedded as JSON, drawn by the plain JavaScript below onto canvases, with a CircuitsVis-style attention
- * explorer. Sections have stable ids: model, training, metrics, sample-probs, attention-explorer, prev-token, qk,
+ * explorer. Sections have stable ids: explanation, worklog, model, training, metrics, sample-probs, attention-explorer, prev-token, qk,
  * ov, dla, ablation, patching, trigram-table, causal, failures.
  */
 public final class ReportPage {
@@ -41,6 +41,9 @@ public final class ReportPage {
         d.set("metrics", a.path("metrics"));
         d.set("weight_processing", a.at("/circuits/weight_processing"));
         d.set("summaries", summaries(a));
+        d.set("explanation", a.path("explanation"));
+        d.set("glossary", a.path("glossary"));
+        d.set("worklog", a.path("worklog"));
         JsonNode probs = a.at("/predictions/correct_probs");
         ArrayNode probRows = d.putArray("probs");
         for (int s = 0; s < Math.min(SEQUENCES, probs.size()); s++) {
@@ -202,12 +205,22 @@ td.text{text-align:left;min-width:14em;max-width:36em}
 .tok.sel{outline:2px solid #000}
 .legend{display:flex;align-items:center;gap:6px;font-size:.8em;flex-wrap:wrap}
 .summary li{margin:2px 0}
+#explanation-body li{margin:6px 0;line-height:1.4}
+.claim a,.answer a{margin-left:6px;white-space:nowrap}
+details.evidence summary{cursor:pointer;color:#555;font-size:.85em}
+details.evidence code{display:block;font-size:.8em;overflow-wrap:anywhere;color:#444}
+.answer{margin:8px 0}.answer h3{margin:8px 0 2px}.answer p{margin:2px 0;line-height:1.4}
+.note{color:#555;font-size:.9em}
+dt{font-weight:bold;margin-top:4px}dd{margin:0 0 4px 16px}
 #tooltip{position:fixed;pointer-events:none;background:#333;color:#fff;padding:3px 6px;border-radius:3px;font-size:.8em;display:none;max-width:320px;z-index:2}
 @media (max-width:600px){main{padding:0 6px}section{padding:8px 8px}td.text{min-width:10em}}
 </style></head>
 <body><header><h1 style="margin:0;font-size:1.4em">trilens report</h1><div id="subtitle"></div></header>
 <div id="tooltip" role="tooltip"></div>
 <main>
+<section id="explanation"><h2>What the model does</h2><p class="note">Each sentence is computed from this model's numbers; open "evidence" for them, or follow the link to the section that shows them.</p><ol id="explanation-body"></ol>
+<details id="glossary-box"><summary>Terms used here</summary><dl id="glossary"></dl></details></section>
+<section id="worklog"><h2>The worklog's questions, answered</h2><div id="worklog-body"></div></section>
 <section id="model"><h2>Model</h2><div id="model-card" class="tables"></div></section>
 <section id="training"><h2>Training curves</h2><div id="training-body"></div></section>
 <section id="metrics"><h2>Metrics</h2><div id="metrics-body"></div></section>
@@ -386,11 +399,38 @@ table($('dla-body'), ['component', 'trigram positions', 'other positions'], (D.d
 list('sum-attribution', D.summaries.attribution);
 const clean = D.ablation.clean || {};
 table($('ablation-body'), ['ablation', 'loss', 'trigram_n_correct', 'trigram_avg_correct_prob'], [['clean', clean.loss, clean.trigram_n_correct, clean.trigram_avg_correct_prob]].concat((D.ablation.ablations || []).map(a => [a.mode + ' ' + a.target, a.metrics.loss, a.metrics.trigram_n_correct, a.metrics.trigram_avg_correct_prob])));
-list('sum-patching', [D.patching.summary].filter(x => x));
+list('sum-patching', D.patching.summary);
 // trigram table: sortable, filterable
 const ev = D.extraction_eval || {};
 $('extraction-eval').textContent = ev.vs_dataset ? `precision ${fmt(ev.vs_dataset.precision)}, recall ${fmt(ev.vs_dataset.recall)} against the dataset's trigrams; ${D.trigrams.length} extracted.` : `${D.trigrams.length} extracted; the dataset is unknown.`;
 list('sum-extraction', D.summaries.extraction);
+// the explanation and the worklog's answers: text, then the numbers behind it and where they are shown
+const evidenceText = ev => Object.entries(ev || {}).map(([k, v]) => k + ' = ' + (Array.isArray(v) ? v.join(', ') : fmt(v))).join('; ');
+function evidence(parent, ev) {
+  const det = el('details', {className: 'evidence'});
+  det.append(el('summary', {}, 'evidence'), el('code', {}, evidenceText(ev)));
+  parent.append(det);
+}
+function sectionLink(parent, id) {
+  const target = $(id), h = target && target.querySelector('h2');
+  if (h) parent.append(el('a', {href: '#' + id}, '→ ' + h.textContent));
+}
+(D.explanation || []).forEach(c => {
+  const li = el('li', {className: 'claim', id: 'claim-' + c.topic});
+  li.append(el('span', {className: 'claim-text'}, c.text));
+  sectionLink(li, c.section);
+  evidence(li, c.evidence);
+  $('explanation-body').append(li);
+});
+(D.glossary || []).forEach(t => $('glossary').append(el('dt', {}, t.term), el('dd', {}, t.meaning)));
+(D.worklog || []).forEach(a => {
+  const div = el('div', {className: 'answer', id: 'answer-' + a.id});
+  div.append(el('h3', {}, a.question));
+  const p = el('p'); p.append(el('span', {className: 'verdict'}, a.verdict)); sectionLink(p, a.section);
+  div.append(p);
+  evidence(div, a.evidence);
+  $('worklog-body').append(div);
+});
 let rows = D.trigrams.map(t => [t.a, t.b, t.c, t.confidence, t.attn_prev, t.decided_by]), sortCol = -1, asc = true;
 function renderTable() {
   const q = $('trigram-filter').value.trim().toLowerCase(), body = $('trigram-body'); body.textContent = '';

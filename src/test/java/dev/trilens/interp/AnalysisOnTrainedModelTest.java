@@ -24,6 +24,16 @@ class AnalysisOnTrainedModelTest {
     }
 
     @Test
+    void everySummaryIsAListOfStrings() {
+        java.util.List<JsonNode> summaries = json.findValues("summary");
+        assertThat(summaries).hasSizeGreaterThan(5);
+        for (JsonNode s : summaries) {
+            assertThat(s.isArray()).as(s.toString()).isTrue();
+            s.forEach(x -> assertThat(x.isTextual()).as(s.toString()).isTrue());
+        }
+    }
+
+    @Test
     void everySectionIsComputed() {
         for (String s : new String[] {"metrics", "predictions", "attention", "circuits", "attribution", "ablation",
                 "patching", "extraction", "causal_validation", "failure_modes"}) {
@@ -42,7 +52,7 @@ class AnalysisOnTrainedModelTest {
         assertThat(head.at("/vs_trigram/only_b").asInt()).isZero();
         assertThat(head.at("/vs_trigram/size_b").asInt()).isPositive();
         assertThat(head.at("/vs_correct_prob/equal").asBoolean()).isFalse();
-        assertThat(head.at("/vs_correct_prob/summary").asText()).startsWith("the sets differ");
+        assertThat(head.at("/vs_correct_prob/summary/0").asText()).startsWith("the sets differ");
     }
 
     @Test

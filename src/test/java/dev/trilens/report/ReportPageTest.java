@@ -33,7 +33,7 @@ import org.openqa.selenium.logging.LogType;
 import org.openqa.selenium.logging.LoggingPreferences;
 
 class ReportPageTest {
-    static final List<String> SECTIONS = List.of("model", "training", "metrics", "sample-probs", "attention-explorer",
+    static final List<String> SECTIONS = List.of("explanation", "worklog", "model", "training", "metrics", "sample-probs", "attention-explorer",
             "prev-token", "qk", "ov", "dla", "ablation", "patching", "trigram-table", "causal", "failures");
     private static JsonNode analysis;
 
@@ -147,6 +147,33 @@ class ReportPageTest {
             assertThat(tip.getText()).startsWith("token " + b.getText() + " at position " + marked.get(0));
             assertThat(tip.getText().split("p=0\\.|p=1\\.")).as(tip.getText()).hasSize(4);
 
+            // the explanation first: every claim as analysis.json has it, with its evidence numbers and a working link
+            List<WebElement> claims = driver.findElements(By.cssSelector("#explanation-body li.claim"));
+            JsonNode explanation = analysis.path("explanation");
+            assertThat(claims).hasSize(explanation.size()).isNotEmpty();
+            for (int i = 0; i < claims.size(); i++) {
+                JsonNode c = explanation.get(i);
+                WebElement li = claims.get(i);
+                assertThat(li.findElement(By.className("claim-text")).getText()).isEqualTo(c.path("text").asText());
+                WebElement link = li.findElement(By.tagName("a"));
+                assertThat(link.getAttribute("href")).endsWith("#" + c.path("section").asText());
+                assertThat(driver.findElements(By.id(c.path("section").asText()))).hasSize(1);
+                li.findElement(By.cssSelector("details.evidence summary")).click();
+                String shown = li.findElement(By.cssSelector("details.evidence code")).getText();
+                var fields = c.path("evidence").fields();
+                assertThat(fields.hasNext()).isTrue();
+                while (fields.hasNext()) {
+                    var f = fields.next();
+                    if (f.getValue().isNumber()) {
+                        assertThat(shown).contains(f.getKey() + " = " + shownNumber(f.getValue()));
+                    }
+                }
+            }
+            assertThat(driver.findElements(By.cssSelector("#worklog-body .answer")))
+                    .hasSize(analysis.path("worklog").size()).hasSize(5);
+            assertThat(driver.findElement(By.cssSelector("#answer-set_test .verdict")).getText())
+                    .isEqualTo(analysis.at("/worklog/2/verdict").asText());
+
             // failure modes filled from the catalogue; causal variants described; the metrics fit at 1280 px
             String failures = driver.findElement(By.id("failures-body")).getText();
             assertThat(failures).contains(analysis.at("/failure_modes/catalogue/n_missed").asInt() + " of "
@@ -186,6 +213,13 @@ class ReportPageTest {
         } finally {
             driver.quit();
         }
+    }
+
+    /** A number as the page's fmt() shows it: integers as they are, others to 4 decimals. */
+    private static String shownNumber(JsonNode v) {
+        double d = v.asDouble();
+        return d == Math.rint(d) && Math.abs(d) < 1e15 ? String.valueOf((long) d)
+                : String.format(java.util.Locale.ROOT, "%.4f", d);
     }
 
     private static Object js(WebDriver driver, String script) {
