@@ -11,6 +11,7 @@ import dev.trilens.io.AtomicFiles;
 import dev.trilens.io.Checkpoint;
 import dev.trilens.io.Checkpoints;
 import dev.trilens.io.OutputLock;
+import dev.trilens.io.OutputSet;
 import dev.trilens.model.HookedTransformer;
 import dev.trilens.model.Weights;
 import dev.trilens.report.PngFigures;
@@ -125,8 +126,6 @@ public final class AnalyzeCommand implements Callable<Integer> {
         Analysis analysis = Analysis.run(ctx, inputs, section -> System.err.println("analyze: " + section + " ..."));
         Map<String, Object> json = analysis.toJson(modelPath, ctx.model().config(), ctx.data());
         ObjectMapper mapper = Analysis.mapper().enable(SerializationFeature.INDENT_OUTPUT);
-        Path file = dir.resolve("analysis.json");
-        AtomicFiles.write(file, os -> mapper.writeValue(new NonClosingOutputStream(os), json));
         for (String section : analysis.readingOrder()) {
             term.printf("%n[%s] %.1fs%n", section, analysis.seconds().get(section));
             if (section.equals("metrics")) {
@@ -142,8 +141,17 @@ public final class AnalyzeCommand implements Callable<Integer> {
         Path metrics = dir.resolve(Trainer.METRICS);
         com.fasterxml.jackson.databind.JsonNode tree = mapper.valueToTree(json);
         Path runMetrics = Files.isRegularFile(metrics) ? metrics : null;
-        List<Path> figures = PngFigures.writeAll(tree, runMetrics, dir.resolve("figures"));
-        ReportPage.write(tree, runMetrics, dir.resolve("report.html"));
+        // analysis.json, the figures and the report are one set: all of them land, or none (a full disk half-way
+        // leaves the previous set whole)
+        List<Path> figures;
+        try (OutputSet set = OutputSet.begin(dir, "analysis")) {
+            AtomicFiles.write(set.path("analysis.json"),
+                    os -> mapper.writeValue(new NonClosingOutputStream(os), tree));
+            figures = PngFigures.writeAll(tree, runMetrics, set.path("figures"));
+            ReportPage.write(tree, runMetrics, set.path("report.html"));
+            set.commit();
+        }
+        Path file = dir.resolve("analysis.json");
         long png = figures.stream().filter(p -> p.toString().endsWith(".png")).count();
         term.printf("%nanalysis written to %s%nfigures    %d PNG and %d SVG files in %s%nreport     %s%n", file, png,
                 figures.size() - png, dir.resolve("figures"), dir.resolve("report.html"));

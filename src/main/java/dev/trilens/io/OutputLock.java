@@ -8,6 +8,7 @@ import java.nio.channels.FileLock;
 import java.nio.channels.OverlappingFileLockException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.AccessDeniedException;
+import java.nio.file.FileSystemException;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.FileAlreadyExistsException;
@@ -78,6 +79,8 @@ public final class OutputLock implements AutoCloseable {
                 ch.truncate(0);
                 ch.write(ByteBuffer.wrap(("pid " + ProcessHandle.current().pid() + " " + command + "\n")
                         .getBytes(StandardCharsets.UTF_8)), 0);
+                // stopped by a signal, the process never reaches close(): its shutdown hook removes the file
+                AtomicFiles.deleteOnExit(file);
                 return new OutputLock(file, ch, lock);
             } catch (NoSuchFileException e) {
                 closeQuietly(ch); // deleted by a holder releasing it between our steps: try again
@@ -86,7 +89,9 @@ public final class OutputLock implements AutoCloseable {
                 throw new TrilensException("cannot write to output folder " + dir + ": permission denied", e);
             } catch (IOException e) {
                 closeQuietly(ch);
-                throw new TrilensException("cannot lock output folder " + dir + ": " + AtomicFiles.describe(e), e);
+                String why = e instanceof FileSystemException f && f.getReason() != null ? f.getReason()
+                        : AtomicFiles.describe(e);
+                throw new TrilensException("cannot write to output folder " + dir + ": " + why, e);
             }
         }
         throw new TrilensException("cannot lock output folder " + dir + ": its lock file keeps being replaced");
@@ -130,6 +135,7 @@ public final class OutputLock implements AutoCloseable {
     /** Deletes the file while still holding its lock, then releases it (see {@link #acquire} for the race). */
     @Override
     public void close() {
+        AtomicFiles.release(file);
         try {
             Files.deleteIfExists(file);
         } catch (IOException ignored) {
