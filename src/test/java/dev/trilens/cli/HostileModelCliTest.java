@@ -43,6 +43,20 @@ class HostileModelCliTest extends CliTestBase {
     }
 
     @Test
+    @org.junit.jupiter.api.Timeout(300) // a NaN threshold search once looped forever here: fail rather than hang
+    void everyAnalysisEndsOnAModelWithOneNaNWeight() {
+        Weights w = Weights.init(SMALL, 3);
+        w.data[w.offset("blocks.0.attn.W_K") + 5] = Float.NaN;
+        Path st = dir.resolve("nan-k.safetensors");
+        Safetensors.write(w, Map.of(), st);
+        Path out = dir.resolve("nan-analysis");
+        assertThat(run("analyze", "--model", st.toString(), "--size", "20", "--allow-non-finite", "--out",
+                out.toString())).as(err()).isZero();
+        assertThat(out.resolve("analysis.json")).exists();
+        assertThat(out.resolve("report.html")).exists();
+    }
+
+    @Test
     void hostilePicklesAndFileTextGiveOneEscapedLine() throws IOException {
         // {[]: 1}: a list as a dict key
         byte[] pkl = {(byte) 0x80, 2, '}', ']', 'K', 1, 's', '.'};
