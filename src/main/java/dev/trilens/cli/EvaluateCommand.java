@@ -46,15 +46,19 @@ public final class EvaluateCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         Checkpoint ckpt = Checkpoints.load(model, loading.allowNonFinite);
         ModelConfig cfg = ckpt.weights().cfg;
-        TrigramDataset ds = datasetFor(ckpt, data, spec.commandLine().getParseResult());
-        EvalMetrics m = Metrics.evaluate(new HookedTransformer(ckpt.weights()), ds);
+        DataSpec dataSpec = dataSpecFor(ckpt, data, spec.commandLine().getParseResult());
+        // generated and run a chunk at a time: any --size in bounded memory
+        TrigramDataset[] first = {null};
+        EvalMetrics m = Metrics.evaluate(new HookedTransformer(ckpt.weights()), cfg.dVocab(), cfg.nCtx(), dataSpec.prob(),
+                dataSpec.seed(), data.size, ds -> first[0] = ds);
+        TrigramDataset ds = first[0];
         PrintWriter out = spec.commandLine().getOut();
         if (json) {
             out.println(new ObjectMapper().writeValueAsString(m.toJson()));
         } else {
             out.printf("model      %s%n           %s%n", model, cfg);
             out.printf("dataset    seed=%d trigram_prob=%s size=%d seq_len=%d n_trigrams=%d%n", ds.seed(),
-                    ds.trigramProb(), ds.size(), ds.seqLen(), ds.nTrigrams());
+                    ds.trigramProb(), data.size, ds.seqLen(), ds.nTrigrams());
             for (Map.Entry<String, Object> e : m.toJson().entrySet()) {
                 Object v = e.getValue();
                 out.printf("%-25s %s%n", e.getKey(), v instanceof Double d ? String.format("%.6f", d) : v);
@@ -69,6 +73,36 @@ public final class EvaluateCommand implements Callable<Integer> {
      * the checkpoint's metadata, else the challenge's.
      */
     static TrigramDataset datasetFor(Checkpoint ckpt, DatasetOptions opts, CommandLine.ParseResult parsed) {
+        ModelConfig cfg = ckpt.weights().cfg;
+        checkFitsInOneBatch(cfg, opts.size, parsed.commandSpec().name());
+        DataSpec d = dataSpecFor(ckpt, opts, parsed);
+        return TrigramDataset.generate(cfg.dVocab(), cfg.nCtx(), d.prob(), d.seed(), opts.size);
+    }
+
+    /**
+     * The commands that hold the whole evaluation batch at once (analyze keeps every position's attention and
+     * logits) refuse a --size whose largest activations, [size, n_ctx, d_vocab] logits or [size, heads, n_ctx, n_ctx]
+     * patterns, cannot be one array or would take more than an eighth of the heap (the analyses keep several of
+     * that size); evaluate streams instead.
+     */
+    static void checkFitsInOneBatch(ModelConfig cfg, long size, String command) {
+        long perSequence = (long) cfg.nCtx() * Math.max(cfg.dVocab(), (long) cfg.nHeads() * cfg.nCtx());
+        long floats = size * perSequence;
+        long heap = Runtime.getRuntime().maxMemory();
+        if (floats > Integer.MAX_VALUE - 8 || floats * Float.BYTES > heap / 8) {
+            long most = Math.max(1, Math.min((Integer.MAX_VALUE - 8L) / perSequence, heap / 8 / Float.BYTES
+                    / perSequence));
+            throw new TrilensException(String.format("--size %d is too large for %s, which holds the whole batch: "
+                    + "its activations would take %.1f GB of a %.1f GB heap; use --size %d or fewer (evaluate takes "
+                    + "any size)", size, command, floats * 4e-9, heap / 1e9, most));
+        }
+    }
+
+    /** The dataset's seed and trigram_prob, as {@link #datasetFor} chooses them. */
+    record DataSpec(long seed, double prob) {
+    }
+
+    static DataSpec dataSpecFor(Checkpoint ckpt, DatasetOptions opts, CommandLine.ParseResult parsed) {
         ModelConfig cfg = ckpt.weights().cfg;
         long seed = opts.seed;
         double prob = opts.trigramProb;
@@ -87,6 +121,6 @@ public final class EvaluateCommand implements Callable<Integer> {
         if (cfg.nCtx() < 3) {
             throw new TrilensException("the model's n_ctx is " + cfg.nCtx() + ", but trigram sequences need at least 3");
         }
-        return TrigramDataset.generate(cfg.dVocab(), cfg.nCtx(), prob, seed, opts.size);
+        return new DataSpec(seed, prob);
     }
 }

@@ -3,6 +3,7 @@ package dev.trilens.data;
 import dev.trilens.TrilensException;
 import java.util.Arrays;
 import java.util.Objects;
+import java.util.function.Consumer;
 
 /**
  * The ARENA November 2024 trigram challenge's {@code BigramDataset}: uniformly random token sequences in which
@@ -74,11 +75,52 @@ public final class TrigramDataset {
     }
 
     private static TrigramDataset build(int d, int seqLen, int n, double prob, long seed, int size) {
+        TorchGenerator gen = new TorchGenerator(seed);
+        Drawn t = drawTrigrams(gen, d, n);
+        int[] tokens = drawRows(gen, t.completion(), d, seqLen, size);
+        long draws = t.draws() + (long) tokens.length;
+        return new TrigramDataset(d, seqLen, size, prob, seed, draws, t.trigrams(), t.completion(), tokens);
+    }
+
+    /**
+     * The challenge's dataset of any number of sequences, handed over in order in chunks of at most chunkRows, each
+     * drawn from the generator exactly as {@link #generate} draws the same rows: the concatenated chunks are
+     * generate()'s tokens, but only one chunk is ever held. For evaluations too large for one array or one batch.
+     */
+    public static void forEachChunk(int dVocab, int seqLen, double trigramProb, long seed, long size, int chunkRows,
+                                    Consumer<TrigramDataset> body) {
+        if (!(trigramProb >= 0 && trigramProb <= 1)) {
+            throw new TrilensException("trigram_prob must be in [0, 1], got " + trigramProb);
+        }
+        if (size < 1) {
+            throw new TrilensException("dataset size must be >= 1 sequence, got " + size);
+        }
+        if (chunkRows < 1) {
+            throw new IllegalArgumentException("chunkRows must be >= 1, got " + chunkRows);
+        }
+        checkShape(dVocab, seqLen, (int) Math.min(size, chunkRows));
+        TorchGenerator gen = new TorchGenerator(seed);
+        Drawn t = drawTrigrams(gen, dVocab, (int) (trigramProb * dVocab * (dVocab - 1)));
+        long draws = t.draws();
+        for (long done = 0; done < size; ) {
+            int rows = (int) Math.min(chunkRows, size - done);
+            int[] tokens = drawRows(gen, t.completion(), dVocab, seqLen, rows);
+            draws += tokens.length;
+            body.accept(new TrigramDataset(dVocab, seqLen, rows, trigramProb, seed, draws, t.trigrams(),
+                    t.completion(), tokens));
+            done += rows;
+        }
+    }
+
+    /** The kept trigrams, the prefix table and how many draws choosing them took. */
+    private record Drawn(int[][] trigrams, int[] completion, long draws) {
+    }
+
+    private static Drawn drawTrigrams(TorchGenerator gen, int d, int n) {
         // Each (a, b) can start at most one trigram, so more than d*d can never be drawn.
         if ((long) n > (long) d * d) {
             throw impossible(n, d);
         }
-        TorchGenerator gen = new TorchGenerator(seed);
         int[] completion = new int[d * d];
         Arrays.fill(completion, -1);
         boolean[] isSuffix = new boolean[d * d]; // (b, c) pairs of kept trigrams
@@ -106,7 +148,11 @@ public final class TrigramDataset {
             isSuffix[bc] = true;
             trigrams[kept++] = new int[] {a, b, c};
         }
+        return new Drawn(trigrams, completion, 3 * attempts);
+    }
 
+    /** The next rows of tokens from the generator, with the trigrams forced. */
+    private static int[] drawRows(TorchGenerator gen, int[] completion, int d, int seqLen, int size) {
         int[] tokens = new int[size * seqLen];
         for (int i = 0; i < tokens.length; i++) {
             tokens[i] = gen.randint(d);
@@ -123,8 +169,7 @@ public final class TrigramDataset {
                 }
             }
         }
-        long draws = 3 * attempts + (long) tokens.length;
-        return new TrigramDataset(d, seqLen, size, prob, seed, draws, trigrams, completion, tokens);
+        return tokens;
     }
 
     private static TrilensException impossible(int n, int d) {

@@ -105,6 +105,57 @@ public final class Metrics {
         return summarize(loss(logits, tokens), correctTokenProbs(logits, tokens), trigramScore(model, data), data);
     }
 
+    /** Sequences per forward pass when the evaluation set is generated in chunks. */
+    public static final int CHUNK_ROWS = 2048;
+
+    /**
+     * evaluate's metrics on the challenge's dataset of any size: up to {@link #CHUNK_ROWS} sequences as one batch (the
+     * same numbers as {@link #evaluate(HookedTransformer, TrigramDataset)}), beyond that generated, run and forgotten a
+     * chunk at a time, in two passes (the exact median needs a second look at the probabilities), so memory stays
+     * bounded whatever the size.
+     *
+     * @param first receives the first chunk's dataset (its trigrams and parameters describe the whole)
+     */
+    public static EvalMetrics evaluate(HookedTransformer model, int dVocab, int seqLen, double trigramProb, long seed,
+                                       long size, java.util.function.Consumer<TrigramDataset> first) {
+        if (size <= CHUNK_ROWS) {
+            TrigramDataset data = TrigramDataset.generate(dVocab, seqLen, trigramProb, seed, (int) Math.max(size, 0));
+            first.accept(data);
+            return evaluate(model, data);
+        }
+        double[] lossSum = {0}, probSum = {0};
+        float[] min = {Float.POSITIVE_INFINITY};
+        long[] count = {0};
+        TrigramDataset[] head = {null};
+        LowerMedian median = new LowerMedian();
+        TrigramDataset.forEachChunk(dVocab, seqLen, trigramProb, seed, size, CHUNK_ROWS, chunk -> {
+            if (head[0] == null) {
+                head[0] = chunk;
+                first.accept(chunk);
+            }
+            Tensor logits = model.forward(chunk.tokens(), chunk.size(), seqLen);
+            float[] probs = correctTokenProbs(logits, chunk.tokens());
+            lossSum[0] += loss(logits, chunk.tokens()) * probs.length;
+            for (float p : probs) {
+                probSum[0] += p;
+                min[0] = Math.min(min[0], p);
+                median.count(p);
+            }
+            count[0] += probs.length;
+        });
+        median.locate();
+        TrigramDataset.forEachChunk(dVocab, seqLen, trigramProb, seed, size, CHUNK_ROWS, chunk -> {
+            for (float p : correctTokenProbs(model.forward(chunk.tokens(), chunk.size(), seqLen), chunk.tokens())) {
+                median.refine(p);
+            }
+        });
+        TrigramDataset data = head[0];
+        double loss = lossSum[0] / count[0];
+        TrigramScore tri = trigramScore(model, data);
+        return new EvalMetrics(loss, lossAsFrac(loss, data.dVocab(), data.trigramProb()), probSum[0] / count[0],
+                median.median(), min[0], tri.nCorrect(), tri.fracCorrect(), tri.avgCorrectProb(), data.nTrigrams());
+    }
+
     /**
      * evaluate's report from its parts: the mean loss, the correct-token probabilities of every predicted position,
      * and the trigram score; for callers that compute the logits their own way (hooks, chunks).

@@ -111,6 +111,17 @@ class AnalyzeCommandTest extends CliTestBase {
     }
 
     @Test
+    void aSizeTooLargeForOneBatchIsRefusedBeforeAnythingIsWritten() {
+        Path model = Fixtures.challengeModel();
+        Path dir = tmp.resolve("big");
+        Result r = runCaptured("analyze", "--model", model.toString(), "--size", "10000000", "--out", dir.toString());
+        assertThat(r.code()).isEqualTo(1);
+        assertThat(r.err().strip()).doesNotContain("\n").contains("--size 10000000 is too large for analyze")
+                .contains("evaluate takes any size");
+        assertThat(dir).doesNotExist();
+    }
+
+    @Test
     void badInputsAreOneLineErrors() {
         Result missing = runCaptured("analyze", "--model", tmp.resolve("nope.pt").toString());
         assertThat(missing.code()).isNotZero();
