@@ -118,7 +118,8 @@ public final class Metrics {
      */
     public static EvalMetrics evaluate(HookedTransformer model, int dVocab, int seqLen, double trigramProb, long seed,
                                        long size, java.util.function.Consumer<TrigramDataset> first) {
-        if (size <= CHUNK_ROWS) {
+        int rows = chunkRows(model.config());
+        if (size <= rows) {
             TrigramDataset data = TrigramDataset.generate(dVocab, seqLen, trigramProb, seed, (int) Math.max(size, 0));
             first.accept(data);
             return evaluate(model, data);
@@ -128,7 +129,7 @@ public final class Metrics {
         long[] count = {0};
         TrigramDataset[] head = {null};
         LowerMedian median = new LowerMedian();
-        TrigramDataset.forEachChunk(dVocab, seqLen, trigramProb, seed, size, CHUNK_ROWS, chunk -> {
+        TrigramDataset.forEachChunk(dVocab, seqLen, trigramProb, seed, size, rows, chunk -> {
             if (head[0] == null) {
                 head[0] = chunk;
                 first.accept(chunk);
@@ -144,7 +145,7 @@ public final class Metrics {
             count[0] += probs.length;
         });
         median.locate();
-        TrigramDataset.forEachChunk(dVocab, seqLen, trigramProb, seed, size, CHUNK_ROWS, chunk -> {
+        TrigramDataset.forEachChunk(dVocab, seqLen, trigramProb, seed, size, rows, chunk -> {
             for (float p : correctTokenProbs(model.forward(chunk.tokens(), chunk.size(), seqLen), chunk.tokens())) {
                 median.refine(p);
             }
@@ -154,6 +155,24 @@ public final class Metrics {
         TrigramScore tri = trigramScore(model, data);
         return new EvalMetrics(loss, lossAsFrac(loss, data.dVocab(), data.trigramProb()), probSum[0] / count[0],
                 median.median(), min[0], tri.nCorrect(), tri.fracCorrect(), tri.avgCorrectProb(), data.nTrigrams());
+    }
+
+    /** Floats of activations one chunk may hold: a chunk of the challenge's shapes is well below it. */
+    static final long CHUNK_FLOATS = 1L << 26;
+
+    /**
+     * Sequences per chunk for this model: {@link #CHUNK_ROWS}, fewer where a sequence's logits [n_ctx, d_vocab] or
+     * attention [heads, n_ctx, n_ctx] are large; a model whose single sequence is past what one array holds is
+     * refused rather than left to overflow.
+     */
+    static int chunkRows(dev.trilens.model.ModelConfig cfg) {
+        long perSequence = (long) cfg.nCtx() * Math.max(cfg.dVocab(), (long) cfg.nHeads() * cfg.nCtx());
+        if (perSequence > Integer.MAX_VALUE - 8) {
+            throw new dev.trilens.TrilensException("one sequence of this model (n_ctx " + cfg.nCtx() + ", d_vocab "
+                    + cfg.dVocab() + ", " + cfg.nHeads() + " heads) needs " + perSequence + " floats of logits or "
+                    + "attention, more than one array holds; expected a model with a smaller n_ctx or d_vocab");
+        }
+        return (int) Math.max(1, Math.min(CHUNK_ROWS, CHUNK_FLOATS / perSequence));
     }
 
     /**

@@ -120,6 +120,13 @@ public record TrainState(TrainConfig config, int epochsDone, long adamStep, doub
             for (int i = 0; i < data.length; i++) {
                 data[i] = new float[(int) count];
                 Safetensors.readFloats(ch, h, h.tensors().get(TENSORS.get(i)), data[i], 0);
+                // a run continued from NaN weights or moments would train on garbage and save it as a model
+                for (int j = 0; j < data[i].length; j++) {
+                    if (!Float.isFinite(data[i][j]) || (i == 2 && data[i][j] < 0)) {
+                        throw corrupt(where, "tensor '" + TENSORS.get(i) + "' holds " + data[i][j] + " at index " + j
+                                + (i == 2 ? ", expected finite values >= 0" : ", expected finite values"));
+                    }
+                }
             }
             try {
                 int epochsDone = Integer.parseInt(meta.getOrDefault("train.epochs_done", ""));

@@ -53,6 +53,18 @@ class StreamedEvaluationTest {
     }
 
     @Test
+    void chunksShrinkForLongContextsAndAnImpossibleSequenceIsRefused() {
+        assertThat(Metrics.chunkRows(ModelConfig.arena())).isEqualTo(Metrics.CHUNK_ROWS);
+        // attention of 4096 x 4096 per sequence: 4 sequences a chunk
+        assertThat(Metrics.chunkRows(new ModelConfig(75, 4096, 32, 1, 1, 16, 20, false))).isEqualTo(4);
+        assertThat(Metrics.chunkRows(new ModelConfig(75, 30_000, 32, 1, 1, 16, 20, false))).isEqualTo(1);
+        org.assertj.core.api.Assertions.assertThatThrownBy(() -> Metrics.chunkRows(
+                new ModelConfig(75, 100_000, 32, 1, 1, 16, 20, false)))
+                .isInstanceOf(dev.trilens.TrilensException.class).hasMessageContaining("n_ctx 100000")
+                .hasMessageContaining("more than one array holds");
+    }
+
+    @Test
     void aLargeEvaluationGivesTheOneBatchNumbers() {
         ModelConfig cfg = new ModelConfig(30, 12, 16, 1, 1, 8, 16, false);
         HookedTransformer model = new HookedTransformer(Weights.init(cfg, 5));

@@ -206,6 +206,16 @@ class TrainerTest {
         assertThatThrownBy(() -> Trainer.resume(dir)).isInstanceOf(TrilensException.class)
                 .hasMessageContaining("For input string: \"x\\x1b[31m\"");
 
+        // a NaN in the weights: resuming would train on garbage and save it as the model
+        long n = ByteBuffer.wrap(good, 0, 8).order(ByteOrder.LITTLE_ENDIAN).getLong();
+        JsonNode header = new ObjectMapper().readTree(new String(good, 8, (int) n, StandardCharsets.UTF_8));
+        int at = 8 + (int) n + header.at("/params/data_offsets/0").asInt() + 3 * Float.BYTES;
+        byte[] nan = good.clone();
+        ByteBuffer.wrap(nan, at, 4).order(ByteOrder.LITTLE_ENDIAN).putFloat(Float.NaN);
+        Files.write(state, nan);
+        assertThatThrownBy(() -> Trainer.resume(dir)).isInstanceOf(TrilensException.class)
+                .hasMessage(where + "tensor 'params' holds NaN at index 3, expected finite values" + expected);
+
         Files.write(state, good);
         assertThat(Trainer.resume(dir).epochsDone()).isEqualTo(1);
     }
