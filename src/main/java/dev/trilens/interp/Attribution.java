@@ -120,6 +120,19 @@ public record Attribution(String direction, boolean layerNormScaled, int nTrigra
         if (T < 2) {
             throw new TrilensException("attribution needs sequences of at least 2 tokens, got " + T);
         }
+        return perPosition(model, tokens, B, T, T - 1, (s, p) -> tokens[s * T + p + 1]);
+    }
+
+    /**
+     * Runs tokens [B, T] and attributes the logit of target(s, p) at positions p = 0 .. P-1 of every sequence s (the
+     * table's entry s * P + p). With P = T the last position is attributed too: its prediction lies past the
+     * sequence, so its target must be given (e.g. the token the model predicts there).
+     */
+    public static Table perPosition(HookedTransformer model, int[] tokens, int B, int T, int P,
+                                    java.util.function.IntBinaryOperator target) {
+        if (P < 1 || P > T) {
+            throw new TrilensException("attribution needs 1 to " + T + " positions per sequence, got " + P);
+        }
         ModelConfig cfg = model.config();
         Weights w = model.weights();
         int L = cfg.nLayers(), H = cfg.nHeads(), D = cfg.dModel(), V = cfg.dVocab();
@@ -192,16 +205,16 @@ public record Attribution(String direction, boolean layerNormScaled, int nTrigra
         names.add("b_U");
         sources.add("unembed.b_U");
 
-        int N = B * (T - 1);
+        int N = B * P;
         double[][] values = new double[names.size()][N];
         double[] actual = new double[N];
         float[] logits = run.logits().data();
         double[] x = new double[D];
         for (int s = 0; s < B; s++) {
-            for (int p = 0; p < T - 1; p++) {
-                int i = s * (T - 1) + p;
+            for (int p = 0; p < P; p++) {
+                int i = s * P + p;
                 int bt = s * T + p;
-                int tgt = tokens[s * T + p + 1];
+                int tgt = target.applyAsInt(s, p);
                 double inv = ln ? 1.0 / scale[bt] : 1.0;
                 for (int c = 0; c < nResid; c++) {
                     float[] a = acts.get(c);

@@ -320,21 +320,15 @@ public final class Probe {
             throw new TrilensException("position " + pos + " is outside the sequence of " + tokens.length
                     + " tokens (0.." + (tokens.length - 1) + ")");
         }
-        if (pos + 1 >= cfg.nCtx()) {
-            // Attribution reads the target from the slot after pos, and the context has none there
-            throw new TrilensException("direct logit attribution is available at positions 0.." + (cfg.nCtx() - 2)
-                    + "; position " + pos + " is the last of the model's context (n_ctx " + cfg.nCtx() + ")");
-        }
         int V = cfg.dVocab();
         Tensor logits = model.forward(Arrays.copyOf(tokens, pos + 1), 1, pos + 1);
         double[] p = new double[V];
         softmax(logits.data(), pos * V, V, p);
         int predicted = top(p, 1).get(0).token();
-        // causal attention: the token after pos changes nothing at pos, so the prefix ending in the predicted
-        // token attributes exactly the prediction made at pos
-        int[] prefix = Arrays.copyOf(tokens, pos + 2);
-        prefix[pos + 1] = predicted;
-        Attribution.Table t = Attribution.perPosition(model, prefix, 1, pos + 2);
+        // causal attention: the tokens after pos change nothing at pos, so the prefix ending at pos, with the
+        // predicted token as pos's target, attributes exactly the prediction made there (the last position too)
+        Attribution.Table t = Attribution.perPosition(model, Arrays.copyOf(tokens, pos + 1), 1, pos + 1, pos + 1,
+                (s, q) -> q == pos ? predicted : tokens[q + 1]);
         List<Contribution> comps = new ArrayList<>();
         for (int c = 0; c < t.names().size(); c++) {
             comps.add(new Contribution(t.names().get(c), t.sources().get(c), t.values()[c][pos]));

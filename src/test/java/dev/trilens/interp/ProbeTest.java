@@ -95,7 +95,11 @@ class ProbeTest {
         // a shorter sequence attributes the same prediction identically (causal attention)
         Probe.Dla shorter = p.dla(Arrays.copyOf(t, 11), 10);
         assertThat(shorter.total()).isCloseTo(d.total(), within(1e-4));
-        assertThatThrownBy(() -> p.dla(t, 49)).hasMessageContaining("available at positions 0..48");
+        // the last position of the context predicts past it: attributed against the token it predicts
+        Probe.Dla last = p.dla(t, 49);
+        assertThat(last.token()).isEqualTo(p.predict(t, 1).positions().get(49).top().get(0).token());
+        assertThat(last.components().stream().mapToDouble(Probe.Contribution::value).sum())
+                .isCloseTo(last.total(), within(1e-3));
         assertThatThrownBy(() -> p.dla(t, 50)).hasMessageContaining("position 50 is outside the sequence");
     }
 
