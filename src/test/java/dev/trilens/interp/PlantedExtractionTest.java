@@ -111,6 +111,42 @@ class PlantedExtractionTest {
         assertThat(nUniform).isEqualTo(V * V - MLP_TABLE.size());
     }
 
+    /**
+     * A table whose label-free cut is decided by {@link ConfidenceCut#MIN_KEPT_RATIO}: strong prefixes at P(c) =
+     * 2.05/V and weak ones at 1.95/V (every other pair exactly uniform, as in the MLP variant). The points are 1/V,
+     * 1.95/V and 2.05/V; the widest gap (0.95/V) runs from 1/V to the weak ones, but its upper side is below
+     * 2/V, so the rule takes the only other gap, 1.95/V to 2.05/V, and cuts in its middle, exactly 2/V = 0.166667.
+     * A MIN_KEPT_RATIO of 1.95 or less would keep the weak prefixes too, one above 2.05 nothing, a cut at either edge
+     * of the gap moves the value by 0.05/V, and a fixed 0.5 keeps nothing.
+     */
+    @Test
+    void minKeptRatioDecidesTheCut() {
+        List<Planted> strong = List.of(new Planted(0, 4, 8, strengthFor(2.05)), new Planted(1, 5, 9,
+                strengthFor(2.05)), new Planted(2, 6, 10, strengthFor(2.05)));
+        List<Planted> weak = List.of(new Planted(3, 7, 11, strengthFor(1.95)), new Planted(0, 7, 2,
+                strengthFor(1.95)));
+        List<Planted> all = new ArrayList<>(strong);
+        all.addAll(weak);
+        TrigramExtractor.Result r = TrigramExtractor.extract(PlantedModels.withMlp(V, N_CTX, all));
+        assertExactly(r, strong);
+        for (Planted t : weak) {
+            assertThat(r.pairs().confidence()[t.a() * V + t.b()]).isCloseTo((float) (1.95 / V), within(1e-6f));
+            assertThat(r.completionOf(t.a(), t.b())).isEqualTo(-1);
+        }
+        assertThat(r.cut().rule()).isEqualTo(ConfidenceCut.RULE_WIDEST_GAP);
+        assertThat(r.cut().gapLow()).isCloseTo(1.95 / V, within(1e-6));
+        assertThat(r.cut().gapHigh()).isCloseTo(2.05 / V, within(1e-6));
+        assertThat(r.cut().value()).isCloseTo(2.0 / V, within(1e-6));
+        assertThat(r.maxRejectedConfidence()).isCloseTo(1.95 / V, within(1e-6));
+        assertThat(r.minExtractedConfidence()).isCloseTo(2.05 / V, within(1e-6));
+    }
+
+    /** The strength whose MLP logit L (2w - 1) gives P(c) = ratio / V: e^x / (e^x + V - 1) = ratio / V. */
+    static double strengthFor(double ratio) {
+        double logit = Math.log(ratio * (V - 1) / (V - ratio));
+        return logit / (2 * attnPlanted() - 1);
+    }
+
     static Set<Integer> prefixes(List<Planted> table) {
         Set<Integer> s = new HashSet<>();
         for (Planted t : table) {

@@ -46,7 +46,7 @@ class PlantedMechanismTest {
      */
     @BeforeAll
     static void build() {
-        data = TrigramDataset.withTrigramCount(V, T, 8, 2, 200);
+        data = TrigramDataset.withTrigramCount(V, T, 8, 2, 100);
         table = new ArrayList<>();
         for (int[] t : data.trigrams()) {
             table.add(new Planted(t[0], t[1], t[2], L));
@@ -131,7 +131,7 @@ class PlantedMechanismTest {
             }
         }
         int nOther = data.size() * (T - 2) - nPlanted;
-        assertThat(nPlanted).isGreaterThan(50);
+        assertThat(nPlanted).isGreaterThan(30);
         AnalysisContext ctx = new AnalysisContext(model, data);
         ObjectNode sections = Analysis.mapper().createObjectNode();
         sections.set("attention", Analysis.mapper().valueToTree(AttentionAnalysis.compute(ctx)));
