@@ -91,6 +91,21 @@ class PlantedMechanismTest {
         assertThat(mlp.name()).isEqualTo("L0.mlp_out");
         assertThat(Ablation.evaluate(model, data, mlp, Ablation.Mode.ZERO, null).loss())
                 .isCloseTo(Math.log(V), within(1e-5));
+
+        // with every logit 0 the argmax is token 0 (the first, as torch's) and no c of this table is 0, so both
+        // ablations leave 0 of 8 trigrams right: the MLP is necessary, and so is the head
+        Ablation abl = Ablation.compute(new AnalysisContext(model, data), List.of(head, mlp),
+                List.of(Ablation.Mode.ZERO));
+        ObjectNode sections = Analysis.mapper().createObjectNode();
+        sections.set("ablation", Analysis.mapper().valueToTree(abl));
+        Explanation.Claim necessity = Explanation.necessity(sections, model.config()).orElseThrow();
+        assertThat(necessity.text()).isEqualTo("The MLP is necessary: ablating it takes the model from 8 of 8 "
+                + "trigrams right to 0 (zero-ablation) and 0 (mean-ablation). Ablating the head instead leaves 0 "
+                + "(zero) and 0 (mean).");
+        Worklog.Answer mlpNeeded = Worklog.mlpNeeded(model.config(), sections, Worklog.Inputs.none());
+        assertThat(mlpNeeded.verdict()).startsWith("Yes, the MLP is needed (the worklog guessed it was not): "
+                + "ablating it takes the model from 8 of 8 trigrams right to 0 (zero-ablation) and 0 "
+                + "(mean-ablation).");
     }
 
     @Test
