@@ -25,8 +25,9 @@ import java.util.List;
  * <p>The readout differs by variant. Attention-only: W_U[g_a, c] = strength, so the copied a alone names c; this
  * needs every planted a to have one c and no planted b to be a planted a (a copy of b itself would name c: a bigram
  * default). A planted a as the current token of an unplanted pair copies itself with weight 1 - w', so
- * W_U[e_a, c] = -strength (1 - w') cancels that (to float rounding, ~5e-7 of a logit). With MLP: one ReLU neuron per prefix (a, b) reads K (g_a + e_b) - 1.5 K and writes strength / (0.5 K)
- * per unit of activation into o_c, and W_U[o_c, c] = 1; the neuron only fires when both a was copied and b is
+ * W_U[e_a, c] = -strength (1 - w') cancels that (to float rounding, ~5e-7 of a logit).
+ * With MLP: one ReLU neuron per prefix (a, b) reads K (g_a + e_b) - 1.5 K and writes strength / (0.5 K) per unit of
+ * activation into o_c, and W_U[o_c, c] = 1; the neuron only fires when both a was copied and b is
  * current, so any function table without a = b works, including prefixes sharing a or b with different c.
  */
 public final class PlantedModels {
