@@ -83,6 +83,34 @@ class PlantedExtractionTest {
         assertThat(r.cut().value()).isCloseTo((pLeak + pPlanted) / 2, within(1e-5));
     }
 
+    /**
+     * Attention-only swap on [0, 9, 4, 3]: at p = 2, (9, 4) is not planted, so the head stays on 4 (1 - w') and
+     * copies g_4 and g_9, which the unembed ignores: uniform. Moving the attention onto position 0 copies g_0 alone,
+     * whose unembed gives 8 the logit L: P(8) = softmaxOne(10) = 0.99950. Moving it onto position 1 (9, not a
+     * planted a) changes nothing: the prediction stays uniform.
+     */
+    @Test
+    void attentionOnlySwapOntoAPlantedAPredictsItsC() {
+        dev.trilens.model.HookedTransformer model = new dev.trilens.model.HookedTransformer(
+                PlantedModels.attentionOnly(V, N_CTX, ATTN_TABLE));
+        int[] tokens = {0, 9, 4, 3};
+        Patching.SwapResult onA = Patching.attentionSwap(model, tokens, 2, 0);
+        assertThat(onA.attentionToSelfBefore()[0][0]).isCloseTo(1 - attnElsewhere(), within(1e-5));
+        assertThat(onA.before().prob()).isCloseTo(1.0 / V, within(1e-6));
+        assertThat(onA.after().token()).isEqualTo(8);
+        assertThat(onA.after().prob()).isCloseTo(softmaxOne(L, V), within(1e-5));
+        // (before the swap the key at 0 still gets e^-34 of the attention, so 8 leads the tie by ~1e-14 of a
+        // logit: the top-1 token need not change, only its probability)
+        Patching.SwapResult onZ = Patching.attentionSwap(model, tokens, 2, 1);
+        assertThat(onZ.after().prob()).isCloseTo(1.0 / V, within(1e-6));
+        // at p = 3 the pair (4, 3) is not planted and 3 is a planted a attending itself with 1 - w': its own
+        // embedding's -L (1 - w') on c = 0 cancels that copy, so the prediction is uniform to float rounding; with
+        // all the attention on itself the copy gives L, the embedding -L (1 - w'): logit L w' on 0
+        Patching.SwapResult self = Patching.attentionSwap(model, tokens, 3, 3);
+        assertThat(self.before().prob()).isCloseTo(1.0 / V, within(1e-5));
+        assertThat(self.after().prob()).isCloseTo(softmaxOne(L * attnElsewhere(), V), within(1e-5));
+    }
+
     @Test
     void mlpVariantExtractsPrefixesSharingAOrBWithDifferentCompletions() {
         Weights w = PlantedModels.withMlp(V, N_CTX, MLP_TABLE);
