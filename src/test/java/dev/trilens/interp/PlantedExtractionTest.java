@@ -7,6 +7,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.within;
 
 import dev.trilens.interp.PlantedModels.Planted;
+import dev.trilens.model.HookedTransformer;
 import dev.trilens.model.Weights;
 import java.util.ArrayList;
 import java.util.HashSet;
@@ -91,8 +92,7 @@ class PlantedExtractionTest {
      */
     @Test
     void attentionOnlySwapOntoAPlantedAPredictsItsC() {
-        dev.trilens.model.HookedTransformer model = new dev.trilens.model.HookedTransformer(
-                PlantedModels.attentionOnly(V, N_CTX, ATTN_TABLE));
+        HookedTransformer model = new HookedTransformer(PlantedModels.attentionOnly(V, N_CTX, ATTN_TABLE));
         int[] tokens = {0, 9, 4, 3};
         Patching.SwapResult onA = Patching.attentionSwap(model, tokens, 2, 0);
         assertThat(onA.attentionToSelfBefore()[0][0]).isCloseTo(1 - attnElsewhere(), within(1e-5));
