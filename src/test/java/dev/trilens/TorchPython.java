@@ -2,7 +2,6 @@ package dev.trilens;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.fail;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -14,7 +13,8 @@ import java.util.concurrent.TimeUnit;
 
 /**
  * Runs Python scripts against the system's PyTorch, for tests that check trilens against torch itself. Where
- * {@value #PYTHON} cannot import torch, {@link #assumeAvailable} skips the calling test and says how to get it.
+ * {@value #PYTHON} cannot import torch, {@link #assumeAvailable} skips the calling test and says how to get it;
+ * under {@code CI=true} it fails the test instead, since CI must run these cross-checks.
  */
 public final class TorchPython {
     public static final String PYTHON = "/usr/bin/python3";
@@ -23,10 +23,13 @@ public final class TorchPython {
     private TorchPython() {
     }
 
-    /** Skips the calling test unless {@value #PYTHON} can import torch; what names what the test would check. */
+    /**
+     * Skips the calling test unless {@value #PYTHON} can import torch (fails it under {@code CI=true}); what names
+     * what the test would check.
+     */
     public static void assumeAvailable(String what) {
-        assumeTrue(available(), "skipped: " + PYTHON + " cannot import torch (apt-get install python3-torch to "
-                + what + ")");
+        Fixtures.require(available(), PYTHON + " cannot import torch (apt-get install python3-torch to " + what
+                + "; .ci/run installs it)");
     }
 
     public static synchronized boolean available() {

@@ -1,0 +1,78 @@
+package dev.trilens.cli;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.trilens.TorchPython;
+import dev.trilens.train.TrainConfig;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * {@code run --preset quick --export-pt} end to end: what it prints and writes, that its eval.json is what
+ * {@code evaluate} reports on the model it wrote, and that those numbers are PyTorch's on the exported model.pt (a
+ * model trilens trained; EvaluateCommandTest does the same on the published model, which it did not).
+ */
+class RunCommandTest extends CliTestBase {
+
+    @TempDir
+    Path tmp;
+
+    @Test
+    void quickPresetTrainsEvaluatesAnalysesAndWritesItsFolder() throws Exception {
+        Path dir = tmp.resolve("quick");
+        assertThat(run("run", "--preset", "quick", "--export-pt", "--out", dir.toString())).as(err()).isZero();
+        String printed = out();
+        TrainConfig cfg = TrainConfig.quick();
+        assertThat(printed).startsWith("training into " + dir + "\n" + cfg.describe() + "\n");
+        for (int e = 1; e <= cfg.epochs(); e++) {
+            assertThat(printed).contains(String.format("epoch %2d/%d  train_loss ", e, cfg.epochs()));
+        }
+        for (String f : List.of("model.safetensors", "best.safetensors", "model.pt", "metrics.jsonl",
+                "train_state.safetensors", "eval.json", "analysis.json")) {
+            assertThat(dir.resolve(f)).as(f).isNotEmptyFile();
+            assertThat(printed).as("the folder listing names %s", f).containsPattern("(?m)^  " + f.replace(".", "\\.")
+                    + " ");
+        }
+        assertThat(dir.resolve("report.html")).isNotEmptyFile();
+        List<String> lines = Files.readAllLines(dir.resolve("metrics.jsonl"), StandardCharsets.UTF_8);
+        assertThat(lines).hasSize(cfg.epochs());
+
+        ObjectMapper json = new ObjectMapper();
+        JsonNode eval = json.readTree(dir.resolve("eval.json").toFile());
+        // the preset's promise (TrainConfig.quick): every trigram right
+        assertThat(eval.get("trigram_n_correct").intValue()).isEqualTo(eval.get("n_trigrams").intValue())
+                .isEqualTo((int) (cfg.trigramProb() * cfg.dVocab() * (cfg.dVocab() - 1)));
+        // the printed table is eval.json, to its six printed digits
+        for (Map.Entry<String, JsonNode> e : (Iterable<Map.Entry<String, JsonNode>>) eval::fields) {
+            String v = e.getValue().isInt() ? e.getValue().asText()
+                    : String.format(Locale.ROOT, "%.6f", e.getValue().doubleValue());
+            assertThat(printed).contains(String.format("%-25s %s%n", e.getKey(), v));
+        }
+        // the last epoch's line of metrics.jsonl agrees with the final evaluation's trigram score
+        JsonNode last = json.readTree(lines.get(lines.size() - 1));
+        assertThat(last.get("epoch").intValue()).isEqualTo(cfg.epochs());
+        assertThat(last.get("trigram_n_correct").intValue()).isEqualTo(eval.get("trigram_n_correct").intValue());
+
+        // evaluate on the written model, with the dataset parameters from its metadata, says the same
+        assertThat(run("evaluate", "--model", dir.resolve("model.safetensors").toString(), "--json")).as(err())
+                .isZero();
+        assertThat(json.readTree(out())).isEqualTo(eval);
+
+        TorchPython.assumeAvailable("compute evaluate's metrics on a trilens-trained model with PyTorch");
+        assertThat(run("evaluate", "--model", dir.resolve("model.pt").toString(), "--json", "--seed",
+                Long.toString(cfg.dataSeed()), "--trigram-prob", Double.toString(cfg.trigramProb()))).as(err())
+                .isZero();
+        JsonNode fromPt = json.readTree(out());
+        assertThat(fromPt).isEqualTo(eval);
+        EvaluateCommandTest.assertMatchesTorch(fromPt, EvaluateCommandTest.torchMetrics(tmp,
+                dir.resolve("model.pt"), cfg.dataSeed(), cfg.trigramProb(), 2500));
+    }
+}
