@@ -135,6 +135,38 @@ class TorchGeneratorTest {
     }
 
     @Test
+    void normalWithMeanAndStdMatchesTorchAtTheBlockBoundaries() {
+        // torch 1.13: torch.manual_seed(seed); torch.empty(n).normal_(mean, std) -- n = 16 is the first block-path
+        // size, n = 32 a whole number of blocks (no redrawn tail), n = 7 the scalar path; mean and std not 0 and 1.
+        assertNormal(5, 16, 1.5, 2.0, new float[] {5.184659957885742f, 2.5377743244171143f, -1.9238426685333252f,
+            -1.9027585983276367f, 5.538838863372803f, 0.9627711176872253f, 1.2385649681091309f,
+            -1.3748276233673096f, 2.28153657913208f, 1.462064504623413f, -1.2053747177124023f,
+            0.038364410400390625f, 3.475844383239746f, 0.6611841320991516f, 0.33020830154418945f,
+            -0.06467020511627197f});
+        assertNormal(6, 32, -0.5, 0.25, new float[] {-0.8028261661529541f, -0.3424103558063507f,
+            -0.867825984954834f, -0.8337997198104858f, -0.6224167346954346f, -0.4670644700527191f,
+            -0.4176257252693176f, -0.4183926582336426f, -0.6201376914978027f, -0.2242099642753601f,
+            0.13712650537490845f, -0.42484116554260254f, -0.6358045339584351f, -0.7710323333740234f,
+            -0.13469085097312927f, -0.906982421875f, -0.8700177073478699f, -0.7657663822174072f,
+            -0.40924638509750366f, -0.40013325214385986f, -0.4635855555534363f, -0.6836193799972534f,
+            -0.7468138933181763f, -0.03719523549079895f, -0.8359334468841553f, -0.28661829233169556f,
+            -0.2797163128852844f, -0.6630475521087646f, -0.35475775599479675f, -0.4109799861907959f,
+            -0.49598848819732666f, -0.39953580498695374f});
+        assertNormal(7, 7, 3.0, 0.5, new float[] {2.926602363586426f, 3.393070697784424f, 3.4734108448028564f,
+            2.4428279399871826f, 3.845395088195801f, 2.552586078643799f, 2.8221874237060547f});
+    }
+
+    private static void assertNormal(long seed, int n, double mean, double std, float[] torch) {
+        float[] got = new float[n + 2];
+        new TorchGenerator(seed).normal(got, 1, n, mean, std);
+        for (int i = 0; i < n; i++) {
+            assertThat(got[i + 1]).as("seed %d n %d element %d", seed, n, i).isCloseTo(torch[i], within(2e-6f));
+        }
+        assertThat(got[0]).isZero();
+        assertThat(got[n + 1]).isZero();
+    }
+
+    @Test
     void cephesLogAndSincosStayCloseToTheTrueValues() {
         // they are approximations (torch's), so only closeness is checked here; bits are checked through normal
         float[] sc = new float[2];

@@ -84,6 +84,8 @@ class TrigramDatasetTest {
     void invariantsHoldForRandomConfigs() {
         Random rnd = new Random(2024);
         double[] probs = {0.0, 0.01, 0.05, 0.1, 0.2, 0.3};
+        int forced = 0;
+        int withoutTrigrams = 0;
         for (int k = 0; k < 60; k++) {
             int d = 5 + rnd.nextInt(36);
             int len = 3 + rnd.nextInt(28);
@@ -91,11 +93,17 @@ class TrigramDatasetTest {
             int size = 1 + rnd.nextInt(60);
             long seed = rnd.nextLong();
             String cfg = "d=" + d + " len=" + len + " p=" + prob + " size=" + size + " seed=" + seed;
-            checkInvariants(TrigramDataset.generate(d, len, prob, seed, size), cfg);
+            TrigramDataset ds = TrigramDataset.generate(d, len, prob, seed, size);
+            forced += checkInvariants(ds, cfg);
+            withoutTrigrams += ds.trigrams().length == 0 ? 1 : 0;
         }
+        // the per-position checks only bite where a trigram is completed, and the chain checks only with trigrams
+        assertThat(forced).as("positions that complete a trigram, over all configs").isGreaterThan(100);
+        assertThat(withoutTrigrams).as("configs without trigrams").isLessThan(30);
     }
 
-    private static void checkInvariants(TrigramDataset ds, String cfg) {
+    /** Returns how many positions complete a trigram, so callers can check the filtered assertions ran. */
+    private static int checkInvariants(TrigramDataset ds, String cfg) {
         int d = ds.dVocab();
         int[][] tri = ds.trigrams();
         assertThat(tri.length).as(cfg).isEqualTo((int) (ds.trigramProb() * d * (d - 1)));
@@ -127,16 +135,19 @@ class TrigramDatasetTest {
         }
         assertThat(ds.tokens()).as(cfg).hasSize(ds.size() * ds.seqLen());
         assertInVocab(ds.tokens(), d, cfg);
+        int forcedSeen = 0;
         for (int s = 0; s < ds.size(); s++) {
             for (int p = 0; p < ds.seqLen(); p++) {
                 boolean forced = p >= 2 && byPrefix.containsKey(ds.token(s, p - 2) * d + ds.token(s, p - 1));
                 assertThat(ds.completesTrigram(s, p)).as(cfg).isEqualTo(forced);
                 if (forced) {
+                    forcedSeen++;
                     assertThat(ds.token(s, p)).as(cfg + " seq %d pos %d", s, p)
                             .isEqualTo(byPrefix.get(ds.token(s, p - 2) * d + ds.token(s, p - 1)));
                 }
             }
         }
+        return forcedSeen;
     }
 
     private static void assertInVocab(int[] values, int d, String cfg) {

@@ -67,11 +67,15 @@ class AnalysisOnTrainedModelTest {
     @Test
     void ablatingTheHeadRemovesTrigramAccuracy() {
         double clean = json.at("/ablation/clean/trigram_frac_correct").asDouble();
+        int zeroedHeads = 0;
         for (JsonNode a : json.at("/ablation/ablations")) {
             if (a.path("hook").asText().endsWith("hook_z") && a.path("mode").asText().equals("zero")) {
+                zeroedHeads++;
                 assertThat(a.at("/metrics/trigram_frac_correct").asDouble()).isLessThanOrEqualTo(clean - 0.3);
             }
         }
+        // the one-layer, one-head model has exactly one zero ablation of hook_z: without it the loop proves nothing
+        assertThat(zeroedHeads).isEqualTo(1);
     }
 
     @Test

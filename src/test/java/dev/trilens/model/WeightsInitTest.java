@@ -43,13 +43,17 @@ class WeightsInitTest {
         Weights w = Weights.init(ModelConfig.arena(), 40);
         long bitSum = 0;
         int count = 0;
+        int compared = 0;
+        int biases = 0;
         for (ParamLayout.Param p : w.layout.params()) {
             float[] v = w.copyOf(p.name());
             float[] expected = TORCH.get(p.name());
             if (expected == null) {
                 assertThat(v).as("%s is a bias: zero", p.name()).containsOnly(0f);
+                biases++;
                 continue;
             }
+            compared++;
             assertThat(new float[] {v[0], v[1], v[2], v[v.length - 1]}).as(p.name()).containsExactly(expected);
             for (float x : v) {
                 bitSum += Float.floatToRawIntBits(x);
@@ -57,6 +61,8 @@ class WeightsInitTest {
             }
         }
         assertThat(TORCH).hasSize(9);
+        assertThat(compared).as("every torch tensor was compared").isEqualTo(TORCH.size());
+        assertThat(biases).isPositive();
         // sum of the raw float bits of all 9,728 weights, as torch's tensors give it
         assertThat(count).isEqualTo(9728);
         assertThat(bitSum).isEqualTo(-355738449226L);
@@ -84,17 +90,22 @@ class WeightsInitTest {
     void layerNormScalesAreOneAndAttentionOnlyHasNoMlp() {
         ModelConfig cfg = new ModelConfig(10, 8, 16, 2, 2, 4, 0, true);
         Weights w = Weights.init(cfg, 1);
+        int[] seen = new int[3]; // layer-norm scales, biases, weight matrices: each branch must be exercised
         for (ParamLayout.Param p : w.layout.params()) {
             float[] v = w.copyOf(p.name());
             String leaf = p.name().substring(p.name().lastIndexOf('.') + 1);
             if (leaf.equals("w")) {
                 assertThat(v).as(p.name()).containsOnly(1f);
+                seen[0]++;
             } else if (!p.name().contains("W_")) {
                 assertThat(v).as(p.name()).containsOnly(0f);
+                seen[1]++;
             } else {
                 assertThat(v).as(p.name()).doesNotContain(0f);
+                seen[2]++;
             }
         }
+        assertThat(seen).as("params per branch").doesNotContain(0);
         assertThat(w.layout.params()).noneMatch(p -> p.name().contains("mlp"));
     }
 }

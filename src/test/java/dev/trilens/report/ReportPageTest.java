@@ -151,6 +151,7 @@ class ReportPageTest {
             List<WebElement> claims = driver.findElements(By.cssSelector("#explanation-body li.claim"));
             JsonNode explanation = analysis.path("explanation");
             assertThat(claims).hasSize(explanation.size()).isNotEmpty();
+            int numbersChecked = 0;
             for (int i = 0; i < claims.size(); i++) {
                 JsonNode c = explanation.get(i);
                 WebElement li = claims.get(i);
@@ -166,9 +167,11 @@ class ReportPageTest {
                     var f = fields.next();
                     if (f.getValue().isNumber()) {
                         assertThat(shown).contains(f.getKey() + " = " + shownNumber(f.getValue()));
+                        numbersChecked++;
                     }
                 }
             }
+            assertThat(numbersChecked).as("numeric evidence compared").isPositive();
             assertThat(driver.findElements(By.cssSelector("#worklog-body .answer")))
                     .hasSize(analysis.path("worklog").size()).hasSize(5);
             assertThat(driver.findElement(By.cssSelector("#answer-set_test .verdict")).getText())

@@ -94,6 +94,7 @@ class ProbeServerTest {
         JsonNode d = ok(http.postJson("/api/dla", "{\"tokens\": [3, 4, 5, 6], \"pos\": 2}"));
         assertThat(d.get("pos").asInt()).isEqualTo(2);
         double sum = 0;
+        assertThat(d.get("components")).isNotEmpty();
         for (JsonNode c : d.get("components")) {
             sum += c.get("value").asDouble();
         }

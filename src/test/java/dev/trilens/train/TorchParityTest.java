@@ -106,6 +106,7 @@ class TorchParityTest {
         }
 
         TorchGenerator g = new TorchGenerator(40);
+        assertThat(torch.get("int64")).isNotEmpty();
         for (JsonNode v : torch.get("int64")) {
             assertThat(g.randomInt64()).isEqualTo(v.longValue());
         }
