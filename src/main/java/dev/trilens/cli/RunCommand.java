@@ -38,7 +38,7 @@ public final class RunCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         CommandLine cl = spec.commandLine();
-        TrainCommand.applyThreads(cl, run.threads);
+        run.check(cl);
         TrainCommand.Preset p = run.preset == null ? TrainCommand.Preset.arena : run.preset;
         Path runDir = TrainCommand.outDir(run.out, p);
         try (OutputLock lock = OutputLock.acquire(runDir, "run")) {
@@ -49,9 +49,7 @@ public final class RunCommand implements Callable<Integer> {
     private int run(CommandLine cl, Path runDir, TrainCommand.Preset p) throws Exception {
         PrintWriter out = cl.getOut();
         Trainer trainer = Trainer.start(TrainConfig.preset(p.name()), runDir);
-        if (run.exportPt) {
-            trainer.exportPt();
-        }
+        run.applyTo(trainer);
         Path dir = trainer.dir();
         out.printf("training into %s%n", dir);
         TrainCommand.train(trainer, out);
