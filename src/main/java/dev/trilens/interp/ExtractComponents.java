@@ -12,6 +12,12 @@ import dev.trilens.model.Weights;
  * <p>Letters: V vocab, N n_ctx, D d_model, H heads, Dh d_head, M d_mlp. A "context" is a query b at position p, the
  * key a at p-1 and the key b itself at p, plus (optionally) the positions 0..p-2 filled with random tokens, whose
  * expected contribution is the mean-field background {@link Background}.
+ *
+ * <p>Without LayerNorm every map before the MLP's ReLU and after it is linear in the embeddings, and a key's score
+ * splits into a token part plus a position part. {@link #linear} models then take two shortcuts that give the same
+ * numbers up to rounding: the background's sums over (token, position) factor into a sum over tokens times a sum
+ * over positions, and {@link #logits} reads tables of every piece already multiplied by W_U and W_in instead of
+ * building the residual stream. A LayerNorm model takes the direct route.
  */
 final class ExtractComponents {
     final ModelConfig cfg;
@@ -21,12 +27,31 @@ final class ExtractComponents {
     final double[] x;
     /** q, k of every (token, position), after ln1 when the model has it: [V, N, H, Dh]. */
     final double[] q, k;
+    /**
+     * k again, laid out [H, Dh, N, V]: the keys of positions 0..j-1 are then one contiguous run per dimension, so a
+     * query's scores against all of them are a few long vector loops rather than one short dot product per key.
+     */
+    final double[] kByDim;
     /** vo[t, j, h, :] = (ln1(x[t, j]) @ W_V[h] + b_V[h]) @ W_O[h]: what head h writes when it attends (t, j), [V, N, H, D]. */
     final double[] vo;
     final double[] bO, wIn, bIn, wOut, bOut, wU, bU, ln2w, ln2b, lnfw, lnfb;
     final double scale;
+    /** No LayerNorm, and the shortcuts allowed: see the class comment. */
+    final boolean linear;
+    /**
+     * The linear tables: the key of (t, j) is kTok[t, h] + kPos[j, h] ([V, H, Dh] and [N, H, Dh], b_K in kPos), its
+     * OV output voTok[t, h] + voPos[j, h] ([V, H, D] and [N, H, D], b_V W_O in voPos); voU[t, j, h] and
+     * voIn[t, j, h] are vo[t, j, h] @ W_U and @ W_in ([V, N, H, V] and [V, N, H, M]); base[t, j] = (x[t, j] + b_O
+     * + b_out) @ W_U + b_U and preBase[t, j] = (x[t, j] + b_O) @ W_in + b_in; wOutU = W_out @ W_U [M, V].
+     */
+    private final double[] kTok, kPos, voTok, voPos, voU, voIn, base, preBase, wOutU;
 
     ExtractComponents(Weights w) {
+        this(w, true);
+    }
+
+    /** shortcuts=false makes a model without LayerNorm take the direct route too, to check the shortcuts against. */
+    ExtractComponents(Weights w, boolean shortcuts) {
         cfg = w.cfg;
         if (cfg.nLayers() != 1) {
             throw new TrilensException("trigram extraction reads one-layer models (the challenge's shape); this "
@@ -68,6 +93,7 @@ final class ExtractComponents {
         q = new double[V * N * H * Dh];
         k = new double[V * N * H * Dh];
         vo = new double[V * N * H * D];
+        kByDim = new double[H * Dh * N * V];
         double[] xin = new double[D], v = new double[Dh];
         for (int t = 0; t < V; t++) {
             for (int j = 0; j < N; j++) {
@@ -91,6 +117,7 @@ final class ExtractComponents {
                         }
                         q[qk + e] = sq;
                         k[qk + e] = sk;
+                        kByDim[((h * Dh + e) * N + j) * V + t] = sk;
                         v[e] = sv;
                     }
                     int o = ((t * N + j) * H + h) * D;
@@ -99,6 +126,93 @@ final class ExtractComponents {
                             vo[o + i] += v[e] * wO[(h * Dh + e) * D + i];
                         }
                     }
+                }
+            }
+        }
+        linear = shortcuts && !ln;
+        if (!linear) {
+            kTok = kPos = voTok = voPos = voU = voIn = base = preBase = wOutU = null;
+            return;
+        }
+        double[] zeros = new double[H * Dh];
+        kTok = project(wE, V, wK, zeros);
+        kPos = project(wPos, N, wK, bK);
+        voTok = new double[V * H * D];
+        voPos = new double[N * H * D];
+        double[] vTok = project(wE, V, wV, zeros), vPos = project(wPos, N, wV, bV);
+        for (int h = 0; h < H; h++) {
+            for (int e = 0; e < Dh; e++) {
+                for (int i = 0; i < D; i++) {
+                    double o = wO[(h * Dh + e) * D + i];
+                    for (int t = 0; t < V; t++) {
+                        voTok[(t * H + h) * D + i] += vTok[(t * H + h) * Dh + e] * o;
+                    }
+                    for (int j = 0; j < N; j++) {
+                        voPos[(j * H + h) * D + i] += vPos[(j * H + h) * Dh + e] * o;
+                    }
+                }
+            }
+        }
+        voU = times(vo, V * N * H, wU, V);
+        base = new double[V * N * V];
+        double[] xb = new double[D];
+        for (int tj = 0; tj < V * N; tj++) {
+            for (int i = 0; i < D; i++) {
+                xb[i] = x[tj * D + i] + bO[i] + (M > 0 ? bOut[i] : 0);
+            }
+            System.arraycopy(bU, 0, base, tj * V, V);
+            addTimes(xb, 0, wU, V, base, tj * V);
+        }
+        if (M > 0) {
+            voIn = times(vo, V * N * H, wIn, M);
+            preBase = new double[V * N * M];
+            for (int tj = 0; tj < V * N; tj++) {
+                for (int i = 0; i < D; i++) {
+                    xb[i] = x[tj * D + i] + bO[i];
+                }
+                System.arraycopy(bIn, 0, preBase, tj * M, M);
+                addTimes(xb, 0, wIn, M, preBase, tj * M);
+            }
+            wOutU = times(wOut, M, wU, V);
+        } else {
+            voIn = preBase = wOutU = null;
+        }
+    }
+
+    /** rows [n, D] @ w[h] ([H, D, Dh]) + bias[h] ([H, Dh]) for every head: [n, H, Dh]. */
+    private double[] project(double[] rows, int n, double[] w, double[] bias) {
+        double[] out = new double[n * H * Dh];
+        for (int r = 0; r < n; r++) {
+            for (int h = 0; h < H; h++) {
+                int o = (r * H + h) * Dh;
+                System.arraycopy(bias, h * Dh, out, o, Dh);
+                for (int i = 0; i < D; i++) {
+                    double xi = rows[r * D + i];
+                    for (int e = 0; e < Dh; e++) {
+                        out[o + e] += xi * w[(h * D + i) * Dh + e];
+                    }
+                }
+            }
+        }
+        return out;
+    }
+
+    /** rows [n, D] @ w [D, cols]: [n, cols]. */
+    private double[] times(double[] rows, int n, double[] w, int cols) {
+        double[] out = new double[n * cols];
+        for (int r = 0; r < n; r++) {
+            addTimes(rows, r * D, w, cols, out, r * cols);
+        }
+        return out;
+    }
+
+    /** out[at..at+cols) += rows[from..from+D) @ w [D, cols]. */
+    private void addTimes(double[] rows, int from, double[] w, int cols, double[] out, int at) {
+        for (int i = 0; i < D; i++) {
+            double xi = rows[from + i];
+            if (xi != 0) {
+                for (int c = 0; c < cols; c++) {
+                    out[at + c] += xi * w[i * cols + c];
                 }
             }
         }
@@ -149,40 +263,62 @@ final class ExtractComponents {
      */
     static final class Background {
         final double[] max, mass, value; // [H], [H], [H, D]
-        double[] scores = new double[0]; // scratch: one head's scores of the keys 0..p-2, [p-1, V]
+        /** For {@link #linear} models: value @ W_U [H, V] and value @ W_in [H, M]. */
+        final double[] valueU, valueIn;
 
-        Background(int H, int D) {
-            max = new double[H];
-            mass = new double[H];
-            value = new double[H * D];
+        Background(ExtractComponents c) {
+            max = new double[c.H];
+            mass = new double[c.H];
+            value = new double[c.H * c.D];
+            valueU = new double[c.linear ? c.H * c.V : 0];
+            valueIn = new double[c.linear ? c.H * c.M : 0];
         }
     }
 
-    /** Fills bg for query (b, p); with random=false (the two-key reading) the background is empty. */
-    void background(Background bg, int b, int p, boolean random) {
+    /** Scratch for {@link #background}: one head's scores of every key (t, j < N - 1), at j * V + t. */
+    double[] backgroundScratch() {
+        return new double[N * V + V + N];
+    }
+
+    /**
+     * Fills bg for query (b, p); with random=false (the two-key reading) the background is empty. scores is
+     * {@link #backgroundScratch()}'s.
+     */
+    void background(Background bg, double[] scores, int b, int p, boolean random) {
         java.util.Arrays.fill(bg.mass, 0);
         java.util.Arrays.fill(bg.value, 0);
         java.util.Arrays.fill(bg.max, Double.NEGATIVE_INFINITY);
+        java.util.Arrays.fill(bg.valueU, 0);
+        java.util.Arrays.fill(bg.valueIn, 0);
         if (!random || p < 2) {
             return;
         }
-        if (bg.scores.length < (p - 1) * V) {
-            bg.scores = new double[N * V];
+        if (linear) {
+            separableBackground(bg, scores, b, p);
+            return;
         }
+        int keys = (p - 1) * V;
         for (int h = 0; h < H; h++) {
-            double max = Double.NEGATIVE_INFINITY;
-            for (int j = 0; j <= p - 2; j++) {
-                for (int t = 0; t < V; t++) {
-                    double s = score(b, p, t, j, h);
-                    bg.scores[j * V + t] = s;
-                    max = Math.max(max, s);
+            // the dot products of score(b, p, t, j, h), summed over e in the same order, then scaled as there
+            java.util.Arrays.fill(scores, 0, keys, 0);
+            int qo = ((b * N + p) * H + h) * Dh;
+            for (int e = 0; e < Dh; e++) {
+                double qe = q[qo + e];
+                int ko = (h * Dh + e) * N * V;
+                for (int i = 0; i < keys; i++) {
+                    scores[i] += qe * kByDim[ko + i];
                 }
+            }
+            double max = Double.NEGATIVE_INFINITY;
+            for (int i = 0; i < keys; i++) {
+                scores[i] *= scale;
+                max = Math.max(max, scores[i]);
             }
             bg.max[h] = max;
             double mass = 0;
             for (int j = 0; j <= p - 2; j++) {
                 for (int t = 0; t < V; t++) {
-                    double e = Math.exp(bg.scores[j * V + t] - max) / V;
+                    double e = Math.exp(scores[j * V + t] - max) / V;
                     mass += e;
                     int o = ((t * N + j) * H + h) * D, bo = h * D;
                     for (int i = 0; i < D; i++) {
@@ -192,6 +328,63 @@ final class ExtractComponents {
             }
             bg.mass[h] = mass;
         }
+    }
+
+    /**
+     * The background of a linear model: score(t, j) = tok[t] + pos[j], so exp(score - max) = alpha[t] gamma[j] with
+     * max = max tok + max pos, and every sum over (t, j) factors into a sum over t times one over j.
+     */
+    private void separableBackground(Background bg, double[] scratch, int b, int p) {
+        int bp = b * N + p;
+        for (int h = 0; h < H; h++) {
+            int qo = (bp * H + h) * Dh;
+            double maxTok = Double.NEGATIVE_INFINITY, maxPos = Double.NEGATIVE_INFINITY;
+            for (int t = 0; t < V; t++) {
+                scratch[t] = dotQ(qo, kTok, (t * H + h) * Dh);
+                maxTok = Math.max(maxTok, scratch[t]);
+            }
+            for (int j = 0; j <= p - 2; j++) {
+                scratch[V + j] = dotQ(qo, kPos, (j * H + h) * Dh);
+                maxPos = Math.max(maxPos, scratch[V + j]);
+            }
+            double sumTok = 0, sumPos = 0;
+            for (int t = 0; t < V; t++) {
+                scratch[t] = Math.exp(scratch[t] - maxTok) / V;
+                sumTok += scratch[t];
+            }
+            for (int j = 0; j <= p - 2; j++) {
+                scratch[V + j] = Math.exp(scratch[V + j] - maxPos);
+                sumPos += scratch[V + j];
+            }
+            bg.max[h] = maxTok + maxPos;
+            bg.mass[h] = sumTok * sumPos;
+            int bo = h * D;
+            for (int t = 0; t < V; t++) {
+                double f = scratch[t] * sumPos;
+                for (int i = 0; i < D; i++) {
+                    bg.value[bo + i] += f * voTok[(t * H + h) * D + i];
+                }
+            }
+            for (int j = 0; j <= p - 2; j++) {
+                double f = scratch[V + j] * sumTok;
+                for (int i = 0; i < D; i++) {
+                    bg.value[bo + i] += f * voPos[(j * H + h) * D + i];
+                }
+            }
+            addTimes(bg.value, bo, wU, V, bg.valueU, h * V);
+            if (M > 0) {
+                addTimes(bg.value, bo, wIn, M, bg.valueIn, h * M);
+            }
+        }
+    }
+
+    /** scale * q[qo..] . keys[ko..], a query against one part of a key. */
+    private double dotQ(int qo, double[] keys, int ko) {
+        double s = 0;
+        for (int e = 0; e < Dh; e++) {
+            s += q[qo + e] * keys[ko + e];
+        }
+        return s * scale;
     }
 
     /**
@@ -241,7 +434,7 @@ final class ExtractComponents {
         java.util.Arrays.fill(r.ovPrev, 0);
         for (int h = 0; h < H; h++) {
             int oa = ((a * N + p - 1) * H + h) * D, ob = ((b * N + p) * H + h) * D;
-            double bgNorm = bg.mass[h] == 0 || wBg[h] == 0 ? 0 : wBg[h] / bg.mass[h];
+            double bgNorm = backgroundWeight(bg, wBg, h);
             for (int i = 0; i < D; i++) {
                 r.ovPrev[i] += wPrev[h] * vo[oa + i];
                 r.ovRest[i] += wSelf[h] * vo[ob + i] + bgNorm * bg.value[h * D + i];
@@ -256,12 +449,16 @@ final class ExtractComponents {
             if (ln) {
                 layerNorm(r.tmpD, ln2w, ln2b);
             }
-            for (int m = 0; m < M; m++) {
-                double s = bIn[m];
-                for (int i = 0; i < D; i++) {
-                    s += r.tmpD[i] * wIn[i * M + m];
+            // row by row of W_in, so the inner loop runs along memory; each sum keeps its order (b_in, then i = 0..)
+            System.arraycopy(bIn, 0, r.tmpM, 0, M);
+            for (int i = 0; i < D; i++) {
+                double xi = r.tmpD[i];
+                for (int m = 0; m < M; m++) {
+                    r.tmpM[m] += xi * wIn[i * M + m];
                 }
-                r.tmpM[m] = Math.max(0, s);
+            }
+            for (int m = 0; m < M; m++) {
+                r.tmpM[m] = Math.max(0, r.tmpM[m]);
             }
             System.arraycopy(bOut, 0, r.mlpOut, 0, D);
             for (int m = 0; m < M; m++) {
@@ -286,6 +483,46 @@ final class ExtractComponents {
                 r.logits[c] += xi * wU[row + c];
             }
         }
+    }
+
+    /**
+     * r.logits for the query (b, p) attending a at p-1 with the given weights, as {@link #forward} computes them; a
+     * {@link #linear} model adds up its tables instead (the other fields of r are then left as they were).
+     */
+    void logits(Resid r, int a, int b, int p, Background bg, double[] wPrev, double[] wSelf, double[] wBg) {
+        if (!linear) {
+            forward(r, a, b, p, bg, wPrev, wSelf, wBg);
+            return;
+        }
+        int bp = b * N + p;
+        double[] out = r.logits, pre = r.tmpM;
+        System.arraycopy(base, bp * V, out, 0, V);
+        if (M > 0) {
+            System.arraycopy(preBase, bp * M, pre, 0, M);
+        }
+        for (int h = 0; h < H; h++) {
+            double wa = wPrev[h], wb = wSelf[h], wg = backgroundWeight(bg, wBg, h);
+            int ia = (a * N + p - 1) * H + h, ib = bp * H + h;
+            for (int c = 0; c < V; c++) {
+                out[c] += wa * voU[ia * V + c] + wb * voU[ib * V + c] + wg * bg.valueU[h * V + c];
+            }
+            for (int m = 0; m < M; m++) {
+                pre[m] += wa * voIn[ia * M + m] + wb * voIn[ib * M + m] + wg * bg.valueIn[h * M + m];
+            }
+        }
+        for (int m = 0; m < M; m++) {
+            double act = pre[m];
+            if (act > 0) {
+                for (int c = 0; c < V; c++) {
+                    out[c] += act * wOutU[m * V + c];
+                }
+            }
+        }
+    }
+
+    /** What the background's value is multiplied by: its share of the attention over its expected mass. */
+    private static double backgroundWeight(Background bg, double[] wBg, int h) {
+        return bg.mass[h] == 0 || wBg[h] == 0 ? 0 : wBg[h] / bg.mass[h];
     }
 
     /**

@@ -331,8 +331,13 @@ public final class TrigramExtractor {
     }
 
     public static Result extract(Weights w, Options opts) {
+        return extract(w, opts, true);
+    }
+
+    /** shortcuts=false: a model without LayerNorm is read the direct way too (see {@link ExtractComponents}). */
+    static Result extract(Weights w, Options opts, boolean shortcuts) {
         long t0 = System.nanoTime();
-        ExtractComponents comp = new ExtractComponents(w);
+        ExtractComponents comp = new ExtractComponents(w, shortcuts);
         int V = comp.V, H = comp.H;
         int[] positions = opts.positions() == null ? defaultPositions(comp.N) : opts.positions();
         for (int p : positions) {
@@ -346,10 +351,12 @@ public final class TrigramExtractor {
         int[] argmax = new int[V * V];
         float[] conf = new float[V * V], attnPrev = new float[V * V], qkAdv = new float[V * V];
         float[] dist = new float[V * V * V], medianOverA = new float[V * V];
+        // backgrounds[b][i]: the context of query b at positions[i]; the same for every a, so pass 2 reads it back
+        ExtractComponents.Background[][] backgrounds = new ExtractComponents.Background[V][P];
 
         // pass 1: every pair's position-averaged distribution, one query token b per task
         Parallel.forRange(V, (worker, from, to) -> {
-            ExtractComponents.Background bg = new ExtractComponents.Background(H, comp.D);
+            double[] scratch = comp.backgroundScratch();
             ExtractComponents.Resid r = new ExtractComponents.Resid(comp);
             double[] wPrev = new double[H], wSelf = new double[H], wBg = new double[H], sPrev = new double[H],
                     sSelf = new double[H], probs = new double[V];
@@ -359,8 +366,11 @@ public final class TrigramExtractor {
                 Arrays.fill(acc, 0);
                 Arrays.fill(accAttn, 0);
                 Arrays.fill(accAdv, 0);
-                for (int p : positions) {
-                    comp.background(bg, b, p, random);
+                for (int pi = 0; pi < P; pi++) {
+                    int p = positions[pi];
+                    ExtractComponents.Background bg = new ExtractComponents.Background(comp);
+                    comp.background(bg, scratch, b, p, random);
+                    backgrounds[b][pi] = bg;
                     for (int a = 0; a < V; a++) {
                         comp.attention(a, b, p, bg, wPrev, wSelf, sPrev, sSelf);
                         for (int h = 0; h < H; h++) {
@@ -368,7 +378,7 @@ public final class TrigramExtractor {
                             accAttn[a * H + h] += wPrev[h] / P;
                             accAdv[a * H + h] += (sPrev[h] - sSelf[h]) / P;
                         }
-                        comp.forward(r, a, b, p, bg, wPrev, wSelf, wBg);
+                        comp.logits(r, a, b, p, bg, wPrev, wSelf, wBg);
                         ExtractComponents.softmax(r.logits, probs);
                         for (int c = 0; c < V; c++) {
                             acc[a * V + c] += probs[c] / P;
@@ -428,7 +438,7 @@ public final class TrigramExtractor {
         Parallel.forRange(chosen.size(), (worker, from, to) -> {
             for (int i = from; i < to; i++) {
                 int[] ab = chosen.get(i);
-                entries[i] = explain(comp, ab[0], ab[1], argmax[ab[0] * V + ab[1]], positions, random);
+                entries[i] = explain(comp, ab[0], ab[1], argmax[ab[0] * V + ab[1]], positions, backgrounds[ab[1]]);
             }
         });
         List<Entry> list = new ArrayList<>(Arrays.asList(entries));
@@ -483,11 +493,11 @@ public final class TrigramExtractor {
             throw new TrilensException("query position " + p + " is outside [1, " + (comp.N - 1) + "]");
         }
         int H = comp.H;
-        ExtractComponents.Background bg = new ExtractComponents.Background(H, comp.D);
+        ExtractComponents.Background bg = new ExtractComponents.Background(comp);
         ExtractComponents.Resid r = new ExtractComponents.Resid(comp);
         double[] wPrev = new double[H], wSelf = new double[H], wBg = new double[H], sPrev = new double[H],
                 sSelf = new double[H], probs = new double[comp.V];
-        comp.background(bg, b, p, background == Background.RANDOM_CONTEXT);
+        comp.background(bg, comp.backgroundScratch(), b, p, background == Background.RANDOM_CONTEXT);
         comp.attention(a, b, p, bg, wPrev, wSelf, sPrev, sSelf);
         for (int h = 0; h < H; h++) {
             wBg[h] = Math.max(0, 1 - wPrev[h] - wSelf[h]);
@@ -497,10 +507,13 @@ public final class TrigramExtractor {
         return probs;
     }
 
-    /** The circuit quantities of one pair (a, b) with candidate c, averaged over the positions. */
-    static Entry explain(ExtractComponents comp, int a, int b, int c, int[] positions, boolean random) {
+    /**
+     * The circuit quantities of one pair (a, b) with candidate c, averaged over the positions; backgrounds[i] is the
+     * context of query b at positions[i].
+     */
+    static Entry explain(ExtractComponents comp, int a, int b, int c, int[] positions,
+                         ExtractComponents.Background[] backgrounds) {
         int V = comp.V, H = comp.H, P = positions.length;
-        ExtractComponents.Background bg = new ExtractComponents.Background(H, comp.D);
         ExtractComponents.Resid r = new ExtractComponents.Resid(comp);
         double[] wPrev = new double[H], wSelf = new double[H], wBg = new double[H], sPrev = new double[H],
                 sSelf = new double[H], probs = new double[V];
@@ -512,7 +525,7 @@ public final class TrigramExtractor {
         double conf = 0, confMin = 1, confNo = 0, confFull = 0;
         for (int pi = 0; pi < P; pi++) {
             int p = positions[pi];
-            comp.background(bg, b, p, random);
+            ExtractComponents.Background bg = backgrounds[pi];
             comp.attention(a, b, p, bg, wPrev, wSelf, sPrev, sSelf);
             for (int h = 0; h < H; h++) {
                 wBg[h] = Math.max(0, 1 - wPrev[h] - wSelf[h]);
@@ -537,10 +550,10 @@ public final class TrigramExtractor {
                 b0[h] = rest > 0 ? wBg[h] / rest : 0;
                 w1[h] = 1;
             }
-            comp.forward(r, a, b, p, bg, w0, s0, b0);
+            comp.logits(r, a, b, p, bg, w0, s0, b0);
             ExtractComponents.softmax(r.logits, probs);
             confNo += probs[c] / P;
-            comp.forward(r, a, b, p, bg, w1, z, z);
+            comp.logits(r, a, b, p, bg, w1, z, z);
             ExtractComponents.softmax(r.logits, probs);
             confFull += probs[c] / P;
         }
