@@ -153,30 +153,46 @@ final class ExtractComponents {
                 }
             }
         }
-        voU = times(vo, V * N * H, wU, V);
-        base = new double[V * N * V];
-        double[] xb = new double[D];
-        for (int tj = 0; tj < V * N; tj++) {
-            for (int i = 0; i < D; i++) {
-                xb[i] = x[tj * D + i] + bO[i] + (M > 0 ? bOut[i] : 0);
-            }
-            System.arraycopy(bU, 0, base, tj * V, V);
-            addTimes(xb, 0, wU, V, base, tj * V);
+        // every table is a token part plus a position part: projected separately, then added
+        voU = tokenPlusPosition(times(voTok, V * H, wU, V), times(voPos, N * H, wU, V), H, V);
+        double[] bias = bO.clone();
+        for (int i = 0; i < D && M > 0; i++) {
+            bias[i] += bOut[i];
         }
+        base = tokenPlusPosition(times(wE, V, wU, V), plusRow(times(wPos, N, wU, V), times(bias, 1, wU, V), bU),
+                1, V);
         if (M > 0) {
-            voIn = times(vo, V * N * H, wIn, M);
-            preBase = new double[V * N * M];
-            for (int tj = 0; tj < V * N; tj++) {
-                for (int i = 0; i < D; i++) {
-                    xb[i] = x[tj * D + i] + bO[i];
-                }
-                System.arraycopy(bIn, 0, preBase, tj * M, M);
-                addTimes(xb, 0, wIn, M, preBase, tj * M);
-            }
+            voIn = tokenPlusPosition(times(voTok, V * H, wIn, M), times(voPos, N * H, wIn, M), H, M);
+            preBase = tokenPlusPosition(times(wE, V, wIn, M), plusRow(times(wPos, N, wIn, M), times(bO, 1, wIn, M),
+                    bIn), 1, M);
             wOutU = times(wOut, M, wU, V);
         } else {
             voIn = preBase = wOutU = null;
         }
+    }
+
+    /** out[t, j, h, :] = byToken[t, h, :] + byPosition[j, h, :], rows of n: [V, N, H, n]. */
+    private double[] tokenPlusPosition(double[] byToken, double[] byPosition, int heads, int n) {
+        double[] out = new double[V * N * heads * n];
+        for (int t = 0; t < V; t++) {
+            for (int j = 0; j < N; j++) {
+                for (int h = 0; h < heads; h++) {
+                    int o = ((t * N + j) * heads + h) * n, ot = (t * heads + h) * n, op = (j * heads + h) * n;
+                    for (int c = 0; c < n; c++) {
+                        out[o + c] = byToken[ot + c] + byPosition[op + c];
+                    }
+                }
+            }
+        }
+        return out;
+    }
+
+    /** rows[r, :] += a + b for every row of rows (a and b one row each); returns rows. */
+    private static double[] plusRow(double[] rows, double[] a, double[] b) {
+        for (int r = 0; r < rows.length; r++) {
+            rows[r] += a[r % a.length] + b[r % b.length];
+        }
+        return rows;
     }
 
     /** rows [n, D] @ w[h] ([H, D, Dh]) + bias[h] ([H, Dh]) for every head: [n, H, Dh]. */
@@ -265,6 +281,8 @@ final class ExtractComponents {
         final double[] max, mass, value; // [H], [H], [H, D]
         /** For {@link #linear} models: value @ W_U [H, V] and value @ W_in [H, M]. */
         final double[] valueU, valueIn;
+        /** For {@link #linear} models: the query's score against every token a at p-1 [H, V], and against itself [H]. */
+        final double[] prevScore, selfScore;
 
         Background(ExtractComponents c) {
             max = new double[c.H];
@@ -272,6 +290,8 @@ final class ExtractComponents {
             value = new double[c.H * c.D];
             valueU = new double[c.linear ? c.H * c.V : 0];
             valueIn = new double[c.linear ? c.H * c.M : 0];
+            prevScore = new double[c.linear ? c.H * c.V : 0];
+            selfScore = new double[c.linear ? c.H : 0];
         }
     }
 
@@ -290,11 +310,11 @@ final class ExtractComponents {
         java.util.Arrays.fill(bg.max, Double.NEGATIVE_INFINITY);
         java.util.Arrays.fill(bg.valueU, 0);
         java.util.Arrays.fill(bg.valueIn, 0);
-        if (!random || p < 2) {
+        if (linear) {
+            separableBackground(bg, scores, b, p, random && p >= 2);
             return;
         }
-        if (linear) {
-            separableBackground(bg, scores, b, p);
+        if (!random || p < 2) {
             return;
         }
         int keys = (p - 1) * V;
@@ -332,9 +352,11 @@ final class ExtractComponents {
 
     /**
      * The background of a linear model: score(t, j) = tok[t] + pos[j], so exp(score - max) = alpha[t] gamma[j] with
-     * max = max tok + max pos, and every sum over (t, j) factors into a sum over t times one over j.
+     * max = max tok + max pos, and every sum over (t, j) factors into a sum over t times one over j. The same parts
+     * give the scores of a at p-1 and of b itself, which are kept for {@link #attention}; with context=false that is
+     * all (no background).
      */
-    private void separableBackground(Background bg, double[] scratch, int b, int p) {
+    private void separableBackground(Background bg, double[] scratch, int b, int p, boolean context) {
         int bp = b * N + p;
         for (int h = 0; h < H; h++) {
             int qo = (bp * H + h) * Dh;
@@ -343,8 +365,17 @@ final class ExtractComponents {
                 scratch[t] = dotQ(qo, kTok, (t * H + h) * Dh);
                 maxTok = Math.max(maxTok, scratch[t]);
             }
-            for (int j = 0; j <= p - 2; j++) {
+            for (int j = 0; j <= p; j++) {
                 scratch[V + j] = dotQ(qo, kPos, (j * H + h) * Dh);
+            }
+            for (int t = 0; t < V; t++) {
+                bg.prevScore[h * V + t] = scratch[t] + scratch[V + p - 1];
+            }
+            bg.selfScore[h] = scratch[b] + scratch[V + p];
+            if (!context) {
+                continue;
+            }
+            for (int j = 0; j <= p - 2; j++) {
                 maxPos = Math.max(maxPos, scratch[V + j]);
             }
             double sumTok = 0, sumPos = 0;
@@ -389,12 +420,13 @@ final class ExtractComponents {
 
     /**
      * Attention of the query (b, p) per head on a at p-1 (wPrev), on itself (wSelf) and on the background (the
-     * rest), from the scores; sPrev/sSelf receive the raw scores.
+     * rest), from the scores; sPrev/sSelf receive the raw scores. bg must be {@link #background}'s for (b, p).
      */
     void attention(int a, int b, int p, Background bg, double[] wPrev, double[] wSelf, double[] sPrev,
                    double[] sSelf) {
         for (int h = 0; h < H; h++) {
-            double s1 = score(b, p, a, p - 1, h), s0 = score(b, p, b, p, h);
+            double s1 = linear ? bg.prevScore[h * V + a] : score(b, p, a, p - 1, h);
+            double s0 = linear ? bg.selfScore[h] : score(b, p, b, p, h);
             double m = Math.max(Math.max(s1, s0), bg.max[h]);
             double e1 = Math.exp(s1 - m), e0 = Math.exp(s0 - m);
             double eb = bg.mass[h] == 0 ? 0 : bg.mass[h] * Math.exp(bg.max[h] - m);
@@ -558,17 +590,6 @@ final class ExtractComponents {
 
     /** Softmax of logits into probs (both [V]). */
     static void softmax(double[] logits, double[] probs) {
-        double max = Double.NEGATIVE_INFINITY;
-        for (double l : logits) {
-            max = Math.max(max, l);
-        }
-        double sum = 0;
-        for (int i = 0; i < logits.length; i++) {
-            probs[i] = Math.exp(logits[i] - max);
-            sum += probs[i];
-        }
-        for (int i = 0; i < logits.length; i++) {
-            probs[i] /= sum;
-        }
+        dev.trilens.model.Kernels.softmax(probs, logits, logits.length);
     }
 }

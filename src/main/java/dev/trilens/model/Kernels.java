@@ -470,6 +470,33 @@ public final class Kernels {
     }
 
     // ---------------------------------------------------------------------------------------------------------
+    // softmax of one row in double precision (the trigram extractor's distributions, P(c | a, b) at a position)
+
+    /** probs[0..n) = softmax(logits[0..n)). */
+    public static void softmax(double[] probs, double[] logits, int n) {
+        if (VECTOR) {
+            VectorKernels.softmax(probs, logits, n);
+        } else {
+            softmaxScalar(probs, logits, n);
+        }
+    }
+
+    public static void softmaxScalar(double[] probs, double[] logits, int n) {
+        double max = Double.NEGATIVE_INFINITY;
+        for (int i = 0; i < n; i++) {
+            max = Math.max(max, logits[i]);
+        }
+        double sum = 0;
+        for (int i = 0; i < n; i++) {
+            probs[i] = Math.exp(logits[i] - max);
+            sum += probs[i];
+        }
+        for (int i = 0; i < n; i++) {
+            probs[i] /= sum;
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
     // relu
 
     public static void reluForward(float[] out, int outOff, float[] inp, int inpOff, int n) {

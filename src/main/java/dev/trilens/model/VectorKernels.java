@@ -1,5 +1,6 @@
 package dev.trilens.model;
 
+import jdk.incubator.vector.DoubleVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShuffle;
@@ -11,6 +12,7 @@ import jdk.incubator.vector.VectorSpecies;
  */
 final class VectorKernels {
     private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
+    private static final VectorSpecies<Double> DV = DoubleVector.SPECIES_PREFERRED;
 
     /** Per-thread scratch: K or V transposed to [Dh, T], and for the scores Q of one head [T, Dh]. */
     private static final ThreadLocal<float[]> FLOAT_SCRATCH = ThreadLocal.withInitial(() -> new float[0]);
@@ -910,6 +912,30 @@ final class VectorKernels {
             int s_h = dsOff + h * T * T;
             causalRowMix(dq, dqOff + h * Dh, dscoresT, s_h, 1, T, k, kOff + h * Dh, HDh, T, Dh, scale);
             causalColMix(dk, dkOff + h * Dh, dscoresT, s_h, 1, T, q, qOff + h * Dh, HDh, T, Dh, scale);
+        }
+    }
+
+    /** Kernels.softmax of doubles: the library's vector exp (4x the scalar one's speed), a scalar tail. */
+    static void softmax(double[] probs, double[] logits, int n) {
+        int L = DV.length(), bound = DV.loopBound(n);
+        double max = Double.NEGATIVE_INFINITY;
+        for (int i = 0; i < n; i++) {
+            max = Math.max(max, logits[i]);
+        }
+        DoubleVector sumV = DoubleVector.zero(DV);
+        for (int i = 0; i < bound; i += L) {
+            DoubleVector e = DoubleVector.fromArray(DV, logits, i).sub(max).lanewise(VectorOperators.EXP);
+            e.intoArray(probs, i);
+            sumV = sumV.add(e);
+        }
+        double sum = sumV.reduceLanes(VectorOperators.ADD);
+        for (int i = bound; i < n; i++) {
+            probs[i] = Math.exp(logits[i] - max);
+            sum += probs[i];
+        }
+        double inv = 1 / sum;
+        for (int i = 0; i < n; i++) {
+            probs[i] *= inv;
         }
     }
 

@@ -379,7 +379,7 @@ public final class Trainer {
     }
 
     /** The tokens of the given sequences, in that order, row-major. */
-    private static int[] gather(int[] all, int[] seqs, int T) {
+    public static int[] gather(int[] all, int[] seqs, int T) {
         int[] out = new int[seqs.length * T];
         for (int i = 0; i < seqs.length; i++) {
             System.arraycopy(all, seqs[i] * T, out, i * T, T);

@@ -304,6 +304,34 @@ class KernelsTest {
     }
 
     @Test
+    void doubleSoftmaxAgreesWithScalar() {
+        java.util.Random rng = new java.util.Random(3);
+        for (int n : new int[] {1, 3, 4, 9, 75, 77}) {
+            for (double spread : new double[] {0.1, 5, 60}) {
+                double[] logits = new double[n], vector = new double[n], scalar = new double[n];
+                for (int i = 0; i < n; i++) {
+                    logits[i] = spread * rng.nextGaussian();
+                }
+                if (n > 2) {
+                    logits[1] = Double.NEGATIVE_INFINITY;
+                }
+                VectorKernels.softmax(vector, logits, n);
+                Kernels.softmaxScalar(scalar, logits, n);
+                double sum = 0;
+                for (int i = 0; i < n; i++) {
+                    assertThat(vector[i]).as("n %d spread %s i %d", n, spread, i)
+                            .isCloseTo(scalar[i], Offset.offset(1e-14 * scalar[i] + 1e-300));
+                    sum += vector[i];
+                }
+                assertThat(sum).isCloseTo(1, Offset.offset(1e-14));
+                if (n > 2) {
+                    assertThat(vector[1]).isZero();
+                }
+            }
+        }
+    }
+
+    @Test
     void vectorExpIsAccurateAndExactlyZeroForMinusInfinity() {
         int L = VectorKernels.floatLanes();
         float[] xs = new float[L];
