@@ -10,7 +10,7 @@ import picocli.CommandLine.Command;
         description = "Train and mechanistically interpret small transformers: the ARENA Nov 2024 trigram model.",
         subcommands = {DatasetCommand.class, EvaluateCommand.class, BenchCommand.class, TrainCommand.class, RunCommand.class,
                 CompareCommand.class, PatchCommand.class, PredictCommand.class, ServeCommand.class, ExtractCommand.class,
-                AnalyzeCommand.class, CommandLine.HelpCommand.class})
+                AnalyzeCommand.class, DynamicsCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
 
     @CommandLine.Spec

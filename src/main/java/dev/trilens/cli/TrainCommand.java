@@ -135,8 +135,9 @@ public final class TrainCommand implements Callable<Integer> {
             out.printf("pytorch   %s%n", trainer.dir().resolve(Trainer.MODEL_PT));
         }
         if (trainer.snapshotInterval() > 0) {
-            out.printf("snapshots %s (every %d epochs; trilens dynamics --run %s)%n",
-                    trainer.dir().resolve(Trainer.SNAPSHOTS), trainer.snapshotInterval(), trainer.dir());
+            out.printf("snapshots %s (every %d epoch%s; trilens dynamics --run %s)%n",
+                    trainer.dir().resolve(Trainer.SNAPSHOTS), trainer.snapshotInterval(),
+                    trainer.snapshotInterval() == 1 ? "" : "s", trainer.dir());
         }
         out.flush();
         return 0;

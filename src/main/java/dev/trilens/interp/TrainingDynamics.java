@@ -681,23 +681,24 @@ public final class TrainingDynamics {
     }
 
     static String milestoneSentence(int nTrigrams, Snapshot last, List<Milestone> milestones) {
-        StringBuilder s = new StringBuilder();
+        List<String> by = new ArrayList<>();
         for (Milestone m : milestones) {
-            s.append(String.format(Locale.ROOT, "by epoch %d%s, %d of the dataset's %d trigrams; ", m.epoch(),
-                    m.snapshotEpoch() == m.epoch() ? "" : " (its last snapshot, epoch " + m.snapshotEpoch() + ")",
-                    m.nLearned(), nTrigrams));
+            by.add(String.format(Locale.ROOT, "%d by epoch %d%s", m.nLearned(), m.epoch(),
+                    m.snapshotEpoch() == m.epoch() ? "" : " (its last snapshot, epoch " + m.snapshotEpoch() + ")"));
         }
+        by.add(String.format(Locale.ROOT, "%d by the last snapshot (epoch %d)", last.nExtractedInDataset(),
+                last.epoch()));
         List<String> beyond = new ArrayList<>();
         for (int m : MILESTONES) {
             if (milestones.stream().noneMatch(x -> x.epoch() == m)) {
                 beyond.add(Integer.toString(m));
             }
         }
-        return String.format(Locale.ROOT, "Trigrams learned %sat the last snapshot (epoch %d), %d of %d, with %d "
-                        + "extracted in all%s. A trigram counts as learned from the snapshot where the "
-                        + "extractor reads it from the weights and keeps reading it to the end.", s, last.epoch(),
-                last.nExtractedInDataset(), nTrigrams, last.nExtracted(), beyond.isEmpty() ? ""
-                        : " (the run ends before epoch " + joinAnd(beyond) + ")");
+        return String.format(Locale.ROOT, "Trigrams learned, of the dataset's %d: %s, with %d triples read from the "
+                        + "weights in all at the end%s. A trigram counts as learned from the snapshot where the "
+                        + "extractor reads it from the weights and keeps reading it to the end.", nTrigrams,
+                joinAnd(by), last.nExtracted(), beyond.isEmpty() ? ""
+                        : "; the snapshots end before epoch " + joinAnd(beyond));
     }
 
     static String orderSentence(Order o) {
