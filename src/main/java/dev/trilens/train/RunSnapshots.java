@@ -3,9 +3,11 @@ package dev.trilens.train;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.trilens.TrilensException;
+import dev.trilens.data.TrigramDataset;
 import dev.trilens.io.Checkpoint;
 import dev.trilens.io.FileText;
 import dev.trilens.io.Safetensors;
+import dev.trilens.model.HookedTransformer;
 import dev.trilens.model.Weights;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -21,7 +23,7 @@ import java.util.TreeMap;
 /**
  * A run folder's snapshots (train --snapshot-every) with the metrics of their epochs, read and checked to belong to
  * one run: every snapshot carries the run's config in its metadata and the epoch its file name says, and every trained
- * epoch has its line in metrics.jsonl. What cannot be used is said in {@link #notes}: a snapshot of an epoch the run
+ * epoch has its line in metrics.jsonl, whose trigram score the snapshot's weights give again. What cannot be used is said in {@link #notes}: a snapshot of an epoch the run
  * never committed (it was being written when the run was killed) is left out, and snapshots the interval promises but
  * the folder lacks are listed in {@link #missing}; the initial weights, if their snapshot is gone, are drawn again
  * from the init seed, as the run drew them.
@@ -95,9 +97,16 @@ public record RunSnapshots(Path dir, TrainConfig config, int interval, SortedMap
                     + "trains " + cfg.epochs() + ": expected the metrics of this run");
         }
         Map<Integer, Trainer.EpochMetrics> metrics = new LinkedHashMap<>();
-        for (int epoch : weights.keySet()) {
+        // the trigrams alone: the score is computed on them
+        TrigramDataset trigrams = TrigramDataset.generate(cfg.dVocab(), cfg.seqLen(), cfg.trigramProb(),
+                cfg.dataSeed(), 1);
+        for (Map.Entry<Integer, Weights> e : weights.entrySet()) {
+            int epoch = e.getKey();
             if (epoch > 0) {
-                metrics.put(epoch, lines.get(epoch - 1));
+                Trainer.EpochMetrics m = lines.get(epoch - 1);
+                requireSameScore(Trainer.snapshotPath(dir, epoch), epoch,
+                        Metrics.trigramScore(new HookedTransformer(e.getValue()), trigrams), m);
+                metrics.put(epoch, m);
             }
         }
         List<Integer> missing = new ArrayList<>();
@@ -114,6 +123,22 @@ public record RunSnapshots(Path dir, TrainConfig config, int interval, SortedMap
                     missing.size() == 1 ? "it" : "them"));
         }
         return new RunSnapshots(dir, cfg, interval, weights, metrics, List.copyOf(missing), List.copyOf(notes));
+    }
+
+    /**
+     * A snapshot must be the epoch metrics.jsonl describes: its trigram score, recomputed as the trainer computed it
+     * when it wrote both, must be the same.
+     */
+    private static void requireSameScore(Path file, int epoch, Metrics.TrigramScore tri, Trainer.EpochMetrics m) {
+        boolean same = tri.nCorrect() == m.trigramNCorrect() && (Double.isNaN(tri.avgCorrectProb())
+                ? Double.isNaN(m.trigramAvgCorrectProb())
+                : Math.abs(tri.avgCorrectProb() - m.trigramAvgCorrectProb()) <= 1e-9);
+        if (!same) {
+            throw new TrilensException(String.format(java.util.Locale.ROOT, "%s does not hold epoch %d of this run: "
+                            + "its trigram score is %d correct, avg p %.9f, where %s says %d, %.9f; expected the "
+                            + "snapshots the run wrote", file, epoch, tri.nCorrect(), tri.avgCorrectProb(),
+                    Trainer.METRICS, m.trigramNCorrect(), m.trigramAvgCorrectProb()));
+        }
     }
 
     private static int parseInterval(String every, Path file) {
