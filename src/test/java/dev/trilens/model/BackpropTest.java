@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.trilens.Fixtures;
 import dev.trilens.io.Checkpoints;
+import dev.trilens.model.kernels.Kernels;
 import java.util.Random;
 import java.util.stream.Stream;
 import org.assertj.core.data.Offset;
@@ -108,8 +109,8 @@ class BackpropTest {
             HookedTransformerTest.randomizeBiasesAndNorms(w, 9);
             int[] tokens = HookedTransformerTest.randomTokens(cfg, 40, T, 10);
             float[] tables = new float[w.data.length], matmuls = new float[w.data.length];
-            double lossTables = new Backprop(cfg, true).lossAndGradients(w, tokens, 40, T, tables);
-            double lossMatmuls = new Backprop(cfg, false).lossAndGradients(w, tokens, 40, T, matmuls);
+            double lossTables = new Backprop(cfg, true, Kernels.ops()).lossAndGradients(w, tokens, 40, T, tables);
+            double lossMatmuls = new Backprop(cfg, false, Kernels.ops()).lossAndGradients(w, tokens, 40, T, matmuls);
             assertThat(lossTables).isCloseTo(lossMatmuls, Offset.offset(1e-6));
             double overall = 0;
             for (float g : matmuls) {
