@@ -4,7 +4,6 @@ import dev.trilens.TrilensException;
 import dev.trilens.model.kernels.Kernels;
 import dev.trilens.model.kernels.TensorOps;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -12,7 +11,8 @@ import java.util.Map;
 import java.util.function.Predicate;
 
 /**
- * TransformerLens's HookedTransformer forward pass over a batch of token sequences, with its hook points.
+ * TransformerLens's HookedTransformer over a batch of token sequences: the {@link Forward} pass (the one training runs
+ * too, here in TransformerLens's shapes) with its hook points exposed as hooks and cache.
  *
  * <p>Each worker runs one sequence through every layer before the next (its activations stay in cache), keeping only
  * what the cache filter asks for. A hook splits the pass at its hook point: everything before it runs for the whole
@@ -80,9 +80,9 @@ public final class HookedTransformer {
             String result = HookNames.attn(l, "result");
             wantResult |= cacheFilter.test(result) || hooksByName.containsKey(result);
         }
-        Forward plan = forward(T, wantResult);
+        Forward pass = forward(T, wantResult);
         for (String name : hooksByName.keySet()) {
-            if (!plan.has(name) || name.equals(HookNames.LOGITS)) {
+            if (!pass.has(name) || name.equals(HookNames.LOGITS)) {
                 throw new TrilensException("no hook point named '" + name + "'; this model's hook points are "
                         + hookNames());
             }
@@ -90,28 +90,28 @@ public final class HookedTransformer {
         // The steps split into segments, each ending at a hooked activation. Within a segment each worker runs
         // one sequence through every step (activations stay in cache); between segments the hooks see the whole
         // batch. So an activation is kept batch-wide only if it is cached, hooked, or read in a later segment.
-        int nSteps = plan.steps.size();
-        int[] segmentOfAct = new int[plan.acts.size()];
+        int nSteps = pass.steps.size();
+        int[] segmentOfAct = new int[pass.acts.size()];
         List<Integer> segmentEnds = new ArrayList<>();
         for (int i = 0; i < nSteps; i++) {
-            Forward.Step st = plan.steps.get(i);
+            Forward.Step st = pass.steps.get(i);
             segmentOfAct[st.out()] = segmentEnds.size();
-            if (hooksByName.containsKey(plan.acts.get(st.out()).name()) || i == nSteps - 1) {
+            if (hooksByName.containsKey(pass.acts.get(st.out()).name()) || i == nSteps - 1) {
                 segmentEnds.add(i + 1);
             }
         }
-        boolean[] crossesSegment = new boolean[plan.acts.size()];
-        for (Forward.Step st : plan.steps) {
+        boolean[] crossesSegment = new boolean[pass.acts.size()];
+        for (Forward.Step st : pass.steps) {
             for (int in : new int[] {st.in0(), st.in1()}) {
                 if (in >= 0 && segmentOfAct[in] != segmentOfAct[st.out()]) {
                     crossesSegment[in] = true;
                 }
             }
         }
-        float[][] stored = new float[plan.acts.size()][];
+        float[][] stored = new float[pass.acts.size()][];
         Map<String, Tensor> cached = new LinkedHashMap<>();
-        for (int i = 0; i < plan.acts.size(); i++) {
-            Forward.Act a = plan.acts.get(i);
+        for (int i = 0; i < pass.acts.size(); i++) {
+            Forward.Act a = pass.acts.get(i);
             boolean logits = a.name().equals(HookNames.LOGITS);
             boolean keep = logits || cacheFilter.test(a.name());
             if (keep || hooksByName.containsKey(a.name()) || crossesSegment[i]) {
@@ -126,26 +126,26 @@ public final class HookedTransformer {
         // packed on every run: a caller may have changed the weights in place since the last one
         float[] packed = new float[packing.size];
         packing.pack(weights.data, packed);
-        plan.bindWeights(packed);
+        pass.bindWeights(packed);
         Forward.Frame[] frames = new Forward.Frame[Parallel.threads()];
         int segmentStart = 0;
         for (int segmentEnd : segmentEnds) {
-            List<Forward.Step> segment = plan.steps.subList(segmentStart, segmentEnd);
+            List<Forward.Step> segment = pass.steps.subList(segmentStart, segmentEnd);
             Parallel.forRange(B, (worker, from, to) -> {
                 if (frames[worker] == null) {
-                    frames[worker] = new Forward.Frame(plan, stored);
+                    frames[worker] = new Forward.Frame(pass, stored);
                 }
                 Forward.Frame f = frames[worker];
                 for (int b = from; b < to; b++) {
                     for (Forward.Step st : segment) {
-                        plan.run(st, f, b, tokens, b * T);
+                        pass.run(st, f, b, tokens, b * T);
                     }
                 }
             });
-            Forward.Act a = plan.acts.get(segment.get(segment.size() - 1).out());
+            Forward.Act a = pass.acts.get(segment.get(segment.size() - 1).out());
             List<Hook> hs = hooksByName.get(a.name());
             if (hs != null) {
-                Tensor view = new Tensor(batchShape(B, a.seqShape()), stored[plan.id(a.name())]);
+                Tensor view = new Tensor(batchShape(B, a.seqShape()), stored[pass.id(a.name())]);
                 for (Hook h : hs) {
                     h.apply(view, a.name());
                 }
@@ -153,13 +153,13 @@ public final class HookedTransformer {
             segmentStart = segmentEnd;
         }
         for (int i = 0; i < stored.length; i++) {
-            String name = plan.acts.get(i).name();
+            String name = pass.acts.get(i).name();
             if (stored[i] != null && !cached.containsKey(name) && !hooksByName.containsKey(name)
                     && !name.equals(HookNames.LOGITS)) {
                 BufferPool.give(stored[i]); // read across a hook only: nobody else has seen it
             }
         }
-        int logitsId = plan.id(HookNames.LOGITS);
+        int logitsId = pass.id(HookNames.LOGITS);
         return new Run(new Tensor(new int[] {B, T, cfg.dVocab()}, stored[logitsId]), new ActivationCache(cached));
     }
 

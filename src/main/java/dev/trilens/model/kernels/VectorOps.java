@@ -210,6 +210,110 @@ public final class VectorOps extends ScalarOps {
     }
 
     // ---------------------------------------------------------------------------------------------------------
+    // layernorm: lanes over d_model, sums across lanes in hsum's fixed order, a scalar tail
+
+    /** sum of a[off..off+n). */
+    private static float sum(float[] a, int off, int n) {
+        int L = F.length(), i = 0;
+        FloatVector acc = FloatVector.zero(F);
+        for (; i + L <= n; i += L) {
+            acc = acc.add(FloatVector.fromArray(F, a, off + i));
+        }
+        float s = hsum(acc);
+        for (; i < n; i++) {
+            s += a[off + i];
+        }
+        return s;
+    }
+
+    @Override
+    public void layerNormScale(float[] scale, int scaleOff, float[] inp, int inpOff, int T, int D) {
+        int L = F.length();
+        for (int t = 0; t < T; t++) {
+            int x_t = inpOff + t * D;
+            float mean = sum(inp, x_t, D) / D;
+            FloatVector meanV = FloatVector.broadcast(F, mean), acc = FloatVector.zero(F);
+            int i = 0;
+            for (; i + L <= D; i += L) {
+                FloatVector c = FloatVector.fromArray(F, inp, x_t + i).sub(meanV);
+                acc = c.fma(c, acc);
+            }
+            float var = hsum(acc);
+            for (; i < D; i++) {
+                float c = inp[x_t + i] - mean;
+                var += c * c;
+            }
+            scale[scaleOff + t] = (float) Math.sqrt(var / D + LN_EPS);
+        }
+    }
+
+    @Override
+    public void layerNormApply(float[] out, int outOff, float[] scale, int scaleOff, float[] inp, int inpOff,
+                               float[] w, int wOff, float[] b, int bOff, int T, int D) {
+        int L = F.length();
+        for (int t = 0; t < T; t++) {
+            int x_t = inpOff + t * D, o_t = outOff + t * D;
+            float mean = sum(inp, x_t, D) / D;
+            float rstd = 1f / scale[scaleOff + t];
+            int i = 0;
+            for (; i + L <= D; i += L) {
+                FloatVector.fromArray(F, inp, x_t + i).sub(mean).mul(rstd).mul(FloatVector.fromArray(F, w, wOff + i))
+                        .add(FloatVector.fromArray(F, b, bOff + i)).intoArray(out, o_t + i);
+            }
+            for (; i < D; i++) {
+                out[o_t + i] = (inp[x_t + i] - mean) * rstd * w[wOff + i] + b[bOff + i];
+            }
+        }
+    }
+
+    @Override
+    public void layerNormBackward(float[] dinp, int dinpOff, float[] dw, int dwOff, float[] db, int dbOff,
+                                  float[] dout, int doutOff, float[] inp, int inpOff, float[] scale, int scaleOff,
+                                  float[] w, int wOff, int T, int D) {
+        int L = F.length();
+        for (int t = 0; t < T; t++) {
+            int x_t = inpOff + t * D, d_t = doutOff + t * D, di_t = dinpOff + t * D;
+            float mean = sum(inp, x_t, D) / D;
+            float rstd = 1f / scale[scaleOff + t];
+            // dnorm = w * dout and xhat = (x - mean) * rstd; their means over the row
+            FloatVector sumDnorm = FloatVector.zero(F), sumDnormXhat = FloatVector.zero(F);
+            int i = 0;
+            for (; i + L <= D; i += L) {
+                FloatVector xhat = FloatVector.fromArray(F, inp, x_t + i).sub(mean).mul(rstd);
+                FloatVector dnorm = FloatVector.fromArray(F, w, wOff + i).mul(FloatVector.fromArray(F, dout, d_t + i));
+                sumDnorm = sumDnorm.add(dnorm);
+                sumDnormXhat = dnorm.fma(xhat, sumDnormXhat);
+            }
+            float dnormMean = hsum(sumDnorm), dnormNormMean = hsum(sumDnormXhat);
+            for (int j = i; j < D; j++) {
+                float xhat = (inp[x_t + j] - mean) * rstd;
+                float dnorm = w[wOff + j] * dout[d_t + j];
+                dnormMean += dnorm;
+                dnormNormMean += dnorm * xhat;
+            }
+            dnormMean /= D;
+            dnormNormMean /= D;
+            i = 0;
+            for (; i + L <= D; i += L) {
+                FloatVector xhat = FloatVector.fromArray(F, inp, x_t + i).sub(mean).mul(rstd);
+                FloatVector g = FloatVector.fromArray(F, dout, d_t + i);
+                FloatVector dnorm = FloatVector.fromArray(F, w, wOff + i).mul(g);
+                FloatVector.fromArray(F, db, dbOff + i).add(g).intoArray(db, dbOff + i);
+                xhat.fma(g, FloatVector.fromArray(F, dw, dwOff + i)).intoArray(dw, dwOff + i);
+                FloatVector dx = dnorm.sub(dnormMean).sub(xhat.mul(dnormNormMean)).mul(rstd);
+                FloatVector.fromArray(F, dinp, di_t + i).add(dx).intoArray(dinp, di_t + i);
+            }
+            for (; i < D; i++) {
+                float xhat = (inp[x_t + i] - mean) * rstd;
+                float dnorm = w[wOff + i] * dout[d_t + i];
+                db[dbOff + i] += dout[d_t + i];
+                dw[dwOff + i] += xhat * dout[d_t + i];
+                dinp[di_t + i] += (dnorm - dnormMean - xhat * dnormNormMean) * rstd;
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
     // cross-entropy and elementwise: whole vectors, then a scalar tail
 
     /**
