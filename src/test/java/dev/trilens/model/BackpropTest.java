@@ -128,6 +128,36 @@ class BackpropTest {
         }
     }
 
+    /**
+     * The whole training pass on the scalar reference kernels (query-major attention, unpadded widths) and on the
+     * vector ones (key-major attention, padded widths): the same loss and gradients, with and without LayerNorm, on a
+     * head width that is not a whole number of vectors too.
+     */
+    @Test
+    void scalarAndVectorKernelsGiveTheSameGradients() {
+        ModelConfig withLayerNorm = new ModelConfig(13, 50, 32, 2, 2, 16, 24, true);
+        ModelConfig oddHead = new ModelConfig(13, 50, 24, 1, 2, 12, 20, false);
+        for (ModelConfig cfg : new ModelConfig[] {ModelConfig.arena(), withLayerNorm, oddHead}) {
+            Weights w = Weights.init(cfg, 21);
+            HookedTransformerTest.randomizeBiasesAndNorms(w, 22);
+            int B = 20, T = 50;
+            int[] tokens = HookedTransformerTest.randomTokens(cfg, B, T, 23);
+            float[] scalar = new float[w.data.length], vector = new float[w.data.length];
+            boolean tables = !cfg.layerNorm();
+            double scalarLoss = new Backprop(cfg, tables, Kernels.scalar()).lossAndGradients(w, tokens, B, T, scalar);
+            double vectorLoss = new Backprop(cfg, tables, Kernels.vector()).lossAndGradients(w, tokens, B, T, vector);
+            assertThat(vectorLoss).as("%s", cfg).isCloseTo(scalarLoss, Offset.offset(1e-5));
+            for (ParamLayout.Param p : w.layout.params()) {
+                double largest = 1e-3, worst = 0;
+                for (int i = p.offset(); i < p.offset() + p.size(); i++) {
+                    largest = Math.max(largest, Math.abs(scalar[i]));
+                    worst = Math.max(worst, Math.abs(vector[i] - scalar[i]));
+                }
+                assertThat(worst / largest).as("%s (%s)", p.name(), cfg).isLessThanOrEqualTo(1e-4);
+            }
+        }
+    }
+
     @Test
     void forwardOnlyLossIsTheTrainingLossAndMatchesTheModel() {
         ModelConfig cfg = ModelConfig.arena();
