@@ -3,6 +3,8 @@ package dev.trilens.interp;
 import dev.trilens.TrilensException;
 import dev.trilens.model.ModelConfig;
 import dev.trilens.model.Weights;
+import dev.trilens.model.kernels.Kernels;
+import dev.trilens.model.kernels.TensorOps;
 
 /**
  * A one-layer model's components evaluated on its own embedding vectors, in double precision: what
@@ -20,6 +22,7 @@ import dev.trilens.model.Weights;
  * building the residual stream. A LayerNorm model takes the direct route.
  */
 final class ExtractComponents {
+    private static final TensorOps OPS = Kernels.ops();
     final ModelConfig cfg;
     final int V, N, D, H, Dh, M;
     final boolean ln;
@@ -552,6 +555,51 @@ final class ExtractComponents {
         }
     }
 
+    /**
+     * {@link #logits} of every a at once, for the query (b, p): out[a * V + c], with the weights of a at
+     * wPrev/wSelf/wBg[a * H + h]. A {@link #linear} model computes the MLP's readout of all of them as one matrix
+     * product (pre is scratch, [V * M]); the others run {@link #forward} per a (r is then scratch).
+     */
+    void allLogits(double[] out, double[] pre, Resid r, int b, int p, Background bg, double[] wPrev, double[] wSelf,
+                   double[] wBg) {
+        if (!linear) {
+            double[] wp = new double[H], ws = new double[H], wb = new double[H];
+            for (int a = 0; a < V; a++) {
+                System.arraycopy(wPrev, a * H, wp, 0, H);
+                System.arraycopy(wSelf, a * H, ws, 0, H);
+                System.arraycopy(wBg, a * H, wb, 0, H);
+                forward(r, a, b, p, bg, wp, ws, wb);
+                System.arraycopy(r.logits, 0, out, a * V, V);
+            }
+            return;
+        }
+        int bp = b * N + p;
+        for (int a = 0; a < V; a++) {
+            int row = a * V;
+            System.arraycopy(base, bp * V, out, row, V);
+            if (M > 0) {
+                System.arraycopy(preBase, bp * M, pre, a * M, M);
+            }
+            for (int h = 0; h < H; h++) {
+                double wa = wPrev[a * H + h], wb = wSelf[a * H + h];
+                double wg = bg.mass[h] == 0 || wBg[a * H + h] == 0 ? 0 : wBg[a * H + h] / bg.mass[h];
+                int ia = (a * N + p - 1) * H + h, ib = bp * H + h;
+                for (int c = 0; c < V; c++) {
+                    out[row + c] += wa * voU[ia * V + c] + wb * voU[ib * V + c] + wg * bg.valueU[h * V + c];
+                }
+                for (int m = 0; m < M; m++) {
+                    pre[a * M + m] += wa * voIn[ia * M + m] + wb * voIn[ib * M + m] + wg * bg.valueIn[h * M + m];
+                }
+            }
+            for (int m = 0; m < M; m++) {
+                pre[a * M + m] = Math.max(0, pre[a * M + m]);
+            }
+        }
+        if (M > 0) {
+            OPS.matmulAdd(out, pre, wOutU, V, M, V);
+        }
+    }
+
     /** What the background's value is multiplied by: its share of the attention over its expected mass. */
     private static double backgroundWeight(Background bg, double[] wBg, int h) {
         return bg.mass[h] == 0 || wBg[h] == 0 ? 0 : wBg[h] / bg.mass[h];
@@ -590,6 +638,11 @@ final class ExtractComponents {
 
     /** Softmax of logits into probs (both [V]). */
     static void softmax(double[] logits, double[] probs) {
-        dev.trilens.model.Kernels.softmax(probs, logits, logits.length);
+        OPS.softmax(probs, logits, 0, logits.length);
+    }
+
+    /** Softmax of the row logits[from..from + probs.length) into probs. */
+    static void softmax(double[] logits, int from, double[] probs) {
+        OPS.softmax(probs, logits, from, probs.length);
     }
 }

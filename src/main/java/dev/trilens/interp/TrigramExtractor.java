@@ -358,8 +358,11 @@ public final class TrigramExtractor {
         Parallel.forRange(V, (worker, from, to) -> {
             double[] scratch = comp.backgroundScratch();
             ExtractComponents.Resid r = new ExtractComponents.Resid(comp);
-            double[] wPrev = new double[H], wSelf = new double[H], wBg = new double[H], sPrev = new double[H],
-                    sSelf = new double[H], probs = new double[V];
+            double[] wPrev = new double[H], wSelf = new double[H], sPrev = new double[H], sSelf = new double[H],
+                    probs = new double[V];
+            // the weights of every a, then the logits of every a: one matrix product per query (b, p)
+            double[] wPrevAll = new double[V * H], wSelfAll = new double[V * H], wBgAll = new double[V * H];
+            double[] logits = new double[V * V], pre = new double[V * Math.max(1, comp.M)];
             double[] acc = new double[V * V], accAttn = new double[V * H], accAdv = new double[V * H];
             double[] column = new double[V];
             for (int b = from; b < to; b++) {
@@ -374,12 +377,16 @@ public final class TrigramExtractor {
                     for (int a = 0; a < V; a++) {
                         comp.attention(a, b, p, bg, wPrev, wSelf, sPrev, sSelf);
                         for (int h = 0; h < H; h++) {
-                            wBg[h] = Math.max(0, 1 - wPrev[h] - wSelf[h]);
+                            wPrevAll[a * H + h] = wPrev[h];
+                            wSelfAll[a * H + h] = wSelf[h];
+                            wBgAll[a * H + h] = Math.max(0, 1 - wPrev[h] - wSelf[h]);
                             accAttn[a * H + h] += wPrev[h] / P;
                             accAdv[a * H + h] += (sPrev[h] - sSelf[h]) / P;
                         }
-                        comp.logits(r, a, b, p, bg, wPrev, wSelf, wBg);
-                        ExtractComponents.softmax(r.logits, probs);
+                    }
+                    comp.allLogits(logits, pre, r, b, p, bg, wPrevAll, wSelfAll, wBgAll);
+                    for (int a = 0; a < V; a++) {
+                        ExtractComponents.softmax(logits, a * V, probs);
                         for (int c = 0; c < V; c++) {
                             acc[a * V + c] += probs[c] / P;
                         }
