@@ -45,9 +45,16 @@ final class ExtractComponents {
      * The linear tables: the key of (t, j) is kTok[t, h] + kPos[j, h] ([V, H, Dh] and [N, H, Dh], b_K in kPos), its
      * OV output voTok[t, h] + voPos[j, h] ([V, H, D] and [N, H, D], b_V W_O in voPos); voU[t, j, h] and
      * voIn[t, j, h] are vo[t, j, h] @ W_U and @ W_in ([V, N, H, V] and [V, N, H, M]); base[t, j] = (x[t, j] + b_O
-     * + b_out) @ W_U + b_U and preBase[t, j] = (x[t, j] + b_O) @ W_in + b_in; wOutU = W_out @ W_U [M, V].
+     * + b_out) @ W_U + b_U and preBase[t, j] = (x[t, j] + b_O) @ W_in + b_in; wOutU = W_out @ W_U [M, stride],
+     * its columns past V zero.
      */
     private final double[] kTok, kPos, voTok, voPos, voU, voIn, base, preBase, wOutU;
+    /**
+     * The layout of {@link #allLogits}'s output: rows of stride doubles (V rounded up to whole vectors of the
+     * kernels), rows rows of them (V rounded up to four): the matrix product then has no scalar tails. The padding
+     * is never read.
+     */
+    final int stride, rows;
 
     ExtractComponents(Weights w) {
         this(w, true);
@@ -133,6 +140,8 @@ final class ExtractComponents {
             }
         }
         linear = shortcuts && !ln;
+        stride = linear ? (V + OPS.lanes() - 1) / OPS.lanes() * OPS.lanes() : V;
+        rows = linear ? (V + 3) / 4 * 4 : V;
         if (!linear) {
             kTok = kPos = voTok = voPos = voU = voIn = base = preBase = wOutU = null;
             return;
@@ -168,7 +177,11 @@ final class ExtractComponents {
             voIn = tokenPlusPosition(times(voTok, V * H, wIn, M), times(voPos, N * H, wIn, M), H, M);
             preBase = tokenPlusPosition(times(wE, V, wIn, M), plusRow(times(wPos, N, wIn, M), times(bO, 1, wIn, M),
                     bIn), 1, M);
-            wOutU = times(wOut, M, wU, V);
+            double[] product = times(wOut, M, wU, V);
+            wOutU = new double[M * stride];
+            for (int m = 0; m < M; m++) {
+                System.arraycopy(product, m * V, wOutU, m * stride, V);
+            }
         } else {
             voIn = preBase = wOutU = null;
         }
@@ -549,16 +562,17 @@ final class ExtractComponents {
             double act = pre[m];
             if (act > 0) {
                 for (int c = 0; c < V; c++) {
-                    out[c] += act * wOutU[m * V + c];
+                    out[c] += act * wOutU[m * stride + c];
                 }
             }
         }
     }
 
     /**
-     * {@link #logits} of every a at once, for the query (b, p): out[a * V + c], with the weights of a at
-     * wPrev/wSelf/wBg[a * H + h]. A {@link #linear} model computes the MLP's readout of all of them as one matrix
-     * product (pre is scratch, [V * M]); the others run {@link #forward} per a (r is then scratch).
+     * {@link #logits} of every a at once, for the query (b, p): out[a * stride + c], [rows * stride], with the
+     * weights of a at wPrev/wSelf/wBg[a * H + h]. A {@link #linear} model computes the MLP's readout of all of them
+     * as one matrix product (pre is scratch, [rows * M], its rows past V zero); the others run {@link #forward} per a
+     * (r is then scratch).
      */
     void allLogits(double[] out, double[] pre, Resid r, int b, int p, Background bg, double[] wPrev, double[] wSelf,
                    double[] wBg) {
@@ -569,13 +583,13 @@ final class ExtractComponents {
                 System.arraycopy(wSelf, a * H, ws, 0, H);
                 System.arraycopy(wBg, a * H, wb, 0, H);
                 forward(r, a, b, p, bg, wp, ws, wb);
-                System.arraycopy(r.logits, 0, out, a * V, V);
+                System.arraycopy(r.logits, 0, out, a * stride, V);
             }
             return;
         }
         int bp = b * N + p;
         for (int a = 0; a < V; a++) {
-            int row = a * V;
+            int row = a * stride;
             System.arraycopy(base, bp * V, out, row, V);
             if (M > 0) {
                 System.arraycopy(preBase, bp * M, pre, a * M, M);
@@ -596,7 +610,7 @@ final class ExtractComponents {
             }
         }
         if (M > 0) {
-            OPS.matmulAdd(out, pre, wOutU, V, M, V);
+            OPS.matmulAdd(out, pre, wOutU, rows, M, stride);
         }
     }
 

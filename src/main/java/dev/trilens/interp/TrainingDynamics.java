@@ -66,9 +66,12 @@ public final class TrainingDynamics {
     static final double MIN_ATTENTION_RISE = 0.1, MIN_MLP_RISE = 0.5;
     /** W_pos[n_ctx-1] counts as untrained when it moved less than this share of the other rows' median. */
     static final double UNTRAINED_SHARE = 0.1;
-    public static final String ONSET_RULE = String.format(Locale.ROOT, "the first snapshot at which a measure has "
-            + "covered half its change from epoch 0 to the last snapshot; a rise under %.1f (attention) or %.1f "
-            + "logits (MLP) counts as none", MIN_ATTENTION_RISE, MIN_MLP_RISE);
+    /** A measure has appeared at the first snapshot where it covered this share of its rise (and half-way at 1/2). */
+    static final double APPEARED = 0.1;
+    public static final String ONSET_RULE = String.format(Locale.ROOT, "a measure appears at the first snapshot "
+            + "where it has covered a tenth of its change from epoch 0 to the last snapshot, and is half-way where "
+            + "it has covered half; a rise under %.1f (attention) or %.1f logits (MLP) counts as none; which came "
+            + "first is read from their appearance", MIN_ATTENTION_RISE, MIN_MLP_RISE);
 
     /** DLA components, summed into these groups. */
     public static final List<String> DLA_GROUPS = List.of("embeddings", "attention", "mlp", "bias");
@@ -133,19 +136,20 @@ public final class TrainingDynamics {
                         double fracLearnedOtherB) {
     }
 
-    static final String ORDER_RULE = String.format(Locale.ROOT, "follows frequency when Spearman's rho between a "
-            + "trigram's count in the training data and its learned epoch is at most -%.1f with a permutation p below "
-            + "%.2f (frequent ones first), goes against it at +%.1f or more, and otherwise does not follow it",
-            ORDER_RHO, ORDER_P, ORDER_RHO);
+    static final String ORDER_RULE = String.format(Locale.ROOT, "with Spearman's rho between a trigram's count in "
+            + "the training data and its learned epoch, and a permutation p below %.2f: follows frequency (frequent "
+            + "ones first) at rho -%.1f or less, weakly between that and 0; goes against it at +%.1f or more, weakly "
+            + "below; with p at %.2f or more it does not follow it", ORDER_P, ORDER_RHO, ORDER_RHO, ORDER_P);
 
     /**
      * When attention to the prefix appeared relative to the MLP's contribution ({@link #ONSET_RULE}): the attention
      * measure is attn_prev_dataset - attn_prev_not_dataset, the MLP's is dla_trigram.mlp; each with its value at
-     * epoch 0, at the last snapshot, and its onset epoch (null: none); verdict "attention_first", "mlp_first",
-     * "together", or "attention_only", "mlp_only", "neither".
+     * epoch 0 and at the last snapshot, the epoch it appeared and the epoch it was half-way (null: it did not rise);
+     * verdict "attention_first", "mlp_first", "together", or "attention_only", "mlp_only", "neither".
      */
-    public record Onset(String rule, double attentionFrom, double attentionTo, Integer attentionEpoch, double mlpFrom,
-                        double mlpTo, Integer mlpEpoch, String verdict) {
+    public record Onset(String rule, double attentionFrom, double attentionTo, Integer attentionEpoch,
+                        Integer attentionHalfEpoch, double mlpFrom, double mlpTo, Integer mlpEpoch,
+                        Integer mlpHalfEpoch, String verdict) {
     }
 
     /** dynamics.json. */
@@ -199,7 +203,7 @@ public final class TrainingDynamics {
         Order order = order(trigrams);
         List<PhaseChange> phases = phaseChanges(snapshots);
         Snapshot last = snapshots.get(snapshots.size() - 1);
-        List<String> summary = summary(eval.nTrigrams(), last, onset, milestones, order, phases);
+        List<String> summary = summary(eval.nTrigrams(), snapshots, onset, milestones, order, phases);
         return new Result(run.dir().toString(), cfg.toJson(), run.interval(), evalSize, eval.nTrigrams(),
                 run.missing(), run.notes(), summary, onset, milestones, order, PHASE_RULE, phases, snapshots,
                 trigrams, (System.nanoTime() - t0) / 1e9);
@@ -477,8 +481,9 @@ public final class TrainingDynamics {
             }
             p = (extreme + 1.0) / (PERMUTATIONS + 1.0);
         }
-        String verdict = Double.isNaN(rho) ? "undefined" : rho <= -ORDER_RHO && p < ORDER_P ? "follows"
-                : rho >= ORDER_RHO && p < ORDER_P ? "against" : "does_not_follow";
+        String verdict = Double.isNaN(rho) ? "undefined" : !(p < ORDER_P) ? "does_not_follow"
+                : rho <= -ORDER_RHO ? "follows" : rho < 0 ? "weakly_follows" : rho >= ORDER_RHO ? "against"
+                : "weakly_against";
         return new Order(n, rho, p, verdict, ORDER_RULE, (int) shared, (int) other,
                 sharedLearned == 0 ? Double.NaN : sharedSum / sharedLearned,
                 otherLearned == 0 ? Double.NaN : otherSum / otherLearned,
@@ -604,22 +609,27 @@ public final class TrainingDynamics {
         ToDoubleFunction<Snapshot> attention = s -> s.attnPrevDataset() - s.attnPrevNotDataset();
         ToDoubleFunction<Snapshot> mlp = s -> s.dlaTrigram().get("mlp");
         Snapshot first = snapshots.get(0), last = snapshots.get(snapshots.size() - 1);
-        Integer a = halfway(snapshots, attention, MIN_ATTENTION_RISE);
-        Integer m = halfway(snapshots, mlp, MIN_MLP_RISE);
+        Integer a = covered(snapshots, attention, MIN_ATTENTION_RISE, APPEARED);
+        Integer m = covered(snapshots, mlp, MIN_MLP_RISE, APPEARED);
         String verdict = a == null && m == null ? "neither" : a == null ? "mlp_only" : m == null ? "attention_only"
                 : a < m ? "attention_first" : a > m ? "mlp_first" : "together";
         return new Onset(ONSET_RULE, attention.applyAsDouble(first), attention.applyAsDouble(last), a,
-                mlp.applyAsDouble(first), mlp.applyAsDouble(last), m, verdict);
+                covered(snapshots, attention, MIN_ATTENTION_RISE, 0.5), mlp.applyAsDouble(first),
+                mlp.applyAsDouble(last), m, covered(snapshots, mlp, MIN_MLP_RISE, 0.5), verdict);
     }
 
-    /** The first snapshot's epoch at which the series has risen half of its rise to the last one; null: no rise. */
-    private static Integer halfway(List<Snapshot> snapshots, ToDoubleFunction<Snapshot> f, double minRise) {
+    /**
+     * The first snapshot's epoch at which the series has covered share of its rise from the first snapshot to the
+     * last; null when it rose less than minRise.
+     */
+    private static Integer covered(List<Snapshot> snapshots, ToDoubleFunction<Snapshot> f, double minRise,
+                                   double share) {
         double from = f.applyAsDouble(snapshots.get(0)), to = f.applyAsDouble(snapshots.get(snapshots.size() - 1));
         if (!(to - from >= minRise)) {
             return null;
         }
         for (Snapshot s : snapshots) {
-            if (f.applyAsDouble(s) - from >= (to - from) / 2) {
+            if (f.applyAsDouble(s) - from >= share * (to - from)) {
                 return s.epoch();
             }
         }
@@ -629,11 +639,12 @@ public final class TrainingDynamics {
     // -------------------------------------------------------------------------------------------------------------
     // In words
 
-    private static List<String> summary(int nTrigrams, Snapshot last, Onset onset, List<Milestone> milestones,
-                                        Order order, List<PhaseChange> phases) {
+    private static List<String> summary(int nTrigrams, List<Snapshot> snapshots, Onset onset,
+                                        List<Milestone> milestones, Order order, List<PhaseChange> phases) {
+        Snapshot last = snapshots.get(snapshots.size() - 1);
         List<String> s = new ArrayList<>();
         s.add(onsetSentence(onset, last));
-        s.add(milestoneSentence(nTrigrams, last, milestones));
+        s.add(milestoneSentence(nTrigrams, snapshots, milestones));
         s.add(orderSentence(order));
         s.add(phaseSentence(phases));
         s.add(finalPositionSentence(last.finalPosition()));
@@ -643,37 +654,44 @@ public final class TrainingDynamics {
 
     static String onsetSentence(Onset o, Snapshot last) {
         String att = String.format(Locale.ROOT, "head %s's extra attention on the previous token at the dataset's "
-                + "prefix positions (over the other positions) went from %+.2f to %+.2f", last.attnHead(),
-                o.attentionFrom(), o.attentionTo());
+                + "prefixes (over other positions, %+.2f to %+.2f)%s", last.attnHead(), o.attentionFrom(),
+                o.attentionTo(), when(o.attentionEpoch(), o.attentionHalfEpoch()));
         String mlp = String.format(Locale.ROOT, "the MLP's direct logit attribution to the next token at trigram "
-                + "positions from %+.2f to %+.2f", o.mlpFrom(), o.mlpTo());
-        String when = switch (o.verdict()) {
-            case "attention_first" -> String.format(Locale.ROOT, "Attention to the prefix appeared before the MLP's "
-                    + "contribution: %s, half of that by epoch %d; %s, half of that by epoch %d.", att,
-                    o.attentionEpoch(), mlp, o.mlpEpoch());
-            case "mlp_first" -> String.format(Locale.ROOT, "The MLP's contribution appeared before attention to the "
-                    + "prefix: %s, half of that by epoch %d; %s, half of that by epoch %d.", capital(mlp),
-                    o.mlpEpoch(), att, o.attentionEpoch());
-            case "together" -> String.format(Locale.ROOT, "Attention to the prefix and the MLP's contribution "
-                    + "appeared together, both half-way by epoch %d: %s; %s.", o.attentionEpoch(), att, mlp);
-            case "attention_only" -> String.format(Locale.ROOT, "Attention to the prefix appeared (%s, half of that "
-                    + "by epoch %d), but the MLP's contribution did not (%s).", att, o.attentionEpoch(), mlp);
-            case "mlp_only" -> String.format(Locale.ROOT, "The MLP's contribution appeared (%s, half of that by "
-                    + "epoch %d), but attention to the prefix did not (%s).", mlp, o.mlpEpoch(), att);
-            default -> String.format(Locale.ROOT, "Neither attention to the prefix nor the MLP's contribution "
-                    + "appeared: %s; %s.", att, mlp);
+                + "positions (%+.2f to %+.2f)%s", o.mlpFrom(), o.mlpTo(), when(o.mlpEpoch(), o.mlpHalfEpoch()));
+        String what = switch (o.verdict()) {
+            case "attention_first" -> "Attention to the prefix appeared before the MLP's contribution: " + att + "; "
+                    + mlp + ".";
+            case "mlp_first" -> "The MLP's contribution appeared before attention to the prefix: " + mlp + "; " + att
+                    + ".";
+            case "together" -> "Attention to the prefix and the MLP's contribution appeared in the same snapshot: "
+                    + att + "; " + mlp + ".";
+            case "attention_only" -> "Attention to the prefix appeared, the MLP's contribution did not: " + att + "; "
+                    + mlp + ".";
+            case "mlp_only" -> "The MLP's contribution appeared, attention to the prefix did not: " + mlp + "; " + att
+                    + ".";
+            default -> "Neither attention to the prefix nor the MLP's contribution appeared: " + att + "; " + mlp
+                    + ".";
         };
-        return when + " (Onset: " + ONSET_RULE + ".)";
+        return capital(what) + " (" + capital(ONSET_RULE) + ".)";
     }
 
-    static String milestoneSentence(int nTrigrams, Snapshot last, List<Milestone> milestones) {
+    /** ", a tenth of its rise by epoch e, half by epoch h", or " never rose enough to count". */
+    private static String when(Integer appeared, Integer half) {
+        return appeared == null ? " never rose enough to count" : String.format(Locale.ROOT, " covered a tenth of "
+                + "its rise by epoch %d and half by epoch %d", appeared, half);
+    }
+
+    static String milestoneSentence(int nTrigrams, List<Snapshot> snapshots, List<Milestone> milestones) {
+        Snapshot last = snapshots.get(snapshots.size() - 1);
         List<String> by = new ArrayList<>();
         for (Milestone m : milestones) {
-            by.add(String.format(Locale.ROOT, "%d by epoch %d%s", m.nLearned(), m.epoch(),
-                    m.snapshotEpoch() == m.epoch() ? "" : " (its last snapshot, epoch " + m.snapshotEpoch() + ")"));
+            Snapshot at = snapshots.stream().filter(x -> x.epoch() == m.snapshotEpoch()).findFirst().orElseThrow();
+            by.add(String.format(Locale.ROOT, "%d by epoch %d%s (%d right by argmax)", m.nLearned(), m.epoch(),
+                    m.snapshotEpoch() == m.epoch() ? "" : " (its last snapshot, epoch " + m.snapshotEpoch() + ")",
+                    at.trigramNCorrect()));
         }
-        by.add(String.format(Locale.ROOT, "%d by the last snapshot (epoch %d)", last.nExtractedInDataset(),
-                last.epoch()));
+        by.add(String.format(Locale.ROOT, "%d by the last snapshot, epoch %d (%d right by argmax)",
+                last.nExtractedInDataset(), last.epoch(), last.trigramNCorrect()));
         List<String> beyond = new ArrayList<>();
         for (int m : MILESTONES) {
             if (milestones.stream().noneMatch(x -> x.epoch() == m)) {
@@ -693,6 +711,10 @@ public final class TrainingDynamics {
                     + "earlier";
             case "against" -> "Learning order goes against frequency: trigrams seen more often in training were "
                     + "learned later";
+            case "weakly_follows" -> "Learning order follows frequency only weakly: trigrams seen more often in "
+                    + "training were learned a little earlier";
+            case "weakly_against" -> "Learning order goes weakly against frequency: trigrams seen more often in "
+                    + "training were learned a little later";
             case "does_not_follow" -> "Learning order does not follow frequency";
             default -> "Learning order against frequency is undefined (the counts or the epochs do not vary)";
         };

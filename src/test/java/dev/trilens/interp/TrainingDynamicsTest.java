@@ -53,6 +53,16 @@ class TrainingDynamicsTest {
         assertThat(f.pValue()).isLessThan(0.001);
         assertThat(TrainingDynamics.orderSentence(f)).startsWith("Learning order follows frequency");
         assertThat(TrainingDynamics.order(against).verdict()).isEqualTo("against");
+        // a weak but clear relation: epochs that follow the counts only in small part
+        List<TrainingDynamics.Trigram> weak = new ArrayList<>();
+        java.util.Random noise = new java.util.Random(8);
+        for (int i = 0; i < 400; i++) {
+            weak.add(trigram(i, 1000 - i, (i < 200 && noise.nextInt(4) == 0 ? 0 : 10) + noise.nextInt(30), false));
+        }
+        TrainingDynamics.Order w = TrainingDynamics.order(weak);
+        assertThat(w.spearman()).isBetween(-0.2, 0.0);
+        assertThat(w.verdict()).isEqualTo("weakly_follows");
+        assertThat(TrainingDynamics.orderSentence(w)).startsWith("Learning order follows frequency only weakly");
         TrainingDynamics.Order u = TrainingDynamics.order(unrelated);
         assertThat(u.verdict()).isEqualTo("does_not_follow");
         assertThat(u.pValue()).isGreaterThan(0.01);
@@ -96,11 +106,15 @@ class TrainingDynamicsTest {
         }
         TrainingDynamics.Onset o = TrainingDynamics.onset(s);
         assertThat(o.verdict()).isEqualTo("attention_first");
-        assertThat(o.attentionEpoch()).isEqualTo(2);
-        assertThat(o.mlpEpoch()).isEqualTo(4);
+        // a tenth of 0.8 is first reached at epoch 1 (0.1), half at epoch 2; a tenth of 10 at epoch 2, half at 4
+        assertThat(o.attentionEpoch()).isEqualTo(1);
+        assertThat(o.attentionHalfEpoch()).isEqualTo(2);
+        assertThat(o.mlpEpoch()).isEqualTo(2);
+        assertThat(o.mlpHalfEpoch()).isEqualTo(4);
         assertThat(TrainingDynamics.onsetSentence(o, s.get(5))).startsWith("Attention to the prefix appeared before "
-                + "the MLP's contribution").contains("from +0.00 to +0.80, half of that by epoch 2")
-                .contains("from +0.00 to +10.00, half of that by epoch 4");
+                + "the MLP's contribution").contains("(over other positions, +0.00 to +0.80) covered a tenth of its "
+                + "rise by epoch 1 and half by epoch 2")
+                .contains("(+0.00 to +10.00) covered a tenth of its rise by epoch 2 and half by epoch 4");
 
         // an MLP that never rises past the minimum: attention alone
         List<TrainingDynamics.Snapshot> flat = new ArrayList<>();
@@ -109,6 +123,8 @@ class TrainingDynamicsTest {
         }
         assertThat(TrainingDynamics.onset(flat).verdict()).isEqualTo("attention_only");
         assertThat(TrainingDynamics.onset(flat).mlpEpoch()).isNull();
+        assertThat(TrainingDynamics.onsetSentence(TrainingDynamics.onset(flat), flat.get(5)))
+                .contains("never rose enough to count");
         List<TrainingDynamics.Snapshot> same = List.of(snapshot(0, 0, 0), snapshot(5, 0.9, 9));
         assertThat(TrainingDynamics.onset(same).verdict()).isEqualTo("together");
     }

@@ -176,6 +176,22 @@ class TrigramExtractorTest {
         assertThat(TrigramExtractor.median(new double[] {3, 1, 2}, 3)).isEqualTo(2);
         assertThat(TrigramExtractor.median(new double[] {4, 1, 3, 2, 99}, 4)).isEqualTo(2.5);
         assertThat(TrigramExtractor.median(new double[] {Double.NaN}, 0)).isNaN();
+        // selection gives the sort's median exactly, ties and repeated values included; NaN sorts last as before
+        Random rng = new Random(9);
+        for (int trial = 0; trial < 500; trial++) {
+            int n = 1 + rng.nextInt(80);
+            double[] v = new double[n];
+            for (int i = 0; i < n; i++) {
+                v[i] = trial % 3 == 0 ? rng.nextInt(4) : rng.nextGaussian();
+            }
+            if (trial % 50 == 7) {
+                v[rng.nextInt(n)] = Double.NaN;
+            }
+            double[] sorted = v.clone();
+            Arrays.sort(sorted);
+            double expected = n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+            assertThat(TrigramExtractor.medianInPlace(v.clone(), n)).as("trial %d", trial).isEqualTo(expected);
+        }
     }
 
     @Test
