@@ -460,9 +460,17 @@ final class ExtractComponents {
      */
     static final class Resid {
         final double[] embed, ovPrev, ovRest, mlpOut, mid, post, tmpM, tmpD, logits;
+        /** {@link #allLogits}'s product for a linear model: its factors [rows, M + 2H] and readout [M + 2H, stride]. */
+        final double[] factors, readout;
         double lnfScale = 1;
 
         Resid(ExtractComponents c) {
+            int k = c.M + 2 * c.H;
+            factors = new double[c.linear ? c.rows * k : 0];
+            readout = new double[c.linear ? k * c.stride : 0];
+            if (c.linear && c.M > 0) {
+                System.arraycopy(c.wOutU, 0, readout, 0, c.M * c.stride);
+            }
             embed = new double[c.D];
             ovPrev = new double[c.D];
             ovRest = new double[c.D];
@@ -482,7 +490,7 @@ final class ExtractComponents {
         java.util.Arrays.fill(r.ovPrev, 0);
         for (int h = 0; h < H; h++) {
             int oa = ((a * N + p - 1) * H + h) * D, ob = ((b * N + p) * H + h) * D;
-            double bgNorm = backgroundWeight(bg, wBg, h);
+            double bgNorm = backgroundWeight(bg, wBg, h, h);
             for (int i = 0; i < D; i++) {
                 r.ovPrev[i] += wPrev[h] * vo[oa + i];
                 r.ovRest[i] += wSelf[h] * vo[ob + i] + bgNorm * bg.value[h * D + i];
@@ -549,7 +557,7 @@ final class ExtractComponents {
             System.arraycopy(preBase, bp * M, pre, 0, M);
         }
         for (int h = 0; h < H; h++) {
-            double wa = wPrev[h], wb = wSelf[h], wg = backgroundWeight(bg, wBg, h);
+            double wa = wPrev[h], wb = wSelf[h], wg = backgroundWeight(bg, wBg, h, h);
             int ia = (a * N + p - 1) * H + h, ib = bp * H + h;
             for (int c = 0; c < V; c++) {
                 out[c] += wa * voU[ia * V + c] + wb * voU[ib * V + c] + wg * bg.valueU[h * V + c];
@@ -570,11 +578,10 @@ final class ExtractComponents {
 
     /**
      * {@link #logits} of every a at once, for the query (b, p): out[a * stride + c], [rows * stride], with the
-     * weights of a at wPrev/wSelf/wBg[a * H + h]. A {@link #linear} model computes the MLP's readout of all of them
-     * as one matrix product (pre is scratch, [rows * M], its rows past V zero); the others run {@link #forward} per a
-     * (r is then scratch).
+     * weights of a at wPrev/wSelf/wBg[a * H + h]; r is scratch. A {@link #linear} model computes the MLP's readout of
+     * all of them, and what b and the background add, as one matrix product; the others run {@link #forward} per a.
      */
-    void allLogits(double[] out, double[] pre, Resid r, int b, int p, Background bg, double[] wPrev, double[] wSelf,
+    void allLogits(double[] out, Resid r, int b, int p, Background bg, double[] wPrev, double[] wSelf,
                    double[] wBg) {
         if (!linear) {
             double[] wp = new double[H], ws = new double[H], wb = new double[H];
@@ -587,36 +594,42 @@ final class ExtractComponents {
             }
             return;
         }
-        int bp = b * N + p;
+        // out = base + the OV of a at p-1 (a row of its own for each a), then one product adds the rest:
+        // [relu(pre) | w_self, w_background per head] @ [W_out W_U ; OV of b @ W_U ; background @ W_U per head]
+        int bp = b * N + p, K = M + 2 * H;
+        double[] f = r.factors, readout = r.readout;
+        for (int h = 0; h < H; h++) {
+            System.arraycopy(voU, (bp * H + h) * V, readout, (M + 2 * h) * stride, V);
+            System.arraycopy(bg.valueU, h * V, readout, (M + 2 * h + 1) * stride, V);
+        }
         for (int a = 0; a < V; a++) {
-            int row = a * stride;
+            int row = a * stride, fa = a * K;
             System.arraycopy(base, bp * V, out, row, V);
             if (M > 0) {
-                System.arraycopy(preBase, bp * M, pre, a * M, M);
+                System.arraycopy(preBase, bp * M, f, fa, M);
             }
             for (int h = 0; h < H; h++) {
-                double wa = wPrev[a * H + h], wb = wSelf[a * H + h];
-                double wg = bg.mass[h] == 0 || wBg[a * H + h] == 0 ? 0 : wBg[a * H + h] / bg.mass[h];
+                double wa = wPrev[a * H + h], wb = wSelf[a * H + h], wg = backgroundWeight(bg, wBg, a * H + h, h);
                 int ia = (a * N + p - 1) * H + h, ib = bp * H + h;
-                for (int c = 0; c < V; c++) {
-                    out[row + c] += wa * voU[ia * V + c] + wb * voU[ib * V + c] + wg * bg.valueU[h * V + c];
+                OPS.axpy(out, row, wa, voU, ia * V, V);
+                if (M > 0) {
+                    OPS.axpy(f, fa, wa, voIn, ia * M, M);
+                    OPS.axpy(f, fa, wb, voIn, ib * M, M);
+                    OPS.axpy(f, fa, wg, bg.valueIn, h * M, M);
                 }
-                for (int m = 0; m < M; m++) {
-                    pre[a * M + m] += wa * voIn[ia * M + m] + wb * voIn[ib * M + m] + wg * bg.valueIn[h * M + m];
-                }
+                f[fa + M + 2 * h] = wb;
+                f[fa + M + 2 * h + 1] = wg;
             }
             for (int m = 0; m < M; m++) {
-                pre[a * M + m] = Math.max(0, pre[a * M + m]);
+                f[fa + m] = Math.max(0, f[fa + m]);
             }
         }
-        if (M > 0) {
-            OPS.matmulAdd(out, pre, wOutU, rows, M, stride);
-        }
+        OPS.matmulAdd(out, f, readout, rows, K, stride);
     }
 
-    /** What the background's value is multiplied by: its share of the attention over its expected mass. */
-    private static double backgroundWeight(Background bg, double[] wBg, int h) {
-        return bg.mass[h] == 0 || wBg[h] == 0 ? 0 : wBg[h] / bg.mass[h];
+    /** What head h's background value is multiplied by: its share wBg[i] of the attention over its expected mass. */
+    private static double backgroundWeight(Background bg, double[] wBg, int i, int h) {
+        return bg.mass[h] == 0 || wBg[i] == 0 ? 0 : wBg[i] / bg.mass[h];
     }
 
     /**

@@ -362,7 +362,7 @@ public final class TrigramExtractor {
                     probs = new double[V];
             // the weights of every a, then the logits of every a: one matrix product per query (b, p)
             double[] wPrevAll = new double[V * H], wSelfAll = new double[V * H], wBgAll = new double[V * H];
-            double[] logits = new double[comp.rows * comp.stride], pre = new double[comp.rows * Math.max(1, comp.M)];
+            double[] logits = new double[comp.rows * comp.stride];
             double[] acc = new double[V * V], accAttn = new double[V * H], accAdv = new double[V * H];
             double[] column = new double[V];
             for (int b = from; b < to; b++) {
@@ -384,7 +384,7 @@ public final class TrigramExtractor {
                             accAdv[a * H + h] += (sPrev[h] - sSelf[h]) / P;
                         }
                     }
-                    comp.allLogits(logits, pre, r, b, p, bg, wPrevAll, wSelfAll, wBgAll);
+                    comp.allLogits(logits, r, b, p, bg, wPrevAll, wSelfAll, wBgAll);
                     for (int a = 0; a < V; a++) {
                         ExtractComponents.softmax(logits, a * comp.stride, probs);
                         for (int c = 0; c < V; c++) {

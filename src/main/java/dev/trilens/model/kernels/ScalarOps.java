@@ -513,6 +513,13 @@ public class ScalarOps implements TensorOps {
         matmulAdd(out, a, b, k, m, 0, n, 0, m);
     }
 
+    @Override
+    public void axpy(double[] y, int yOff, double a, double[] x, int xOff, int n) {
+        for (int i = 0; i < n; i++) {
+            y[yOff + i] += a * x[xOff + i];
+        }
+    }
+
     /** matmulAdd over rows [r0, r1) and columns [c0, c1) of out only. */
     static void matmulAdd(double[] out, double[] a, double[] b, int k, int m, int r0, int r1, int c0, int c1) {
         for (int r = r0; r < r1; r++) {

@@ -178,4 +178,7 @@ public interface TensorOps {
 
     /** out[n,m] += a[n,k] @ b[k,m]. */
     void matmulAdd(double[] out, double[] a, double[] b, int n, int k, int m);
+
+    /** y[yOff..yOff+n) += a * x[xOff..xOff+n). */
+    void axpy(double[] y, int yOff, double a, double[] x, int xOff, int n);
 }

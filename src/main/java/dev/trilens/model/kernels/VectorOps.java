@@ -560,4 +560,18 @@ public final class VectorOps extends ScalarOps {
         ScalarOps.matmulAdd(out, a, b, k, m, 0, nTiles, mTiles, m);
         ScalarOps.matmulAdd(out, a, b, k, m, nTiles, n, 0, m);
     }
+
+    /** Whole vectors with fma, a scalar tail. */
+    @Override
+    public void axpy(double[] y, int yOff, double a, double[] x, int xOff, int n) {
+        int L = DV.length(), bound = DV.loopBound(n), i = 0;
+        DoubleVector av = DoubleVector.broadcast(DV, a);
+        for (; i < bound; i += L) {
+            DoubleVector.fromArray(DV, x, xOff + i).fma(av, DoubleVector.fromArray(DV, y, yOff + i))
+                    .intoArray(y, yOff + i);
+        }
+        for (; i < n; i++) {
+            y[yOff + i] += a * x[xOff + i];
+        }
+    }
 }

@@ -421,6 +421,25 @@ class KernelsTest {
                 }
             }
         }
+        // y += a x at offsets, whole vectors and a tail
+        for (int n : new int[] {1, 4, 20, 75}) {
+            double[] x = new double[n + 2], y = new double[n + 5];
+            for (int i = 0; i < x.length; i++) {
+                x[i] = rng.nextGaussian();
+            }
+            for (int i = 0; i < y.length; i++) {
+                y[i] = rng.nextGaussian();
+            }
+            double[] want = y.clone();
+            for (int i = 0; i < n; i++) {
+                want[3 + i] += -1.5 * x[2 + i];
+            }
+            ops.axpy(y, 3, -1.5, x, 2, n);
+            for (int i = 0; i < y.length; i++) {
+                assertThat(y[i]).as("axpy n %d [%d]", n, i)
+                        .isCloseTo(want[i], Offset.offset(1e-14 * (1 + Math.abs(want[i]))));
+            }
+        }
         // rows and columns around the tile sizes (four rows, two vectors), k from 1
         for (int[] nkm : new int[][] {{75, 20, 75}, {4, 1, 2 * LANES}, {3, 5, 7}, {9, 2, 2 * LANES + 1}}) {
             int n = nkm[0], k = nkm[1], m = nkm[2];
