@@ -204,7 +204,6 @@ public final class TrainingDynamics {
         List<Milestone> milestones = milestones(epochs, trigrams, cfg.epochs());
         Order order = order(trigrams);
         List<PhaseChange> phases = phaseChanges(snapshots);
-        Snapshot last = snapshots.get(snapshots.size() - 1);
         List<String> summary = summary(eval.nTrigrams(), snapshots, onset, milestones, order, phases);
         return new Result(run.dir().toString(), cfg.toJson(), run.interval(), evalSize, eval.nTrigrams(),
                 run.missing(), run.notes(), summary, onset, milestones, order, PHASE_RULE, phases, snapshots,

@@ -72,7 +72,7 @@ public final class DynamicsFigures {
         }
         written.addAll(PngFigures.save(dla, outDir, "dynamics_dla"));
 
-        XYChart weights = chart("Distance from the initial weights", "||W - W_init|| / ||W_init||", phases);
+        XYChart weights = chart("Distance from the initial weights, over the initial norm", "relative distance", phases);
         List<String> params = new ArrayList<>();
         JsonNode lastRel = snaps.path(snaps.size() - 1).path("weight_relative_distance");
         lastRel.fieldNames().forEachRemaining(n -> {
@@ -147,6 +147,8 @@ public final class DynamicsFigures {
         for (double e : phases) {
             chart.addAnnotation(new AnnotationLine(e, true, false));
         }
+        // XChart labels some long runs every third epoch; upright, those labels run into each other
+        chart.getStyler().setXAxisLabelRotation(90);
         return chart;
     }
 
