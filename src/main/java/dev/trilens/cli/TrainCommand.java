@@ -187,7 +187,7 @@ public final class TrainCommand implements Callable<Integer> {
     }
 
     /** A resumed run must keep its config, or it would no longer be the run it continues. */
-    static void checkSameConfig(Path dir, TrainConfig saved, TrainConfig asked) {
+    public static void checkSameConfig(Path dir, TrainConfig saved, TrainConfig asked) {
         Map<String, String> s = saved.toMetadata(), a = asked.toMetadata();
         List<String> diff = new ArrayList<>();
         s.forEach((k, v) -> {
