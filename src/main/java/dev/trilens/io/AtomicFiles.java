@@ -159,7 +159,7 @@ public final class AtomicFiles {
     }
 
     /** Deletes a file or a folder with everything in it, as far as it can. */
-    public static void deleteTree(Path p) {
+    static void deleteTree(Path p) {
         try {
             if (Files.isDirectory(p, LinkOption.NOFOLLOW_LINKS)) {
                 try (DirectoryStream<Path> entries = Files.newDirectoryStream(p)) {

@@ -223,7 +223,11 @@ public final class Grid {
     public long size() {
         long n = 1;
         for (Axis a : axes) {
-            n = Math.multiplyHigh(n, a.values().size()) != 0 ? Long.MAX_VALUE : n * a.values().size();
+            try {
+                n = Math.multiplyExact(n, a.values().size());
+            } catch (ArithmeticException e) {
+                return Long.MAX_VALUE;
+            }
         }
         return n;
     }

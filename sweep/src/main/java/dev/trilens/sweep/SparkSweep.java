@@ -22,12 +22,7 @@ import org.apache.spark.launcher.JavaModuleOptions;
 import org.apache.spark.scheduler.SparkListener;
 import org.apache.spark.scheduler.SparkListenerTaskEnd;
 import org.apache.spark.sql.Row;
-import org.apache.spark.sql.RowFactory;
 import org.apache.spark.sql.SparkSession;
-import org.apache.spark.sql.types.DataType;
-import org.apache.spark.sql.types.DataTypes;
-import org.apache.spark.sql.types.StructField;
-import org.apache.spark.sql.types.StructType;
 
 /**
  * The Spark side of a sweep: a session configured for it, one task per run, and the Parquet table. Embedded by
@@ -214,39 +209,10 @@ final class SparkSweep implements AutoCloseable {
         }
     }
 
-    /** The table as one Parquet file in the folder dir (Spark's layout: part file, _SUCCESS and checksums). */
-    void writeParquet(SweepTable table, Path dir) {
-        List<String> columns = table.columns();
-        RunResult first = table.results().get(0);
-        List<StructField> fields = new ArrayList<>();
-        for (String c : columns) {
-            fields.add(DataTypes.createStructField(c, sparkType(table.value(first, c)), false));
-        }
-        List<Row> rows = new ArrayList<>();
-        for (RunResult r : table.results()) {
-            rows.add(RowFactory.create(columns.stream().map(c -> table.value(r, c)).toArray()));
-        }
-        session.createDataFrame(rows, new StructType(fields.toArray(StructField[]::new))).coalesce(1).write()
-                .parquet(dir.toAbsolutePath().toUri().toString());
-    }
-
-    private static DataType sparkType(Object v) {
-        if (v instanceof Integer) {
-            return DataTypes.IntegerType;
-        }
-        if (v instanceof Long) {
-            return DataTypes.LongType;
-        }
-        if (v instanceof Double) {
-            return DataTypes.DoubleType;
-        }
-        return v instanceof Boolean ? DataTypes.BooleanType : DataTypes.StringType;
-    }
-
-    /** Reads a Parquet table back as rows of column -> value, for tests and checks. */
-    List<Map<String, Object>> readParquet(Path dir) {
+    /** Reads a Parquet file back with Spark SQL, as rows of column -> value: for the tests. */
+    List<Map<String, Object>> readParquet(Path file) {
         List<Map<String, Object>> out = new ArrayList<>();
-        for (Row row : session.read().parquet(dir.toAbsolutePath().toUri().toString()).collectAsList()) {
+        for (Row row : session.read().parquet(file.toAbsolutePath().toUri().toString()).collectAsList()) {
             Map<String, Object> m = new java.util.LinkedHashMap<>();
             for (String f : row.schema().fieldNames()) {
                 m.put(f, row.getAs(f));

@@ -23,7 +23,7 @@ import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
-@Command(name = "trilens sweep", mixinStandardHelpOptions = true, sortOptions = false,
+@Command(name = "trilens sweep", mixinStandardHelpOptions = true, sortOptions = false, version = "trilens sweep 0.1.0",
         description = {"Train every run of a grid (the cross product of its axes) on Apache Spark, one task per run, "
                 + "embedded by default (local[N,F]: N worker threads, F attempts per run) or on a cluster "
                 + "(--master spark://..., k8s://..., yarn). Each run trains in OUT/runs/<id>/ as `train` does, "
@@ -113,6 +113,30 @@ public final class SweepCommand implements Callable<Integer> {
         o.flush();
 
         Map<String, Object> timing = new LinkedHashMap<>();
+        int failedAttempts = todo.isEmpty() ? 0 : train(o, todo, settings, inject, dir, timing);
+        timing.put("failed_attempts", failedAttempts);
+        List<RunResult> results = new ArrayList<>();
+        for (Grid.Run run : runs) {
+            RunResult r = SweepRun.finished(dir, run);
+            if (r == null) {
+                throw new TrilensException("run " + run.id() + " finished but " + SweepRun.dir(dir, run.id())
+                        .resolve(SweepRun.RESULT) + " is not there; expected --out on storage every executor "
+                        + "shares with the driver");
+            }
+            results.add(r);
+        }
+        timing.put("wall_seconds", (System.nanoTime() - t0) / 1e9);
+        write(o, g, runs.size() - todo.size(), settings, timing, new SweepTable(g, results), dir);
+        return 0;
+    }
+
+    /**
+     * Starts Spark, trains the runs, one task each, and stops it; returns the failed attempts (retried), or throws
+     * naming the runs that failed their last one. Spark is started only when there is something to train.
+     */
+    private static int train(PrintWriter o, List<Grid.Run> todo, SparkSweep.Settings settings,
+                             SweepRun.Injection inject, Path dir, Map<String, Object> timing)
+            throws InterruptedException {
         AtomicInteger failedAttempts = new AtomicInteger();
         List<SweepTask.Outcome> outcomes = new ArrayList<>();
         try (SparkSweep spark = SparkSweep.start(settings)) {
@@ -120,66 +144,51 @@ public final class SweepCommand implements Callable<Integer> {
             o.flush();
             timing.put("spark_version", spark.version());
             timing.put("spark_startup_seconds", spark.startupSeconds());
-            if (!todo.isEmpty()) {
-                long j0 = System.nanoTime();
-                Progress progress = new Progress(o, dir, todo);
-                SweepTask task = new SweepTask(dir, settings.threads(), settings.maxAttempts(), inject);
-                List<String> json = spark.run(todo, task, progress::report, (index, reason) -> {
-                    failedAttempts.incrementAndGet();
-                    synchronized (o) {
-                        o.printf("run %s: an attempt failed (%s); Spark retries it, from its checkpoint%n",
-                                todo.get(index).id(), reason.lines().findFirst().orElse(""));
-                        o.flush();
-                    }
-                });
-                double jobSeconds = (System.nanoTime() - j0) / 1e9;
-                ObjectMapper mapper = new ObjectMapper();
-                for (String s : json) {
-                    try {
-                        outcomes.add(mapper.readValue(s, SweepTask.Outcome.class));
-                    } catch (IOException e) {
-                        throw new IllegalStateException("a task's outcome is not JSON: " + s, e);
-                    }
+            long j0 = System.nanoTime();
+            Progress progress = new Progress(o, dir, todo);
+            SweepTask task = new SweepTask(dir, settings.threads(), settings.maxAttempts(), inject);
+            List<String> json = spark.run(todo, task, progress::report, (index, reason) -> {
+                failedAttempts.incrementAndGet();
+                synchronized (o) {
+                    o.printf("run %s: an attempt failed (%s); Spark retries it, from its checkpoint%n",
+                            todo.get(index).id(), reason.lines().findFirst().orElse(""));
+                    o.flush();
                 }
-                List<SweepTask.Outcome> failed = outcomes.stream().filter(x -> x.error() != null).toList();
-                for (SweepTask.Outcome f : failed) {
-                    o.printf("run %s failed %d time%s, the last: %s%n", f.runId(), settings.maxAttempts(),
-                            settings.maxAttempts() == 1 ? "" : "s", f.error());
+            });
+            double jobSeconds = (System.nanoTime() - j0) / 1e9;
+            ObjectMapper mapper = new ObjectMapper();
+            for (String s : json) {
+                try {
+                    outcomes.add(mapper.readValue(s, SweepTask.Outcome.class));
+                } catch (IOException e) {
+                    throw new IllegalStateException("a task's outcome is not JSON: " + s, e);
                 }
-                o.flush();
-                if (!failed.isEmpty()) {
-                    throw new TrilensException(failed.size() + " of " + todo.size() + " runs failed (first: "
-                            + failed.get(0).runId() + ": " + failed.get(0).error() + "); the others keep their "
-                            + "results: run the sweep again to retry only those");
-                }
-                double sum = outcomes.stream().mapToDouble(x -> x.result().runSeconds()).sum();
-                int slots = spark.slots(settings);
-                timing.put("job_seconds", jobSeconds);
-                timing.put("sum_run_seconds", sum);
-                timing.put("slots", slots);
-                o.printf("%d runs trained in %.1f s; their own times add up to %.1f s (%.1f s over %d slot%s)%n",
-                        todo.size(), jobSeconds, sum, sum / slots, slots, slots == 1 ? "" : "s");
             }
-            timing.put("failed_attempts", failedAttempts.get());
-            List<RunResult> results = new ArrayList<>();
-            for (Grid.Run run : runs) {
-                RunResult r = SweepRun.finished(dir, run);
-                if (r == null) {
-                    throw new TrilensException("run " + run.id() + " finished but " + SweepRun.dir(dir, run.id())
-                            .resolve(SweepRun.RESULT) + " is not there; expected --out on storage every executor "
-                            + "shares with the driver");
-                }
-                results.add(r);
+            List<SweepTask.Outcome> failed = outcomes.stream().filter(x -> x.error() != null).toList();
+            for (SweepTask.Outcome f : failed) {
+                o.printf("run %s failed %d time%s, the last: %s%n", f.runId(), settings.maxAttempts(),
+                        settings.maxAttempts() == 1 ? "" : "s", f.error());
             }
-            timing.put("wall_seconds", (System.nanoTime() - t0) / 1e9);
-            write(o, g, runs.size() - todo.size(), settings, timing, new SweepTable(g, results), spark, dir);
+            o.flush();
+            if (!failed.isEmpty()) {
+                throw new TrilensException(failed.size() + " of " + todo.size() + " runs failed (first: "
+                        + failed.get(0).runId() + ": " + failed.get(0).error() + "); the others keep their "
+                        + "results: run the sweep again to retry only those");
+            }
+            double sum = outcomes.stream().mapToDouble(x -> x.result().runSeconds()).sum();
+            int slots = spark.slots(settings);
+            timing.put("job_seconds", jobSeconds);
+            timing.put("sum_run_seconds", sum);
+            timing.put("slots", slots);
+            o.printf("%d runs trained in %.1f s; their own times add up to %.1f s (%.1f s over %d slot%s)%n",
+                    todo.size(), jobSeconds, sum, sum / slots, slots, slots == 1 ? "" : "s");
         }
-        return 0;
+        return failedAttempts.get();
     }
 
     /** Writes the tables and figures as one set: a failure half-way leaves the previous set whole. */
     private void write(PrintWriter o, Grid g, int skipped, SparkSweep.Settings settings, Map<String, Object> timing,
-                       SweepTable table, SparkSweep spark, Path dir) {
+                       SweepTable table, Path dir) {
         Map<String, Object> summary = new LinkedHashMap<>();
         summary.put("grid", grid.toString());
         summary.put("preset", g.preset());
@@ -198,6 +207,8 @@ public final class SweepCommand implements Callable<Integer> {
         String wall = String.format(Locale.ROOT, "This sweep: %d runs trained, %d already done, on %s.",
                 table.results().size() - skipped, skipped, settings.master());
         List<Path> figures;
+        long t0 = System.nanoTime();
+        double figureSeconds, parquetSeconds;
         try (OutputSet set = OutputSet.begin(dir, "sweep")) {
             byte[] csv = table.csv();
             AtomicFiles.write(set.path(CSV), s -> s.write(csv));
@@ -209,17 +220,21 @@ public final class SweepCommand implements Callable<Integer> {
                 s.write('\n');
             });
             Files.createDirectories(set.path(FIGURES));
+            long f0 = System.nanoTime();
             figures = SweepFigures.write(table, set.path(FIGURES));
-            spark.writeParquet(table, set.path(PARQUET));
-            // Spark names its part files afresh each time: the previous table's must go, not merge with these
-            AtomicFiles.deleteTree(dir.resolve(PARQUET));
+            long p0 = System.nanoTime();
+            ParquetTable.write(table, set.path(PARQUET));
+            figureSeconds = (p0 - f0) / 1e9;
+            parquetSeconds = (System.nanoTime() - p0) / 1e9;
             set.commit();
         } catch (IOException e) {
             throw new TrilensException("cannot write the results into " + dir + ": " + e.getMessage(), e);
         }
         o.printf("%n%s%n%n%s%n", table.caption(), table.pointsTable());
-        o.printf("wrote %s, %s, %s, %s and %d figures in %s%n", dir.resolve(CSV), dir.resolve(PARQUET),
-                dir.resolve(MARKDOWN), dir.resolve(JSON_FILE), figures.size() / 2, dir.resolve(FIGURES));
+        o.printf("wrote %s, %s, %s, %s and %d figures in %s (in %.1f s: the figures %.1f s, Parquet %.1f s)%n",
+                dir.resolve(CSV), dir.resolve(PARQUET), dir.resolve(MARKDOWN), dir.resolve(JSON_FILE),
+                figures.size() / 2, dir.resolve(FIGURES), (System.nanoTime() - t0) / 1e9, figureSeconds,
+                parquetSeconds);
         o.flush();
     }
 

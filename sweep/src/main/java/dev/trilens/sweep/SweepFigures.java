@@ -9,6 +9,7 @@ import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeSet;
+import java.util.function.Function;
 import java.util.function.Predicate;
 import org.knowm.xchart.CategoryChart;
 import org.knowm.xchart.CategoryChartBuilder;
@@ -18,14 +19,27 @@ import org.knowm.xchart.internal.chartpart.Chart;
 import org.knowm.xchart.style.markers.SeriesMarkers;
 
 /**
- * The sweep's figures (XChart, each a PNG and an SVG, as the analysis writes them): trigrams learned against each axis
- * that is not a seed, with error bars of one sample standard deviation over the seeds, one line per combination of
- * the other axes; and, when the grid has both, attention-only against MLP models.
+ * The sweep's figures (XChart, each a PNG and an SVG, as the analysis writes them): trigrams learned (and the average
+ * probability of the correct c, which keeps telling widths apart once every trigram is right by argmax) against each
+ * axis that is not a seed, with error bars of one sample standard deviation over the seeds, one line per combination
+ * of the other axes; and, when the grid has both, attention-only against MLP models.
  */
 final class SweepFigures {
     static final int WIDTH = 900, HEIGHT = 650;
     /** Beyond this many combinations of the other axes, one pooled line says more than a tangle of them. */
     static final int MAX_SERIES = 8;
+
+    /** What a figure plots: a results column, its name in titles and its y range's top (null: the data's). */
+    private record Metric(String column, String title, Function<SweepTable, Double> top,
+                          Function<SweepTable, String> yTitle) {
+    }
+
+    private static final Metric TRIGRAMS = new Metric("trigram_n_correct", "Trigrams learned", t -> {
+        Integer n = nTrigrams(t);
+        return n == null ? null : (double) n;
+    }, SweepFigures::yTitle);
+    private static final Metric AVG_PROB = new Metric("trigram_avg_correct_prob", "Average P(c | a, b)",
+            t -> 1.0, t -> "trigram_avg_correct_prob");
 
     private SweepFigures() {
     }
@@ -36,7 +50,8 @@ final class SweepFigures {
         List<Path> written = new ArrayList<>();
         for (Grid.Axis axis : table.pointAxes()) {
             if (axis.values().size() > 1) {
-                written.addAll(PngFigures.save(versus(table, axis), dir, "trigrams_vs_" + axis.name()));
+                written.addAll(PngFigures.save(versus(table, axis, TRIGRAMS), dir, "trigrams_vs_" + axis.name()));
+                written.addAll(PngFigures.save(versus(table, axis, AVG_PROB), dir, "avg_prob_vs_" + axis.name()));
             }
         }
         boolean attnOnly = table.results().stream().anyMatch(r -> dMlp(r) == 0);
@@ -51,12 +66,12 @@ final class SweepFigures {
         return ((Number) r.config().get("d_mlp")).intValue();
     }
 
-    /** Trigrams learned against one axis: one line (or set of bars, for true/false) per combination of the others. */
-    private static Chart<?, ?> versus(SweepTable table, Grid.Axis axis) {
+    /** A metric against one axis: one line (or set of bars, for true/false) per combination of the others. */
+    private static Chart<?, ?> versus(SweepTable table, Grid.Axis axis, Metric metric) {
         List<Grid.Axis> others = table.pointAxes().stream().filter(a -> a != axis).toList();
         Map<String, Predicate<RunResult>> series = seriesOf(table, others);
-        String title = "Trigrams learned vs " + axis.name() + spread(table);
-        String yTitle = yTitle(table);
+        String title = metric.title() + " vs " + axis.name() + spread(table);
+        String yTitle = metric.yTitle().apply(table);
         if (axis.isNumeric()) {
             XYChart chart = new XYChartBuilder().width(WIDTH).height(HEIGHT).title(title).xAxisTitle(axis.name())
                     .yAxisTitle(yTitle).build();
@@ -64,14 +79,15 @@ final class SweepFigures {
             chart.getStyler().setErrorBarsColorSeriesColor(true);
             // from none to all: a capacity curve read against its ceiling, not magnified
             chart.getStyler().setYAxisMin(0.0);
-            Integer all = nTrigrams(table);
-            if (all != null) {
-                chart.getStyler().setYAxisMax((double) all);
+            Double top = metric.top().apply(table);
+            if (top != null) {
+                chart.getStyler().setYAxisMax(top);
             }
             series.forEach((name, member) -> {
                 List<Double> x = new ArrayList<>(), y = new ArrayList<>(), err = new ArrayList<>();
                 for (String v : axis.values()) {
-                    Comparison.Stats s = stats(table, r -> member.test(r) && r.axes().get(axis.name()).equals(v));
+                    Comparison.Stats s = stats(table, metric, r -> member.test(r)
+                            && r.axes().get(axis.name()).equals(v));
                     if (s != null) {
                         x.add(Double.parseDouble(v));
                         y.add(s.mean());
@@ -90,7 +106,7 @@ final class SweepFigures {
             List<String> x = new ArrayList<>();
             List<Double> y = new ArrayList<>(), err = new ArrayList<>();
             for (String v : axis.values()) {
-                Comparison.Stats s = stats(table, r -> member.test(r) && r.axes().get(axis.name()).equals(v));
+                Comparison.Stats s = stats(table, metric, r -> member.test(r) && r.axes().get(axis.name()).equals(v));
                 x.add(v);
                 y.add(s == null ? 0 : s.mean());
                 err.add(s == null || Double.isNaN(s.std()) ? 0 : s.std());
@@ -116,7 +132,7 @@ final class SweepFigures {
             List<String> x = new ArrayList<>();
             List<Double> y = new ArrayList<>(), err = new ArrayList<>();
             groups.forEach((group, member) -> {
-                Comparison.Stats s = stats(table, r -> member.test(r) && dMlp(r) == width);
+                Comparison.Stats s = stats(table, TRIGRAMS, r -> member.test(r) && dMlp(r) == width);
                 x.add(group);
                 y.add(s == null ? 0 : s.mean());
                 err.add(s == null || Double.isNaN(s.std()) ? 0 : s.std());
@@ -152,8 +168,9 @@ final class SweepFigures {
         return series;
     }
 
-    private static Comparison.Stats stats(SweepTable table, Predicate<RunResult> which) {
-        double[] v = table.results().stream().filter(which).mapToDouble(r -> r.trigramNCorrect()).toArray();
+    private static Comparison.Stats stats(SweepTable table, Metric metric, Predicate<RunResult> which) {
+        double[] v = table.results().stream().filter(which)
+                .mapToDouble(r -> ((Number) r.metric(metric.column())).doubleValue()).toArray();
         return v.length == 0 ? null : Comparison.Stats.of(v);
     }
 
