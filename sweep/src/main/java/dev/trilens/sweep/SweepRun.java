@@ -11,7 +11,7 @@ import dev.trilens.io.AtomicFiles;
 import dev.trilens.io.FileText;
 import dev.trilens.io.OutputLock;
 import dev.trilens.model.HookedTransformer;
-import dev.trilens.model.Kernels;
+import dev.trilens.model.kernels.Kernels;
 import dev.trilens.model.Parallel;
 import dev.trilens.train.EvalMetrics;
 import dev.trilens.train.Metrics;

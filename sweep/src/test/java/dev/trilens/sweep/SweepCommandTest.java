@@ -126,6 +126,6 @@ class SweepCommandTest {
         assertThat(Arrays.asList(JavaModuleOptions.defaultModuleOptionArray()))
                 .contains("--add-modules=jdk.incubator.vector", "--add-opens=java.base/sun.nio.ch=ALL-UNNAMED");
         // and this JVM, started with them, has the Vector API: the kernels a run uses are the fast ones
-        assertThat(dev.trilens.model.Kernels.VECTOR).isTrue();
+        assertThat(dev.trilens.model.kernels.Kernels.VECTOR).isTrue();
     }
 }
