@@ -4,6 +4,7 @@ import dev.trilens.TrilensException;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.model.Hook;
 import dev.trilens.model.HookedTransformer;
+import dev.trilens.model.Logits;
 import dev.trilens.model.Tensor;
 import dev.trilens.train.EvalMetrics;
 import dev.trilens.train.Metrics;
@@ -341,7 +342,7 @@ public final class CausalValidation {
             System.arraycopy(p, 0, probs, from * (T - 1), p.length);
             for (int b = 0; b < B; b++) {
                 for (int t = 0; t < T - 1; t++) {
-                    double nll = -Metrics.logProb(logits.data(), (b * T + t) * V, V, tokens[b * T + t + 1]);
+                    double nll = -Logits.logProb(logits.data(), (b * T + t) * V, V, tokens[b * T + t + 1]);
                     if (data.completesTrigram(from + b, t + 1)) {
                         lossTri += nll;
                         nTri++;

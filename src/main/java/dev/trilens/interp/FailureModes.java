@@ -3,8 +3,8 @@ package dev.trilens.interp;
 import dev.trilens.TrilensException;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.model.HookedTransformer;
+import dev.trilens.model.Logits;
 import dev.trilens.model.Tensor;
-import dev.trilens.train.Metrics;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.EnumMap;
@@ -154,8 +154,8 @@ public final class FailureModes {
         List<Miss> missed = new ArrayList<>();
         int attending = 0, correctWithout = 0, sharedAttending = 0, sharedOther = 0;
         for (int i = 0; i < n; i++) {
-            int a = tri[i][0], b = tri[i][1], c = tri[i][2], row = (i * 3 + 1) * V;
-            int pred = Metrics.argmax(lg, row, V);
+            int a = tri[i][0], b = tri[i][1], c = tri[i][2], row = TrigramDataset.predictionRow(i, V);
+            int pred = Logits.argmax(lg, row, V);
             int head = 0;
             for (int h = 1; h < H; h++) {
                 if (pat[((i * H + h) * 3 + 1) * 3] > pat[((i * H + head) * 3 + 1) * 3]) {
@@ -175,7 +175,7 @@ public final class FailureModes {
                 continue;
             }
             double adv = sc[((i * H + head) * 3 + 1) * 3] - sc[((i * H + head) * 3 + 1) * 3 + 1];
-            int fullPred = Metrics.argmax(full, row, V);
+            int fullPred = Logits.argmax(full, row, V);
             List<int[]> sib = new ArrayList<>();
             boolean predictsSibling = false;
             for (int[] t : tri) {
@@ -220,8 +220,8 @@ public final class FailureModes {
             for (String f : flags) {
                 flagCounts.merge(f, 1, Integer::sum);
             }
-            missed.add(new Miss(a, b, c, pred, Math.exp(Metrics.logProb(lg, row, V, c)),
-                    Math.exp(Metrics.logProb(lg, row, V, pred)), attn, adv, fullPred, sib.toArray(new int[0][]),
+            missed.add(new Miss(a, b, c, pred, Math.exp(Logits.logProb(lg, row, V, c)),
+                    Math.exp(Logits.logProb(lg, row, V, pred)), attn, adv, fullPred, sib.toArray(new int[0][]),
                     cause, List.copyOf(flags)));
         }
         return new Catalogue(n, missed.size(), counts, flagCounts, attending, correctWithout,
@@ -522,15 +522,15 @@ public final class FailureModes {
             for (int i = 0; i < n; i++) {
                 Sample x = set[i];
                 int row = (i * T + x.p) * V;
-                int pred = Metrics.argmax(lg, row, V);
-                double pPred = Math.exp(Metrics.logProb(lg, row, V, pred));
+                int pred = Logits.argmax(lg, row, V);
+                double pPred = Math.exp(Logits.logProb(lg, row, V, pred));
                 boolean f;
                 if (nonPrefix) {
                     f = pPred > 0.5;
                     meanProb[s] += pPred / n;
                 } else {
                     f = pred != x.expected;
-                    meanProb[s] += Math.exp(Metrics.logProb(lg, row, V, x.expected)) / n;
+                    meanProb[s] += Math.exp(Logits.logProb(lg, row, V, x.expected)) / n;
                 }
                 if (f) {
                     fooled[s]++;
