@@ -1,7 +1,6 @@
 package dev.trilens.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.trilens.TrilensException;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.interp.TrigramExtractor;
 import dev.trilens.io.Checkpoint;

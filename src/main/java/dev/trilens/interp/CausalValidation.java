@@ -10,9 +10,7 @@ import dev.trilens.train.EvalMetrics;
 import dev.trilens.train.Metrics;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 
 /**
  * Tests the explanation by intervention: the attention pattern (blocks.0.attn.hook_pattern) of the trigram heads is
@@ -154,18 +152,6 @@ public final class CausalValidation {
     public record Variant(String name, String description, EvalMetrics metrics, double lossTrigramPositions,
                           double lossOtherPositions, double recoveredLoss, double recoveredTrigramFrac,
                           double recoveredTrigramProb) {
-        public Map<String, Object> toJson() {
-            Map<String, Object> m = new LinkedHashMap<>();
-            m.put("name", name);
-            m.put("description", description);
-            m.putAll(metrics.toJson());
-            m.put("loss_trigram_positions", lossTrigramPositions);
-            m.put("loss_other_positions", lossOtherPositions);
-            m.put("recovered_loss", recoveredLoss);
-            m.put("recovered_trigram_frac_correct", recoveredTrigramFrac);
-            m.put("recovered_trigram_avg_correct_prob", recoveredTrigramProb);
-            return m;
-        }
     }
 
     /**
@@ -188,21 +174,6 @@ public final class CausalValidation {
             throw new IllegalArgumentException("no variant " + name);
         }
 
-        public Map<String, Object> toJson() {
-            Map<String, Object> m = new LinkedHashMap<>();
-            m.put("baseline", baseline);
-            m.put("n_extracted", nExtracted);
-            m.put("rule_heads", ruleHeads);
-            m.put("rule_agreement", ruleAgreement);
-            m.put("rule_agreement_dataset", ruleAgreementDataset);
-            List<Map<String, Object>> vs = new ArrayList<>();
-            for (Variant v : variants) {
-                vs.add(v.toJson());
-            }
-            m.put("variants", vs);
-            m.put("seconds", seconds);
-            return m;
-        }
     }
 
     /** Runs every variant on the dataset's evaluation batch and its all-trigrams batch. */

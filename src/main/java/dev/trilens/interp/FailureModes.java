@@ -4,7 +4,6 @@ import dev.trilens.TrilensException;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.model.HookedTransformer;
 import dev.trilens.model.Logits;
-import dev.trilens.model.Tensor;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.EnumMap;
@@ -69,22 +68,6 @@ public final class FailureModes {
     public record Miss(int a, int b, int c, int predicted, double probC, double probPredicted, double attnPrev,
                        double qkAdvantage, int fullAttentionPredicts, int[][] siblings, Cause cause,
                        List<String> flags) {
-        public Map<String, Object> toJson() {
-            Map<String, Object> m = new LinkedHashMap<>();
-            m.put("a", a);
-            m.put("b", b);
-            m.put("c", c);
-            m.put("cause", cause.key);
-            m.put("predicted", predicted);
-            m.put("prob_c", probC);
-            m.put("prob_predicted", probPredicted);
-            m.put("attn_prev", attnPrev);
-            m.put("qk_advantage", qkAdvantage);
-            m.put("full_attention_predicts", fullAttentionPredicts);
-            m.put("siblings", siblings);
-            m.put("flags", flags);
-            return m;
-        }
     }
 
     /**
@@ -100,27 +83,6 @@ public final class FailureModes {
     public record Catalogue(int nTrigrams, int nMissed, Map<Cause, Integer> counts, Map<String, Integer> flagCounts,
                             int nAttending, int nCorrectWithoutAttention, double sharesBRateAttending,
                             double sharesBRateNotAttending, List<Miss> missed) {
-        public Map<String, Object> toJson() {
-            Map<String, Object> m = new LinkedHashMap<>();
-            m.put("n_trigrams", nTrigrams);
-            m.put("n_missed", nMissed);
-            Map<String, Integer> c = new LinkedHashMap<>();
-            for (Cause k : Cause.values()) {
-                c.put(k.key, counts.get(k));
-            }
-            m.put("counts", c);
-            m.put("flag_counts", flagCounts);
-            m.put("n_attending", nAttending);
-            m.put("n_correct_without_attention", nCorrectWithoutAttention);
-            m.put("shares_b_rate_attending", sharesBRateAttending);
-            m.put("shares_b_rate_not_attending", sharesBRateNotAttending);
-            List<Map<String, Object>> l = new ArrayList<>();
-            for (Miss x : missed) {
-                l.add(x.toJson());
-            }
-            m.put("missed", l);
-            return m;
-        }
     }
 
     /** Catalogues the dataset trigrams the model misses (argmax at position 1 of the all-trigrams batch != c). */
@@ -238,17 +200,6 @@ public final class FailureModes {
 
     /** One generated input where the model was fooled: the tokens up to p, the expected and predicted token. */
     public record Example(int[] context, int p, int a, int b, int expected, int predicted, double probPredicted) {
-        public Map<String, Object> toJson() {
-            Map<String, Object> m = new LinkedHashMap<>();
-            m.put("context", context);
-            m.put("p", p);
-            m.put("a", a);
-            m.put("b", b);
-            m.put("expected", expected);
-            m.put("predicted", predicted);
-            m.put("prob_predicted", probPredicted);
-            return m;
-        }
     }
 
     /**
@@ -257,41 +208,10 @@ public final class FailureModes {
      */
     public record Family(String name, String description, int n, int fooled, double fooledRate, int controlFooled,
                          double controlFooledRate, double meanProb, double controlMeanProb, List<Example> examples) {
-        public Map<String, Object> toJson() {
-            Map<String, Object> m = new LinkedHashMap<>();
-            m.put("name", name);
-            m.put("description", description);
-            m.put("n", n);
-            m.put("fooled", fooled);
-            m.put("fooled_rate", fooledRate);
-            m.put("control_fooled", controlFooled);
-            m.put("control_fooled_rate", controlFooledRate);
-            m.put("mean_prob", meanProb);
-            m.put("control_mean_prob", controlMeanProb);
-            List<Map<String, Object>> l = new ArrayList<>();
-            for (Example e : examples) {
-                l.add(e.toJson());
-            }
-            m.put("examples", l);
-            return m;
-        }
     }
 
     public record Report(Catalogue catalogue, List<Family> families, int samplesPerFamily, long seed,
                          double seconds) {
-        public Map<String, Object> toJson() {
-            Map<String, Object> m = new LinkedHashMap<>();
-            m.put("catalogue", catalogue.toJson());
-            m.put("samples_per_family", samplesPerFamily);
-            m.put("seed", seed);
-            List<Map<String, Object>> l = new ArrayList<>();
-            for (Family f : families) {
-                l.add(f.toJson());
-            }
-            m.put("families", l);
-            m.put("seconds", seconds);
-            return m;
-        }
     }
 
     public static final int DEFAULT_SAMPLES = 200;

@@ -3,7 +3,6 @@ package dev.trilens.interp;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.model.HookedTransformer;
 import dev.trilens.train.Metrics;
@@ -55,9 +54,11 @@ class FailureModesTest {
         assertThat(cat.counts().get(FailureModes.Cause.REPEATED_TOKEN)).isEqualTo(1);
         assertThat(cat.counts().get(FailureModes.Cause.SHARED_SECOND_TOKEN)).isEqualTo(10);
         assertThat(cat.flagCounts().get("low_attention")).isEqualTo(11);
-        JsonNode json = new ObjectMapper().valueToTree(cat.toJson());
-        assertThat(json.get("counts").get("shared_second_token").intValue()).isEqualTo(10);
-        assertThat(json.get("missed").get(0).get("cause").asText()).isEqualTo("repeated_token");
+        // as analysis.json has it (the keys schema/analysis.schema.json documents)
+        JsonNode json = Analysis.mapper().valueToTree(cat);
+        assertThat(json.get("counts").get("SHARED_SECOND_TOKEN").intValue()).isEqualTo(10);
+        assertThat(json.get("missed").get(0).get("cause").asText()).isEqualTo("REPEATED_TOKEN");
+        assertThat(json.has("shares_brate_attending")).isTrue();
     }
 
     @Test
@@ -97,7 +98,8 @@ class FailureModesTest {
         FailureModes.Report rep = FailureModes.analyze(model, data, TrigramExtractor.extract(model.weights()), 50, 3);
         assertConsistent(rep.catalogue(), model, data);
         assertThat(rep.families()).isNotEmpty();
-        assertThat(rep.toJson()).containsKeys("catalogue", "families", "samples_per_family", "seed", "seconds");
+        assertThat(Analysis.mapper().valueToTree(rep).fieldNames()).toIterable()
+                .containsExactly("catalogue", "families", "samples_per_family", "seed", "seconds");
         // the same trigrams in contexts of 3 and 4 tokens: every family still fits
         for (int seqLen : new int[] {3, 4}) {
             TrigramDataset shortData = TrigramDataset.generate(16, seqLen, 0.1, 40, 5);
