@@ -44,7 +44,7 @@ public final class AnalyzeCommand implements Callable<Integer> {
     @Mixin
     DatasetOptions data;
 
-    @Option(names = "--threshold", defaultValue = "0.2",
+    @Option(names = "--attention-threshold", defaultValue = "0.2",
             description = "the worklog's attention / probability threshold (default: ${DEFAULT-VALUE})")
     double threshold;
 
@@ -66,7 +66,7 @@ public final class AnalyzeCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         if (!(threshold > 0 && threshold < 1)) {
             throw new CommandLine.ParameterException(spec.commandLine(),
-                    "--threshold must be between 0 and 1 (exclusive), got " + threshold);
+                    "--attention-threshold must be between 0 and 1 (exclusive), got " + threshold);
         }
         Checkpoint ckpt = Checkpoints.load(model, loading.allowNonFinite);
         TrigramDataset ds = EvaluateCommand.datasetFor(ckpt, data, spec.commandLine().getParseResult());

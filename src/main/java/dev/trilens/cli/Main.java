@@ -31,7 +31,7 @@ public final class Main implements Runnable {
         cli.setParameterExceptionHandler((ex, argv) -> {
             PrintWriter err = ex.getCommandLine().getErr();
             String cmd = ex.getCommandLine().getCommandSpec().qualifiedName();
-            err.println(cmd + ": " + ex.getMessage() + " (see '" + cmd + " --help')");
+            err.println(cmd + ": " + ex.getMessage() + didYouMean(ex) + " (see '" + cmd + " --help')");
             err.flush();
             return 2;
         });
@@ -46,6 +46,18 @@ public final class Main implements Runnable {
             report(cli.getErr(), e);
             return 1;
         }
+    }
+
+    /** "; did you mean evaluate?" for a mistyped command or flag that is close to a real one, else "". */
+    static String didYouMean(CommandLine.ParameterException ex) {
+        if (!(ex instanceof CommandLine.UnmatchedArgumentException unmatched)) {
+            return "";
+        }
+        java.util.List<String> suggestions = unmatched.getSuggestions();
+        if (suggestions.isEmpty()) {
+            return "";
+        }
+        return "; did you mean " + String.join(" or ", suggestions.subList(0, Math.min(3, suggestions.size()))) + "?";
     }
 
     private static void report(PrintWriter err, Throwable ex) {

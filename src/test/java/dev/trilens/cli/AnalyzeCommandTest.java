@@ -126,8 +126,8 @@ class AnalyzeCommandTest extends CliTestBase {
         Result missing = runCaptured("analyze", "--model", tmp.resolve("nope.pt").toString());
         assertThat(missing.code()).isNotZero();
         assertThat(missing.err().strip()).doesNotContain("\n").contains("model file not found");
-        Result threshold = runCaptured("analyze", "--model", "x.pt", "--threshold", "1.5");
+        Result threshold = runCaptured("analyze", "--model", "x.pt", "--attention-threshold", "1.5");
         assertThat(threshold.code()).isEqualTo(2);
-        assertThat(threshold.err().strip()).doesNotContain("\n").contains("--threshold");
+        assertThat(threshold.err().strip()).doesNotContain("\n").contains("--attention-threshold");
     }
 }
