@@ -26,8 +26,16 @@ public final class Main implements Runnable {
     }
 
     /** Runs the CLI and returns its exit code: 0 ok, 1 an error in what the user gave, 2 a bad flag. */
-    public static int execute(String... args) {
+    /** The command line with every subcommand, as execute runs it. */
+    static CommandLine commandLine() {
         CommandLine cli = new CommandLine(new Main());
+        // wide enough that file names and calls in the descriptions are not split at their dots
+        cli.setUsageHelpWidth(110);
+        return cli;
+    }
+
+    public static int execute(String... args) {
+        CommandLine cli = commandLine();
         cli.setParameterExceptionHandler((ex, argv) -> {
             PrintWriter err = ex.getCommandLine().getErr();
             String cmd = ex.getCommandLine().getCommandSpec().qualifiedName();
