@@ -28,8 +28,16 @@ public final class Main implements Runnable {
     }
 
     /** Runs the CLI and returns its exit code: 0 ok, 1 an error in what the user gave, 2 a bad flag. */
+    /** The command line with every subcommand, as execute runs it. */
+    static CommandLine commandLine() {
+        CommandLine cli = new CommandLine(new Main());
+        // wide enough that file names and calls in the descriptions are not split at their dots
+        cli.setUsageHelpWidth(110);
+        return cli;
+    }
+
     public static int execute(String... args) {
-        return execute(new CommandLine(new Main()), args);
+        return execute(commandLine(), args);
     }
 
     /**
@@ -40,7 +48,7 @@ public final class Main implements Runnable {
         cli.setParameterExceptionHandler((ex, argv) -> {
             PrintWriter err = ex.getCommandLine().getErr();
             String cmd = ex.getCommandLine().getCommandSpec().qualifiedName();
-            err.println(cmd + ": " + ex.getMessage() + " (see '" + cmd + " --help')");
+            err.println(cmd + ": " + ex.getMessage() + didYouMean(ex) + " (see '" + cmd + " --help')");
             err.flush();
             return 2;
         });
@@ -55,6 +63,18 @@ public final class Main implements Runnable {
             report(cli.getErr(), e);
             return 1;
         }
+    }
+
+    /** "; did you mean evaluate?" for a mistyped command or flag that is close to a real one, else "". */
+    static String didYouMean(CommandLine.ParameterException ex) {
+        if (!(ex instanceof CommandLine.UnmatchedArgumentException unmatched)) {
+            return "";
+        }
+        java.util.List<String> suggestions = unmatched.getSuggestions();
+        if (suggestions.isEmpty()) {
+            return "";
+        }
+        return "; did you mean " + String.join(" or ", suggestions.subList(0, Math.min(3, suggestions.size()))) + "?";
     }
 
     private static void report(PrintWriter err, Throwable ex) {
