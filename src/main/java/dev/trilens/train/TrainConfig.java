@@ -108,6 +108,21 @@ public record TrainConfig(int dVocab, int seqLen, double trigramProb, long dataS
                 weightDecay, dModel, nHeads, dHead, n, nLayers, layerNorm, initSeed);
     }
 
+    public TrainConfig withDataSeed(long seed) {
+        return new TrainConfig(dVocab, seqLen, trigramProb, seed, nTrain, nVal, epochs, batchSize, lrStart, lrEnd,
+                weightDecay, dModel, nHeads, dHead, dMlp, nLayers, layerNorm, initSeed);
+    }
+
+    public TrainConfig withInitSeed(long seed) {
+        return new TrainConfig(dVocab, seqLen, trigramProb, dataSeed, nTrain, nVal, epochs, batchSize, lrStart, lrEnd,
+                weightDecay, dModel, nHeads, dHead, dMlp, nLayers, layerNorm, seed);
+    }
+
+    public TrainConfig withTrigramProb(double p) {
+        return new TrainConfig(dVocab, seqLen, p, dataSeed, nTrain, nVal, epochs, batchSize, lrStart, lrEnd,
+                weightDecay, dModel, nHeads, dHead, dMlp, nLayers, layerNorm, initSeed);
+    }
+
     /** Data and init seed together, as the CLI's --seed sets them. */
     public TrainConfig withSeed(long seed) {
         return new TrainConfig(dVocab, seqLen, trigramProb, seed, nTrain, nVal, epochs, batchSize, lrStart, lrEnd,
