@@ -214,6 +214,27 @@ class SafetensorsTest {
     }
 
     @Test
+    void refusesANegativeBeginAsOutOfBounds() throws IOException {
+        // a hostile header whose first tensor claims the 4 bytes before the data section: its size matches its
+        // shape and its end is in range, so only the begin >= 0 check stands between it and the header's bytes
+        String header = "{\"embed.W_E\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [-4, 0]}}";
+        Path p = file("negative.safetensors", header, new byte[0]);
+        assertThatThrownBy(() -> Safetensors.read(p)).isInstanceOf(TrilensException.class)
+                .hasMessage("safetensors file " + p + ": tensor 'embed.W_E' has data_offsets [-4, 0] out of bounds: "
+                        + "expected 0 <= begin <= end <= 0 (the data size)");
+        // the same within a whole model: W_E moved 4 bytes back, still its own size
+        Weights w = Weights.init(TorchCheckpointTest.ATTN_ONLY, 1);
+        Path st = dir.resolve("m.safetensors");
+        Safetensors.write(w, Map.of(), st);
+        ObjectNode back = header(st).deepCopy();
+        offsets(back, "embed.W_E", -4, 13 * 6 * 4 - 4);
+        Path p2 = file("back.safetensors", back.toString(), data(st));
+        assertThatThrownBy(() -> Safetensors.read(p2)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith("safetensors file " + p2 + ": tensor 'embed.W_E' has data_offsets [-4, 308] "
+                        + "out of bounds: expected 0 <= begin");
+    }
+
+    @Test
     void refusesSizesItsMetadataDeclaresButItsTensorsDoNotHold() throws IOException {
         Weights w = Weights.init(ModelConfig.arena(), 1);
         Path st = dir.resolve("m.safetensors");
