@@ -15,6 +15,7 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -111,6 +112,7 @@ class InterruptedWritesTest {
         return lines[lines.length - 1];
     }
 
+    @Tag("end-to-end")
     @Test
     void aFullDiskIsOneLineAndLeavesNoHalfSet() throws Exception {
         Path model = TrigramExtractorTestModels.tinyCheckpoint();
@@ -127,6 +129,7 @@ class InterruptedWritesTest {
         }
     }
 
+    @Tag("end-to-end")
     @Test
     void aReadOnlyFolderIsOneLineNamingIt() throws Exception {
         Path model = TrigramExtractorTestModels.tinyCheckpoint();
@@ -146,6 +149,7 @@ class InterruptedWritesTest {
         }
     }
 
+    @Tag("end-to-end")
     @Test
     void aTerminatedAnalyzeLeavesNothingBehind() throws Exception {
         Path model = TrigramExtractorTestModels.tinyCheckpoint();
