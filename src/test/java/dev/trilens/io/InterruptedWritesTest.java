@@ -59,6 +59,17 @@ class InterruptedWritesTest {
     }
 
     @Test
+    void staleStagingFoldersAreSweptWhenASetBegins() throws Exception {
+        Path stale = Files.createDirectories(tmp.resolve(".analysis." + deadPid() + "-xyz.staging/figures"));
+        Files.writeString(stale.resolve("a.png"), "half");
+        Path alive = Files.createDirectories(tmp.resolve(".analysis.1-abc.staging"));
+        try (OutputSet set = OutputSet.begin(tmp, "analysis")) {
+            assertThat(stale.getParent()).doesNotExist();
+            assertThat(alive).exists();
+        }
+    }
+
+    @Test
     void aSetThatFailsHalfWayLeavesThePreviousSetWhole() throws Exception {
         try (OutputSet set = OutputSet.begin(tmp, "analysis")) {
             Files.writeString(set.path("analysis.json"), "old");
