@@ -123,6 +123,22 @@ class InterruptedWritesTest {
         return lines[lines.length - 1];
     }
 
+    @Test
+    void aLockOrAWriteInAReadOnlyFolderIsOneLineNamingIt() throws Exception {
+        Path ro = mount("rolock", "ro,size=64k");
+        try {
+            org.assertj.core.api.Assertions.assertThatThrownBy(() -> OutputLock.acquire(ro, "train"))
+                    .isInstanceOf(TrilensException.class)
+                    .hasMessage("cannot write to output folder " + ro + ": Read-only file system");
+            org.assertj.core.api.Assertions.assertThatThrownBy(() -> AtomicFiles.write(ro.resolve("m.pt"),
+                            out -> out.write(1)))
+                    .isInstanceOf(TrilensException.class).hasMessageStartingWith("cannot write " + ro.resolve("m.pt"))
+                    .hasMessageContaining("Read-only file system");
+        } finally {
+            unmount(ro);
+        }
+    }
+
     @Tag("end-to-end")
     @Test
     void aFullDiskIsOneLineAndLeavesNoHalfSet() throws Exception {

@@ -78,6 +78,17 @@ class StateDictUnpicklerTest {
     }
 
     @Test
+    void theStateDictsMetadataSetByBuildIsIgnored() throws IOException {
+        // torch.save(model.state_dict()) pickles the OrderedDict's _metadata attribute as its state, set by BUILD
+        PickleWriter w = new PickleWriter().proto(2).global("collections", "OrderedDict").emptyTuple().reduce()
+                .string("w");
+        tensor(w).setitem().emptyDict().string("_metadata").global("collections", "OrderedDict").emptyTuple()
+                .reduce().setitem().build();
+        assertOneTensor(load(w));
+        assertRefused(new PickleWriter().proto(2).none().build(), "BUILD without an object");
+    }
+
+    @Test
     void parametersAndTorchSizesUnwrapToTheirTensors() throws IOException {
         // torch.save of nn.Parameters: _rebuild_parameter(tensor, requires_grad, backward_hooks)
         for (String rebuild : new String[] {"_rebuild_parameter", "_rebuild_parameter_with_state"}) {
@@ -117,6 +128,12 @@ class StateDictUnpicklerTest {
                 .binpersid().op(0x8a).op(9).bytes(new byte[] {0, 0, 0, 0, 0, 0, 0, 0, 1})
                 .intTuple(2).intTuple(1).tuple().reduce();
         assertRefused(huge, "storage offset needs more than 64 bits, expected an integer");
+        // 2^63, one past the largest long, in LONG1's nine bytes
+        PickleWriter past = new PickleWriter().proto(2).global("torch._utils", "_rebuild_tensor_v2").mark()
+                .mark().string("storage").global("torch", "FloatStorage").string("0").string("cpu").integer(2).tuple()
+                .binpersid().op(0x8a).op(9).bytes(new byte[] {0, 0, 0, 0, 0, 0, 0, (byte) 0x80, 0})
+                .intTuple(2).intTuple(1).tuple().reduce();
+        assertRefused(past, "storage offset needs more than 64 bits, expected an integer");
         // a float: BINFLOAT 1.5
         PickleWriter real = new PickleWriter().proto(2).global("torch._utils", "_rebuild_tensor_v2").mark()
                 .mark().string("storage").global("torch", "FloatStorage").string("0").string("cpu").integer(2).tuple()
