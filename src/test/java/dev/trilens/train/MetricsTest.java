@@ -119,6 +119,12 @@ class MetricsTest {
         assertThat(m.trigramFracCorrect()).isEqualTo(0.5);
         assertThat(m.trigramAvgCorrectProb()).isEqualTo(0.25);
         assertThat(m.nTrigrams()).isEqualTo(18);
+        // evaluate --json's keys, in this order
+        assertThat(m.toJson().keySet()).containsExactly("loss", "loss_as_frac", "mean_correct_prob",
+                "median_correct_prob", "min_correct_prob", "trigram_n_correct", "trigram_frac_correct",
+                "trigram_avg_correct_prob", "n_trigrams");
+        assertThat(m.toJson()).containsEntry("loss", 2.0).containsEntry("trigram_n_correct", 7)
+                .containsEntry("n_trigrams", 18).containsEntry("median_correct_prob", (double) 0.3f);
 
         // a dataset made by trigram count has no trigram_prob: the baseline uses n_trigrams / (V (V - 1)) = 18 / 90
         TrigramDataset counted = TrigramDataset.withTrigramCount(10, 6, 18, 3, 2);
