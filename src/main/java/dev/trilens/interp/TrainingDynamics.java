@@ -3,7 +3,6 @@ package dev.trilens.interp;
 import com.fasterxml.jackson.annotation.JsonProperty;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.model.ActivationCache;
-import dev.trilens.model.Backprop;
 import dev.trilens.model.HookNames;
 import dev.trilens.model.HookedTransformer;
 import dev.trilens.model.ParamLayout;
@@ -28,7 +27,8 @@ import java.util.function.ToDoubleFunction;
  * ({@code train --snapshot-every}), and what their course says.
  *
  * <p>Per snapshot: the challenge's metrics (from metrics.jsonl, which {@link RunSnapshots} checks the snapshot against;
- * the trigram ones recomputed; epoch 0's validation loss computed, its training loss undefined); the
+ * the trigram ones recomputed; epoch 0's validation loss computed, to float rounding the trainer's, its training loss
+ * undefined); the
  * trigram table read from the weights alone ({@link TrigramExtractor}); the QK prefix-score AUC of the dataset's
  * prefixes ({@link QkCircuit}); the head's attention on the previous token at learned-prefix positions and elsewhere,
  * and at the dataset's prefix positions and elsewhere (Explanation's measure); direct logit attribution
@@ -187,8 +187,10 @@ public final class TrainingDynamics {
             Weights w = run.weights().get(epoch);
             TrigramExtractor.Result table = TrigramExtractor.extract(w);
             completions[i] = completions(table);
-            double valLoss = epoch == 0 ? new Backprop(cfg.modelConfig()).loss(w, valTokens, cfg.nVal(),
-                    cfg.seqLen()) : run.metrics().get(epoch).valLoss();
+            // epoch 0 has no line in metrics.jsonl: its validation loss by the evaluation's forward pass, whose kernels
+            // every snapshot runs anyway (the training ones would be compiled for this one pass)
+            double valLoss = epoch == 0 ? Metrics.loss(new HookedTransformer(w).forward(valTokens, cfg.nVal(),
+                    cfg.seqLen()), valTokens) : run.metrics().get(epoch).valLoss();
             snaps[i] = snapshot(run, epoch, w, initial, table, valLoss, eval, datasetPrefix);
             int n;
             synchronized (done) {
