@@ -14,6 +14,11 @@ public final class SweepMain {
 
     /** Runs `trilens sweep args...` with the CLI's conventions and returns its exit code. */
     public static int execute(String... args) {
-        return Main.execute(new CommandLine(new SweepCommand()), args);
+        return Main.execute(commandLine(), args);
+    }
+
+    /** The sweep's command line, as wide as the core's help. */
+    static CommandLine commandLine() {
+        return new CommandLine(new SweepCommand()).setUsageHelpWidth(110);
     }
 }

@@ -12,7 +12,7 @@ record SweepCli(int code, String out, String err) {
 
     static SweepCli run(String... args) {
         StringWriter out = new StringWriter(), err = new StringWriter();
-        CommandLine cli = new CommandLine(new SweepCommand());
+        CommandLine cli = SweepMain.commandLine();
         cli.setOut(new PrintWriter(out, true));
         cli.setErr(new PrintWriter(err, true));
         int code = Main.execute(cli, args);
