@@ -178,7 +178,8 @@ public final class AnalyzeCommand implements Callable<Integer> {
             AtomicFiles.write(set.path("analysis.json"),
                     os -> mapper.writeValue(new NonClosingOutputStream(os), tree));
             figures = PngFigures.writeAll(tree, runMetrics, set.path("figures"));
-            ReportPage.write(tree, runMetrics, set.path("report.html"));
+            // and the training dynamics, when `trilens dynamics` wrote them here
+            ReportPage.write(tree, runMetrics, DynamicsCommand.readForReport(dir), set.path("report.html"));
             set.commit();
         }
         Path file = dir.resolve("analysis.json");

@@ -12,7 +12,7 @@ import picocli.CommandLine.Command;
                 + "first use)."},
         subcommands = {DatasetCommand.class, EvaluateCommand.class, BenchCommand.class, TrainCommand.class, RunCommand.class,
                 CompareCommand.class, PatchCommand.class, PredictCommand.class, ServeCommand.class, ExtractCommand.class,
-                AnalyzeCommand.class, CommandLine.HelpCommand.class})
+                AnalyzeCommand.class, DynamicsCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
 
     @CommandLine.Spec
@@ -27,7 +27,6 @@ public final class Main implements Runnable {
         System.exit(execute(args));
     }
 
-    /** Runs the CLI and returns its exit code: 0 ok, 1 an error in what the user gave, 2 a bad flag. */
     /** The command line with every subcommand, as execute runs it. */
     static CommandLine commandLine() {
         CommandLine cli = new CommandLine(new Main());
@@ -36,6 +35,7 @@ public final class Main implements Runnable {
         return cli;
     }
 
+    /** Runs the CLI and returns its exit code: 0 ok, 1 an error in what the user gave, 2 a bad flag. */
     public static int execute(String... args) {
         return execute(commandLine(), args);
     }

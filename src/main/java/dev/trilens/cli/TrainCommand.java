@@ -46,6 +46,27 @@ public final class TrainCommand implements Callable<Integer> {
                 + "with TransformerLens's keys (torch.load(path, weights_only=True)), updated every epoch with "
                 + "model.safetensors; a resumed run that has one keeps it updated")
         boolean exportPt;
+
+        @Option(names = "--snapshot-every", paramLabel = "N", description = "also keep the weights of every N-th "
+                + "epoch, of the last epoch and the initial weights (epoch 0) as snapshots/epoch-NNNN.safetensors, "
+                + "for `trilens dynamics`; a resumed run that has them keeps writing them")
+        Integer snapshotEvery;
+
+        /** Applies the flags that act on the trainer rather than on its config. */
+        void applyTo(Trainer trainer) {
+            if (exportPt) {
+                trainer.exportPt();
+            }
+            if (snapshotEvery != null) {
+                trainer.snapshotEvery(snapshotEvery);
+            }
+        }
+
+        void check(CommandLine cl) {
+            TrainCommand.check(cl, snapshotEvery == null || snapshotEvery >= 1, "--snapshot-every must be >= 1 "
+                    + "epoch, got " + snapshotEvery);
+            applyThreads(cl, threads);
+        }
     }
 
     @CommandLine.Mixin
@@ -121,7 +142,7 @@ public final class TrainCommand implements Callable<Integer> {
         CommandLine cl = spec.commandLine();
         checkConfigFlags(cl);
         check(cl, !resume || run.out != null, "--resume needs --out, the run folder to continue");
-        applyThreads(cl, run.threads);
+        run.check(cl);
         Preset p = run.preset == null ? Preset.arena : run.preset;
         Path dir = resume ? run.out : outDir(run.out, p);
         if (resume && !Files.isDirectory(dir)) {
@@ -140,19 +161,23 @@ public final class TrainCommand implements Callable<Integer> {
             TrainConfig saved = trainer.config();
             checkSameConfig(dir, saved, overrides(run.preset == null ? saved : TrainConfig.preset(
                     run.preset.name())));
+            run.applyTo(trainer);
             out.printf("resuming %s after epoch %d of %d%n", dir, trainer.epochsDone(), saved.epochs());
         } else {
             trainer = Trainer.start(overrides(TrainConfig.preset(p.name())), dir);
+            run.applyTo(trainer);
             out.printf("training into %s%n", trainer.dir());
-        }
-        if (run.exportPt) {
-            trainer.exportPt();
         }
         train(trainer, out);
         out.printf("model     %s%nbest      %s (epoch %d)%nmetrics   %s%n", trainer.dir().resolve(Trainer.MODEL),
                 trainer.dir().resolve(Trainer.BEST), trainer.bestEpoch(), trainer.dir().resolve(Trainer.METRICS));
         if (trainer.exportsPt()) {
             out.printf("pytorch   %s%n", trainer.dir().resolve(Trainer.MODEL_PT));
+        }
+        if (trainer.snapshotInterval() > 0) {
+            out.printf("snapshots %s (every %d epoch%s; trilens dynamics --run %s)%n",
+                    trainer.dir().resolve(Trainer.SNAPSHOTS), trainer.snapshotInterval(),
+                    trainer.snapshotInterval() == 1 ? "" : "s", trainer.dir());
         }
         out.flush();
         return 0;

@@ -180,10 +180,12 @@ public record QkCircuit(boolean linearised, String weightsNote, int[] positions,
                 WeightMatrices.cosineRows(WeightMatrices.matrix(w, "pos_embed.W_pos")), heads, summary);
     }
 
-    private static Head head(Weights w, int l, int h, QkDecomposition d, boolean exact, double err, int[] positions,
-                             boolean[] prefix, boolean[] learned, double threshold) {
-        int V = w.cfg.dVocab(), N = w.cfg.nCtx(), P = positions.length;
-        // component[c][X * V + Y], averaged over the positions
+    /**
+     * The prefix advantage of every pair (X, Y), score(Y@p -> X@p-1) - score(Y@p -> Y@p) averaged over the positions,
+     * split into its {@link #COMPONENTS}: [component][X * V + Y].
+     */
+    public static double[][] advantageComponents(QkDecomposition d, int[] positions) {
+        int V = d.tokenToken().length, P = positions.length;
         double[][] comp = new double[COMPONENTS.size()][V * V];
         double[] crossQ = new double[V], crossK = new double[V];
         double posPart = 0, biasPos = 0;
@@ -195,8 +197,6 @@ public record QkCircuit(boolean linearised, String weightsNote, int[] positions,
             posPart += ((double) d.posPos()[p][p - 1] - d.posPos()[p][p]) / P;
             biasPos += ((double) d.queryBiasKeyPos()[p - 1] - d.queryBiasKeyPos()[p]) / P;
         }
-        float[][] adv = new float[V][V];
-        double[] total = new double[V * V];
         for (int x = 0; x < V; x++) {
             for (int y = 0; y < V; y++) {
                 int i = x * V + y;
@@ -206,12 +206,33 @@ public record QkCircuit(boolean linearised, String weightsNote, int[] positions,
                 comp[3][i] = posPart;
                 comp[4][i] = (double) d.queryBiasKeyToken()[x] - d.queryBiasKeyToken()[y];
                 comp[5][i] = biasPos;
-                double s = 0;
-                for (double[] c : comp) {
-                    s += c[i];
-                }
-                total[i] = s;
-                adv[x][y] = (float) s;
+            }
+        }
+        return comp;
+    }
+
+    /** The advantage itself, [X * V + Y]: the sum of its components, in their order. */
+    public static double[] advantage(double[][] components) {
+        double[] total = new double[components[0].length];
+        for (int i = 0; i < total.length; i++) {
+            double s = 0;
+            for (double[] c : components) {
+                s += c[i];
+            }
+            total[i] = s;
+        }
+        return total;
+    }
+
+    private static Head head(Weights w, int l, int h, QkDecomposition d, boolean exact, double err, int[] positions,
+                             boolean[] prefix, boolean[] learned, double threshold) {
+        int V = w.cfg.dVocab(), N = w.cfg.nCtx();
+        double[][] comp = advantageComponents(d, positions);
+        double[] total = advantage(comp);
+        float[][] adv = new float[V][V];
+        for (int x = 0; x < V; x++) {
+            for (int y = 0; y < V; y++) {
+                adv[x][y] = (float) total[x * V + y];
             }
         }
         double[] positional = new double[N];

@@ -79,7 +79,8 @@ class TrainCommandTest extends CliTestBase {
                 .map(CommandLine.Model.OptionSpec::longestName).toList();
         assertThat(all).containsAll(TrainCommand.CONFIG_FLAGS);
         assertThat(all.stream().filter(f -> !TrainCommand.CONFIG_FLAGS.contains(f)).toList())
-                .containsExactlyInAnyOrder("--out", "--threads", "--export-pt", "--resume", "--help", "--version");
+                .containsExactlyInAnyOrder("--out", "--threads", "--export-pt", "--snapshot-every", "--resume", "--help",
+                        "--version");
     }
 
     @Test

@@ -76,6 +76,58 @@ class TrainerTest {
         }
     }
 
+    /**
+     * Snapshots: epoch 0 (the initial weights), every n-th epoch and the last, each the weights of that epoch; a run
+     * stopped and resumed writes the same files, bit for bit, without being asked again, and keeps its interval.
+     */
+    @Test
+    void snapshotsSurviveAResumeBitForBit() throws IOException {
+        TrainConfig cfg = TINY.withEpochs(7);
+        Path straight = tmp.resolve("straight");
+        Trainer s = Trainer.start(cfg, straight).snapshotEvery(3);
+        assertThat(Trainer.snapshots(straight).keySet()).as("epoch 0 at once").containsExactly(0);
+        List<float[]> byEpoch = new ArrayList<>();
+        byEpoch.add(s.weights().data.clone());
+        s.run(new Trainer.Listener() {
+            @Override
+            public void epochDone(Trainer.EpochMetrics m) {
+                byEpoch.add(s.weights().data.clone());
+            }
+        });
+        assertThat(Trainer.snapshots(straight).keySet()).containsExactly(0, 3, 6, 7);
+        for (int e : Trainer.snapshots(straight).keySet()) {
+            Checkpoint c = Checkpoints.load(Trainer.snapshotPath(straight, e));
+            assertThat(c.weights().data).as("epoch %d", e).isEqualTo(byEpoch.get(e));
+            assertThat(c.metadata()).containsEntry(Trainer.EPOCHS_DONE, Integer.toString(e))
+                    .containsEntry(Trainer.SNAPSHOT_EVERY, "3");
+        }
+        assertThat(byEpoch.get(0)).isEqualTo(Weights.init(cfg.modelConfig(), cfg.initSeed()).data);
+
+        Path split = tmp.resolve("split");
+        Trainer.start(cfg, split).snapshotEvery(3).run(QUIET, 4);
+        assertThat(Trainer.snapshots(split).keySet()).containsExactly(0, 3);
+        Trainer resumed = Trainer.resume(split);
+        assertThat(resumed.snapshotInterval()).isEqualTo(3);
+        assertThatThrownBy(() -> Trainer.resume(split).snapshotEvery(2)).isInstanceOf(TrilensException.class)
+                .hasMessage("cannot resume " + split + " with --snapshot-every 2: its snapshots are every 3 epochs; "
+                        + "drop the flag or pass --snapshot-every 3");
+        resumed.snapshotEvery(3).run(QUIET);
+        for (int e : List.of(0, 3, 6, 7)) {
+            assertThat(Files.readAllBytes(Trainer.snapshotPath(split, e))).as("epoch %d", e)
+                    .isEqualTo(Files.readAllBytes(Trainer.snapshotPath(straight, e)));
+        }
+
+        // a run that starts keeping snapshots on resume gets epoch 0 and the epoch it stands at, if it is one
+        Path late = tmp.resolve("late");
+        Trainer.start(cfg, late).run(QUIET, 6);
+        Trainer.resume(late).snapshotEvery(3);
+        assertThat(Trainer.snapshots(late).keySet()).containsExactly(0, 6);
+        assertThat(Files.readAllBytes(Trainer.snapshotPath(late, 6)))
+                .isEqualTo(Files.readAllBytes(Trainer.snapshotPath(straight, 6)));
+        assertThatThrownBy(() -> Trainer.start(cfg, tmp.resolve("zero")).snapshotEvery(0))
+                .isInstanceOf(TrilensException.class).hasMessageContaining("must be >= 1");
+    }
+
     @Test
     void metricsAndCheckpointsCarryWhatEvaluateNeeds() throws IOException {
         Path dir = tmp.resolve("run");
@@ -164,6 +216,76 @@ class TrainerTest {
             }
         });
         assertThat(batches[0]).isEqualTo(8);
+    }
+
+    @Test
+    void epochsReportTheirStartTheirBatchesAndTheirTime() {
+        // 128 sequences in batches of 64: exactly two batches an epoch, no empty third
+        TrainConfig cfg = new TrainConfig(12, 10, 0.1, 5, 128, 50, 2, 64, 1e-2, 1e-3, 1e-3, 16, 1, 8, 16, 1, false, 5);
+        List<String> events = new ArrayList<>();
+        long t0 = System.nanoTime();
+        List<Trainer.EpochMetrics> ms = Trainer.start(cfg, tmp.resolve("events")).run(new Trainer.Listener() {
+            @Override
+            public void epochStarted(int epoch, int nBatches, double lr) {
+                events.add("start " + epoch + " of " + nBatches + " at " + lr);
+            }
+
+            @Override
+            public void batchDone(int epoch, int batch, int nBatches, double loss) {
+                events.add("batch " + epoch + "." + batch);
+            }
+        });
+        double wall = (System.nanoTime() - t0) / 1e9;
+        assertThat(events).containsExactly("start 1 of 2 at " + cfg.schedule().lr(0), "batch 1.1", "batch 1.2",
+                "start 2 of 2 at " + cfg.schedule().lr(1), "batch 2.1", "batch 2.2");
+        assertThat(ms).hasSize(2).allSatisfy(m -> assertThat(m.seconds()).isPositive().isLessThanOrEqualTo(wall));
+    }
+
+    @Test
+    void bestIsTheEpochWithTheHighestAverageProbability() throws IOException {
+        Path dir = tmp.resolve("best");
+        Trainer t = Trainer.start(TINY, dir);
+        List<float[]> after = new ArrayList<>();
+        List<Trainer.EpochMetrics> ms = t.run(new Trainer.Listener() {
+            @Override
+            public void epochDone(Trainer.EpochMetrics m) {
+                after.add(t.weights().data.clone());
+            }
+        });
+        int best = 0;
+        for (int e = 1; e < ms.size(); e++) {
+            if (ms.get(e).trigramAvgCorrectProb() > ms.get(best).trigramAvgCorrectProb()) {
+                best = e;
+            }
+        }
+        assertThat(t.bestEpoch()).isEqualTo(best + 1);
+        assertThat(Checkpoints.load(dir.resolve(Trainer.BEST)).weights().data).isEqualTo(after.get(best));
+    }
+
+    @Test
+    void lastMetricsAreTheCommittedEpochsAndAResumeRereadsThem() throws IOException {
+        Path dir = tmp.resolve("last");
+        Trainer t = Trainer.start(TINY, dir);
+        assertThat(t.lastMetrics()).isNull();
+        List<Trainer.EpochMetrics> ms = t.run(QUIET, 2);
+        assertThat(t.lastMetrics()).isEqualTo(ms.get(1));
+        assertThat(Trainer.resume(dir).lastMetrics()).isEqualTo(ms.get(1));
+
+        Path file = dir.resolve(Trainer.METRICS);
+        List<String> lines = Files.readAllLines(file, StandardCharsets.UTF_8);
+        // cut back to its first line by hand: the run's record no longer matches it
+        Files.writeString(file, lines.get(0) + "\n");
+        assertThatThrownBy(() -> Trainer.resume(dir).lastMetrics()).isInstanceOf(TrilensException.class)
+                .hasMessage(file + " holds 1 complete lines, but the run has done 2 epochs: expected one line per "
+                        + "epoch as trilens train writes them");
+        Files.delete(file);
+        assertThatThrownBy(() -> Trainer.resume(dir).lastMetrics()).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith(file + " holds 0 complete lines");
+        ObjectNode second = (ObjectNode) new ObjectMapper().readTree(lines.get(1));
+        second.remove("lr");
+        Files.writeString(file, lines.get(0) + "\n" + second + "\n");
+        assertThatThrownBy(() -> Trainer.resume(dir).lastMetrics()).isInstanceOf(TrilensException.class)
+                .hasMessage(file + ": a metrics line lacks 'lr', expected the lines trilens train writes");
     }
 
     @Test

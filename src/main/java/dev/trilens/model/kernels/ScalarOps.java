@@ -488,4 +488,40 @@ public class ScalarOps implements TensorOps {
             accumulate(dByToken, dByTokenOff + tokens[tokOff + t] * n, src, srcOff + t * n, n);
         }
     }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // double precision
+
+    @Override
+    public void softmax(double[] probs, double[] logits, int lOff, int n) {
+        double max = Double.NEGATIVE_INFINITY;
+        for (int i = 0; i < n; i++) {
+            max = Math.max(max, logits[lOff + i]);
+        }
+        double sum = 0;
+        for (int i = 0; i < n; i++) {
+            probs[i] = Math.exp(logits[lOff + i] - max);
+            sum += probs[i];
+        }
+        for (int i = 0; i < n; i++) {
+            probs[i] /= sum;
+        }
+    }
+
+    @Override
+    public void matmulAdd(double[] out, double[] a, double[] b, int n, int k, int m) {
+        matmulAdd(out, a, b, k, m, 0, n, 0, m);
+    }
+
+    /** matmulAdd over rows [r0, r1) and columns [c0, c1) of out only. */
+    static void matmulAdd(double[] out, double[] a, double[] b, int k, int m, int r0, int r1, int c0, int c1) {
+        for (int r = r0; r < r1; r++) {
+            for (int j = 0; j < k; j++) {
+                double x = a[r * k + j];
+                for (int c = c0; c < c1; c++) {
+                    out[r * m + c] += x * b[j * m + c];
+                }
+            }
+        }
+    }
 }

@@ -169,4 +169,13 @@ public interface TensorOps {
     /** dByToken[tokens[tokOff + t], :] += src[t, :] for t < T: gatherRowsAdd's backward by token. */
     void scatterRowsAdd(float[] dByToken, int dByTokenOff, int[] tokens, int tokOff, float[] src, int srcOff,
                         int T, int n);
+
+    // ---------------------------------------------------------------------------------------------------------
+    // double precision: the trigram extractor reads a model's components in doubles (interp.ExtractComponents)
+
+    /** probs[0..n) = softmax(logits[lOff..lOff+n)). */
+    void softmax(double[] probs, double[] logits, int lOff, int n);
+
+    /** out[n,m] += a[n,k] @ b[k,m]. */
+    void matmulAdd(double[] out, double[] a, double[] b, int n, int k, int m);
 }

@@ -6,8 +6,10 @@ import static dev.trilens.model.kernels.VectorMath.exp;
 import static dev.trilens.model.kernels.VectorMath.hsum;
 import static dev.trilens.model.kernels.VectorMath.SOFTMAX_FLOOR;
 
+import jdk.incubator.vector.DoubleVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
 
 /**
  * The Vector API kernels: {@link VectorMatmul}'s tiles, {@link VectorAttention}, and the cross-entropy and
@@ -478,5 +480,84 @@ public final class VectorOps extends ScalarOps {
             int at = dbiasOff + o;
             FloatVector.fromArray(F, dbias, at).add(a0.add(a1).add(a2.add(a3))).intoArray(dbias, at);
         }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // double precision
+
+    private static final VectorSpecies<Double> DV = DoubleVector.SPECIES_PREFERRED;
+
+    /** The library's vector exp (on x86 four times the speed of the scalar one), a scalar tail. */
+    @Override
+    public void softmax(double[] probs, double[] logits, int lOff, int n) {
+        int L = DV.length(), bound = DV.loopBound(n);
+        double max = Double.NEGATIVE_INFINITY;
+        for (int i = 0; i < n; i++) {
+            max = Math.max(max, logits[lOff + i]);
+        }
+        DoubleVector sumV = DoubleVector.zero(DV);
+        for (int i = 0; i < bound; i += L) {
+            DoubleVector e = DoubleVector.fromArray(DV, logits, lOff + i).sub(max).lanewise(VectorOperators.EXP);
+            e.intoArray(probs, i);
+            sumV = sumV.add(e);
+        }
+        double sum = sumV.reduceLanes(VectorOperators.ADD);
+        for (int i = bound; i < n; i++) {
+            probs[i] = Math.exp(logits[lOff + i] - max);
+            sum += probs[i];
+        }
+        double inv = 1 / sum;
+        for (int i = 0; i < n; i++) {
+            probs[i] *= inv;
+        }
+    }
+
+    /**
+     * Tiles of four rows by two vectors, held in registers over all of k; the columns past the last whole pair of
+     * vectors and the rows past the last four go to the reference loop.
+     */
+    @Override
+    public void matmulAdd(double[] out, double[] a, double[] b, int n, int k, int m) {
+        int L = DV.length(), mTiles = m / (2 * L) * (2 * L), nTiles = n / 4 * 4;
+        for (int r = 0; r < nTiles; r += 4) {
+            int o0 = r * m, o1 = o0 + m, o2 = o1 + m, o3 = o2 + m;
+            int a0 = r * k, a1 = a0 + k, a2 = a1 + k, a3 = a2 + k;
+            for (int c = 0; c < mTiles; c += 2 * L) {
+                DoubleVector x0 = DoubleVector.fromArray(DV, out, o0 + c);
+                DoubleVector y0 = DoubleVector.fromArray(DV, out, o0 + c + L);
+                DoubleVector x1 = DoubleVector.fromArray(DV, out, o1 + c);
+                DoubleVector y1 = DoubleVector.fromArray(DV, out, o1 + c + L);
+                DoubleVector x2 = DoubleVector.fromArray(DV, out, o2 + c);
+                DoubleVector y2 = DoubleVector.fromArray(DV, out, o2 + c + L);
+                DoubleVector x3 = DoubleVector.fromArray(DV, out, o3 + c);
+                DoubleVector y3 = DoubleVector.fromArray(DV, out, o3 + c + L);
+                for (int j = 0; j < k; j++) {
+                    DoubleVector w0 = DoubleVector.fromArray(DV, b, j * m + c);
+                    DoubleVector w1 = DoubleVector.fromArray(DV, b, j * m + c + L);
+                    DoubleVector s = DoubleVector.broadcast(DV, a[a0 + j]);
+                    x0 = w0.fma(s, x0);
+                    y0 = w1.fma(s, y0);
+                    s = DoubleVector.broadcast(DV, a[a1 + j]);
+                    x1 = w0.fma(s, x1);
+                    y1 = w1.fma(s, y1);
+                    s = DoubleVector.broadcast(DV, a[a2 + j]);
+                    x2 = w0.fma(s, x2);
+                    y2 = w1.fma(s, y2);
+                    s = DoubleVector.broadcast(DV, a[a3 + j]);
+                    x3 = w0.fma(s, x3);
+                    y3 = w1.fma(s, y3);
+                }
+                x0.intoArray(out, o0 + c);
+                y0.intoArray(out, o0 + c + L);
+                x1.intoArray(out, o1 + c);
+                y1.intoArray(out, o1 + c + L);
+                x2.intoArray(out, o2 + c);
+                y2.intoArray(out, o2 + c + L);
+                x3.intoArray(out, o3 + c);
+                y3.intoArray(out, o3 + c + L);
+            }
+        }
+        ScalarOps.matmulAdd(out, a, b, k, m, 0, nTiles, mTiles, m);
+        ScalarOps.matmulAdd(out, a, b, k, m, nTiles, n, 0, m);
     }
 }

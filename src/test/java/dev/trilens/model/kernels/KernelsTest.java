@@ -390,6 +390,66 @@ class KernelsTest {
         assertThat(dout).containsExactly(expected);
     }
 
+    /** The extractor's double kernels: a row's softmax at an offset, and a matrix product added into its output. */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("both")
+    void doubleKernelsMatchTheMath(String name, TensorOps ops) {
+        for (int n : new int[] {1, 3, 4, 9, 75, 77}) {
+            for (double spread : new double[] {0.1, 5, 60}) {
+                double[] logits = new double[n + 3], probs = new double[n];
+                for (int i = 0; i < logits.length; i++) {
+                    logits[i] = spread * rng.nextGaussian();
+                }
+                if (n > 2) {
+                    logits[3 + 1] = Double.NEGATIVE_INFINITY;
+                }
+                ops.softmax(probs, logits, 3, n);
+                double max = Double.NEGATIVE_INFINITY, z = 0;
+                for (int i = 0; i < n; i++) {
+                    max = Math.max(max, logits[3 + i]);
+                }
+                for (int i = 0; i < n; i++) {
+                    z += Math.exp(logits[3 + i] - max);
+                }
+                for (int i = 0; i < n; i++) {
+                    double want = Math.exp(logits[3 + i] - max) / z;
+                    assertThat(probs[i]).as("n %d spread %s i %d", n, spread, i)
+                            .isCloseTo(want, Offset.offset(1e-14 * want + 1e-300));
+                }
+                if (n > 2) {
+                    assertThat(probs[1]).isZero();
+                }
+            }
+        }
+        // rows and columns around the tile sizes (four rows, two vectors), k from 1
+        for (int[] nkm : new int[][] {{75, 20, 75}, {4, 1, 2 * LANES}, {3, 5, 7}, {9, 2, 2 * LANES + 1}}) {
+            int n = nkm[0], k = nkm[1], m = nkm[2];
+            double[] a = new double[n * k], b = new double[k * m], out = new double[n * m];
+            for (int i = 0; i < a.length; i++) {
+                a[i] = rng.nextGaussian();
+            }
+            for (int i = 0; i < b.length; i++) {
+                b[i] = rng.nextGaussian();
+            }
+            for (int i = 0; i < out.length; i++) {
+                out[i] = rng.nextGaussian();
+            }
+            double[] want = out.clone();
+            for (int r = 0; r < n; r++) {
+                for (int c = 0; c < m; c++) {
+                    for (int j = 0; j < k; j++) {
+                        want[r * m + c] += a[r * k + j] * b[j * m + c];
+                    }
+                }
+            }
+            ops.matmulAdd(out, a, b, n, k, m);
+            for (int i = 0; i < out.length; i++) {
+                assertThat(out[i]).as("%s [%d]", java.util.Arrays.toString(nkm), i)
+                        .isCloseTo(want[i], Offset.offset(1e-12 * (1 + Math.abs(want[i]))));
+            }
+        }
+    }
+
     @Test
     void vectorExpIsAccurateAndExactlyZeroForMinusInfinity() {
         float[] xs = new float[LANES];
