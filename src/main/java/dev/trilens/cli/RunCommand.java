@@ -29,7 +29,7 @@ import picocli.CommandLine;
 public final class RunCommand implements Callable<Integer> {
 
     /** evaluate's default dataset size, so run's numbers match `trilens evaluate --model DIR/model.safetensors`. */
-    static final int EVAL_SIZE = 2500;
+    public static final int EVAL_SIZE = 2500;
 
     @CommandLine.Mixin
     TrainCommand.RunOptions run;

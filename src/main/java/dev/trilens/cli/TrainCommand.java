@@ -84,8 +84,19 @@ public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--epochs", description = "number of epochs")
     Integer epochs;
 
-    @Option(names = "--seed", description = "dataset and init seed")
+    @Option(names = "--seed", description = "dataset and init seed (both; --data-seed and --init-seed override one)")
     Long seed;
+
+    @Option(names = "--data-seed", description = "dataset seed: the trigrams, the sequences, the train/validation "
+            + "split and the batch order (default: the preset's, or --seed)")
+    Long dataSeed;
+
+    @Option(names = "--init-seed", description = "seed of the initial weights (default: the preset's, or --seed)")
+    Long initSeed;
+
+    @Option(names = "--trigram-prob", description = "fraction of (a, b) pairs that start a trigram (default: the "
+            + "preset's, 0.05)")
+    Double trigramProb;
 
     @Option(names = "--resume", description = "continue the run in --out after its last completed epoch")
     boolean resume;
@@ -93,14 +104,43 @@ public final class TrainCommand implements Callable<Integer> {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
 
-    @Override
-    public Integer call() {
-        CommandLine cl = spec.commandLine();
+    /**
+     * The flags that decide what a run trains (its {@link TrainConfig}); the others (--out, --threads, --resume,
+     * --export-pt) say where and how. A sweep's axes are these, without their dashes.
+     */
+    public static final List<String> CONFIG_FLAGS = List.of("--preset", "--attn-only", "--d-head", "--d-mlp",
+            "--epochs", "--seed", "--data-seed", "--init-seed", "--trigram-prob");
+
+    /**
+     * The config `train` would train with these flags (only {@link #CONFIG_FLAGS}), checked as train checks them;
+     * a bad flag or value throws picocli's ParameterException with train's own one-line message.
+     */
+    public static TrainConfig configOf(List<String> flags) {
+        TrainCommand t = new TrainCommand();
+        CommandLine cl = new CommandLine(t);
+        cl.parseArgs(flags.toArray(String[]::new));
+        for (CommandLine.Model.OptionSpec o : cl.getParseResult().matchedOptions()) {
+            check(cl, CONFIG_FLAGS.contains(o.longestName()), o.longestName() + " does not decide a run's config; "
+                    + "expected only " + String.join(", ", CONFIG_FLAGS));
+        }
+        t.checkConfigFlags(cl);
+        return t.overrides(TrainConfig.preset((t.run.preset == null ? Preset.arena : t.run.preset).name()));
+    }
+
+    private void checkConfigFlags(CommandLine cl) {
         check(cl, epochs == null || epochs >= 1, "--epochs must be >= 1, got " + epochs);
         check(cl, dHead == null || dHead >= 1, "--d-head must be >= 1, got " + dHead);
         check(cl, dMlp == null || dMlp >= 0, "--d-mlp must be >= 0 (0 = attention-only), got " + dMlp);
         check(cl, !(attnOnly && dMlp != null && dMlp != 0), "--attn-only contradicts --d-mlp " + dMlp
                 + "; give one of them");
+        check(cl, trigramProb == null || (trigramProb > 0 && trigramProb < 1), "--trigram-prob must be > 0 and < 1, "
+                + "got " + trigramProb);
+    }
+
+    @Override
+    public Integer call() {
+        CommandLine cl = spec.commandLine();
+        checkConfigFlags(cl);
         check(cl, !resume || run.out != null, "--resume needs --out, the run folder to continue");
         run.check(cl);
         Preset p = run.preset == null ? Preset.arena : run.preset;
@@ -159,11 +199,20 @@ public final class TrainCommand implements Callable<Integer> {
         if (seed != null) {
             c = c.withSeed(seed);
         }
+        if (dataSeed != null) {
+            c = c.withDataSeed(dataSeed);
+        }
+        if (initSeed != null) {
+            c = c.withInitSeed(initSeed);
+        }
+        if (trigramProb != null) {
+            c = c.withTrigramProb(trigramProb);
+        }
         return c;
     }
 
     /** A resumed run must keep its config, or it would no longer be the run it continues. */
-    static void checkSameConfig(Path dir, TrainConfig saved, TrainConfig asked) {
+    public static void checkSameConfig(Path dir, TrainConfig saved, TrainConfig asked) {
         Map<String, String> s = saved.toMetadata(), a = asked.toMetadata();
         List<String> diff = new ArrayList<>();
         s.forEach((k, v) -> {

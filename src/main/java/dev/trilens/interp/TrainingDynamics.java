@@ -329,11 +329,11 @@ public final class TrainingDynamics {
         int[] positions = QkCircuit.defaultPositions(w.cfg.nCtx());
         double best = Double.NaN;
         for (int h = 0; h < w.cfg.nHeads(); h++) {
-            double auc = Circuits.rocAuc(QkCircuit.advantage(QkCircuit.advantageComponents(
-                    QkCircuit.decompose(cw, 0, h), positions)), datasetPrefix);
+            double auc = Stats.rocAuc(QkCircuit.advantage(QkCircuit.advantageComponents(
+                    QkDecomposition.of(cw, 0, h), positions)), datasetPrefix);
             if (head[0] == null || auc > best) {
                 best = auc;
-                head[0] = Circuits.headName(0, h);
+                head[0] = WeightMatrices.headName(0, h);
             }
         }
         return best;

@@ -4,11 +4,11 @@ import com.fasterxml.jackson.annotation.JsonIgnore;
 import dev.trilens.TrilensException;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.model.HookedTransformer;
+import dev.trilens.model.Logits;
 import dev.trilens.model.ModelConfig;
 import dev.trilens.model.Parallel;
 import dev.trilens.model.Tensor;
 import dev.trilens.model.Weights;
-import dev.trilens.train.Metrics;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Comparator;
@@ -849,7 +849,7 @@ public final class TrigramExtractor {
                 int n = 0;
                 for (int a = 0; a < V; a++) {
                     if (a != all[i][0]) {
-                        others[n++] = Math.exp(Metrics.logProb(logits.data(), (a * 3 + 1) * LV, LV, all[i][2]));
+                        others[n++] = Math.exp(Logits.logProb(logits.data(), (a * 3 + 1) * LV, LV, all[i][2]));
                     }
                 }
                 out[i] = median(others, n);
@@ -874,9 +874,9 @@ public final class TrigramExtractor {
         int V = logits.dim(2);
         int[][] t = data.trigrams();
         for (int i = 0; i < n; i++) {
-            int row = (i * 3 + 1) * V;
-            out[i] = Metrics.argmax(logits.data(), row, V) == t[i][2];
-            probC[i] = Math.exp(Metrics.logProb(logits.data(), row, V, t[i][2]));
+            int row = TrigramDataset.predictionRow(i, V);
+            out[i] = Logits.argmax(logits.data(), row, V) == t[i][2];
+            probC[i] = Math.exp(Logits.logProb(logits.data(), row, V, t[i][2]));
         }
         return out;
     }

@@ -95,6 +95,27 @@ class TorchGeneratorTest {
     }
 
     @Test
+    void consecutiveRandpermsLeaveTheGeneratorWhereTorchDoes() {
+        // each epoch's shuffle draws from where the previous one stopped: n - 1 outputs for randperm(n), none for
+        // n = 1. g = torch.Generator(); g.manual_seed(40); then torch.randperm(n, generator=g) for n = 5, 5, 1, 6:
+        TorchGenerator g = new TorchGenerator(40);
+        assertThat(g.randperm(5)).containsExactly(3, 4, 1, 2, 0);
+        assertThat(g.randperm(5)).containsExactly(2, 1, 4, 0, 3);
+        assertThat(g.randperm(1)).containsExactly(0);
+        assertThat(g.randperm(6)).containsExactly(0, 3, 4, 1, 5, 2);
+    }
+
+    @Test
+    void randpermRefusesSizesWhereTorchSwitchesAlgorithm() {
+        // torch's randperm_cpu keeps this algorithm only for n < 0xffffffff / 20; from there on its output differs
+        assertThatThrownBy(() -> new TorchGenerator(1).randperm((int) TorchGenerator.RANDPERM_SMALL_N))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("214748364 elements")
+                .hasMessageContaining("expected fewer than 214748364");
+        assertThatThrownBy(() -> new TorchGenerator(1).randperm(-1))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("got -1");
+    }
+
+    @Test
     void normalCoversTheBlockTailAndCachedScalarPaths() {
         // torch.manual_seed(7); torch.empty(17).normal_(); torch.empty(5).normal_(); torch.empty(3).normal_()
         // 17: 16 normals, then the last 16 redrawn; 5 and 3: the scalar path, whose fifth value is cached and

@@ -249,6 +249,20 @@ class TrigramDatasetTest {
     }
 
     @Test
+    void theGeneratorAfterTheDatasetContinuesTorchsGlobalStream() {
+        // the challenge's script draws its split and shuffles from the generator the dataset leaves behind. In torch
+        // (TorchReference's dataset(), which seeds the global generator): dataset(10, 5, 0.1, 1, 2), then
+        // torch.randperm(7) -> [3, 6, 2, 1, 4, 0, 5]; dataset(75, 50, 0.05, 40, 3), then torch.randperm(8).
+        assertThat(TrigramDataset.generate(10, 5, 0.1, 1, 2).generatorAfter().randperm(7))
+                .containsExactly(3, 6, 2, 1, 4, 0, 5);
+        TrigramDataset challengeShape = TrigramDataset.generate(75, 50, 0.05, 40, 3);
+        assertThat(challengeShape.nTrigrams()).isEqualTo(277);
+        assertThat(challengeShape.generatorAfter().randperm(8)).containsExactly(1, 2, 4, 0, 3, 7, 6, 5);
+        // a fresh generator each call
+        assertThat(challengeShape.generatorAfter().randperm(8)).containsExactly(1, 2, 4, 0, 3, 7, 6, 5);
+    }
+
+    @Test
     void completionOfRejectsOutOfRangeTokens() {
         TrigramDataset ds = TrigramDataset.generate(10, 5, 0.1, 1, 2);
         assertThatThrownBy(() -> ds.completionOf(10, 0))

@@ -22,12 +22,14 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.Set;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
 /**
  * schema/analysis.schema.json describes what `trilens analyze` writes: real documents of models of several shapes
  * pass it, and a document with a renamed or reshaped key fails it.
  */
+@Tag("end-to-end")
 class AnalysisSchemaTest {
     private static final Path SCHEMA = Path.of("schema", "analysis.schema.json");
     private static JsonSchema schema;

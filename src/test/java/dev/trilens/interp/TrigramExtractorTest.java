@@ -10,6 +10,7 @@ import dev.trilens.TrilensException;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.model.Hook;
 import dev.trilens.model.HookedTransformer;
+import dev.trilens.model.Logits;
 import dev.trilens.model.ModelConfig;
 import dev.trilens.model.Tensor;
 import dev.trilens.model.Weights;
@@ -119,7 +120,7 @@ class TrigramExtractorTest {
             List<Double> others = new ArrayList<>();
             for (int a = 0; a < 75; a++) {
                 Tensor logits = model.forward(new int[] {a, t.b(), t.c()}, 1, 3);
-                double p = Math.exp(Metrics.logProb(logits.data(), 75, 75, t.c()));
+                double p = Math.exp(Logits.logProb(logits.data(), 75, 75, t.c()));
                 if (a == t.a()) {
                     assertThat(p).isCloseTo(t.probC(), within(1e-5));
                 } else {
@@ -244,7 +245,7 @@ class TrigramExtractorTest {
                 double[] probs = TrigramExtractor.distribution(w, a, b, p, TrigramExtractor.Background.TWO_KEY);
                 for (int c = 0; c < V; c++) {
                     assertThat(probs[c]).as("%s a=%d b=%d p=%d c=%d", w.cfg, a, b, p, c)
-                            .isCloseTo(Math.exp(Metrics.logProb(logits.data(), p * V, V, c)), within(1e-5));
+                            .isCloseTo(Math.exp(Logits.logProb(logits.data(), p * V, V, c)), within(1e-5));
                 }
             }
             // random_context at p = 1 has no background: the same as two_key

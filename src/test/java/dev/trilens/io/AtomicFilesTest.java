@@ -6,7 +6,10 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.trilens.TrilensException;
 import java.io.IOException;
+import java.nio.file.AccessDeniedException;
+import java.nio.file.FileSystemException;
 import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -58,6 +61,17 @@ class AtomicFilesTest {
         })).isInstanceOf(IllegalStateException.class);
         assertThat(existing).hasBinaryContent(new byte[] {7});
         assertThat(Files.list(dir)).containsExactly(existing);
+    }
+
+    @Test
+    void describesFileSystemErrorsInWords() {
+        // file-system exceptions carry only a path as their message: their kind becomes the words
+        assertThat(AtomicFiles.describe(new NoSuchFileException("/a/b"))).isEqualTo("no such file: /a/b");
+        assertThat(AtomicFiles.describe(new AccessDeniedException("/x"))).isEqualTo("access denied: /x");
+        assertThat(AtomicFiles.describe(new FileSystemException("/y", null, "Read-only file system")))
+                .isEqualTo("/y: Read-only file system");
+        assertThat(AtomicFiles.describe(new IOException("disk full"))).isEqualTo("disk full");
+        assertThat(AtomicFiles.describe(new IOException())).isEqualTo("IOException");
     }
 
     @Test

@@ -63,6 +63,44 @@ class CheckpointsTest {
                 .hasMessageStartingWith("model file " + legacy + " is in the legacy (pre-1.6, not zip) torch.save");
     }
 
+    /** A safetensors file of this header and no data. */
+    private Path headerOnly(String name, String header, long declared) throws IOException {
+        byte[] h = header.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(8 + h.length).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        return Files.write(dir.resolve(name), b.putLong(declared).put(h).array());
+    }
+
+    @Test
+    void dispatchReadsTheWholeSignature() throws IOException {
+        // the four bytes of a zip's local header and nothing more: a cut-off .pt, refused as a zip
+        Path zip4 = Files.write(dir.resolve("cut.pt"), new byte[] {'P', 'K', 3, 4});
+        assertThatThrownBy(() -> Checkpoints.load(zip4)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith("checkpoint " + zip4 + " is not a readable zip archive");
+        // an empty zip starts with its end-of-directory record, PK 5 6
+        Path emptyZip = PtFiles.zip(dir.resolve("empty.pt"), Map.of());
+        assertThatThrownBy(() -> Checkpoints.load(emptyZip)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith("checkpoint " + emptyZip + " has no data.pkl");
+        Path legacy4 = Files.write(dir.resolve("old4.pt"), new byte[] {(byte) 0x80, 2, (byte) 0x8a, 10});
+        assertThatThrownBy(() -> Checkpoints.load(legacy4)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith("model file " + legacy4 + " is in the legacy (pre-1.6, not zip) torch.save");
+
+        // the smallest safetensors header, {}, filling the file: a safetensors file without tensors
+        Path smallest = headerOnly("smallest.safetensors", "{}", 2);
+        assertThatThrownBy(() -> Checkpoints.load(smallest)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith("checkpoint " + smallest + " has no 'embed.W_E'");
+        // a header of 264 bytes: all eight bytes of the length count, not only the low ones
+        String meta = "{\"__metadata__\": {\"k\": \"";
+        Path h264 = headerOnly("h264.safetensors", meta + "v".repeat(264 - meta.length() - 3) + "\"}}", 264);
+        assertThat(Files.size(h264)).isEqualTo(8 + 264);
+        assertThatThrownBy(() -> Checkpoints.load(h264)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith("checkpoint " + h264 + " has no 'embed.W_E'");
+        // a header one byte longer than the file holds is neither format
+        Path past = headerOnly("past.safetensors", "{}", 3);
+        assertThatThrownBy(() -> Checkpoints.load(past)).isInstanceOf(TrilensException.class)
+                .hasMessage("model file " + past + " is neither a PyTorch checkpoint (zip) nor a safetensors file: "
+                        + "expected one written by torch.save or by trilens");
+    }
+
     @Test
     void emptyFileIsNotAModel() throws IOException {
         Path empty = Files.write(dir.resolve("empty.pt"), new byte[0]);

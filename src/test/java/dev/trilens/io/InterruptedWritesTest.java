@@ -15,6 +15,7 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -55,6 +56,17 @@ class InterruptedWritesTest {
         assertThat(staleStaging.getParent()).doesNotExist();
         assertThat(alive).exists();
         assertThat(other).exists();
+    }
+
+    @Test
+    void staleStagingFoldersAreSweptWhenASetBegins() throws Exception {
+        Path stale = Files.createDirectories(tmp.resolve(".analysis." + deadPid() + "-xyz.staging/figures"));
+        Files.writeString(stale.resolve("a.png"), "half");
+        Path alive = Files.createDirectories(tmp.resolve(".analysis.1-abc.staging"));
+        try (OutputSet set = OutputSet.begin(tmp, "analysis")) {
+            assertThat(stale.getParent()).doesNotExist();
+            assertThat(alive).exists();
+        }
     }
 
     @Test
@@ -112,6 +124,23 @@ class InterruptedWritesTest {
     }
 
     @Test
+    void aLockOrAWriteInAReadOnlyFolderIsOneLineNamingIt() throws Exception {
+        Path ro = mount("rolock", "ro,size=64k");
+        try {
+            org.assertj.core.api.Assertions.assertThatThrownBy(() -> OutputLock.acquire(ro, "train"))
+                    .isInstanceOf(TrilensException.class)
+                    .hasMessage("cannot write to output folder " + ro + ": Read-only file system");
+            org.assertj.core.api.Assertions.assertThatThrownBy(() -> AtomicFiles.write(ro.resolve("m.pt"),
+                            out -> out.write(1)))
+                    .isInstanceOf(TrilensException.class).hasMessageStartingWith("cannot write " + ro.resolve("m.pt"))
+                    .hasMessageContaining("Read-only file system");
+        } finally {
+            unmount(ro);
+        }
+    }
+
+    @Tag("end-to-end")
+    @Test
     void aFullDiskIsOneLineAndLeavesNoHalfSet() throws Exception {
         Path model = TrigramExtractorTestModels.tinyCheckpoint();
         Path disk = mount("full", "size=96k");
@@ -127,6 +156,7 @@ class InterruptedWritesTest {
         }
     }
 
+    @Tag("end-to-end")
     @Test
     void aReadOnlyFolderIsOneLineNamingIt() throws Exception {
         Path model = TrigramExtractorTestModels.tinyCheckpoint();
@@ -146,6 +176,7 @@ class InterruptedWritesTest {
         }
     }
 
+    @Tag("end-to-end")
     @Test
     void aTerminatedAnalyzeLeavesNothingBehind() throws Exception {
         Path model = TrigramExtractorTestModels.tinyCheckpoint();

@@ -59,6 +59,8 @@ class SafetensorsTest {
         byte[] b = Files.readAllBytes(st);
         long n = ByteBuffer.wrap(b, 0, 8).order(ByteOrder.LITTLE_ENDIAN).getLong();
         assertThat(n % 8).isZero();
+        // padded with at most 7 spaces, to the next multiple of 8 and no further
+        assertThat(n - new String(b, 8, (int) n, StandardCharsets.UTF_8).stripTrailing().length()).isBetween(0L, 7L);
         assertThat(b.length).isEqualTo(8 + n + 4L * w.data.length);
         JsonNode h = JSON.readTree(new String(b, 8, (int) n, StandardCharsets.UTF_8));
         assertThat(h.get("__metadata__").get("normalization").asText()).isEqualTo("LN");
@@ -211,6 +213,136 @@ class SafetensorsTest {
         Path p6 = file("nottensor.safetensors", notTensor.toString(), data);
         assertThatThrownBy(() -> Safetensors.read(p6)).isInstanceOf(TrilensException.class)
                 .hasMessageStartingWith(String.format(wE, p6) + "is 42, expected {\"dtype\"");
+    }
+
+    @Test
+    void refusesANegativeBeginAsOutOfBounds() throws IOException {
+        // a hostile header whose first tensor claims the 4 bytes before the data section: its size matches its
+        // shape and its end is in range, so only the begin >= 0 check stands between it and the header's bytes
+        String header = "{\"embed.W_E\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [-4, 0]}}";
+        Path p = file("negative.safetensors", header, new byte[0]);
+        assertThatThrownBy(() -> Safetensors.read(p)).isInstanceOf(TrilensException.class)
+                .hasMessage("safetensors file " + p + ": tensor 'embed.W_E' has data_offsets [-4, 0] out of bounds: "
+                        + "expected 0 <= begin <= end <= 0 (the data size)");
+        // the same within a whole model: W_E moved 4 bytes back, still its own size
+        Weights w = Weights.init(TorchCheckpointTest.ATTN_ONLY, 1);
+        Path st = dir.resolve("m.safetensors");
+        Safetensors.write(w, Map.of(), st);
+        ObjectNode back = header(st).deepCopy();
+        offsets(back, "embed.W_E", -4, 13 * 6 * 4 - 4);
+        Path p2 = file("back.safetensors", back.toString(), data(st));
+        assertThatThrownBy(() -> Safetensors.read(p2)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith("safetensors file " + p2 + ": tensor 'embed.W_E' has data_offsets [-4, 308] "
+                        + "out of bounds: expected 0 <= begin");
+    }
+
+    @Test
+    void readsTensorsLargerThanOneReadInPieces() throws IOException {
+        // 1.2M float16 and 1.1M float32 values: more than the 2^20 elements read at a time
+        int nx = 1_200_000, ny = 1_100_000;
+        ByteBuffer data = ByteBuffer.allocate(2 * nx + 4 * ny).order(ByteOrder.LITTLE_ENDIAN);
+        for (int i = 0; i < nx; i++) {
+            data.putShort(toHalf(i % 1000));
+        }
+        for (int i = 0; i < ny; i++) {
+            data.putFloat(i);
+        }
+        String header = "{\"x\": {\"dtype\": \"F16\", \"shape\": [" + nx + "], \"data_offsets\": [0, " + 2 * nx
+                + "]}, \"y\": {\"dtype\": \"F32\", \"shape\": [" + ny + "], \"data_offsets\": [" + 2 * nx + ", "
+                + (2 * nx + 4 * ny) + "]}}";
+        Path p = file("big.safetensors", header, data.array());
+        try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(p)) {
+            Safetensors.Header h = Safetensors.readHeader(ch, "big");
+            float[] x = new float[3 + nx];
+            Safetensors.readFloats(ch, h, h.tensors().get("x"), x, 3);
+            float[] y = new float[ny];
+            Safetensors.readFloats(ch, h, h.tensors().get("y"), y, 0);
+            float[] expectedX = new float[3 + nx], expectedY = new float[ny];
+            for (int i = 0; i < nx; i++) {
+                expectedX[3 + i] = i % 1000;
+            }
+            for (int i = 0; i < ny; i++) {
+                expectedY[i] = i;
+            }
+            assertThat(Arrays.equals(x, expectedX)).as("x read at offset 3").isTrue();
+            assertThat(Arrays.equals(y, expectedY)).as("y").isTrue();
+        }
+    }
+
+    @Test
+    void refusesHeaderLengthsThatCannotBeRight() throws IOException {
+        Path empty = Files.write(dir.resolve("zero.safetensors"), le(0, 16));
+        assertThatThrownBy(() -> Safetensors.read(empty)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith("safetensors file " + empty + ": header is not a JSON object");
+        // exactly the largest header accepted, in a file far too short to hold it
+        Path atCap = Files.write(dir.resolve("cap.safetensors"), le(Safetensors.MAX_HEADER_BYTES, 16));
+        assertThatThrownBy(() -> Safetensors.read(atCap)).isInstanceOf(TrilensException.class)
+                .hasMessage("safetensors file " + atCap + " declares a header of 100000000 bytes but only 16 bytes "
+                        + "follow the length: truncated, or not a safetensors file");
+        Path oneShort = file("short.safetensors", "{}", new byte[0]);
+        byte[] b = Files.readAllBytes(oneShort);
+        ByteBuffer.wrap(b).order(ByteOrder.LITTLE_ENDIAN).putLong(3);
+        Files.write(oneShort, b);
+        assertThatThrownBy(() -> Safetensors.read(oneShort)).isInstanceOf(TrilensException.class)
+                .hasMessage("safetensors file " + oneShort + " declares a header of 3 bytes but only 2 bytes follow "
+                        + "the length: truncated, or not a safetensors file");
+    }
+
+    @Test
+    void refusesTensorEntriesThatAreNotDtypeShapeAndOffsets() throws IOException {
+        String t = "safetensors file %s: tensor 'x' ";
+        String[][] cases = {
+            {"{\"shape\": [1], \"data_offsets\": [0, 4]}", "lacks dtype, expected {\"dtype\": ..."},
+            {"{\"dtype\": \"F32\", \"data_offsets\": [0, 4]}", "lacks shape, expected {\"dtype\": ..."},
+            {"{\"dtype\": \"F32\", \"shape\": [1]}", "lacks data_offsets, expected {\"dtype\": ..."},
+            {"{\"dtype\": {}, \"shape\": [1], \"data_offsets\": [0, 4]}", "has dtype an object, expected a string"},
+            {"{\"dtype\": [1], \"shape\": [1], \"data_offsets\": [0, 4]}", "has dtype an array, expected a string"},
+            {"{\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": \"ab\"}",
+                "has data_offsets \"ab\", expected an array of integers"},
+            {"{\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4, 4]}",
+                "has data_offsets of more than 2 values"},
+            {"{\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 1.5]}",
+                "has data_offsets [0,1.5], expected [begin, end]"},
+            {"{\"dtype\": \"F32\", \"shape\": [1.5], \"data_offsets\": [0, 4]}",
+                "has shape [1.5], expected non-negative integer dimensions"},
+            // numbers written as strings are no numbers, and are quoted back escaped
+            {"{\"dtype\": \"F32\", \"shape\": [\"1\"], \"data_offsets\": [0, 4]}",
+                "has shape [\"1\"], expected non-negative integer dimensions"},
+            {"{\"dtype\": \"F32\", \"shape\": [\"\\u001b[2J\"], \"data_offsets\": [0, 4]}",
+                "has shape [\"\\x1b[2J\"], expected non-negative integer dimensions"},
+            {"{\"dtype\": \"F32\", \"shape\": [2147483648], \"data_offsets\": [0, 4]}",
+                "has shape [2147483648], expected non-negative integer dimensions"},
+            // the largest dimension an array can index is accepted, and then needs its 8 GB
+            {"{\"dtype\": \"F32\", \"shape\": [2147483647], \"data_offsets\": [0, 4]}",
+                "has data_offsets [0, 4] spanning 4 bytes, expected 8589934588 for shape [2147483647] of F32"},
+            {"{\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [4, 8]}",
+                "has data_offsets [4, 8] spanning 4 bytes, expected 8 for shape [2] of F32"},
+        };
+        for (String[] c : cases) {
+            Path p = file("entry.safetensors", "{\"x\": " + c[0] + "}", new byte[8]);
+            assertThatThrownBy(() -> Safetensors.read(p)).as(c[0]).isInstanceOf(TrilensException.class)
+                    .hasMessageStartingWith(String.format(t, p) + c[1]);
+        }
+        Path meta = file("meta.safetensors", "{\"__metadata__\": {\"k\": 5}}", new byte[0]);
+        assertThatThrownBy(() -> Safetensors.read(meta)).isInstanceOf(TrilensException.class)
+                .hasMessage("safetensors file " + meta + ": __metadata__ 'k' is 5, expected a string");
+        Path nullMeta = file("nullmeta.safetensors", "{\"__metadata__\": null}", new byte[0]);
+        assertThatThrownBy(() -> Safetensors.read(nullMeta)).isInstanceOf(TrilensException.class)
+                .hasMessage("safetensors file " + nullMeta + ": __metadata__ is null, expected a JSON object of "
+                        + "string keys and values");
+    }
+
+    @Test
+    void anAttentionOnlyModelMayStateItsMlpWidthAsNone() throws IOException {
+        // TransformerLens's config has d_mlp None for attention-only models
+        Weights w = Weights.init(TorchCheckpointTest.ATTN_ONLY, 4);
+        Path st = dir.resolve("m.safetensors");
+        Safetensors.write(w, Map.of(), st);
+        ObjectNode none = header(st).deepCopy();
+        ((ObjectNode) none.get("__metadata__")).put("d_mlp", "None");
+        Checkpoint c = Safetensors.read(file("none.safetensors", none.toString(), data(st)));
+        assertThat(c.weights().cfg).isEqualTo(TorchCheckpointTest.ATTN_ONLY);
+        assertThat(c.weights().data).isEqualTo(w.data);
     }
 
     @Test

@@ -262,7 +262,8 @@ class TorchCheckpointTest {
 
         Path text = Files.writeString(dir.resolve("notes.pt"), "not a checkpoint\n");
         assertThatThrownBy(() -> TorchCheckpoint.load(text)).isInstanceOf(TrilensException.class)
-                .hasMessageStartingWith("checkpoint " + text + " is not a readable zip archive");
+                .hasMessage("checkpoint " + text + " is not a readable zip archive (zip END header not found): "
+                        + "expected a PyTorch checkpoint written by torch.save, complete and uncorrupted");
 
         Path noPkl = PtFiles.zip(dir.resolve("nopkl.pt"), Map.of("x/data/0", new byte[4]));
         assertThatThrownBy(() -> TorchCheckpoint.load(noPkl)).isInstanceOf(TrilensException.class)
@@ -551,6 +552,109 @@ class TorchCheckpointTest {
                 "a/data/0", new byte[36]));
         assertThatThrownBy(() -> TorchCheckpoint.readStateDict(p)).isInstanceOf(TrilensException.class)
                 .hasMessageEndingWith("needs more than 2147483639 elements of storage '0', which holds only 9");
+    }
+
+    /** A state dict of the given tensors, each "name" -> {storage type, numel, size...}, over the storages. */
+    private Path handBuilt(String file, Map<String, byte[]> storages, Object[][] tensors) throws IOException {
+        PickleWriter pkl = new PickleWriter().proto(2).global("collections", "OrderedDict").emptyTuple().reduce();
+        pkl.mark();
+        for (Object[] t : tensors) {
+            pkl.string((String) t[0]).tensorV2((String) t[1], (String) t[2], "cpu", (Long) t[3], 0, (long[]) t[4],
+                    (long[]) t[5]);
+        }
+        Map<String, byte[]> entries = new LinkedHashMap<>();
+        entries.put("a/data.pkl", pkl.setitems().stop().toByteArray());
+        storages.forEach((key, bytes) -> entries.put("a/data/" + key, bytes));
+        return PtFiles.zip(dir.resolve(file), entries);
+    }
+
+    @Test
+    void convertsEveryStorageDtypeToFloat() throws IOException {
+        java.nio.ByteBuffer shorts = java.nio.ByteBuffer.allocate(6).order(ByteOrder.LITTLE_ENDIAN)
+                .putShort((short) -3).putShort((short) 300).putShort((short) -32768);
+        java.nio.ByteBuffer ints = java.nio.ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN)
+                .putInt(-70_000).putInt(1 << 24);
+        // float16: +inf, -inf, a NaN, the negative subnormal -2^-24, -0
+        java.nio.ByteBuffer halves = java.nio.ByteBuffer.allocate(10).order(ByteOrder.LITTLE_ENDIAN)
+                .putShort((short) 0x7c00).putShort((short) 0xfc00).putShort((short) 0x7e00).putShort((short) 0x8001)
+                .putShort((short) 0x8000);
+        Map<String, byte[]> storages = new LinkedHashMap<>();
+        storages.put("0", shorts.array());
+        storages.put("1", new byte[] {0, (byte) 200, (byte) 255});
+        storages.put("2", new byte[] {0, (byte) 200, 127});
+        storages.put("3", ints.array());
+        storages.put("4", halves.array());
+        Path p = handBuilt("dtypes.pt", storages, new Object[][] {
+            {"s", "ShortStorage", "0", 3L, new long[] {3}, new long[] {1}},
+            {"u", "ByteStorage", "1", 3L, new long[] {3}, new long[] {1}},
+            {"c", "CharStorage", "2", 3L, new long[] {3}, new long[] {1}},
+            {"i", "IntStorage", "3", 2L, new long[] {2}, new long[] {1}},
+            {"h", "HalfStorage", "4", 5L, new long[] {5}, new long[] {1}},
+        });
+        Map<String, TorchCheckpoint.Tensor> sd = TorchCheckpoint.readStateDict(p);
+        assertTensor(sd.get("s"), "int16", new int[] {3}, -3, 300, -32768);
+        assertTensor(sd.get("u"), "uint8", new int[] {3}, 0, 200, 255);
+        assertTensor(sd.get("c"), "int8", new int[] {3}, 0, -56, 127);
+        assertTensor(sd.get("i"), "int32", new int[] {2}, -70_000, 1 << 24);
+        assertThat(bits(sd.get("h").values())).containsExactly(bits(new float[] {Float.POSITIVE_INFINITY,
+            Float.NEGATIVE_INFINITY, Float.NaN, -0x1p-24f, -0f}));
+    }
+
+    @Test
+    void aDimensionOfSizeOneMayHaveAnyStride() throws IOException {
+        // torch leaves such strides on unsqueezed dimensions: the view never steps along them
+        byte[] floats = PtFiles.floats(ByteOrder.LITTLE_ENDIAN, 1f, 2f, 3f);
+        Path ok = handBuilt("unsqueezed.pt", Map.of("0", floats), new Object[][] {
+            {"x", "FloatStorage", "0", 3L, new long[] {1, 3}, new long[] {1L << 40, 1}}});
+        assertTensor(TorchCheckpoint.readStateDict(ok).get("x"), "float32", new int[] {1, 3}, 1f, 2f, 3f);
+        Path bad = handBuilt("stepping.pt", Map.of("0", floats), new Object[][] {
+            {"x", "FloatStorage", "0", 3L, new long[] {2, 3}, new long[] {1L << 40, 1}}});
+        assertThatThrownBy(() -> TorchCheckpoint.readStateDict(bad)).isInstanceOf(TrilensException.class)
+                .hasMessageEndingWith("has a negative or huge stride");
+    }
+
+    @Test
+    void refusesViewsAndStoragesBeyondTheBudget() throws IOException {
+        // one float viewed 200 times as a million elements of stride 0: 800 MB of floats from a 4-byte storage
+        Object[][] views = new Object[200][];
+        for (int i = 0; i < views.length; i++) {
+            views[i] = new Object[] {"v" + i, "FloatStorage", "0", 1L, new long[] {1_000_000}, new long[] {0}};
+        }
+        Path many = handBuilt("views.pt", Map.of("0", new byte[4]), views);
+        long cap = TorchCheckpoint.INFLATE_FLOOR + TorchCheckpoint.INFLATE_RATIO * Files.size(many);
+        assertThatThrownBy(() -> TorchCheckpoint.readStateDict(many)).isInstanceOf(TrilensException.class)
+                .hasMessage("checkpoint " + many + ": its tensors need more than " + cap + " bytes (16 times the "
+                        + "file's size + 32 MiB), expected a torch.save file, which stores its tensors uncompressed");
+
+        Path huge = handBuilt("numel.pt", Map.of("0", new byte[8]), new Object[][] {
+            {"x", "FloatStorage", "0", 1L << 40, new long[] {2}, new long[] {1}}});
+        assertThatThrownBy(() -> TorchCheckpoint.readStateDict(huge)).isInstanceOf(TrilensException.class)
+                .hasMessage("checkpoint " + huge + ": storage '0' declares 1099511627776 float32 values, expected 0 "
+                        + "to 536870909");
+    }
+
+    @Test
+    void writesTheSameBytesForTheSameWeights() throws IOException {
+        Weights w = Weights.init(ATTN_ONLY, 3);
+        Path a = Files.createDirectories(dir.resolve("a")).resolve("m.pt");
+        Path b = Files.createDirectories(dir.resolve("b")).resolve("m.pt");
+        TorchCheckpoint.write(w, a);
+        TorchCheckpoint.write(w, b);
+        assertThat(Files.readAllBytes(b)).isEqualTo(Files.readAllBytes(a));
+        // not by chance within one clock tick: every entry carries the same fixed time, 1980-01-01 at noon
+        try (ZipFile zip = new ZipFile(a.toFile())) {
+            assertThat(zip.stream().map(ZipEntry::getTime).distinct().toList())
+                    .containsExactly(315_532_800_000L + 12 * 3_600_000L);
+        }
+    }
+
+    @Test
+    void opcodesRazorvineCannotApplyAreRefusedAsAMalformedPickle() throws IOException {
+        // POP on an empty stack fails inside razorvine with an index error rather than a PickleException
+        Path p = pickleOnly("pop.pt", new PickleWriter().proto(2).op('0').stop().toByteArray());
+        assertThatThrownBy(() -> TorchCheckpoint.readStateDict(p)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith("checkpoint " + p + ": data.pkl is not a valid state dict pickle "
+                        + "(java.lang.IndexOutOfBoundsException");
     }
 
     @Test

@@ -45,6 +45,47 @@ class AdamWTest {
     }
 
     @Test
+    void fourLargeStepsTrackTheFormulaClosely() {
+        // steps of ~0.1 so that float rounding (~1e-7 of a weight) is far below the 1e-5 of a step checked here; a
+        // gradient of 1e-8, the size of eps, shows where eps sits: it halves that weight's first step
+        float[] params = {0.5f, -1.25f, 2f, 0.3f, 1f};
+        float[][] grads = {{0.1f, -0.3f, 2.5f, 1e-8f, 0f}, {-0.2f, -0.1f, 0.5f, 1e-8f, 7f},
+            {0.05f, 0.4f, -1f, 1e-8f, -3f}, {0.3f, -0.2f, 0.1f, 1e-8f, 0.5f}};
+        double[] lrs = {0.1, 0.08, 0.06, 0.04};
+        for (double wd : new double[] {0, 0.5}) {
+            AdamW adam = new AdamW(params.length, wd);
+            float[] p = params.clone();
+            for (int step = 0; step < grads.length; step++) {
+                float[] before = p.clone();
+                adam.step(p, grads[step], lrs[step]);
+                for (int i = 0; i < p.length; i++) {
+                    double[] gs = new double[grads.length];
+                    for (int t = 0; t < gs.length; t++) {
+                        gs[t] = grads[t][i];
+                    }
+                    double expected = reference(params[i], gs, lrs, wd)[step];
+                    double expectedStep = expected - (step == 0 ? params[i] : reference(params[i], gs, lrs, wd)[step - 1]);
+                    assertThat((double) p[i] - before[i]).as("step of param %d at step %d, wd %s", i, step + 1, wd)
+                            .isCloseTo(expectedStep, within(1e-5 * Math.abs(expectedStep) + 1e-6));
+                }
+            }
+        }
+        // the tiny gradient's first step is lr * g / (|g| + eps) = lr / 2
+        AdamW adam = new AdamW(1, 0);
+        float[] p = {0f};
+        adam.step(p, new float[] {1e-8f}, 0.1);
+        assertThat((double) p[0]).isCloseTo(-0.05, within(1e-6));
+    }
+
+    @Test
+    void weightDecayMustBeANonNegativeNumber() {
+        for (double wd : new double[] {-1e-3, Double.NaN}) {
+            org.assertj.core.api.Assertions.assertThatThrownBy(() -> new AdamW(3, wd))
+                    .isInstanceOf(IllegalArgumentException.class).hasMessage("weight decay must be >= 0, got " + wd);
+        }
+    }
+
+    @Test
     void restoredStateContinuesIdentically() {
         float[] a = {1f, -2f, 0.5f};
         float[] g1 = {0.3f, 0.1f, -0.7f}, g2 = {-0.1f, 0.4f, 0.2f};
@@ -56,6 +97,17 @@ class AdamWTest {
         straight.step(a, g2, 1e-2);
         copy.step(b, g2, 1e-2);
         assertThat(b).isEqualTo(a);
+
+        // the state of an optimizer that has taken no step yet is a valid one to restore
+        float[] c = {1f, -2f, 0.5f}, d = c.clone();
+        AdamW fresh = new AdamW(3, 1e-3);
+        AdamW restored = new AdamW(3, 1e-3);
+        restored.restore(new float[3], new float[3], 0);
+        fresh.step(c, g1, 1e-2);
+        restored.step(d, g1, 1e-2);
+        assertThat(d).isEqualTo(c);
+        org.assertj.core.api.Assertions.assertThatThrownBy(() -> restored.restore(new float[3], new float[3], -1))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("at step -1");
     }
 
     @Test

@@ -50,6 +50,12 @@ class ComparisonTest {
         assertThat((List<Map<String, Object>>) mlp.get("runs")).extracting(r -> r.get("train_loss"))
                 .containsExactly(3.0, 3.2);
 
+        assertThat(c.variants()).extracting(Comparison.Variant::name).containsExactly("mlp", "attn-only");
+        String columns = "| train_loss | train_loss_as_frac | trigram_n_correct | trigram_frac_correct "
+                + "| trigram_avg_correct_prob | val_loss |";
+        String rule = "|---:|---:|---:|---:|---:|---:|";
+        assertThat(c.table()).startsWith("| variant | d_mlp " + columns + "\n|---|---:" + rule + "\n");
+        assertThat(c.markdown()).contains("| run | seed " + columns + " seconds |\n|---|---:" + rule + "---:|\n");
         assertThat(c.table()).contains("| mlp | 20 | 3.1000 ± 0.1414 |").contains("| 7.0 ± 1.4 |")
                 .contains("| attn-only | 0 | 3.5000 ± 0.1414 |");
         assertThat(c.caption()).isEqualTo("final epoch (5) of each run, mean ± sample std over 2 seeds (40, 41)");
@@ -62,5 +68,18 @@ class ComparisonTest {
                 Object>) one.toJson().get("variants")).get("mlp")).get("metrics")).get("train_loss");
         assertThat(m).containsEntry("std", null).containsEntry("mean", 3.0);
         assertThat(one.table()).contains("| mlp | 20 | 3.0000 | 0.3000 |").doesNotContain("±");
+        assertThat(one.caption()).isEqualTo("final epoch (5) of each run, one run, no spread over 1 seed (40)");
+    }
+
+    @Test
+    void aComparisonNeedsARunInEveryVariant() {
+        TrainConfig cfg = TrainConfig.quick();
+        org.assertj.core.api.Assertions.assertThatThrownBy(() -> new Comparison("quick", List.of()))
+                .isInstanceOf(IllegalArgumentException.class);
+        org.assertj.core.api.Assertions.assertThatThrownBy(() -> new Comparison("quick", List.of(
+                        new Comparison.Variant("mlp", cfg, List.of(new Comparison.Run(40, "a", epoch(3, 1, 0.5), 1))),
+                        new Comparison.Variant("attn-only", cfg.withDMlp(0), List.of()))))
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessage("a comparison needs at least one variant with at least one run");
     }
 }

@@ -59,6 +59,21 @@ class DataOrderTest {
     }
 
     @Test
+    void aSingleTrainingSequenceAndNoValidationAreASplit() {
+        // random_split(range(n), [n, 0]) is randperm(n) with nothing left over
+        DataOrder one = new DataOrder(new TorchGenerator(40), 1, 0);
+        assertThat(one.trainIndices()).containsExactly(0);
+        assertThat(one.validationIndices()).isEmpty();
+        assertThat(one.epoch(1)).containsExactly(0);
+        // g.manual_seed(40); torch.randperm(5, generator=g): the whole split, all of it for training
+        assertThat(new DataOrder(new TorchGenerator(40), 5, 0).trainIndices()).containsExactly(3, 4, 1, 2, 0);
+        assertThatThrownBy(() -> new DataOrder(new TorchGenerator(40), 0, 5)).isInstanceOf(IllegalArgumentException.class)
+                .hasMessage("expected n_train >= 1 and n_val >= 0, got 0 and 5");
+        assertThatThrownBy(() -> new DataOrder(new TorchGenerator(40), 5, -1))
+                .isInstanceOf(IllegalArgumentException.class);
+    }
+
+    @Test
     void epochsOnlyMoveForward() {
         DataOrder order = new DataOrder(new TorchGenerator(1), 10, 2);
         int[] e3 = order.epoch(3);

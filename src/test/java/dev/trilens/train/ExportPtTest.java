@@ -12,6 +12,7 @@ import dev.trilens.model.Weights;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -82,6 +83,7 @@ class ExportPtTest {
         return b;
     }
 
+    @Tag("end-to-end")
     @Test
     void torchLoadsTheExportWithWeightsOnly() throws Exception {
         TorchPython.assumeAvailable("check model.pt with PyTorch itself");

@@ -13,6 +13,7 @@ import dev.trilens.model.ModelConfig;
 import dev.trilens.model.ParamLayout;
 import dev.trilens.model.Weights;
 import java.nio.file.Path;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -23,6 +24,7 @@ import org.junit.jupiter.api.io.TempDir;
  * split and first two epochs as a real random_split and DataLoader yield them. Skipped where torch is absent; the
  * literal-value tests (TorchGeneratorTest, WeightsInitTest, DataOrderTest) hold the same facts without it.
  */
+@Tag("end-to-end")
 class TorchParityTest {
 
     private static final String SCRIPT = """

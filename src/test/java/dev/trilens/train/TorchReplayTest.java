@@ -12,6 +12,7 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -26,6 +27,7 @@ import org.junit.jupiter.api.io.TempDir;
  * wrong (weight decay 0, from the start and only after the resume point; other betas; other eps; a constant
  * learning rate; the schedule one epoch late; the batches unshuffled) and each must differ from trilens's weights by far more than the tolerance.
  */
+@Tag("end-to-end")
 class TorchReplayTest {
 
     /** Relative tolerance per tensor: max |trilens - torch| over max |torch|. */

@@ -37,6 +37,20 @@ class TrainConfigTest {
     }
 
     @Test
+    void variantsChangeOneFieldAndDescribeThemselves() {
+        TrainConfig q = TrainConfig.quick();
+        assertThat(q.withDHead(8)).isEqualTo(new TrainConfig(24, 20, 0.05, 40, 4_000, 500, 30, 128, 1e-2, 1e-3, 1e-3,
+                32, 1, 8, 20, 1, false, 40));
+        assertThat(q.toJson()).containsEntry("normalization", "none").containsEntry("d_head", 16)
+                .containsEntry("init_seed", 40L);
+        TrainConfig ln = new TrainConfig(24, 20, 0.05, 40, 10, 10, 1, 4, 1e-3, 1e-3, 0, 8, 1, 4, 0, 1, true, 1);
+        assertThat(ln.toJson()).containsEntry("normalization", "LN");
+        assertThat(q.describe()).isEqualTo("data: d_vocab=24 seq_len=20 trigram_prob=0.05 seed=40 train=4000 val=500; "
+                + "model: " + q.modelConfig() + " init_seed=40; AdamW: 30 epochs, batch 128, lr 0.01 -> 0.001, "
+                + "weight_decay 0.001");
+    }
+
+    @Test
     void badValuesSayWhatWasExpected() {
         TrainConfig q = TrainConfig.quick();
         assertThatThrownBy(() -> q.withEpochs(0)).isInstanceOf(TrilensException.class)

@@ -219,6 +219,76 @@ class TrainerTest {
     }
 
     @Test
+    void epochsReportTheirStartTheirBatchesAndTheirTime() {
+        // 128 sequences in batches of 64: exactly two batches an epoch, no empty third
+        TrainConfig cfg = new TrainConfig(12, 10, 0.1, 5, 128, 50, 2, 64, 1e-2, 1e-3, 1e-3, 16, 1, 8, 16, 1, false, 5);
+        List<String> events = new ArrayList<>();
+        long t0 = System.nanoTime();
+        List<Trainer.EpochMetrics> ms = Trainer.start(cfg, tmp.resolve("events")).run(new Trainer.Listener() {
+            @Override
+            public void epochStarted(int epoch, int nBatches, double lr) {
+                events.add("start " + epoch + " of " + nBatches + " at " + lr);
+            }
+
+            @Override
+            public void batchDone(int epoch, int batch, int nBatches, double loss) {
+                events.add("batch " + epoch + "." + batch);
+            }
+        });
+        double wall = (System.nanoTime() - t0) / 1e9;
+        assertThat(events).containsExactly("start 1 of 2 at " + cfg.schedule().lr(0), "batch 1.1", "batch 1.2",
+                "start 2 of 2 at " + cfg.schedule().lr(1), "batch 2.1", "batch 2.2");
+        assertThat(ms).hasSize(2).allSatisfy(m -> assertThat(m.seconds()).isPositive().isLessThanOrEqualTo(wall));
+    }
+
+    @Test
+    void bestIsTheEpochWithTheHighestAverageProbability() throws IOException {
+        Path dir = tmp.resolve("best");
+        Trainer t = Trainer.start(TINY, dir);
+        List<float[]> after = new ArrayList<>();
+        List<Trainer.EpochMetrics> ms = t.run(new Trainer.Listener() {
+            @Override
+            public void epochDone(Trainer.EpochMetrics m) {
+                after.add(t.weights().data.clone());
+            }
+        });
+        int best = 0;
+        for (int e = 1; e < ms.size(); e++) {
+            if (ms.get(e).trigramAvgCorrectProb() > ms.get(best).trigramAvgCorrectProb()) {
+                best = e;
+            }
+        }
+        assertThat(t.bestEpoch()).isEqualTo(best + 1);
+        assertThat(Checkpoints.load(dir.resolve(Trainer.BEST)).weights().data).isEqualTo(after.get(best));
+    }
+
+    @Test
+    void lastMetricsAreTheCommittedEpochsAndAResumeRereadsThem() throws IOException {
+        Path dir = tmp.resolve("last");
+        Trainer t = Trainer.start(TINY, dir);
+        assertThat(t.lastMetrics()).isNull();
+        List<Trainer.EpochMetrics> ms = t.run(QUIET, 2);
+        assertThat(t.lastMetrics()).isEqualTo(ms.get(1));
+        assertThat(Trainer.resume(dir).lastMetrics()).isEqualTo(ms.get(1));
+
+        Path file = dir.resolve(Trainer.METRICS);
+        List<String> lines = Files.readAllLines(file, StandardCharsets.UTF_8);
+        // cut back to its first line by hand: the run's record no longer matches it
+        Files.writeString(file, lines.get(0) + "\n");
+        assertThatThrownBy(() -> Trainer.resume(dir).lastMetrics()).isInstanceOf(TrilensException.class)
+                .hasMessage(file + " holds 1 complete lines, but the run has done 2 epochs: expected one line per "
+                        + "epoch as trilens train writes them");
+        Files.delete(file);
+        assertThatThrownBy(() -> Trainer.resume(dir).lastMetrics()).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith(file + " holds 0 complete lines");
+        ObjectNode second = (ObjectNode) new ObjectMapper().readTree(lines.get(1));
+        second.remove("lr");
+        Files.writeString(file, lines.get(0) + "\n" + second + "\n");
+        assertThatThrownBy(() -> Trainer.resume(dir).lastMetrics()).isInstanceOf(TrilensException.class)
+                .hasMessage(file + ": a metrics line lacks 'lr', expected the lines trilens train writes");
+    }
+
+    @Test
     void startAndResumeRefuseTheWrongFolder() throws IOException {
         Path dir = tmp.resolve("r");
         assertThatThrownBy(() -> Trainer.resume(dir)).isInstanceOf(TrilensException.class)
