@@ -126,13 +126,16 @@ public record RunSnapshots(Path dir, TrainConfig config, int interval, SortedMap
     }
 
     /**
-     * A snapshot must be the epoch metrics.jsonl describes: its trigram score, recomputed as the trainer computed it
-     * when it wrote both, must be the same.
+     * A snapshot must be the epoch metrics.jsonl describes: its trigram score, recomputed, must be the same. The
+     * average probability is compared to 1e-6, not exactly: float kernels of another width (scalar, AVX2, AVX-512)
+     * round it differently in its last digits, while a neighbouring epoch's differs in the third or fourth.
      */
+    static final double SCORE_TOLERANCE = 1e-6;
+
     private static void requireSameScore(Path file, int epoch, Metrics.TrigramScore tri, Trainer.EpochMetrics m) {
         boolean same = tri.nCorrect() == m.trigramNCorrect() && (Double.isNaN(tri.avgCorrectProb())
                 ? Double.isNaN(m.trigramAvgCorrectProb())
-                : Math.abs(tri.avgCorrectProb() - m.trigramAvgCorrectProb()) <= 1e-9);
+                : Math.abs(tri.avgCorrectProb() - m.trigramAvgCorrectProb()) <= SCORE_TOLERANCE);
         if (!same) {
             throw new TrilensException(String.format(java.util.Locale.ROOT, "%s does not hold epoch %d of this run: "
                             + "its trigram score is %d correct, avg p %.9f, where %s says %d, %.9f; expected the "
