@@ -10,10 +10,10 @@ final class VectorMatmul {
     }
 
     /**
-     * out[T,OC] = inp[T,C] @ w[C,OC] + bias, lanes over OC: in register tiles (see tiles) when OC is a whole number
-     * of vectors, as every training width is. Otherwise four rows at a time, and the last vector of a row overlaps
-     * the one before it: the overlapped columns are computed twice, identically, which is cheaper than a scalar
-     * tail (and other vector widths in the same loop would stop the JIT from compiling the vector code at all).
+     * out[T,OC] = inp[T,C] @ w[C,OC] + bias, lanes over OC: in register tiles (see tiles) over the whole vectors of
+     * each row, as every training width is; a width that is not (the eval's unembed, 75) ends with one more vector
+     * that overlaps the one before it: the overlapped columns are computed twice, identically, which is cheaper than a
+     * scalar tail (and other vector widths in the same loop would stop the JIT from compiling the vector code at all).
      */
     static void matmulForward(float[] out, int outOff, float[] inp, int inpOff, float[] w, int wOff,
                               float[] bias, int biasOff, int T, int C, int OC) {
@@ -45,6 +45,14 @@ final class VectorMatmul {
         int L = F.length();
         if (OC % L == 0) {
             matmulTiled(out, outOff, inp, inpOff, w, wOff, bias, biasOff, accumulate, T, C, OC);
+            return;
+        }
+        if (!accumulate && OC > L) {
+            // the whole vectors in register tiles, then the last vector of each row, overlapping them: every column
+            // is the same fma chain from the bias over c in order, so the overlap is rewritten with its own values
+            // (the unembed's 75 columns: 72 tiled, 67..74 last; 2-3x the four-row loop below on AVX2)
+            tiles(out, outOff, inp, inpOff, C, 1, w, wOff, bias, biasOff, false, T, C, OC, OC / L * L);
+            lastVector(out, outOff, inp, inpOff, C, 1, w, wOff, bias, biasOff, false, T, C, OC, OC - L);
             return;
         }
         int t = 0;
@@ -111,10 +119,16 @@ final class VectorMatmul {
      */
     private static void tiles(float[] out, int outOff, float[] x, int xOff, int xr, int xs, float[] w, int wOff,
                               float[] bias, int biasOff, boolean accumulate, int rows, int n, int OC) {
+        tiles(out, outOff, x, xOff, xr, xs, w, wOff, bias, biasOff, accumulate, rows, n, OC, OC);
+    }
+
+    /** {@link #tiles} over the first `width` (whole vectors) of the OC columns of each row. */
+    private static void tiles(float[] out, int outOff, float[] x, int xOff, int xr, int xs, float[] w, int wOff,
+                              float[] bias, int biasOff, boolean accumulate, int rows, int n, int OC, int width) {
         int L = F.length();
         int o = 0;
         // five vectors wide (the unembed's 80 columns): each broadcast feeds five FMAs instead of two
-        for (; o + 5 * L <= OC; o += 5 * L) {
+        for (; o + 5 * L <= width; o += 5 * L) {
             int r = 0;
             for (; r + 3 < rows; r += 4) {
                 rows4x5(out, outOff + r * OC + o, OC, x, xOff + r * xr, xr, xs, w, wOff + o, OC, bias, biasOff + o,
@@ -127,7 +141,7 @@ final class VectorMatmul {
                 }
             }
         }
-        for (; o + 2 * L <= OC; o += 2 * L) {
+        for (; o + 2 * L <= width; o += 2 * L) {
             int r = 0;
             for (; r + 7 < rows; r += 8) {
                 rows8x2(out, outOff + r * OC + o, OC, x, xOff + r * xr, xr, xs, w, wOff + o, OC, bias, biasOff + o,
@@ -145,20 +159,26 @@ final class VectorMatmul {
                 }
             }
         }
-        for (; o < OC; o += L) {
-            int r = 0;
-            for (; r + 7 < rows; r += 8) {
-                rowsNx1(out, outOff + r * OC + o, OC, x, xOff + r * xr, xr, xs, w, wOff + o, OC, bias, biasOff + o,
-                        accumulate, 8, n);
-            }
-            for (; r + 1 < rows; r += 2) {
-                rowsNx1(out, outOff + r * OC + o, OC, x, xOff + r * xr, xr, xs, w, wOff + o, OC, bias, biasOff + o,
-                        accumulate, 2, n);
-            }
-            for (; r < rows; r++) {
-                rowsNx1(out, outOff + r * OC + o, OC, x, xOff + r * xr, xr, xs, w, wOff + o, OC, bias, biasOff + o,
-                        accumulate, 1, n);
-            }
+        for (; o < width; o += L) {
+            lastVector(out, outOff, x, xOff, xr, xs, w, wOff, bias, biasOff, accumulate, rows, n, OC, o);
+        }
+    }
+
+    /** The one vector of columns o..o+L-1 of every row: 8 rows at a time, then 2, then 1. */
+    private static void lastVector(float[] out, int outOff, float[] x, int xOff, int xr, int xs, float[] w, int wOff,
+                                   float[] bias, int biasOff, boolean accumulate, int rows, int n, int OC, int o) {
+        int r = 0;
+        for (; r + 7 < rows; r += 8) {
+            rowsNx1(out, outOff + r * OC + o, OC, x, xOff + r * xr, xr, xs, w, wOff + o, OC, bias, biasOff + o,
+                    accumulate, 8, n);
+        }
+        for (; r + 1 < rows; r += 2) {
+            rowsNx1(out, outOff + r * OC + o, OC, x, xOff + r * xr, xr, xs, w, wOff + o, OC, bias, biasOff + o,
+                    accumulate, 2, n);
+        }
+        for (; r < rows; r++) {
+            rowsNx1(out, outOff + r * OC + o, OC, x, xOff + r * xr, xr, xs, w, wOff + o, OC, bias, biasOff + o,
+                    accumulate, 1, n);
         }
     }
 
