@@ -15,9 +15,9 @@ import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
 @Command(name = "bench", mixinStandardHelpOptions = true,
-        description = "Benchmarks on the challenge's shapes, to set beside ../shared/bench/torch_peer.py. "
-                + "eval: one forward pass with a full activation cache over 2500 x 50 tokens; "
-                + "train: one training step (forward, backward, AdamW) on a batch of 512 x 50; "
+        description = "Benchmarks on the challenge's shape or any other (the shape flags, as train's), to set beside "
+                + "../shared/bench/torch_peer.py. eval: one forward pass with a full activation cache over 2500 x 50 "
+                + "tokens; train: one training step (forward, backward, AdamW) on a batch of 512 x 50; "
                 + "serve: POST /api/predict of `serve` on 50-token sequences, latency then --clients at once.")
 public final class BenchCommand implements Callable<Integer> {
 
@@ -30,8 +30,8 @@ public final class BenchCommand implements Callable<Integer> {
             description = "timed repetitions (default: ${DEFAULT-VALUE}; serve: timed requests, default 2000)")
     int iters;
 
-    @Option(names = "--attn-only", description = "train: the attention-only variant")
-    boolean attnOnly;
+    @CommandLine.Mixin
+    ShapeOptions shape;
 
     @Option(names = "--warmup", description = "untimed repetitions (serve: requests) first (default: until the JIT "
             + "has compiled every kernel: until two windows of ten runs in a row are no faster than the best before; "
@@ -77,15 +77,16 @@ public final class BenchCommand implements Callable<Integer> {
             Parallel.setThreads(threads);
         }
         PrintWriter out = spec.commandLine().getOut();
+        shape.check(spec.commandLine());
         Weights weights;
         if (model != null) {
-            if (attnOnly) {
-                throw new CommandLine.ParameterException(spec.commandLine(),
-                        "--attn-only and --model do not go together: the model's file fixes its shape");
+            if (shape.anyShape()) {
+                throw new CommandLine.ParameterException(spec.commandLine(), "the shape flags and --model do not go "
+                        + "together: the model's file fixes its shape");
             }
             weights = dev.trilens.io.Checkpoints.load(model, loading.allowNonFinite).weights();
         } else {
-            weights = Weights.init(attnOnly ? ModelConfig.arena().withDMlp(0) : ModelConfig.arena(), 0);
+            weights = Weights.init(shape.applyTo(ModelConfig.arena()), 0);
         }
         if (what == What.serve) {
             if (clients < 1 || clients > 256 || !(seconds > 0 && seconds <= 600)) {
@@ -97,7 +98,8 @@ public final class BenchCommand implements Callable<Integer> {
             return new ServeBench(weights, clients, seconds, warmup, MIN_WARMUP_SECONDS, requests).run(out);
         }
         ModelConfig cfg = weights.cfg;
-        int B = what == What.eval ? 2500 : 512, T = cfg.nCtx();
+        int B = shape.batch != null ? shape.batch : what == What.eval ? 2500 : 512, T = cfg.nCtx();
+        ShapeOptions.checkFits(spec.commandLine(), cfg, B);
         int batches = what == What.eval ? 1 : 8;
         int[] tokens = new int[batches * B * T];
         Random r = new Random(0);
@@ -132,8 +134,8 @@ public final class BenchCommand implements Callable<Integer> {
         java.util.Arrays.sort(ms);
         double median = ms[iters / 2];
         String key = what == What.eval ? "eval_ms" : "train_ms_per_step";
-        out.printf("trilens %s%s, %d threads, %dx%d: median %.2f ms (min %.2f) over %d runs after %d warm-up%n", what,
-                cfg.dMlp() == 0 ? " (attn-only)" : "", Parallel.threads(), B, T, median, ms[0], iters, warmupRuns);
+        out.printf("trilens %s, %d threads, %dx%d, %s: median %.2f ms (min %.2f) over %d runs after %d warm-up%n",
+                what, Parallel.threads(), B, T, cfg, median, ms[0], iters, warmupRuns);
         out.printf("%s=%.2f%n", key, median);
         out.flush();
         return 0;

@@ -22,7 +22,7 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine;
 
 @Command(name = "run", mixinStandardHelpOptions = true,
-        description = "Train a preset from scratch, then evaluate the final model on the 2500-sequence dataset of the "
+        description = "Train a preset from scratch (with train's flags), then evaluate the final model on the 2500-sequence dataset of the "
                 + "same seed and trigram_prob (as evaluate does), write eval.json next to the model, and run every "
                 + "analysis of `analyze` on it into analysis.json. With --snapshot-every N it also runs `dynamics` "
                 + "on the run before the analysis, so the report has its Training dynamics section.")
@@ -34,6 +34,9 @@ public final class RunCommand implements Callable<Integer> {
     @CommandLine.Mixin
     TrainCommand.RunOptions run;
 
+    @CommandLine.Mixin
+    TrainCommand.ConfigOptions config;
+
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
 
@@ -41,16 +44,18 @@ public final class RunCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         CommandLine cl = spec.commandLine();
         run.check(cl);
+        config.check(cl);
         TrainCommand.Preset p = run.preset == null ? TrainCommand.Preset.arena : run.preset;
+        TrainConfig trainConfig = config.checked(cl, TrainConfig.preset(p.name()));
         Path runDir = TrainCommand.outDir(run.out, p);
         try (OutputLock lock = OutputLock.acquire(runDir, "run")) {
-            return run(cl, runDir, p);
+            return run(cl, runDir, trainConfig);
         }
     }
 
-    private int run(CommandLine cl, Path runDir, TrainCommand.Preset p) throws Exception {
+    private int run(CommandLine cl, Path runDir, TrainConfig trainConfig) throws Exception {
         PrintWriter out = cl.getOut();
-        Trainer trainer = Trainer.start(TrainConfig.preset(p.name()), runDir);
+        Trainer trainer = Trainer.start(trainConfig, runDir);
         run.applyTo(trainer);
         Path dir = trainer.dir();
         out.printf("training into %s%n", dir);

@@ -69,34 +69,69 @@ public final class TrainCommand implements Callable<Integer> {
         }
     }
 
+    /** The flags that decide what a run trains beyond its preset; `train` and `run` share them. */
+    static final class ConfigOptions {
+        @CommandLine.Mixin
+        ShapeOptions shape;
+
+        @Option(names = "--epochs", description = "number of epochs")
+        Integer epochs;
+
+        @Option(names = "--seed", description = "dataset and init seed (both; --data-seed and --init-seed override "
+                + "one)")
+        Long seed;
+
+        @Option(names = "--data-seed", description = "dataset seed: the trigrams, the sequences, the "
+                + "train/validation split and the batch order (default: the preset's, or --seed)")
+        Long dataSeed;
+
+        @Option(names = "--init-seed", description = "seed of the initial weights (default: the preset's, or --seed)")
+        Long initSeed;
+
+        @Option(names = "--trigram-prob", description = "fraction of (a, b) pairs that start a trigram (default: the "
+                + "preset's, 0.05)")
+        Double trigramProb;
+
+        void check(CommandLine cl) {
+            TrainCommand.check(cl, epochs == null || epochs >= 1, "--epochs must be >= 1, got " + epochs);
+            shape.check(cl);
+            TrainCommand.check(cl, trigramProb == null || (trigramProb > 0 && trigramProb < 1), "--trigram-prob must "
+                    + "be > 0 and < 1, got " + trigramProb);
+        }
+
+        /** The preset with the flags applied, refused in one line if a batch of its shape would not fit. */
+        TrainConfig checked(CommandLine cl, TrainConfig preset) {
+            TrainConfig c = overrides(preset);
+            ShapeOptions.checkFits(cl, c.modelConfig(), c.batchSize());
+            return c;
+        }
+
+        private TrainConfig overrides(TrainConfig c) {
+            c = shape.applyTo(c);
+            if (epochs != null) {
+                c = c.withEpochs(epochs);
+            }
+            if (seed != null) {
+                c = c.withSeed(seed);
+            }
+            if (dataSeed != null) {
+                c = c.withDataSeed(dataSeed);
+            }
+            if (initSeed != null) {
+                c = c.withInitSeed(initSeed);
+            }
+            if (trigramProb != null) {
+                c = c.withTrigramProb(trigramProb);
+            }
+            return c;
+        }
+    }
+
     @CommandLine.Mixin
     RunOptions run;
 
-    @Option(names = "--attn-only", description = "no MLP (d_mlp 0)")
-    boolean attnOnly;
-
-    @Option(names = "--d-head", description = "attention head size")
-    Integer dHead;
-
-    @Option(names = "--d-mlp", description = "MLP width; 0 = attention-only")
-    Integer dMlp;
-
-    @Option(names = "--epochs", description = "number of epochs")
-    Integer epochs;
-
-    @Option(names = "--seed", description = "dataset and init seed (both; --data-seed and --init-seed override one)")
-    Long seed;
-
-    @Option(names = "--data-seed", description = "dataset seed: the trigrams, the sequences, the train/validation "
-            + "split and the batch order (default: the preset's, or --seed)")
-    Long dataSeed;
-
-    @Option(names = "--init-seed", description = "seed of the initial weights (default: the preset's, or --seed)")
-    Long initSeed;
-
-    @Option(names = "--trigram-prob", description = "fraction of (a, b) pairs that start a trigram (default: the "
-            + "preset's, 0.05)")
-    Double trigramProb;
+    @CommandLine.Mixin
+    ConfigOptions config;
 
     @Option(names = "--resume", description = "continue the run in --out after its last completed epoch")
     boolean resume;
@@ -108,8 +143,14 @@ public final class TrainCommand implements Callable<Integer> {
      * The flags that decide what a run trains (its {@link TrainConfig}); the others (--out, --threads, --resume,
      * --export-pt) say where and how. A sweep's axes are these, without their dashes.
      */
-    public static final List<String> CONFIG_FLAGS = List.of("--preset", "--attn-only", "--d-head", "--d-mlp",
-            "--epochs", "--seed", "--data-seed", "--init-seed", "--trigram-prob");
+    public static final List<String> CONFIG_FLAGS = configFlags();
+
+    private static List<String> configFlags() {
+        List<String> flags = new ArrayList<>(List.of("--preset"));
+        flags.addAll(ShapeOptions.FLAGS);
+        flags.addAll(List.of("--epochs", "--seed", "--data-seed", "--init-seed", "--trigram-prob"));
+        return List.copyOf(flags);
+    }
 
     /**
      * The config `train` would train with these flags (only {@link #CONFIG_FLAGS}), checked as train checks them;
@@ -123,24 +164,14 @@ public final class TrainCommand implements Callable<Integer> {
             check(cl, CONFIG_FLAGS.contains(o.longestName()), o.longestName() + " does not decide a run's config; "
                     + "expected only " + String.join(", ", CONFIG_FLAGS));
         }
-        t.checkConfigFlags(cl);
-        return t.overrides(TrainConfig.preset((t.run.preset == null ? Preset.arena : t.run.preset).name()));
-    }
-
-    private void checkConfigFlags(CommandLine cl) {
-        check(cl, epochs == null || epochs >= 1, "--epochs must be >= 1, got " + epochs);
-        check(cl, dHead == null || dHead >= 1, "--d-head must be >= 1, got " + dHead);
-        check(cl, dMlp == null || dMlp >= 0, "--d-mlp must be >= 0 (0 = attention-only), got " + dMlp);
-        check(cl, !(attnOnly && dMlp != null && dMlp != 0), "--attn-only contradicts --d-mlp " + dMlp
-                + "; give one of them");
-        check(cl, trigramProb == null || (trigramProb > 0 && trigramProb < 1), "--trigram-prob must be > 0 and < 1, "
-                + "got " + trigramProb);
+        t.config.check(cl);
+        return t.config.checked(cl, TrainConfig.preset((t.run.preset == null ? Preset.arena : t.run.preset).name()));
     }
 
     @Override
     public Integer call() {
         CommandLine cl = spec.commandLine();
-        checkConfigFlags(cl);
+        config.check(cl);
         check(cl, !resume || run.out != null, "--resume needs --out, the run folder to continue");
         run.check(cl);
         Preset p = run.preset == null ? Preset.arena : run.preset;
@@ -148,23 +179,25 @@ public final class TrainCommand implements Callable<Integer> {
         if (resume && !Files.isDirectory(dir)) {
             throw new TrilensException("nothing to resume in " + dir + ": no such folder; start a run without --resume");
         }
+        // checked before the folder is made: a refused shape leaves nothing behind
+        TrainConfig fresh = resume ? null : config.checked(cl, TrainConfig.preset(p.name()));
         try (OutputLock lock = OutputLock.acquire(dir, "train")) {
-            return train(cl, dir, p);
+            return train(cl, dir, fresh);
         }
     }
 
-    private int train(CommandLine cl, Path dir, Preset p) {
+    private int train(CommandLine cl, Path dir, TrainConfig fresh) {
         PrintWriter out = cl.getOut();
         Trainer trainer;
         if (resume) {
             trainer = Trainer.resume(dir);
             TrainConfig saved = trainer.config();
-            checkSameConfig(dir, saved, overrides(run.preset == null ? saved : TrainConfig.preset(
+            checkSameConfig(dir, saved, config.checked(cl, run.preset == null ? saved : TrainConfig.preset(
                     run.preset.name())));
             run.applyTo(trainer);
             out.printf("resuming %s after epoch %d of %d%n", dir, trainer.epochsDone(), saved.epochs());
         } else {
-            trainer = Trainer.start(overrides(TrainConfig.preset(p.name())), dir);
+            trainer = Trainer.start(fresh, dir);
             run.applyTo(trainer);
             out.printf("training into %s%n", trainer.dir());
         }
@@ -181,34 +214,6 @@ public final class TrainCommand implements Callable<Integer> {
         }
         out.flush();
         return 0;
-    }
-
-    private TrainConfig overrides(TrainConfig c) {
-        if (attnOnly) {
-            c = c.withDMlp(0);
-        }
-        if (dMlp != null) {
-            c = c.withDMlp(dMlp);
-        }
-        if (dHead != null) {
-            c = c.withDHead(dHead);
-        }
-        if (epochs != null) {
-            c = c.withEpochs(epochs);
-        }
-        if (seed != null) {
-            c = c.withSeed(seed);
-        }
-        if (dataSeed != null) {
-            c = c.withDataSeed(dataSeed);
-        }
-        if (initSeed != null) {
-            c = c.withInitSeed(initSeed);
-        }
-        if (trigramProb != null) {
-            c = c.withTrigramProb(trigramProb);
-        }
-        return c;
     }
 
     /** A resumed run must keep its config, or it would no longer be the run it continues. */

@@ -93,6 +93,17 @@ public record TrainConfig(int dVocab, int seqLen, double trigramProb, long dataS
         return new LrSchedule(lrStart, lrEnd, epochs);
     }
 
+    /** This recipe on a model of another shape: n_ctx is the sequences' length, d_vocab the dataset's vocabulary. */
+    public TrainConfig withModel(ModelConfig m) {
+        return new TrainConfig(m.dVocab(), m.nCtx(), trigramProb, dataSeed, nTrain, nVal, epochs, batchSize, lrStart,
+                lrEnd, weightDecay, m.dModel(), m.nHeads(), m.dHead(), m.dMlp(), m.nLayers(), m.layerNorm(), initSeed);
+    }
+
+    public TrainConfig withBatchSize(int n) {
+        return new TrainConfig(dVocab, seqLen, trigramProb, dataSeed, nTrain, nVal, epochs, n, lrStart, lrEnd,
+                weightDecay, dModel, nHeads, dHead, dMlp, nLayers, layerNorm, initSeed);
+    }
+
     public TrainConfig withEpochs(int n) {
         return new TrainConfig(dVocab, seqLen, trigramProb, dataSeed, nTrain, nVal, n, batchSize, lrStart, lrEnd,
                 weightDecay, dModel, nHeads, dHead, dMlp, nLayers, layerNorm, initSeed);

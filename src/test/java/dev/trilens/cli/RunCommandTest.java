@@ -84,4 +84,22 @@ class RunCommandTest extends CliTestBase {
         EvaluateCommandTest.assertMatchesTorch(fromPt, EvaluateCommandTest.torchMetrics(tmp,
                 dir.resolve("model.pt"), cfg.dataSeed(), cfg.trigramProb(), 2500));
     }
+
+    @Test
+    void takesTrainsConfigFlagsAndRefusesABadOneBeforeMakingItsFolder() throws Exception {
+        Path dir = tmp.resolve("shaped");
+        assertThat(run("run", "--preset", "quick", "--epochs", "1", "--n-heads", "2", "--d-head", "8", "--seed", "3",
+                "--out", dir.toString())).as(err()).isZero();
+        TrainConfig asked = TrainConfig.quick().withEpochs(1).withSeed(3).withModel(
+                new dev.trilens.model.ModelConfig(24, 20, 32, 1, 2, 8, 20, false));
+        assertThat(out()).contains(asked.describe());
+        assertThat(dev.trilens.io.Checkpoints.load(dir.resolve("model.safetensors")).weights().cfg)
+                .isEqualTo(asked.modelConfig());
+        assertThat(dir.resolve("analysis.json")).isNotEmptyFile();
+
+        Path refused = tmp.resolve("refused");
+        assertOneLineErrorOnly(2, "--n-layers must be >= 1, got 0", "run", "--preset", "quick", "--n-layers", "0",
+                "--out", refused.toString());
+        assertThat(refused).doesNotExist();
+    }
 }
