@@ -14,6 +14,7 @@ import dev.trilens.model.Tensor;
 import dev.trilens.model.Weights;
 import dev.trilens.train.EvalMetrics;
 import dev.trilens.train.Metrics;
+import dev.trilens.model.ParamLayout;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashSet;
@@ -140,7 +141,7 @@ public record Ablation(String meanOver, Map<String, Object> clean, List<Ablated>
         Weights e = w.copy();
         float[] d = e.data;
         if (hook.equals("hook_pos_embed")) {
-            int off = e.offset("pos_embed.W_pos"), D = cfg.dModel();
+            int off = e.offset(ParamLayout.W_POS), D = cfg.dModel();
             for (int t = 0; t < cfg.nCtx(); t++) {
                 for (int i = 0; i < D; i++) {
                     d[off + t * D + i] = c == null ? 0f : c[i];
@@ -150,16 +151,16 @@ public record Ablation(String meanOver, Map<String, Object> clean, List<Ablated>
         }
         for (int l = 0; l < cfg.nLayers(); l++) {
             if (!cfg.attnOnly() && hook.equals(HookNames.full("mlp_out", l)) && target.head() < 0) {
-                String b = "blocks." + l + ".mlp.";
-                Arrays.fill(d, e.offset(b + "W_out"), e.offset(b + "W_out") + cfg.dMlp() * cfg.dModel(), 0f);
+                int wOut = e.offset(ParamLayout.mlp(l, "W_out")), bOut = e.offset(ParamLayout.mlp(l, "b_out"));
+                Arrays.fill(d, wOut, wOut + cfg.dMlp() * cfg.dModel(), 0f);
                 for (int i = 0; i < cfg.dModel(); i++) {
-                    d[e.offset(b + "b_out") + i] = c == null ? 0f : c[i];
+                    d[bOut + i] = c == null ? 0f : c[i];
                 }
                 return e;
             }
             if (hook.equals(HookNames.full("z", l))) {
                 int H = cfg.nHeads(), Dh = cfg.dHead(), D = cfg.dModel();
-                int wO = e.offset("blocks." + l + ".attn.W_O"), bO = e.offset("blocks." + l + ".attn.b_O");
+                int wO = e.offset(ParamLayout.attnWeight(l, "O")), bO = e.offset(ParamLayout.attnBias(l, "O"));
                 for (int h = 0; h < H; h++) {
                     if (target.head() >= 0 && h != target.head()) {
                         continue;

@@ -9,6 +9,7 @@ import dev.trilens.model.HookedTransformer;
 import dev.trilens.model.ModelConfig;
 import dev.trilens.model.Tensor;
 import dev.trilens.model.Weights;
+import dev.trilens.model.ParamLayout;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.function.Predicate;
@@ -47,7 +48,7 @@ public record Attribution(String direction, boolean layerNormScaled, int nTrigra
 
     /** The activations DLA reads: a cache filter for a pass whose cache {@link #perPosition} is then given. */
     public static final Predicate<String> CACHED = n -> n.equals("hook_embed") || n.equals("hook_pos_embed")
-            || n.endsWith("attn.hook_result") || n.endsWith("hook_mlp_out") || n.equals("ln_final.hook_scale");
+            || n.endsWith("attn.hook_result") || n.endsWith("hook_mlp_out") || n.equals(HookNames.LN_FINAL + ".hook_scale");
 
     /**
      * One component's mean direct attribution. JSON keys: {@code name}, {@code source} (hook or parameter),
@@ -153,7 +154,7 @@ public record Attribution(String direction, boolean layerNormScaled, int nTrigra
 
         // centred unembed, by target token so a position's dot products run along memory:
         // uc[v * D + d] = W_U[d, v] - mean_v' W_U[d, v']
-        float[] wu = w.copyOf("unembed.W_U");
+        float[] wu = w.copyOf(ParamLayout.W_U);
         double[] uc = new double[D * V];
         for (int d = 0; d < D; d++) {
             double m = 0;
@@ -165,16 +166,16 @@ public record Attribution(String direction, boolean layerNormScaled, int nTrigra
                 uc[v * D + d] = wu[d * V + v] - m;
             }
         }
-        float[] bu = w.copyOf("unembed.b_U");
+        float[] bu = w.copyOf(ParamLayout.B_U);
         double buMean = 0;
         for (float b : bu) {
             buMean += b;
         }
         buMean /= V;
         boolean ln = cfg.layerNorm();
-        float[] lnW = ln ? w.copyOf("ln_final.w") : null;
-        float[] lnB = ln ? w.copyOf("ln_final.b") : null;
-        float[] scale = ln ? run.cache().get("ln_final.hook_scale").data() : null;
+        float[] lnW = ln ? w.copyOf(ParamLayout.LN_FINAL + ".w") : null;
+        float[] lnB = ln ? w.copyOf(ParamLayout.LN_FINAL + ".b") : null;
+        float[] scale = ln ? run.cache().get(HookNames.LN_FINAL + ".hook_scale").data() : null;
 
         // sources: each is a [B, T, stride] activation read at offset inner * D, or a fixed parameter vector
         List<String> names = new ArrayList<>(), sources = new ArrayList<>();
@@ -198,8 +199,8 @@ public record Attribution(String direction, boolean layerNormScaled, int nTrigra
                 layout.add(new int[] {H * D, h});
             }
             names.add("L" + l + ".b_O");
-            sources.add("blocks." + l + ".attn.b_O");
-            acts.add(w.copyOf("blocks." + l + ".attn.b_O"));
+            sources.add(ParamLayout.attnBias(l, "O"));
+            acts.add(w.copyOf(ParamLayout.attnBias(l, "O")));
             layout.add(new int[] {0, 0});
             if (!cfg.attnOnly()) {
                 String mlp = HookNames.full("mlp_out", l);
@@ -211,11 +212,11 @@ public record Attribution(String direction, boolean layerNormScaled, int nTrigra
         }
         int nResid = names.size(); // the components that pass through ln_final
         if (ln) {
-            names.add("ln_final.b");
-            sources.add("ln_final.b");
+            names.add(ParamLayout.LN_FINAL + ".b");
+            sources.add(ParamLayout.LN_FINAL + ".b");
         }
         names.add("b_U");
-        sources.add("unembed.b_U");
+        sources.add(ParamLayout.B_U);
 
         int N = B * P;
         double[][] values = new double[names.size()][N];

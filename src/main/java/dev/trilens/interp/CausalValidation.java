@@ -8,6 +8,7 @@ import dev.trilens.model.Logits;
 import dev.trilens.model.Tensor;
 import dev.trilens.train.EvalMetrics;
 import dev.trilens.train.Metrics;
+import dev.trilens.model.HookNames;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -36,7 +37,7 @@ import java.util.List;
  */
 public final class CausalValidation {
 
-    public static final String PATTERN_HOOK = "blocks.0.attn.hook_pattern";
+    public static final String PATTERN_HOOK = HookNames.full("pattern", 0);
     public static final String BASELINE = "ablated_self";
     /** Sequences per forward pass, so a hooked run over a large evaluation batch stays small in memory. */
     static final int CHUNK = 512;

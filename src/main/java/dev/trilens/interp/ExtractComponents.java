@@ -5,6 +5,7 @@ import dev.trilens.model.ModelConfig;
 import dev.trilens.model.Weights;
 import dev.trilens.model.kernels.Kernels;
 import dev.trilens.model.kernels.TensorOps;
+import dev.trilens.model.ParamLayout;
 
 /**
  * A one-layer model's components evaluated on its own embedding vectors, in double precision: what
@@ -78,26 +79,28 @@ final class ExtractComponents {
         M = cfg.dMlp();
         ln = cfg.layerNorm();
         scale = 1.0 / Math.sqrt(Dh);
-        double[] wE = d(w, "embed.W_E"), wPos = d(w, "pos_embed.W_pos");
-        double[] wQ = d(w, "blocks.0.attn.W_Q"), wK = d(w, "blocks.0.attn.W_K"), wV = d(w, "blocks.0.attn.W_V");
-        double[] bQ = d(w, "blocks.0.attn.b_Q"), bK = d(w, "blocks.0.attn.b_K"), bV = d(w, "blocks.0.attn.b_V");
-        double[] wO = d(w, "blocks.0.attn.W_O");
-        bO = d(w, "blocks.0.attn.b_O");
-        wU = d(w, "unembed.W_U");
-        bU = d(w, "unembed.b_U");
+        double[] wE = d(w, ParamLayout.W_E), wPos = d(w, ParamLayout.W_POS);
+        double[] wQ = d(w, ParamLayout.attnWeight(0, "Q")), wK = d(w, ParamLayout.attnWeight(0, "K"));
+        double[] wV = d(w, ParamLayout.attnWeight(0, "V"));
+        double[] bQ = d(w, ParamLayout.attnBias(0, "Q")), bK = d(w, ParamLayout.attnBias(0, "K"));
+        double[] bV = d(w, ParamLayout.attnBias(0, "V"));
+        double[] wO = d(w, ParamLayout.attnWeight(0, "O"));
+        bO = d(w, ParamLayout.attnBias(0, "O"));
+        wU = d(w, ParamLayout.W_U);
+        bU = d(w, ParamLayout.B_U);
         if (M > 0) {
-            wIn = d(w, "blocks.0.mlp.W_in");
-            bIn = d(w, "blocks.0.mlp.b_in");
-            wOut = d(w, "blocks.0.mlp.W_out");
-            bOut = d(w, "blocks.0.mlp.b_out");
+            wIn = d(w, ParamLayout.mlp(0, "W_in"));
+            bIn = d(w, ParamLayout.mlp(0, "b_in"));
+            wOut = d(w, ParamLayout.mlp(0, "W_out"));
+            bOut = d(w, ParamLayout.mlp(0, "b_out"));
         } else {
             wIn = bIn = wOut = bOut = null;
         }
-        double[] ln1w = ln ? d(w, "blocks.0.ln1.w") : null, ln1b = ln ? d(w, "blocks.0.ln1.b") : null;
-        ln2w = ln && M > 0 ? d(w, "blocks.0.ln2.w") : null;
-        ln2b = ln && M > 0 ? d(w, "blocks.0.ln2.b") : null;
-        lnfw = ln ? d(w, "ln_final.w") : null;
-        lnfb = ln ? d(w, "ln_final.b") : null;
+        double[] ln1w = ln ? d(w, ParamLayout.ln1(0) + ".w") : null, ln1b = ln ? d(w, ParamLayout.ln1(0) + ".b") : null;
+        ln2w = ln && M > 0 ? d(w, ParamLayout.ln2(0) + ".w") : null;
+        ln2b = ln && M > 0 ? d(w, ParamLayout.ln2(0) + ".b") : null;
+        lnfw = ln ? d(w, ParamLayout.LN_FINAL + ".w") : null;
+        lnfb = ln ? d(w, ParamLayout.LN_FINAL + ".b") : null;
 
         x = new double[V * N * D];
         q = new double[V * N * H * Dh];

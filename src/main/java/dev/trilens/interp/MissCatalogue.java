@@ -4,6 +4,7 @@ import dev.trilens.TrilensException;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.model.HookedTransformer;
 import dev.trilens.model.Logits;
+import dev.trilens.model.HookNames;
 import java.util.ArrayList;
 import java.util.EnumMap;
 import java.util.LinkedHashMap;
@@ -91,7 +92,7 @@ public final class MissCatalogue {
         }
         int[][] tri = data.trigrams();
         int[] batch = data.trigramBatch();
-        String scoresHook = "blocks.0.attn.hook_attn_scores";
+        String scoresHook = HookNames.full("attn_scores", 0);
         HookedTransformer.Run run = model.runWithCache(batch, n, 3,
                 name -> name.equals(CausalValidation.PATTERN_HOOK) || name.equals(scoresHook));
         float[] lg = run.logits().data(), pat = run.cache().get(CausalValidation.PATTERN_HOOK).data(),

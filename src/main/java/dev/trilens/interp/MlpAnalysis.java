@@ -11,6 +11,7 @@ import dev.trilens.model.HookedTransformer;
 import dev.trilens.model.ModelConfig;
 import dev.trilens.model.Tensor;
 import dev.trilens.model.Weights;
+import dev.trilens.model.ParamLayout;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -259,7 +260,7 @@ public record MlpAnalysis(boolean hasMlp, String note, List<Layer> layers, List<
     public static List<SubspaceOverlap> overlaps(Weights w, int l) {
         ModelConfig cfg = w.cfg;
         int D = cfg.dModel();
-        DMatrixRMaj wIn = WeightMatrices.matrix(w, "blocks." + l + ".mlp.W_in");
+        DMatrixRMaj wIn = WeightMatrices.matrix(w, ParamLayout.mlp(l, "W_in"));
         DMatrixRMaj qIn = WeightMatrices.orthonormalBasis(wIn);
         List<SubspaceOverlap> out = new ArrayList<>();
         for (int h = 0; h < cfg.nHeads(); h++) {

@@ -6,6 +6,7 @@ import dev.trilens.data.TrigramDataset;
 import dev.trilens.model.HookedTransformer;
 import dev.trilens.model.ModelConfig;
 import dev.trilens.model.Weights;
+import dev.trilens.model.ParamLayout;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -103,8 +104,8 @@ public record OvCircuit(boolean linearised, String weightsNote, List<Head> heads
         for (double s : svd.s()) {
             norm += s * s;
         }
-        FactoredMatrix embedOv = ov.leftMultiply(WeightMatrices.matrix(w, "embed.W_E"));
-        FactoredMatrix full = embedOv.multiply(WeightMatrices.matrix(w, "unembed.W_U"));
+        FactoredMatrix embedOv = ov.leftMultiply(WeightMatrices.matrix(w, ParamLayout.W_E));
+        FactoredMatrix full = embedOv.multiply(WeightMatrices.matrix(w, ParamLayout.W_U));
         double[][] fullEig = full.eigenvalues();
         double sumRe = 0, sumAbs = 0;
         for (double[] z : fullEig) {

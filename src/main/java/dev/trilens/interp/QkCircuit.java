@@ -9,6 +9,7 @@ import dev.trilens.model.HookedTransformer;
 import dev.trilens.model.ModelConfig;
 import dev.trilens.model.Tensor;
 import dev.trilens.model.Weights;
+import dev.trilens.model.ParamLayout;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
@@ -177,7 +178,7 @@ public record QkCircuit(boolean linearised, String weightsNote, int[] positions,
             summary.add("layers after the first: the decomposition is the direct path from the embeddings only");
         }
         return new QkCircuit(cw.linearised(), cw.note(), positions.clone(),
-                WeightMatrices.cosineRows(WeightMatrices.matrix(w, "pos_embed.W_pos")), heads, summary);
+                WeightMatrices.cosineRows(WeightMatrices.matrix(w, ParamLayout.W_POS)), heads, summary);
     }
 
     /**
@@ -293,7 +294,7 @@ public record QkCircuit(boolean linearised, String weightsNote, int[] positions,
                     Stats.meanWhere(total, prefix, learned));
         }
         FactoredMatrix qk = WeightMatrices.qk(w, l, h);
-        DMatrixRMaj wE = WeightMatrices.matrix(w, "embed.W_E");
+        DMatrixRMaj wE = WeightMatrices.matrix(w, ParamLayout.W_E);
         double[] qkSv = qk.singularValues();
         double[] ttSv = qk.scale(d.scale()).leftMultiply(wE).multiply(CommonOps_DDRM.transpose(wE, null))
                 .singularValues();

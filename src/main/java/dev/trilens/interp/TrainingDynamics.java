@@ -341,7 +341,7 @@ public final class TrainingDynamics {
 
     private static FinalPosition finalPosition(Weights w, Weights initial) {
         int N = w.cfg.nCtx(), D = w.cfg.dModel();
-        int off = w.offset("pos_embed.W_pos");
+        int off = w.offset(ParamLayout.W_POS);
         double[] norm = new double[N - 1], dist = new double[N - 1], cos = new double[N - 1];
         for (int j = 0; j < N - 1; j++) {
             norm[j] = Worklog.norm(w.data, off + j * D, D);

@@ -151,18 +151,18 @@ public record WeightProcessing(List<Step> steps, List<String> applied, List<Stri
         Weights out = w.copy();
         int D = cfg.dModel(), H = cfg.nHeads(), Dh = cfg.dHead();
         for (int l = 0; l < cfg.nLayers(); l++) {
-            String b = "blocks." + l + ".";
             for (String x : new String[] {"Q", "K", "V"}) {
-                fold(out, b + "ln1", b + "attn.W_" + x, b + "attn.b_" + x, H, D, Dh);
+                fold(out, ParamLayout.ln1(l), ParamLayout.attnWeight(l, x), ParamLayout.attnBias(l, x), H, D, Dh);
             }
-            resetLn(out, b + "ln1");
+            resetLn(out, ParamLayout.ln1(l));
             if (!cfg.attnOnly()) {
-                fold(out, b + "ln2", b + "mlp.W_in", b + "mlp.b_in", 1, D, cfg.dMlp());
-                resetLn(out, b + "ln2");
+                fold(out, ParamLayout.ln2(l), ParamLayout.mlp(l, "W_in"), ParamLayout.mlp(l, "b_in"), 1, D,
+                        cfg.dMlp());
+                resetLn(out, ParamLayout.ln2(l));
             }
         }
-        fold(out, "ln_final", "unembed.W_U", "unembed.b_U", 1, D, cfg.dVocab());
-        resetLn(out, "ln_final");
+        fold(out, ParamLayout.LN_FINAL, ParamLayout.W_U, ParamLayout.B_U, 1, D, cfg.dVocab());
+        resetLn(out, ParamLayout.LN_FINAL);
         return new Result(out, new Step(FOLD_LN, true, "LayerNorm w, b folded into W_Q/W_K/W_V/b_Q/b_K/b_V (ln1)"
                 + (cfg.attnOnly() ? "" : ", W_in/b_in (ln2)") + " and W_U/b_U (ln_final), reading weights centred "
                 + "over d_model; LayerNorms left as LNPre (w = 1, b = 0)"));
@@ -205,15 +205,14 @@ public record WeightProcessing(List<Step> steps, List<String> applied, List<Stri
         }
         Weights out = w.copy();
         int D = cfg.dModel();
-        centerRows(out, "embed.W_E", D);
-        centerRows(out, "pos_embed.W_pos", D);
+        centerRows(out, ParamLayout.W_E, D);
+        centerRows(out, ParamLayout.W_POS, D);
         for (int l = 0; l < cfg.nLayers(); l++) {
-            String b = "blocks." + l + ".";
-            centerRows(out, b + "attn.W_O", D);
-            centerRows(out, b + "attn.b_O", D);
+            centerRows(out, ParamLayout.attnWeight(l, "O"), D);
+            centerRows(out, ParamLayout.attnBias(l, "O"), D);
             if (!cfg.attnOnly()) {
-                centerRows(out, b + "mlp.W_out", D);
-                centerRows(out, b + "mlp.b_out", D);
+                centerRows(out, ParamLayout.mlp(l, "W_out"), D);
+                centerRows(out, ParamLayout.mlp(l, "b_out"), D);
             }
         }
         return new Result(out, new Step(CENTER_WRITING_WEIGHTS, true, "mean over d_model removed from W_E, W_pos, "
@@ -222,8 +221,8 @@ public record WeightProcessing(List<Step> steps, List<String> applied, List<Stri
 
     public static Result centerUnembed(Weights w) {
         Weights out = w.copy();
-        centerRows(out, "unembed.W_U", w.cfg.dVocab());
-        centerRows(out, "unembed.b_U", w.cfg.dVocab());
+        centerRows(out, ParamLayout.W_U, w.cfg.dVocab());
+        centerRows(out, ParamLayout.B_U, w.cfg.dVocab());
         return new Result(out, new Step(CENTER_UNEMBED, true, "mean over the vocabulary removed from W_U and b_U "
                 + "(logits shift by a constant per position; log-probabilities unchanged)"));
     }
@@ -235,8 +234,8 @@ public record WeightProcessing(List<Step> steps, List<String> applied, List<Stri
         int H = cfg.nHeads(), Dh = cfg.dHead(), D = cfg.dModel();
         boolean allZero = true;
         for (int l = 0; l < cfg.nLayers(); l++) {
-            String b = "blocks." + l + ".attn.";
-            int bv = out.offset(b + "b_V"), wo = out.offset(b + "W_O"), bo = out.offset(b + "b_O");
+            int bv = out.offset(ParamLayout.attnBias(l, "V")), wo = out.offset(ParamLayout.attnWeight(l, "O"));
+            int bo = out.offset(ParamLayout.attnBias(l, "O"));
             for (int j = 0; j < D; j++) {
                 double s = d[bo + j];
                 for (int h = 0; h < H; h++) {

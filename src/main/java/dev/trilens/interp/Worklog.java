@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import dev.trilens.model.ModelConfig;
 import dev.trilens.model.Weights;
 import dev.trilens.train.EvalMetrics;
+import dev.trilens.model.ParamLayout;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
@@ -178,7 +179,7 @@ public final class Worklog {
     static Answer finalPosition(Weights w, JsonNode sections, Weights initial) {
         ModelConfig cfg = w.cfg;
         int N = cfg.nCtx(), D = cfg.dModel();
-        float[] pos = w.copyOf("pos_embed.W_pos");
+        float[] pos = w.copyOf(ParamLayout.W_POS);
         double sigma = 0.8 / Math.sqrt(D);
         // the norm of a D-dimensional N(0, sigma^2) vector: mean about sigma sqrt(D - 1/2), sd about sigma / sqrt 2
         double initMean = sigma * Math.sqrt(D - 0.5), initSd = sigma / Math.sqrt(2);
@@ -221,7 +222,7 @@ public final class Worklog {
         String initCompare = "";
         Boolean untouched = null, trainedMoved = null;
         if (initial != null) {
-            float[] init = initial.copyOf("pos_embed.W_pos");
+            float[] init = initial.copyOf(ParamLayout.W_POS);
             double cos = dot(pos, init, (N - 1) * D, (N - 1) * D, D) / (finalNorm * norm(init, (N - 1) * D, D));
             double ratio = finalNorm / norm(init, (N - 1) * D, D);
             double cosTrained = 0;

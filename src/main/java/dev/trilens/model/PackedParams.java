@@ -37,9 +37,9 @@ final class PackedParams {
             } else if (n.endsWith("mlp.W_out")) {
                 // extra rows at the end: the same row-major data followed by zeros
                 e = new Entry(p.offset(), dst, dMlpPadded * D, Kind.PAD_COLS, 1, p.size(), dMlpPadded * D);
-            } else if (n.equals("unembed.W_U")) {
+            } else if (n.equals(ParamLayout.W_U)) {
                 e = new Entry(p.offset(), dst, D * dVocabPadded, Kind.PAD_COLS, D, cfg.dVocab(), dVocabPadded);
-            } else if (n.equals("unembed.b_U")) {
+            } else if (n.equals(ParamLayout.B_U)) {
                 e = new Entry(p.offset(), dst, dVocabPadded, Kind.PAD_COLS, 1, cfg.dVocab(), dVocabPadded);
             } else {
                 e = new Entry(p.offset(), dst, p.size(), Kind.COPY, 0, 0, 0);
