@@ -148,9 +148,9 @@ public final class ExtractCommand implements Callable<Integer> {
                 + "median over every a' of P(c | a', b)): %s%n",
                 r.bigramDefaults().size(), defaultsText(r.bigramDefaults()));
         out.printf("           kept where %s%n", r.bigramCut().describe("median P(c)", cfg.dVocab()));
-        TrigramExtractor.Comparison d = ev.vsDataset(), m = ev.vsModel(), dep = ev.vsModelADependent(),
+        TrigramExtractor.Agreement d = ev.vsDataset(), m = ev.vsModel(), dep = ev.vsModelADependent(),
                 mc = ev.vsModelConfident();
-        TrigramExtractor.PairComparison bd = ev.bigramDefaultsVsDataset();
+        TrigramExtractor.PairAgreement bd = ev.bigramDefaultsVsDataset();
         out.printf("dataset    seed=%d trigram_prob=%s: %d trigrams; the model gets %d right by argmax (position 1 "
                 + "of [a, b, c]); %d of those depend on a (P(c | a, b) > %s x the median over every other a')%n",
                 ds.seed(), ds.trigramProb(), d.nReference(), m.nReference(), dep.nReference(),

@@ -14,7 +14,7 @@ import dev.trilens.model.ParamLayout;
  *
  * <p>Letters: V vocab, N n_ctx, D d_model, H heads, Dh d_head, M d_mlp. A "context" is a query b at position p, the
  * key a at p-1 and the key b itself at p, plus (optionally) the positions 0..p-2 filled with random tokens, whose
- * expected contribution is the mean-field background {@link Background}.
+ * expected contribution is the mean-field background {@link MeanField}.
  *
  * <p>Without LayerNorm every map before the MLP's ReLU and after it is linear in the embeddings, and a key's score
  * splits into a token part plus a position part. {@link #linear} models then take two shortcuts that give the same
@@ -296,14 +296,14 @@ final class ExtractComponents {
      * token (mean-field: the expectation of the denominator and of the numerator, not of their ratio). Per head,
      * mass = sum_j mean_t exp(s(t, j) - max[h]) and value = sum_j mean_t exp(s(t, j) - max[h]) vo(t, j, h).
      */
-    static final class Background {
+    static final class MeanField {
         final double[] max, mass, value; // [H], [H], [H, D]
         /** For {@link #linear} models: value @ W_U [H, V] and value @ W_in [H, M]. */
         final double[] valueU, valueIn;
         /** For {@link #linear} models: the query's score against every token a at p-1 [H, V], and against itself [H]. */
         final double[] prevScore, selfScore;
 
-        Background(ExtractComponents c) {
+        MeanField(ExtractComponents c) {
             max = new double[c.H];
             mass = new double[c.H];
             value = new double[c.H * c.D];
@@ -323,7 +323,7 @@ final class ExtractComponents {
      * Fills bg for query (b, p); with random=false (the two-key reading) the background is empty. scores is
      * {@link #backgroundScratch()}'s.
      */
-    void background(Background bg, double[] scores, int b, int p, boolean random) {
+    void background(MeanField bg, double[] scores, int b, int p, boolean random) {
         java.util.Arrays.fill(bg.mass, 0);
         java.util.Arrays.fill(bg.value, 0);
         java.util.Arrays.fill(bg.max, Double.NEGATIVE_INFINITY);
@@ -375,7 +375,7 @@ final class ExtractComponents {
      * give the scores of a at p-1 and of b itself, which are kept for {@link #attention}; with context=false that is
      * all (no background).
      */
-    private void separableBackground(Background bg, double[] scratch, int b, int p, boolean context) {
+    private void separableBackground(MeanField bg, double[] scratch, int b, int p, boolean context) {
         int bp = b * N + p;
         for (int h = 0; h < H; h++) {
             int qo = (bp * H + h) * Dh;
@@ -441,7 +441,7 @@ final class ExtractComponents {
      * Attention of the query (b, p) per head on a at p-1 (wPrev), on itself (wSelf) and on the background (the
      * rest), from the scores; sPrev/sSelf receive the raw scores. bg must be {@link #background}'s for (b, p).
      */
-    void attention(int a, int b, int p, Background bg, double[] wPrev, double[] wSelf, double[] sPrev,
+    void attention(int a, int b, int p, MeanField bg, double[] wPrev, double[] wSelf, double[] sPrev,
                    double[] sSelf) {
         for (int h = 0; h < H; h++) {
             double s1 = linear ? bg.prevScore[h * V + a] : score(b, p, a, p - 1, h);
@@ -487,7 +487,7 @@ final class ExtractComponents {
     }
 
     /** Builds the residual at (b, p) attending a at p-1 with the given weights, then MLP and unembed into r.logits. */
-    void forward(Resid r, int a, int b, int p, Background bg, double[] wPrev, double[] wSelf, double[] wBg) {
+    void forward(Resid r, int a, int b, int p, MeanField bg, double[] wPrev, double[] wSelf, double[] wBg) {
         System.arraycopy(x, (b * N + p) * D, r.embed, 0, D);
         System.arraycopy(bO, 0, r.ovRest, 0, D);
         java.util.Arrays.fill(r.ovPrev, 0);
@@ -548,7 +548,7 @@ final class ExtractComponents {
      * r.logits for the query (b, p) attending a at p-1 with the given weights, as {@link #forward} computes them; a
      * {@link #linear} model adds up its tables instead (the other fields of r are then left as they were).
      */
-    void logits(Resid r, int a, int b, int p, Background bg, double[] wPrev, double[] wSelf, double[] wBg) {
+    void logits(Resid r, int a, int b, int p, MeanField bg, double[] wPrev, double[] wSelf, double[] wBg) {
         if (!linear) {
             forward(r, a, b, p, bg, wPrev, wSelf, wBg);
             return;
@@ -584,7 +584,7 @@ final class ExtractComponents {
      * weights of a at wPrev/wSelf/wBg[a * H + h]; r is scratch. A {@link #linear} model computes the MLP's readout of
      * all of them, and what b and the background add, as one matrix product; the others run {@link #forward} per a.
      */
-    void allLogits(double[] out, Resid r, int b, int p, Background bg, double[] wPrev, double[] wSelf,
+    void allLogits(double[] out, Resid r, int b, int p, MeanField bg, double[] wPrev, double[] wSelf,
                    double[] wBg) {
         if (!linear) {
             double[] wp = new double[H], ws = new double[H], wb = new double[H];
@@ -631,7 +631,7 @@ final class ExtractComponents {
     }
 
     /** What head h's background value is multiplied by: its share wBg[i] of the attention over its expected mass. */
-    private static double backgroundWeight(Background bg, double[] wBg, int i, int h) {
+    private static double backgroundWeight(MeanField bg, double[] wBg, int i, int h) {
         return bg.mass[h] == 0 || wBg[i] == 0 ? 0 : wBg[i] / bg.mass[h];
     }
 

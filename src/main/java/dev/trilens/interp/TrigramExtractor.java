@@ -352,7 +352,7 @@ public final class TrigramExtractor {
         float[] conf = new float[V * V], attnPrev = new float[V * V], qkAdv = new float[V * V];
         float[] dist = new float[V * V * V], medianOverA = new float[V * V];
         // backgrounds[b][i]: the context of query b at positions[i]; the same for every a, so pass 2 reads it back
-        ExtractComponents.Background[][] backgrounds = new ExtractComponents.Background[V][P];
+        ExtractComponents.MeanField[][] backgrounds = new ExtractComponents.MeanField[V][P];
 
         // pass 1: every pair's position-averaged distribution, one query token b per task
         Parallel.forRange(V, (worker, from, to) -> {
@@ -371,7 +371,7 @@ public final class TrigramExtractor {
                 Arrays.fill(accAdv, 0);
                 for (int pi = 0; pi < P; pi++) {
                     int p = positions[pi];
-                    ExtractComponents.Background bg = new ExtractComponents.Background(comp);
+                    ExtractComponents.MeanField bg = new ExtractComponents.MeanField(comp);
                     comp.background(bg, scratch, b, p, random);
                     backgrounds[b][pi] = bg;
                     for (int a = 0; a < V; a++) {
@@ -551,7 +551,7 @@ public final class TrigramExtractor {
             throw new TrilensException("query position " + p + " is outside [1, " + (comp.N - 1) + "]");
         }
         int H = comp.H;
-        ExtractComponents.Background bg = new ExtractComponents.Background(comp);
+        ExtractComponents.MeanField bg = new ExtractComponents.MeanField(comp);
         ExtractComponents.Resid r = new ExtractComponents.Resid(comp);
         double[] wPrev = new double[H], wSelf = new double[H], wBg = new double[H], sPrev = new double[H],
                 sSelf = new double[H], probs = new double[comp.V];
@@ -570,7 +570,7 @@ public final class TrigramExtractor {
      * context of query b at positions[i].
      */
     static Entry explain(ExtractComponents comp, int a, int b, int c, int[] positions,
-                         ExtractComponents.Background[] backgrounds) {
+                         ExtractComponents.MeanField[] backgrounds) {
         int V = comp.V, H = comp.H, P = positions.length;
         ExtractComponents.Resid r = new ExtractComponents.Resid(comp);
         double[] wPrev = new double[H], wSelf = new double[H], wBg = new double[H], sPrev = new double[H],
@@ -583,7 +583,7 @@ public final class TrigramExtractor {
         double conf = 0, confMin = 1, confNo = 0, confFull = 0;
         for (int pi = 0; pi < P; pi++) {
             int p = positions[pi];
-            ExtractComponents.Background bg = backgrounds[pi];
+            ExtractComponents.MeanField bg = backgrounds[pi];
             comp.attention(a, b, p, bg, wPrev, wSelf, sPrev, sSelf);
             for (int h = 0; h < H; h++) {
                 wBg[h] = Math.max(0, 1 - wPrev[h] - wSelf[h]);
@@ -647,7 +647,7 @@ public final class TrigramExtractor {
      * Extracted vs reference trigrams: an extracted entry is correct when (a, b, c) is in the reference; prefixes
      * count (a, b) matches whatever c.
      */
-    public record Comparison(int nExtracted, int nReference, int nCorrect, double precision, double recall,
+    public record Agreement(int nExtracted, int nReference, int nCorrect, double precision, double recall,
                              int nPrefixCorrect, double prefixPrecision, double prefixRecall) {
         public Map<String, Object> toJson() {
             Map<String, Object> m = new LinkedHashMap<>();
@@ -699,7 +699,7 @@ public final class TrigramExtractor {
     }
 
     /** Listed (b, c) pairs against the distinct (b, c) pairs of the dataset's trigrams. */
-    public record PairComparison(int nListed, int nReference, int nCorrect, double precision, double recall) {
+    public record PairAgreement(int nListed, int nReference, int nCorrect, double precision, double recall) {
         public Map<String, Object> toJson() {
             Map<String, Object> m = new LinkedHashMap<>();
             m.put("n_listed", nListed);
@@ -729,10 +729,10 @@ public final class TrigramExtractor {
      * @param bigramDefaultsVsDataset the bigram defaults' (b, c) against the dataset's distinct (b, c) pairs
      * @param datasetTrigrams every dataset trigram, in generation order, with the model's numbers
      */
-    public record Evaluation(long seed, double trigramProb, Comparison vsDataset, Comparison vsModel,
-                             Comparison vsModelADependent, Comparison vsModelConfident, int nPredictedUnconfident,
+    public record Evaluation(long seed, double trigramProb, Agreement vsDataset, Agreement vsModel,
+                             Agreement vsModelADependent, Agreement vsModelConfident, int nPredictedUnconfident,
                              double meanProbUnconfident, int nArgmaxCorrectNotExtracted,
-                             int nNotExtractedBigramDefaults, PairComparison bigramDefaultsVsDataset,
+                             int nNotExtractedBigramDefaults, PairAgreement bigramDefaultsVsDataset,
                              List<DatasetTrigram> datasetTrigrams) {
 
         /** Extracted and argmax-correct, over every argmax-correct trigram (a-dependent or not). */
@@ -881,7 +881,7 @@ public final class TrigramExtractor {
         return out;
     }
 
-    static Comparison compare(Result r, List<int[]> reference, int V) {
+    static Agreement compare(Result r, List<int[]> reference, int V) {
         int[] refC = new int[V * V];
         Arrays.fill(refC, -1);
         for (int[] t : reference) {
@@ -898,11 +898,11 @@ public final class TrigramExtractor {
             }
         }
         int nE = r.trigrams().size(), nR = reference.size();
-        return new Comparison(nE, nR, correct, ratio(correct, nE), ratio(correct, nR), prefix, ratio(prefix, nE),
+        return new Agreement(nE, nR, correct, ratio(correct, nE), ratio(correct, nR), prefix, ratio(prefix, nE),
                 ratio(prefix, nR));
     }
 
-    static PairComparison compareBigrams(Result r, int[][] trigrams, int V) {
+    static PairAgreement compareBigrams(Result r, int[][] trigrams, int V) {
         boolean[] reference = new boolean[V * V];
         int nReference = 0;
         for (int[] t : trigrams) {
@@ -916,7 +916,7 @@ public final class TrigramExtractor {
             correct += reference[d.b() * V + d.c()] ? 1 : 0;
         }
         int nListed = r.bigramDefaults().size();
-        return new PairComparison(nListed, nReference, correct, ratio(correct, nListed), ratio(correct, nReference));
+        return new PairAgreement(nListed, nReference, correct, ratio(correct, nListed), ratio(correct, nReference));
     }
 
     private static double ratio(int num, int den) {
@@ -937,7 +937,7 @@ public final class TrigramExtractor {
         if (ev == null) {
             return lines;
         }
-        Comparison d = ev.vsDataset(), m = ev.vsModel(), dep = ev.vsModelADependent();
+        Agreement d = ev.vsDataset(), m = ev.vsModel(), dep = ev.vsModelADependent();
         lines.add(String.format("against the dataset's %d trigrams: precision %.3f, recall %.3f (%d of %d)",
                 d.nReference(), d.precision(), d.recall(), d.nCorrect(), d.nReference()));
         lines.add(String.format("recall against every argmax-correct trigram (the model's argmax at position 1 of "
@@ -949,7 +949,7 @@ public final class TrigramExtractor {
                 dep.nCorrect(), dep.nReference()));
         lines.add(String.format("%d argmax-correct trigrams are not extracted; %d of them have their (b, c) among the "
                 + "bigram defaults", ev.nArgmaxCorrectNotExtracted(), ev.nNotExtractedBigramDefaults()));
-        PairComparison bd = ev.bigramDefaultsVsDataset();
+        PairAgreement bd = ev.bigramDefaultsVsDataset();
         lines.add(String.format("bigram defaults against the dataset's %d distinct (b, c) pairs: precision %.3f, "
                         + "recall %.3f (%d of %d listed)", bd.nReference(), bd.precision(), bd.recall(), bd.nCorrect(),
                 bd.nListed()));

@@ -101,7 +101,7 @@ class TrigramExtractorTest {
         }
         assertThat(argmaxCorrect).isEqualTo(266);
         // the bigram defaults: 38 (b, c), every one a dataset (b, c) pair, out of the dataset's 275 distinct ones
-        TrigramExtractor.PairComparison bd = ev.bigramDefaultsVsDataset();
+        TrigramExtractor.PairAgreement bd = ev.bigramDefaultsVsDataset();
         assertThat(r.bigramDefaults()).hasSize(38);
         assertThat(bd.nReference()).isEqualTo(275);
         assertThat(bd.precision()).isEqualTo(1.0);

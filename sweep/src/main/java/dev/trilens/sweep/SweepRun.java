@@ -176,7 +176,7 @@ final class SweepRun {
                     cfg.dataSeed(), RunCommand.EVAL_SIZE);
             EvalMetrics m = Metrics.evaluate(model, ds);
             TrigramExtractor.Result extracted = TrigramExtractor.extract(trainer.weights());
-            TrigramExtractor.Comparison vsData = TrigramExtractor.evaluate(extracted, model, ds).vsDataset();
+            TrigramExtractor.Agreement vsData = TrigramExtractor.evaluate(extracted, model, ds).vsDataset();
             Trainer.EpochMetrics last = trainer.lastMetrics();
             RunResult r = new RunResult(run.id(), run.axes(), cfg.toJson(), cfg.epochs(), m.loss(), m.lossAsFrac(),
                     m.meanCorrectProb(), m.medianCorrectProb(), m.minCorrectProb(), m.trigramNCorrect(),
