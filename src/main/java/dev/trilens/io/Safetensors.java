@@ -50,18 +50,35 @@ public final class Safetensors {
 
     /** Writes float32 tensors under TransformerLens names; metadata plus the config keys become __metadata__. */
     public static void write(Weights w, Map<String, String> metadata, Path target) {
+        Map<String, String> meta = new LinkedHashMap<>(metadata);
+        configMetadata(w.cfg).forEach(meta::put);
+        List<F32> tensors = new ArrayList<>();
+        for (ParamLayout.Param p : w.layout.params()) {
+            tensors.add(new F32(p.name(), p.shape(), w.data, p.offset(), p.size()));
+        }
+        writeF32(tensors, meta, target);
+    }
+
+    /** One float32 tensor to write: its name and shape, and data[offset, offset + size) holding its values. */
+    public record F32(String name, int[] shape, float[] data, int offset, int size) {
+    }
+
+    /**
+     * The one writer of safetensors files: the tensors in the given order, each string of metadata under
+     * __metadata__, atomically (a reader never sees half a file).
+     */
+    public static void writeF32(List<F32> tensors, Map<String, String> metadata, Path target) {
         ObjectNode header = JSON.createObjectNode();
         ObjectNode meta = header.putObject("__metadata__");
         metadata.forEach((k, v) -> meta.put(Objects.requireNonNull(k), Objects.requireNonNull(v, k)));
-        configMetadata(w.cfg).forEach(meta::put);
         long offset = 0;
-        for (ParamLayout.Param p : w.layout.params()) {
-            ObjectNode t = header.putObject(p.name());
-            t.put("dtype", "F32");
-            ArrayNode shape = t.putArray("shape");
-            Arrays.stream(p.shape()).forEach(shape::add);
-            t.putArray("data_offsets").add(offset).add(offset + 4L * p.size());
-            offset += 4L * p.size();
+        for (F32 t : tensors) {
+            ObjectNode entry = header.putObject(t.name());
+            entry.put("dtype", "F32");
+            ArrayNode shape = entry.putArray("shape");
+            Arrays.stream(t.shape()).forEach(shape::add);
+            entry.putArray("data_offsets").add(offset).add(offset + 4L * t.size());
+            offset += 4L * t.size();
         }
         byte[] json;
         try {
@@ -78,9 +95,9 @@ public final class Safetensors {
             for (int i = json.length; i < padded; i++) {
                 out.write(' ');
             }
-            for (ParamLayout.Param p : w.layout.params()) {
-                ByteBuffer buf = ByteBuffer.allocate(4 * p.size()).order(ByteOrder.LITTLE_ENDIAN);
-                buf.asFloatBuffer().put(w.data, p.offset(), p.size());
+            for (F32 t : tensors) {
+                ByteBuffer buf = ByteBuffer.allocate(4 * t.size()).order(ByteOrder.LITTLE_ENDIAN);
+                buf.asFloatBuffer().put(t.data(), t.offset(), t.size());
                 out.write(buf.array());
             }
         });

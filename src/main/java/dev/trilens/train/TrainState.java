@@ -1,19 +1,15 @@
 package dev.trilens.train;
 
-import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.trilens.TrilensException;
-import dev.trilens.io.AtomicFiles;
 import dev.trilens.io.FileText;
 import dev.trilens.io.Safetensors;
 import dev.trilens.model.ParamLayout;
 import java.io.IOException;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -29,7 +25,6 @@ import java.util.Map;
 public record TrainState(TrainConfig config, int epochsDone, long adamStep, double bestAvgCorrectProb,
                          int bestEpoch, float[] params, float[] adamM, float[] adamV) {
 
-    private static final ObjectMapper JSON = new ObjectMapper();
     private static final List<String> TENSORS = List.of("params", "adam.m", "adam.v");
     private static final String FORMAT = "trilens.train_state.v1";
     private static final String EXPECTED =
@@ -44,36 +39,11 @@ public record TrainState(TrainConfig config, int epochsDone, long adamStep, doub
         meta.put("best.trigram_avg_correct_prob", Double.toString(bestAvgCorrectProb));
         meta.put("best.epoch", Integer.toString(bestEpoch));
         float[][] data = {params, adamM, adamV};
-        ObjectNode header = JSON.createObjectNode();
-        ObjectNode m = header.putObject("__metadata__");
-        meta.forEach(m::put);
-        long offset = 0;
+        List<Safetensors.F32> tensors = new ArrayList<>();
         for (int i = 0; i < data.length; i++) {
-            ObjectNode t = header.putObject(TENSORS.get(i));
-            t.put("dtype", "F32");
-            t.putArray("shape").add(data[i].length);
-            t.putArray("data_offsets").add(offset).add(offset + 4L * data[i].length);
-            offset += 4L * data[i].length;
+            tensors.add(new Safetensors.F32(TENSORS.get(i), new int[] {data[i].length}, data[i], 0, data[i].length));
         }
-        byte[] json;
-        try {
-            json = JSON.writeValueAsBytes(header);
-        } catch (IOException e) {
-            throw new IllegalStateException(e);
-        }
-        int padded = (json.length + 7) / 8 * 8;
-        AtomicFiles.write(target, out -> {
-            out.write(ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(padded).array());
-            out.write(json);
-            for (int i = json.length; i < padded; i++) {
-                out.write(' ');
-            }
-            for (float[] d : data) {
-                ByteBuffer buf = ByteBuffer.allocate(4 * d.length).order(ByteOrder.LITTLE_ENDIAN);
-                buf.asFloatBuffer().put(d);
-                out.write(buf.array());
-            }
-        });
+        Safetensors.writeF32(tensors, meta, target);
     }
 
     /**
