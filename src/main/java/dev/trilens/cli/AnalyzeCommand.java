@@ -153,7 +153,11 @@ public final class AnalyzeCommand implements Callable<Integer> {
     /** Runs every analysis, writes DIR/analysis.json and prints each section's summary; returns the file. */
     static Path analyzeInto(AnalysisContext ctx, Worklog.Inputs inputs, String modelPath, Path dir,
                             PrintWriter term) {
-        Analysis analysis = Analysis.run(ctx, inputs, section -> System.err.println("analyze: " + section + " ..."));
+        Analysis analysis = Analysis.run(ctx, inputs, section -> {
+            if (!Main.quiet()) {
+                System.err.println("analyze: " + section + " ...");
+            }
+        });
         Map<String, Object> json = analysis.toJson(modelPath, ctx.model().config(), ctx.data());
         ObjectMapper mapper = Analysis.mapper().enable(SerializationFeature.INDENT_OUTPUT);
         for (String section : analysis.readingOrder()) {

@@ -131,10 +131,12 @@ public final class CompareCommand implements Callable<Integer> {
         // 13.2 of 3), 1 at a time with 2 threads 14.0-16.7 s (mean 15.3). Threads that do not divide evenly idle.
         int atOnce = Math.min(jobs.size(), parallelRuns != null ? parallelRuns : total);
         int perRun = Math.max(1, total / atOnce);
-        o.printf("comparing %s over seeds %s (preset %s, %d epochs): %d runs, %d at a time with %d thread%s each, "
-                        + "into %s%n", String.join(", ", names), seedList(jobs), p, base.epochs(), jobs.size(), atOnce,
-                perRun, perRun == 1 ? "" : "s", dir);
-        o.flush();
+        if (!Main.quiet()) {
+            o.printf("comparing %s over seeds %s (preset %s, %d epochs): %d runs, %d at a time with %d thread%s "
+                            + "each, into %s%n", String.join(", ", names), seedList(jobs), p, base.epochs(), jobs.size(),
+                    atOnce, perRun, perRun == 1 ? "" : "s", dir);
+            o.flush();
+        }
 
         long t0 = System.nanoTime();
         Map<String, Double> seconds = train(jobs, atOnce, perRun, total, o);
@@ -283,7 +285,7 @@ public final class CompareCommand implements Callable<Integer> {
 
             @Override
             public void epochDone(Trainer.EpochMetrics m) {
-                if (m.epoch() == 1 || m.epoch() % every == 0 || m.epoch() == epochs) {
+                if (!Main.quiet() && (m.epoch() == 1 || m.epoch() % every == 0 || m.epoch() == epochs)) {
                     synchronized (o) {
                         o.printf("%-" + width + "s  epoch %" + String.valueOf(epochs).length() + "d/%d  train_loss "
                                         + "%.4f  val_loss %.4f  trigrams %d/%d correct, avg p %.3f  %.1fs%n", j.name(),

@@ -77,7 +77,7 @@ public final class DynamicsCommand implements Callable<Integer> {
                 (epoch, done, total) -> {
                     synchronized (reported) {
                         // a line per tenth, so a long run shows it is moving without flooding the terminal
-                        if (done * 10 / total > reported[0] || done == total) {
+                        if (!Main.quiet() && (done * 10 / total > reported[0] || done == total)) {
                             reported[0] = done * 10 / total;
                             System.err.printf("dynamics: %d of %d snapshots%n", done, total);
                         }

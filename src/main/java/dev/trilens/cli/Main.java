@@ -15,8 +15,22 @@ import picocli.CommandLine.Command;
                 AnalyzeCommand.class, DynamicsCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
 
+    /** Set by --quiet for the command being run; execute resets it, so one JVM can run many commands. */
+    private static volatile boolean quiet;
+
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
+
+    @CommandLine.Option(names = {"-q", "--quiet"}, scope = CommandLine.ScopeType.INHERIT, description = "for "
+            + "scripts: print results and errors only, no progress (epoch lines, analysis sections, snapshots)")
+    void setQuiet(boolean q) {
+        quiet = q;
+    }
+
+    /** Whether progress lines are to be left out (--quiet). */
+    static boolean quiet() {
+        return quiet;
+    }
 
     @Override
     public void run() {
@@ -45,6 +59,7 @@ public final class Main implements Runnable {
      * for a bad flag, a stack trace only under TRILENS_DEBUG); the sweep module runs its command through it.
      */
     public static int execute(CommandLine cli, String... args) {
+        quiet = false;
         cli.setParameterExceptionHandler((ex, argv) -> {
             PrintWriter err = ex.getCommandLine().getErr();
             String cmd = ex.getCommandLine().getCommandSpec().qualifiedName();

@@ -58,7 +58,9 @@ public final class RunCommand implements Callable<Integer> {
         Trainer trainer = Trainer.start(trainConfig, runDir);
         run.applyTo(trainer);
         Path dir = trainer.dir();
-        out.printf("training into %s%n", dir);
+        if (!Main.quiet()) {
+            out.printf("training into %s%n", dir);
+        }
         TrainCommand.train(trainer, out);
 
         TrainConfig cfg = trainer.config();

@@ -195,11 +195,15 @@ public final class TrainCommand implements Callable<Integer> {
             checkSameConfig(dir, saved, config.checked(cl, run.preset == null ? saved : TrainConfig.preset(
                     run.preset.name())));
             run.applyTo(trainer);
-            out.printf("resuming %s after epoch %d of %d%n", dir, trainer.epochsDone(), saved.epochs());
+            if (!Main.quiet()) {
+                out.printf("resuming %s after epoch %d of %d%n", dir, trainer.epochsDone(), saved.epochs());
+            }
         } else {
             trainer = Trainer.start(fresh, dir);
             run.applyTo(trainer);
-            out.printf("training into %s%n", trainer.dir());
+            if (!Main.quiet()) {
+                out.printf("training into %s%n", trainer.dir());
+            }
         }
         train(trainer, out);
         out.printf("model     %s%nbest      %s (epoch %d)%nmetrics   %s%n", trainer.dir().resolve(Trainer.MODEL),
@@ -251,6 +255,11 @@ public final class TrainCommand implements Callable<Integer> {
 
     /** Runs the remaining epochs, one line each; a progress bar while an epoch runs when stdout is a terminal. */
     static void train(Trainer trainer, PrintWriter out) {
+        if (Main.quiet()) {
+            trainer.run(new Trainer.Listener() {
+            });
+            return;
+        }
         TrainConfig cfg = trainer.config();
         out.println(cfg.describe());
         if (trainer.epochsDone() >= cfg.epochs()) {
