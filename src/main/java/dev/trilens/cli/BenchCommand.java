@@ -15,8 +15,8 @@ import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
 @Command(name = "bench", mixinStandardHelpOptions = true,
-        description = "Benchmarks on the challenge's shape or any other (the shape flags, as train's), to set beside "
-                + "../shared/bench/torch_peer.py. eval: one forward pass with a full activation cache over 2500 x 50 "
+        description = "Benchmarks on the challenge's shape or any other (the shape flags, as train's), to set "
+                + "beside the PyTorch peer ../shared/bench/torch_peer.py. eval: one forward pass with a full activation cache over 2500 x 50 "
                 + "tokens; train: one training step (forward, backward, AdamW) on a batch of 512 x 50; "
                 + "serve: POST /api/predict of `serve` on 50-token sequences, latency then --clients at once.")
 public final class BenchCommand implements Callable<Integer> {

@@ -24,8 +24,8 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 @Command(name = "dynamics", mixinStandardHelpOptions = true,
-        description = "Watch the circuit form: read the snapshots a run kept (train or run --snapshot-every N) and "
-                + "its metrics.jsonl, run the analyses on every snapshot (the trigrams read from the weights, the QK "
+        description = "Watch the circuit form: read a run's metrics.jsonl and the snapshots it kept (train or run "
+                + "--snapshot-every N), run the analyses on every snapshot (the trigrams read from the weights, the QK "
                 + "prefix-score AUC, the attention on the previous token, direct logit attribution, the weights' "
                 + "distance from their initial values) and write DIR/dynamics.json, the figures DIR/figures/"
                 + "dynamics_*.png and .svg, and, when DIR holds an analysis (analysis.json), its report.html with "

@@ -24,8 +24,8 @@ import picocli.CommandLine;
 
 @Command(name = "train", mixinStandardHelpOptions = true,
         description = "Train a trigram transformer with the challenge's recipe (AdamW, linear lr schedule). Each epoch "
-                + "writes model.safetensors, best.safetensors, metrics.jsonl and train_state.safetensors into the run "
-                + "folder; --resume continues an interrupted run exactly.")
+                + "updates the run folder: model.safetensors, best.safetensors, metrics.jsonl and "
+                + "train_state.safetensors; --resume continues an interrupted run exactly.")
 public final class TrainCommand implements Callable<Integer> {
 
     enum Preset { arena, quick }
