@@ -50,8 +50,9 @@ final class VectorMatmul {
         if (!accumulate && OC > L) {
             // the whole vectors in register tiles, then the last vector of each row, overlapping them: every column
             // is the same fma chain from the bias over c in order, so the overlap is rewritten with its own values
-            // (the unembed's 75 columns: 72 tiled, 67..74 last; 2-3x the four-row loop below on AVX2)
-            tiles(out, outOff, inp, inpOff, C, 1, w, wOff, bias, biasOff, false, T, C, OC, OC / L * L);
+            // (the unembed's 75 columns on AVX2: 72 tiled, then columns 67..74)
+            tiles(out, outOff, inp, inpOff, C, 1, w, wOff, bias, biasOff, false, T, C, OC, OC / L * L,
+                    WIDE_REGISTERS);
             lastVector(out, outOff, inp, inpOff, C, 1, w, wOff, bias, biasOff, false, T, C, OC, OC - L);
             return;
         }
@@ -119,16 +120,23 @@ final class VectorMatmul {
      */
     private static void tiles(float[] out, int outOff, float[] x, int xOff, int xr, int xs, float[] w, int wOff,
                               float[] bias, int biasOff, boolean accumulate, int rows, int n, int OC) {
-        tiles(out, outOff, x, xOff, xr, xs, w, wOff, bias, biasOff, accumulate, rows, n, OC, OC);
+        tiles(out, outOff, x, xOff, xr, xs, w, wOff, bias, biasOff, accumulate, rows, n, OC, OC, WIDE_REGISTERS);
     }
 
-    /** {@link #tiles} over the first `width` (whole vectors) of the OC columns of each row. */
+    /** out[T,OC] = inp[T,C] @ w[C,OC] + bias in the large tiles or the small ones: for the test that they agree. */
+    static void matmulForwardTiled(float[] out, float[] inp, float[] w, float[] bias, int T, int C, int OC,
+                                   boolean wide) {
+        tiles(out, 0, inp, 0, C, 1, w, 0, bias, 0, false, T, C, OC, OC, wide);
+    }
+
+    /** {@link #tiles} over the first `width` (whole vectors) of the OC columns of each row; wide: the large tiles. */
     private static void tiles(float[] out, int outOff, float[] x, int xOff, int xr, int xs, float[] w, int wOff,
-                              float[] bias, int biasOff, boolean accumulate, int rows, int n, int OC, int width) {
+                              float[] bias, int biasOff, boolean accumulate, int rows, int n, int OC, int width,
+                              boolean wide) {
         int L = F.length();
         int o = 0;
         // five vectors wide (the unembed's 80 columns): each broadcast feeds five FMAs instead of two
-        for (; o + 5 * L <= width; o += 5 * L) {
+        for (; wide && o + 5 * L <= width; o += 5 * L) {
             int r = 0;
             for (; r + 3 < rows; r += 4) {
                 rows4x5(out, outOff + r * OC + o, OC, x, xOff + r * xr, xr, xs, w, wOff + o, OC, bias, biasOff + o,
@@ -143,8 +151,12 @@ final class VectorMatmul {
         }
         for (; o + 2 * L <= width; o += 2 * L) {
             int r = 0;
-            for (; r + 7 < rows; r += 8) {
+            for (; wide && r + 7 < rows; r += 8) {
                 rows8x2(out, outOff + r * OC + o, OC, x, xOff + r * xr, xr, xs, w, wOff + o, OC, bias, biasOff + o,
+                        accumulate, n);
+            }
+            for (; !wide && r + 5 < rows; r += 6) {
+                rows6x2(out, outOff + r * OC + o, OC, x, xOff + r * xr, xr, xs, w, wOff + o, OC, bias, biasOff + o,
                         accumulate, n);
             }
             // the rest two rows at a time (T = 50 leaves two): still four independent chains
@@ -181,6 +193,15 @@ final class VectorMatmul {
                     accumulate, 1, n);
         }
     }
+
+    /**
+     * Whether the register file holds the large tiles: 8 x 2 needs 16 accumulators, 2 weight vectors and a
+     * broadcast, 4 x 5 twenty accumulators. AVX-512 (16 float lanes) has 32 vector registers; AVX2 (8 lanes) has 16,
+     * so there the JIT would spill accumulators to the stack on every step of the loop: 6 x 2 tiles instead (12
+     * accumulators + 3 = 15 registers). Every output is the same fma chain over k in either tiling, so the results
+     * do not change.
+     */
+    static final boolean WIDE_REGISTERS = Boolean.getBoolean("trilens.wideTiles") || F.length() >= 16;
 
     private static FloatVector start(float[] out, int at, float[] bias, int biasAt, boolean accumulate) {
         if (accumulate) {
@@ -256,6 +277,57 @@ final class VectorMatmul {
         b6.intoArray(out, o + 6 * os + L);
         a7.intoArray(out, o + 7 * os);
         b7.intoArray(out, o + 7 * os + L);
+    }
+
+    /** Six rows x two vectors; the same addressing as rows8x2. */
+    private static void rows6x2(float[] out, int o, int os, float[] x, int i, int xr, int xs, float[] w, int wo,
+                                int ws, float[] bias, int bo, boolean accumulate, int n) {
+        int L = F.length();
+        FloatVector a0 = start(out, o, bias, bo, accumulate), b0 = start(out, o + L, bias, bo + L, accumulate);
+        FloatVector a1 = start(out, o + os, bias, bo, accumulate);
+        FloatVector b1 = start(out, o + os + L, bias, bo + L, accumulate);
+        FloatVector a2 = start(out, o + 2 * os, bias, bo, accumulate);
+        FloatVector b2 = start(out, o + 2 * os + L, bias, bo + L, accumulate);
+        FloatVector a3 = start(out, o + 3 * os, bias, bo, accumulate);
+        FloatVector b3 = start(out, o + 3 * os + L, bias, bo + L, accumulate);
+        FloatVector a4 = start(out, o + 4 * os, bias, bo, accumulate);
+        FloatVector b4 = start(out, o + 4 * os + L, bias, bo + L, accumulate);
+        FloatVector a5 = start(out, o + 5 * os, bias, bo, accumulate);
+        FloatVector b5 = start(out, o + 5 * os + L, bias, bo + L, accumulate);
+        for (int c = 0; c < n; c++) {
+            FloatVector wa = FloatVector.fromArray(F, w, wo + c * ws);
+            FloatVector wb = FloatVector.fromArray(F, w, wo + c * ws + L);
+            FloatVector xv = FloatVector.broadcast(F, x[i + c * xs]);
+            a0 = wa.fma(xv, a0);
+            b0 = wb.fma(xv, b0);
+            xv = FloatVector.broadcast(F, x[i + xr + c * xs]);
+            a1 = wa.fma(xv, a1);
+            b1 = wb.fma(xv, b1);
+            xv = FloatVector.broadcast(F, x[i + 2 * xr + c * xs]);
+            a2 = wa.fma(xv, a2);
+            b2 = wb.fma(xv, b2);
+            xv = FloatVector.broadcast(F, x[i + 3 * xr + c * xs]);
+            a3 = wa.fma(xv, a3);
+            b3 = wb.fma(xv, b3);
+            xv = FloatVector.broadcast(F, x[i + 4 * xr + c * xs]);
+            a4 = wa.fma(xv, a4);
+            b4 = wb.fma(xv, b4);
+            xv = FloatVector.broadcast(F, x[i + 5 * xr + c * xs]);
+            a5 = wa.fma(xv, a5);
+            b5 = wb.fma(xv, b5);
+        }
+        a0.intoArray(out, o);
+        b0.intoArray(out, o + L);
+        a1.intoArray(out, o + os);
+        b1.intoArray(out, o + os + L);
+        a2.intoArray(out, o + 2 * os);
+        b2.intoArray(out, o + 2 * os + L);
+        a3.intoArray(out, o + 3 * os);
+        b3.intoArray(out, o + 3 * os + L);
+        a4.intoArray(out, o + 4 * os);
+        b4.intoArray(out, o + 4 * os + L);
+        a5.intoArray(out, o + 5 * os);
+        b5.intoArray(out, o + 5 * os + L);
     }
 
     /** Four rows x five vectors; the same addressing as rows8x2. */

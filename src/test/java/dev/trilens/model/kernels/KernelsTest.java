@@ -62,6 +62,40 @@ class KernelsTest {
     }
 
     @Test
+    void largeAndSmallRegisterTilesGiveIdenticalProducts() {
+        // the tiling is chosen by the machine's vector width (VectorMatmul.WIDE_REGISTERS), so each machine runs
+        // only one of them otherwise; both must produce the same fma chain per output, bit for bit
+        java.util.Random r = new java.util.Random(7);
+        for (int[] shape : new int[][] {{50, 32, 48}, {50, 32, 80}, {17, 20, 32}, {8, 5, 16 * 5}, {3, 7, 16}}) {
+            int T = shape[0], C = shape[1], OC = shape[2] / LANES * LANES;
+            if (OC == 0) {
+                continue;
+            }
+            float[] inp = new float[T * C], w = new float[C * OC], bias = new float[OC];
+            for (float[] a : new float[][] {inp, w, bias}) {
+                for (int i = 0; i < a.length; i++) {
+                    a[i] = (float) r.nextGaussian();
+                }
+            }
+            float[] wide = new float[T * OC], small = new float[T * OC];
+            VectorMatmul.matmulForwardTiled(wide, inp, w, bias, T, C, OC, true);
+            VectorMatmul.matmulForwardTiled(small, inp, w, bias, T, C, OC, false);
+            assertThat(small).as("T=%d C=%d OC=%d", T, C, OC).containsExactly(wide);
+            double[] expected = new double[T * OC];
+            for (int t = 0; t < T; t++) {
+                for (int o = 0; o < OC; o++) {
+                    double acc = bias[o];
+                    for (int c = 0; c < C; c++) {
+                        acc += (double) inp[t * C + c] * w[c * OC + o];
+                    }
+                    expected[t * OC + o] = acc;
+                }
+            }
+            assertClose(wide, expected, 1e-4);
+        }
+    }
+
+    @Test
     void vectorKernelsAreInUse() {
         // the build and launcher pass --add-modules jdk.incubator.vector; without it everything runs scalar
         assertThat(Kernels.VECTOR).isTrue();
