@@ -95,33 +95,60 @@ public final class Explanation {
 
         /** From layer 0's pattern [B, H, T, T] of the batch data.tokens(), computed by the caller. */
         static PrefixAttention measure(Tensor pattern, TrigramDataset data, boolean[] learnedPrefix) {
-            int B = data.size(), T = data.seqLen(), V = data.dVocab(), H = pattern.dim(1);
-            float[] pd = pattern.data();
-            PrefixAttention best = null;
-            for (int h = 0; h < H; h++) {
-                double[] sum = new double[4];
-                int nLearned = 0, nOther = 0;
-                for (int s = 0; s < B; s++) {
-                    for (int p = 1; p <= T - 2; p++) {
-                        int row = ((s * H + h) * T + p) * T;
-                        boolean learned = learnedPrefix[data.token(s, p - 1) * V + data.token(s, p)];
-                        int k = learned ? 0 : 2;
-                        sum[k] += pd[row + p - 1];
-                        sum[k + 1] += pd[row + p];
-                        if (learned) {
-                            nLearned++;
-                        } else {
-                            nOther++;
+            Sums sums = new Sums(pattern.dim(1));
+            sums.add(pattern, data, learnedPrefix);
+            return sums.best();
+        }
+
+        /**
+         * The sums behind {@link #measure}, per head, added batch by batch: a dataset run a chunk at a time gives
+         * the same means as run whole (up to the order of the additions).
+         */
+        static final class Sums {
+            private final double[][] sum; // [head][prev at learned, self at learned, prev elsewhere, self elsewhere]
+            private final int[] nLearned, nOther;
+
+            Sums(int heads) {
+                sum = new double[heads][4];
+                nLearned = new int[heads];
+                nOther = new int[heads];
+            }
+
+            /** Adds layer 0's pattern [B, H, T, T] of the batch data.tokens(). */
+            void add(Tensor pattern, TrigramDataset data, boolean[] learnedPrefix) {
+                int B = data.size(), T = data.seqLen(), V = data.dVocab(), H = pattern.dim(1);
+                float[] pd = pattern.data();
+                for (int h = 0; h < H; h++) {
+                    for (int s = 0; s < B; s++) {
+                        for (int p = 1; p <= T - 2; p++) {
+                            int row = ((s * H + h) * T + p) * T;
+                            boolean learned = learnedPrefix[data.token(s, p - 1) * V + data.token(s, p)];
+                            int k = learned ? 0 : 2;
+                            sum[h][k] += pd[row + p - 1];
+                            sum[h][k + 1] += pd[row + p];
+                            if (learned) {
+                                nLearned[h]++;
+                            } else {
+                                nOther[h]++;
+                            }
                         }
                     }
                 }
-                PrefixAttention pa = new PrefixAttention("L0H" + h, nLearned, nOther, mean(sum[0], nLearned),
-                        mean(sum[1], nLearned), mean(sum[2], nOther), mean(sum[3], nOther));
-                if (best == null || pa.prevAtLearned > best.prevAtLearned) {
-                    best = pa;
-                }
             }
-            return best;
+
+            /** The head that attends most to the previous token at learned prefixes. */
+            PrefixAttention best() {
+                PrefixAttention best = null;
+                for (int h = 0; h < sum.length; h++) {
+                    PrefixAttention pa = new PrefixAttention("L0H" + h, nLearned[h], nOther[h],
+                            mean(sum[h][0], nLearned[h]), mean(sum[h][1], nLearned[h]), mean(sum[h][2], nOther[h]),
+                            mean(sum[h][3], nOther[h]));
+                    if (best == null || pa.prevAtLearned > best.prevAtLearned) {
+                        best = pa;
+                    }
+                }
+                return best;
+            }
         }
 
         private static double mean(double sum, int n) {

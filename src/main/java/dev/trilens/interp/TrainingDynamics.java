@@ -59,6 +59,8 @@ public final class TrainingDynamics {
 
     /** The epochs by which the number of learned trigrams is stated. */
     static final int[] MILESTONES = {10, 25, 50};
+    /** Sequences per forward pass of a snapshot's evaluation. */
+    static final int EVAL_CHUNK = 250;
     /** Learning order "follows" frequency when Spearman's rho is at most -ORDER_RHO with p below ORDER_P. */
     static final double ORDER_RHO = 0.2, ORDER_P = 0.01;
     static final int PERMUTATIONS = 2000;
@@ -231,21 +233,29 @@ public final class TrainingDynamics {
             nInDataset += eval.completionOf(t[0], t[1]) == t[2] ? 1 : 0;
         }
 
-        int B = eval.size(), T = eval.seqLen();
-        int[] tokens = eval.tokens();
+        int B = eval.size(), T = eval.seqLen(), H = w.cfg.nHeads();
         String pattern = HookNames.full("pattern", 0);
-        HookedTransformer.Run pass = model.runWithCache(tokens, B, T,
-                n -> n.equals(pattern) || Attribution.CACHED.test(n));
-        Explanation.PrefixAttention learned, dataset;
-        Map<String, Double> dla;
-        // closed, so its buffers go to the next snapshot's pass
-        try (ActivationCache cache = pass.cache()) {
-            learned = Explanation.PrefixAttention.measure(cache.get(pattern), eval, table.prefixTable());
-            dataset = Explanation.PrefixAttention.measure(cache.get(pattern), eval, datasetPrefix);
-            // only the trigram positions are attributed: the others are a twentieth as many and unused here
-            dla = dlaAtTrigrams(Attribution.perPosition(model, pass, B, T, T - 1,
-                    (s, p) -> eval.completesTrigram(s, p + 1) ? tokens[s * T + p + 1] : -1), eval);
+        Explanation.PrefixAttention.Sums learnedSums = new Explanation.PrefixAttention.Sums(H);
+        Explanation.PrefixAttention.Sums datasetSums = new Explanation.PrefixAttention.Sums(H);
+        DlaSums dlaSums = new DlaSums();
+        // a chunk of sequences at a time: the activations of 2500 x 50 tokens are ~10x a chunk's, per worker thread
+        for (int from = 0; from < B; from += EVAL_CHUNK) {
+            TrigramDataset part = eval.slice(from, Math.min(B, from + EVAL_CHUNK));
+            int n = part.size();
+            int[] tokens = part.tokens();
+            HookedTransformer.Run pass = model.runWithCache(tokens, n, T,
+                    name -> name.equals(pattern) || Attribution.CACHED.test(name));
+            // closed, so its buffers go to the next chunk's pass
+            try (ActivationCache cache = pass.cache()) {
+                learnedSums.add(cache.get(pattern), part, table.prefixTable());
+                datasetSums.add(cache.get(pattern), part, datasetPrefix);
+                // only the trigram positions are attributed: the others are a twentieth as many and unused here
+                dlaSums.add(Attribution.perPosition(model, pass, n, T, T - 1,
+                        (s, p) -> part.completesTrigram(s, p + 1) ? tokens[s * T + p + 1] : -1), part);
+            }
         }
+        Explanation.PrefixAttention learned = learnedSums.best(), dataset = datasetSums.best();
+        Map<String, Double> dla = dlaSums.means();
         double absSum = 0;
         for (double v : dla.values()) {
             absSum += Math.abs(v);
@@ -284,29 +294,42 @@ public final class TrainingDynamics {
 
     /** The mean DLA of each group at the positions whose next token completes a trigram (NaN when there is none). */
     static Map<String, Double> dlaAtTrigrams(Attribution.Table table, TrigramDataset data) {
-        int B = data.size(), P = data.seqLen() - 1;
-        double[] sums = new double[DLA_GROUPS.size()];
-        int[] groupOf = new int[table.names().size()];
-        for (int c = 0; c < groupOf.length; c++) {
-            groupOf[c] = DLA_GROUPS.indexOf(group(table.names().get(c)));
-        }
-        int n = 0;
-        for (int s = 0; s < B; s++) {
-            for (int p = 0; p < P; p++) {
-                if (!data.completesTrigram(s, p + 1)) {
-                    continue;
-                }
-                n++;
-                for (int c = 0; c < table.names().size(); c++) {
-                    sums[groupOf[c]] += table.values()[c][s * P + p];
+        DlaSums sums = new DlaSums();
+        sums.add(table, data);
+        return sums.means();
+    }
+
+    /** The sums behind {@link #dlaAtTrigrams}, added a batch of sequences at a time. */
+    static final class DlaSums {
+        private final double[] sums = new double[DLA_GROUPS.size()];
+        private int n;
+
+        void add(Attribution.Table table, TrigramDataset data) {
+            int B = data.size(), P = data.seqLen() - 1;
+            int[] groupOf = new int[table.names().size()];
+            for (int c = 0; c < groupOf.length; c++) {
+                groupOf[c] = DLA_GROUPS.indexOf(group(table.names().get(c)));
+            }
+            for (int s = 0; s < B; s++) {
+                for (int p = 0; p < P; p++) {
+                    if (!data.completesTrigram(s, p + 1)) {
+                        continue;
+                    }
+                    n++;
+                    for (int c = 0; c < table.names().size(); c++) {
+                        sums[groupOf[c]] += table.values()[c][s * P + p];
+                    }
                 }
             }
         }
-        Map<String, Double> out = new LinkedHashMap<>();
-        for (int g = 0; g < sums.length; g++) {
-            out.put(DLA_GROUPS.get(g), n == 0 ? Double.NaN : sums[g] / n);
+
+        Map<String, Double> means() {
+            Map<String, Double> out = new LinkedHashMap<>();
+            for (int g = 0; g < sums.length; g++) {
+                out.put(DLA_GROUPS.get(g), n == 0 ? Double.NaN : sums[g] / n);
+            }
+            return out;
         }
-        return out;
     }
 
     /** The group of an {@link Attribution} component: embed, pos_embed; LlHh, Ll.b_O; Ll.mlp_out; b_U, ln_final.b. */
