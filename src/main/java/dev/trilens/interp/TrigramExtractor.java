@@ -686,7 +686,8 @@ public final class TrigramExtractor {
             "n_a_dependent", "recall_vs_argmax_correct", "recall_vs_a_dependent", "n_argmax_correct_not_extracted",
             "n_not_extracted_bigram_defaults", "bigram_defaults_vs_dataset", "dataset_trigrams"})
     public record Evaluation(long seed, double trigramProb, Agreement vsDataset, Agreement vsModel,
-                             Agreement vsModelADependent, Agreement vsModelConfident, int nPredictedUnconfident,
+                             @JsonProperty("vs_model_a_dependent") Agreement vsModelADependent,
+                             Agreement vsModelConfident, int nPredictedUnconfident,
                              double meanProbUnconfident, int nArgmaxCorrectNotExtracted,
                              int nNotExtractedBigramDefaults, PairAgreement bigramDefaultsVsDataset,
                              List<DatasetTrigram> datasetTrigrams) {

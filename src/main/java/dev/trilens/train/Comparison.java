@@ -1,6 +1,8 @@
 package dev.trilens.train;
 
 import com.fasterxml.jackson.annotation.JsonInclude;
+import com.fasterxml.jackson.annotation.JsonProperty;
+import com.fasterxml.jackson.annotation.JsonPropertyOrder;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.PropertyNamingStrategies;
 import com.fasterxml.jackson.databind.annotation.JsonNaming;
@@ -102,8 +104,10 @@ public final class Comparison {
 
     /** A run's final-epoch values of {@link #METRICS}, in that order. */
     @JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
+    @JsonPropertyOrder({"seed", "dir", "epoch", "train_loss", "train_loss_as_frac", "trigram_n_correct",
+            "trigram_frac_correct", "trigram_avg_correct_prob", "val_loss", "seconds"})
     public record RunJson(long seed, String dir, int epoch, double trainLoss, double trainLossAsFrac,
-                          int trigramNCorrect, double trigramFracCorrect, double trigramAvgCorrectProb,
+                          @JsonProperty("trigram_n_correct") int trigramNCorrect, double trigramFracCorrect, double trigramAvgCorrectProb,
                           double valLoss, double seconds) {
         static RunJson of(Run r) {
             Trainer.EpochMetrics m = r.last();

@@ -1,5 +1,7 @@
 package dev.trilens.train;
 
+import com.fasterxml.jackson.annotation.JsonProperty;
+import com.fasterxml.jackson.annotation.JsonPropertyOrder;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.PropertyNamingStrategies;
@@ -59,8 +61,10 @@ public final class Trainer {
 
     /** One line of metrics.jsonl. */
     @JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
+    @JsonPropertyOrder({"epoch", "train_loss", "train_loss_as_frac", "val_loss", "trigram_n_correct",
+            "trigram_frac_correct", "trigram_avg_correct_prob", "lr", "seconds"})
     public record EpochMetrics(int epoch, double trainLoss, double trainLossAsFrac, double valLoss,
-                               int trigramNCorrect, double trigramFracCorrect, double trigramAvgCorrectProb,
+                               @JsonProperty("trigram_n_correct") int trigramNCorrect, double trigramFracCorrect, double trigramAvgCorrectProb,
                                double lr, double seconds) {
         /** Reads a line Jackson wrote from this record; where names the file in error messages. */
         public static EpochMetrics fromJson(JsonNode n, String where) {

@@ -48,7 +48,7 @@ class ComparisonTest {
         Map<String, Object> mlp = (Map<String, Object>) ((Map<String, Object>) written.get("variants")).get("mlp");
         assertThat(mlp.keySet()).containsExactly("config", "runs", "metrics");
         assertThat((Map<String, Object>) mlp.get("config")).containsEntry("d_mlp", 20)
-                .containsEntry("seeds", List.of(40, 41)).doesNotContainKeys("data_seed", "init_seed");
+                .containsEntry("seeds", List.of(40L, 41L)).doesNotContainKeys("data_seed", "init_seed");
         Map<String, Object> metrics = (Map<String, Object>) mlp.get("metrics");
         assertThat(metrics).containsOnlyKeys(Comparison.METRICS);
         Map<String, Object> nCorrect = (Map<String, Object>) metrics.get("trigram_n_correct");
