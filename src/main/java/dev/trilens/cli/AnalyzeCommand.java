@@ -163,8 +163,7 @@ public final class AnalyzeCommand implements Callable<Integer> {
         for (String section : analysis.readingOrder()) {
             term.printf("%n[%s] %.1fs%n", section, analysis.seconds().get(section));
             if (section.equals("metrics")) {
-                @SuppressWarnings("unchecked")
-                Map<String, Object> m = (Map<String, Object>) analysis.sections().get(section);
+                Map<String, Object> m = dev.trilens.io.JsonFields.of(analysis.sections().get(section));
                 m.forEach((k, v) -> term.printf("  %-25s %s%n", k, v instanceof Double d ? String.format("%.6f", d) : v));
             }
             for (String line : analysis.summary(section)) {

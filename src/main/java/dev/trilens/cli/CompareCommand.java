@@ -299,10 +299,7 @@ public final class CompareCommand implements Callable<Integer> {
     }
 
     private static void write(Comparison cmp, Path dir, double wall, int atOnce, int perRun) {
-        Map<String, Object> json = cmp.toJson();
-        json.put("parallel_runs", atOnce);
-        json.put("threads_per_run", perRun);
-        json.put("seconds", wall);
+        Comparison.Json json = cmp.toJson(atOnce, perRun, wall);
         byte[] bytes;
         try {
             bytes = new ObjectMapper().writerWithDefaultPrettyPrinter().writeValueAsBytes(json);

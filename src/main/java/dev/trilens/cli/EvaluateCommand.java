@@ -51,12 +51,12 @@ public final class EvaluateCommand implements Callable<Integer> {
         TrigramDataset ds = first[0];
         PrintWriter out = spec.commandLine().getOut();
         if (json) {
-            out.println(new ObjectMapper().writeValueAsString(m.toJson()));
+            out.println(new ObjectMapper().writeValueAsString(m));
         } else {
             out.printf("model      %s%n           %s%n", model, cfg);
             out.printf("dataset    seed=%d trigram_prob=%s size=%d seq_len=%d n_trigrams=%d%n", ds.seed(),
                     ds.trigramProb(), data.size, ds.seqLen(), ds.nTrigrams());
-            for (Map.Entry<String, Object> e : m.toJson().entrySet()) {
+            for (Map.Entry<String, Object> e : dev.trilens.io.JsonFields.of(m).entrySet()) {
                 Object v = e.getValue();
                 out.printf("%-25s %s%n", e.getKey(), v instanceof Double d ? String.format("%.6f", d) : v);
             }

@@ -1,6 +1,9 @@
 package dev.trilens.cli;
 
+import com.fasterxml.jackson.annotation.JsonUnwrapped;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.PropertyNamingStrategies;
+import com.fasterxml.jackson.databind.annotation.JsonNaming;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.interp.TrigramExtractor;
 import dev.trilens.io.Checkpoint;
@@ -11,9 +14,7 @@ import dev.trilens.model.ModelConfig;
 import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -102,12 +103,8 @@ public final class ExtractCommand implements Callable<Integer> {
         int k = top == null ? -1 : top;
         PrintWriter out = cl.getOut();
         if (json) {
-            Map<String, Object> m = new LinkedHashMap<>();
-            m.put("model", model.toString());
-            m.put("config", configJson(cfg));
-            m.putAll(r.toJson(k));
-            m.put("evaluation", ev.toJson());
-            out.println(new ObjectMapper().writeValueAsString(m));
+            out.println(new ObjectMapper().writeValueAsString(new Output(model.toString(), Config.of(cfg),
+                    r.toJson(k), ev)));
         } else {
             printText(out, cfg, r, ds, ev, k);
         }
@@ -123,17 +120,19 @@ public final class ExtractCommand implements Callable<Integer> {
         return DatasetSource.resolve(ckpt, seed, trigramProb).generate(ckpt.weights().cfg, 1);
     }
 
-    private static Map<String, Object> configJson(ModelConfig cfg) {
-        Map<String, Object> m = new LinkedHashMap<>();
-        m.put("d_vocab", cfg.dVocab());
-        m.put("n_ctx", cfg.nCtx());
-        m.put("d_model", cfg.dModel());
-        m.put("n_layers", cfg.nLayers());
-        m.put("n_heads", cfg.nHeads());
-        m.put("d_head", cfg.dHead());
-        m.put("d_mlp", cfg.dMlp());
-        m.put("normalization", cfg.layerNorm() ? "LN" : null);
-        return m;
+    /** What `extract --json` prints: the model, its shape, the extracted table, then its evaluation. */
+    record Output(String model, Config config, @JsonUnwrapped TrigramExtractor.Table table,
+                  TrigramExtractor.Evaluation evaluation) {
+    }
+
+    /** The model's shape; normalization is "LN" or null. */
+    @JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
+    record Config(int dVocab, int nCtx, int dModel, int nLayers, int nHeads, int dHead, int dMlp,
+                  String normalization) {
+        static Config of(ModelConfig cfg) {
+            return new Config(cfg.dVocab(), cfg.nCtx(), cfg.dModel(), cfg.nLayers(), cfg.nHeads(), cfg.dHead(),
+                    cfg.dMlp(), cfg.layerNorm() ? "LN" : null);
+        }
     }
 
     private void printText(PrintWriter out, ModelConfig cfg, TrigramExtractor.Result r, TrigramDataset ds,

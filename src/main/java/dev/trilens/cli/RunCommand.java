@@ -69,12 +69,12 @@ public final class RunCommand implements Callable<Integer> {
         EvalMetrics m = Metrics.evaluate(new HookedTransformer(trainer.weights()), ds);
         out.printf("%nfinal model on dataset seed=%d trigram_prob=%s size=%d seq_len=%d n_trigrams=%d%n", ds.seed(),
                 ds.trigramProb(), ds.size(), ds.seqLen(), ds.nTrigrams());
-        for (Map.Entry<String, Object> e : m.toJson().entrySet()) {
+        for (Map.Entry<String, Object> e : dev.trilens.io.JsonFields.of(m).entrySet()) {
             Object v = e.getValue();
             out.printf("%-25s %s%n", e.getKey(), v instanceof Double d ? String.format("%.6f", d) : v);
         }
         Path evalJson = dir.resolve("eval.json");
-        byte[] json = new ObjectMapper().writerWithDefaultPrettyPrinter().writeValueAsBytes(m.toJson());
+        byte[] json = new ObjectMapper().writerWithDefaultPrettyPrinter().writeValueAsBytes(m);
         AtomicFiles.write(evalJson, o -> {
             o.write(json);
             o.write('\n');

@@ -36,7 +36,7 @@ import java.util.Set;
  * evaluation batch, and the same replacement is used for the all-trigrams batch (its 3 positions take positions 0..2
  * of a per-position mean).
  *
- * <p><b>Metrics</b> ({@link EvalMetrics#toJson()} keys): loss and loss_as_frac on the evaluation batch (train_loss
+ * <p><b>Metrics</b> (the JSON keys of {@link EvalMetrics}): loss and loss_as_frac on the evaluation batch (train_loss
  * style: positions 0..T-2 predicting 1..T-1), the correct-token probability stats, and trigram_n_correct /
  * trigram_frac_correct / trigram_avg_correct_prob on the batch of all trigrams, run with the same hook.
  *
@@ -180,9 +180,9 @@ public record Ablation(String meanOver, Map<String, Object> clean, List<Ablated>
         return null;
     }
 
-    /** EvalMetrics.toJson with NaN (no trigrams to score) as null, so the JSON stays standard. */
+    /** EvalMetrics's JSON with NaN (no trigrams to score) as null, so the JSON stays standard. */
     private static Map<String, Object> json(EvalMetrics m) {
-        Map<String, Object> out = m.toJson();
+        Map<String, Object> out = dev.trilens.io.JsonFields.of(m);
         out.replaceAll((k, v) -> v instanceof Double d && d.isNaN() ? null : v);
         return out;
     }

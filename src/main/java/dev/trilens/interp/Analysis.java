@@ -3,6 +3,7 @@ package dev.trilens.interp;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.PropertyNamingStrategies;
+import com.fasterxml.jackson.databind.annotation.JsonNaming;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.model.HookedTransformer;
 import dev.trilens.model.ModelConfig;
@@ -21,7 +22,7 @@ import java.util.function.Supplier;
  * {@code ablation} (5), {@code patching} (6: the attention swap of the first sequence), {@code extraction} (8:
  * the trigram table read from the weights: {@code table} is {@link TrigramExtractor.Result}, whose
  * {@code trigrams} sit beside {@code bigram_defaults} and the cuts {@code cut} and {@code bigram_cut};
- * {@code evaluation} is {@link TrigramExtractor.Evaluation#toJson()}, precision and recall against the dataset and
+ * {@code evaluation} is {@link TrigramExtractor.Evaluation}, precision and recall against the dataset and
  * against what the model predicts), {@code causal_validation} (9) and
  * {@code failure_modes} (10). Each section's own keys are documented on its record; most carry a {@code summary}.
  * A section that cannot be computed for this model says why under {@code error} instead of being left out.
@@ -54,7 +55,7 @@ public final class Analysis {
         Analysis a = new Analysis();
         HookedTransformer model = ctx.model();
         TrigramDataset data = ctx.data();
-        a.section("metrics", progress, () -> Metrics.evaluate(model, data).toJson());
+        a.section("metrics", progress, () -> Metrics.evaluate(model, data));
         a.section("predictions", progress, () -> Predictions.compute(ctx));
         a.section("attention", progress, () -> AttentionAnalysis.compute(ctx));
         a.section("circuits", progress, () -> Circuits.compute(ctx));
@@ -69,7 +70,7 @@ public final class Analysis {
             m.put("method", TrigramExtractor.METHOD);
             m.put("bigram_method", TrigramExtractor.BIGRAM_METHOD);
             m.put("table", extracted[0]);
-            m.put("evaluation", ev.toJson());
+            m.put("evaluation", ev);
             m.put("summary", TrigramExtractor.summaryLines(extracted[0], ev));
             return m;
         });
@@ -134,22 +135,28 @@ public final class Analysis {
         return seconds;
     }
 
-    /** The whole analysis as analysis.json's object: model and dataset description, then the sections. */
+    /** analysis.json's model: where it was read from, its shape and its number of parameters. */
+    @JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
+    public record ModelInfo(String path, ModelConfig config, int nParams) {
+    }
+
+    /** analysis.json's dataset: the one every section was computed on. */
+    @JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
+    public record DatasetInfo(int dVocab, int seqLen, long seed, double trigramProb, int size, int nTrigrams) {
+        static DatasetInfo of(TrigramDataset data) {
+            return new DatasetInfo(data.dVocab(), data.seqLen(), data.seed(), data.trigramProb(), data.size(),
+                    data.nTrigrams());
+        }
+    }
+
+    /**
+     * The whole analysis as analysis.json's object: model and dataset description, then the sections (a map, as
+     * which sections there are depends on the model), then each section's seconds.
+     */
     public Map<String, Object> toJson(String modelPath, ModelConfig cfg, TrigramDataset data) {
         Map<String, Object> root = new LinkedHashMap<>();
-        Map<String, Object> model = new LinkedHashMap<>();
-        model.put("path", modelPath);
-        model.put("config", cfg);
-        model.put("n_params", new dev.trilens.model.ParamLayout(cfg).totalSize());
-        root.put("model", model);
-        Map<String, Object> ds = new LinkedHashMap<>();
-        ds.put("d_vocab", data.dVocab());
-        ds.put("seq_len", data.seqLen());
-        ds.put("seed", data.seed());
-        ds.put("trigram_prob", data.trigramProb());
-        ds.put("size", data.size());
-        ds.put("n_trigrams", data.nTrigrams());
-        root.put("dataset", ds);
+        root.put("model", new ModelInfo(modelPath, cfg, new dev.trilens.model.ParamLayout(cfg).totalSize()));
+        root.put("dataset", DatasetInfo.of(data));
         for (String first : FIRST) {
             if (sections.containsKey(first)) {
                 root.put(first, sections.get(first));

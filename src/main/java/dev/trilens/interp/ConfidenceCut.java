@@ -1,8 +1,8 @@
 package dev.trilens.interp;
 
+import com.fasterxml.jackson.databind.PropertyNamingStrategies;
+import com.fasterxml.jackson.databind.annotation.JsonNaming;
 import java.util.Arrays;
-import java.util.LinkedHashMap;
-import java.util.Map;
 
 /**
  * Where a list of confidences is cut: those above {@code value} are kept. {@link TrigramExtractor} cuts the pairs'
@@ -16,6 +16,7 @@ import java.util.Map;
  * @param rule {@link #RULE_WIDEST_GAP} (the label-free cut of the trigrams), {@link #RULE_OTSU_LOG} (the
  *             label-free cut of the bigram defaults) or {@link #RULE_THRESHOLD} (a fixed threshold)
  */
+@JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
 public record ConfidenceCut(double value, double gapLow, double gapHigh, String rule) {
 
     /** {@link #rule()} of the label-free cut of the trigrams. */
@@ -37,15 +38,6 @@ public record ConfidenceCut(double value, double gapLow, double gapHigh, String 
     /** Whether a confidence is kept: NaN never is. */
     public boolean keeps(double confidence) {
         return confidence > value;
-    }
-
-    public Map<String, Object> toJson() {
-        Map<String, Object> m = new LinkedHashMap<>();
-        m.put("value", value);
-        m.put("gap_low", gapLow);
-        m.put("gap_high", gapHigh);
-        m.put("rule", rule);
-        return m;
     }
 
     /**

@@ -155,7 +155,7 @@ public final class TrainingDynamics {
     }
 
     /** dynamics.json. */
-    public record Result(String run, Map<String, Object> config, int snapshotEvery, int evalSize, int nTrigrams,
+    public record Result(String run, TrainConfig config, int snapshotEvery, int evalSize, int nTrigrams,
                          List<Integer> missingEpochs, List<String> notes, List<String> summary, Onset onset,
                          List<Milestone> milestones, Order order, String phaseRule, List<PhaseChange> phaseChanges,
                          List<Snapshot> snapshots, List<Trigram> trigrams, double seconds) {
@@ -207,7 +207,7 @@ public final class TrainingDynamics {
         Order order = order(trigrams);
         List<PhaseChange> phases = phaseChanges(snapshots);
         List<String> summary = summary(eval.nTrigrams(), snapshots, onset, milestones, order, phases);
-        return new Result(run.dir().toString(), cfg.toJson(), run.interval(), evalSize, eval.nTrigrams(),
+        return new Result(run.dir().toString(), cfg, run.interval(), evalSize, eval.nTrigrams(),
                 run.missing(), run.notes(), summary, onset, milestones, order, PHASE_RULE, phases, snapshots,
                 trigrams, (System.nanoTime() - t0) / 1e9);
     }

@@ -1,6 +1,10 @@
 package dev.trilens.interp;
 
 import com.fasterxml.jackson.annotation.JsonIgnore;
+import com.fasterxml.jackson.annotation.JsonProperty;
+import com.fasterxml.jackson.annotation.JsonPropertyOrder;
+import com.fasterxml.jackson.databind.PropertyNamingStrategies;
+import com.fasterxml.jackson.databind.annotation.JsonNaming;
 import dev.trilens.TrilensException;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.model.HookedTransformer;
@@ -164,28 +168,23 @@ public final class TrigramExtractor {
             return s.toString();
         }
 
-        public Map<String, Object> toJson() {
-            Map<String, Object> m = new LinkedHashMap<>();
-            m.put("a", a);
-            m.put("b", b);
-            m.put("c", c);
-            m.put("confidence", confidence);
-            m.put("confidence_min", confidenceMin);
-            m.put("attn_prev", attnPrev);
-            m.put("qk_advantage", qkAdvantage);
-            m.put("confidence_no_attn_prev", confidenceNoAttnPrev);
-            m.put("confidence_full_attn_prev", confidenceFullAttnPrev);
-            m.put("runner_up", runnerUp);
-            m.put("logit_margin", logitMargin);
+        /** The entry as `extract --json` lists it: its margin contributions by part, and its explanation. */
+        public Listed listed() {
             Map<String, Double> contrib = new LinkedHashMap<>();
             for (int i = 0; i < CONTRIBUTIONS.size(); i++) {
                 contrib.put(CONTRIBUTIONS.get(i), marginContributions[i]);
             }
-            m.put("margin_contributions", contrib);
-            m.put("decided_by", decidedBy);
-            m.put("explanation", explanation());
-            return m;
+            return new Listed(a, b, c, confidence, confidenceMin, attnPrev, qkAdvantage, confidenceNoAttnPrev,
+                    confidenceFullAttnPrev, runnerUp, logitMargin, contrib, decidedBy, explanation());
         }
+    }
+
+    /** An {@link Entry} as `extract --json` lists it: {@link Entry#explanation()} written out beside its numbers. */
+    @JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
+    public record Listed(int a, int b, int c, double confidence, double confidenceMin, double[] attnPrev,
+                         double[] qkAdvantage, double confidenceNoAttnPrev, double confidenceFullAttnPrev,
+                         int runnerUp, double logitMargin, Map<String, Double> marginContributions, String decidedBy,
+                         String explanation) {
     }
 
     /**
@@ -222,13 +221,6 @@ public final class TrigramExtractor {
      * @param confidence the median over every a' of the weights-only P(c | a', b)
      */
     public record BigramDefault(int b, int c, double confidence) {
-        public Map<String, Object> toJson() {
-            Map<String, Object> m = new LinkedHashMap<>();
-            m.put("b", b);
-            m.put("c", c);
-            m.put("confidence", confidence);
-            return m;
-        }
     }
 
     /**
@@ -288,31 +280,21 @@ public final class TrigramExtractor {
         }
 
         /** The method and settings, then up to top entries (top < 0: all), then every bigram default. */
-        public Map<String, Object> toJson(int top) {
-            Map<String, Object> m = new LinkedHashMap<>();
-            m.put("method", METHOD);
-            m.put("background", options.background().key);
-            m.put("threshold", cut.value());
-            m.put("cut", cut.toJson());
-            m.put("positions", positions);
-            m.put("n_extracted", trigrams.size());
-            m.put("max_rejected_confidence", maxRejectedConfidence);
-            m.put("min_extracted_confidence", minExtractedConfidence);
-            m.put("seconds", seconds);
-            List<Map<String, Object>> list = new ArrayList<>();
-            for (int i = 0; i < trigrams.size() && (top < 0 || i < top); i++) {
-                list.add(trigrams.get(i).toJson());
-            }
-            m.put("trigrams", list);
-            m.put("bigram_method", BIGRAM_METHOD);
-            m.put("bigram_cut", bigramCut.toJson());
-            List<Map<String, Object>> defaults = new ArrayList<>();
-            for (BigramDefault d : bigramDefaults) {
-                defaults.add(d.toJson());
-            }
-            m.put("bigram_defaults", defaults);
-            return m;
+        public Table toJson(int top) {
+            List<Listed> listed = trigrams.stream().limit(top < 0 ? Long.MAX_VALUE : top).map(Entry::listed)
+                    .toList();
+            return new Table(METHOD, options.background().key, cut.value(), cut, positions, trigrams.size(),
+                    maxRejectedConfidence, minExtractedConfidence, seconds, listed, BIGRAM_METHOD, bigramCut,
+                    bigramDefaults);
         }
+    }
+
+    /** A {@link Result} as `extract --json` writes it: its settings, the listed entries and the bigram defaults. */
+    @JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
+    public record Table(String method, String background, double threshold, ConfidenceCut cut, int[] positions,
+                        int nExtracted, double maxRejectedConfidence, double minExtractedConfidence, double seconds,
+                        List<Listed> trigrams, String bigramMethod, ConfidenceCut bigramCut,
+                        List<BigramDefault> bigramDefaults) {
     }
 
     public static final String METHOD = "weights only: for every (a, b) and query position p, attention of b@p on "
@@ -647,20 +629,9 @@ public final class TrigramExtractor {
      * Extracted vs reference trigrams: an extracted entry is correct when (a, b, c) is in the reference; prefixes
      * count (a, b) matches whatever c.
      */
+    @JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
     public record Agreement(int nExtracted, int nReference, int nCorrect, double precision, double recall,
                              int nPrefixCorrect, double prefixPrecision, double prefixRecall) {
-        public Map<String, Object> toJson() {
-            Map<String, Object> m = new LinkedHashMap<>();
-            m.put("n_extracted", nExtracted);
-            m.put("n_reference", nReference);
-            m.put("n_correct", nCorrect);
-            m.put("precision", precision);
-            m.put("recall", recall);
-            m.put("n_prefix_correct", nPrefixCorrect);
-            m.put("prefix_precision", prefixPrecision);
-            m.put("prefix_recall", prefixRecall);
-            return m;
-        }
     }
 
     /**
@@ -681,34 +652,14 @@ public final class TrigramExtractor {
      * @param extracted (a, b, c) is in the extracted table
      * @param bigramDefault (b, c) is a bigram default (*, b, c) of the extraction
      */
+    @JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
     public record DatasetTrigram(int a, int b, int c, boolean argmaxCorrect, double probC, double medianOtherA,
                                  boolean aDependent, boolean extracted, boolean bigramDefault) {
-        public Map<String, Object> toJson() {
-            Map<String, Object> m = new LinkedHashMap<>();
-            m.put("a", a);
-            m.put("b", b);
-            m.put("c", c);
-            m.put("argmax_correct", argmaxCorrect);
-            m.put("prob_c", probC);
-            m.put("median_other_a", medianOtherA);
-            m.put("a_dependent", aDependent);
-            m.put("extracted", extracted);
-            m.put("bigram_default", bigramDefault);
-            return m;
-        }
     }
 
     /** Listed (b, c) pairs against the distinct (b, c) pairs of the dataset's trigrams. */
+    @JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
     public record PairAgreement(int nListed, int nReference, int nCorrect, double precision, double recall) {
-        public Map<String, Object> toJson() {
-            Map<String, Object> m = new LinkedHashMap<>();
-            m.put("n_listed", nListed);
-            m.put("n_reference", nReference);
-            m.put("n_correct", nCorrect);
-            m.put("precision", precision);
-            m.put("recall", recall);
-            return m;
-        }
     }
 
     /**
@@ -729,56 +680,46 @@ public final class TrigramExtractor {
      * @param bigramDefaultsVsDataset the bigram defaults' (b, c) against the dataset's distinct (b, c) pairs
      * @param datasetTrigrams every dataset trigram, in generation order, with the model's numbers
      */
+    @JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
+    @JsonPropertyOrder({"seed", "trigram_prob", "vs_dataset", "vs_model", "vs_model_a_dependent", "vs_model_confident",
+            "n_predicted_unconfident", "mean_prob_unconfident", "a_dependence_ratio", "n_argmax_correct",
+            "n_a_dependent", "recall_vs_argmax_correct", "recall_vs_a_dependent", "n_argmax_correct_not_extracted",
+            "n_not_extracted_bigram_defaults", "bigram_defaults_vs_dataset", "dataset_trigrams"})
     public record Evaluation(long seed, double trigramProb, Agreement vsDataset, Agreement vsModel,
-                             Agreement vsModelADependent, Agreement vsModelConfident, int nPredictedUnconfident,
+                             @JsonProperty("vs_model_a_dependent") Agreement vsModelADependent,
+                             Agreement vsModelConfident, int nPredictedUnconfident,
                              double meanProbUnconfident, int nArgmaxCorrectNotExtracted,
                              int nNotExtractedBigramDefaults, PairAgreement bigramDefaultsVsDataset,
                              List<DatasetTrigram> datasetTrigrams) {
 
         /** Extracted and argmax-correct, over every argmax-correct trigram (a-dependent or not). */
+        @JsonProperty("recall_vs_argmax_correct")
         public double recallVsArgmaxCorrect() {
             return vsModel.recall();
         }
 
         /** Extracted and argmax-correct, over the argmax-correct trigrams whose prediction depends on a. */
+        @JsonProperty("recall_vs_a_dependent")
         public double recallVsADependent() {
             return vsModelADependent.recall();
         }
 
         /** How many dataset trigrams the model gets right by argmax (the challenge's trigram_n_correct). */
+        @JsonProperty("n_argmax_correct")
         public int nArgmaxCorrect() {
             return vsModel.nReference();
         }
 
         /** How many of the argmax-correct trigrams depend on a. */
+        @JsonProperty("n_a_dependent")
         public int nADependent() {
             return vsModelADependent.nReference();
         }
 
-        public Map<String, Object> toJson() {
-            Map<String, Object> m = new LinkedHashMap<>();
-            m.put("seed", seed);
-            m.put("trigram_prob", trigramProb);
-            m.put("vs_dataset", vsDataset.toJson());
-            m.put("vs_model", vsModel.toJson());
-            m.put("vs_model_a_dependent", vsModelADependent.toJson());
-            m.put("vs_model_confident", vsModelConfident.toJson());
-            m.put("n_predicted_unconfident", nPredictedUnconfident);
-            m.put("mean_prob_unconfident", meanProbUnconfident);
-            m.put("a_dependence_ratio", A_DEPENDENCE_RATIO);
-            m.put("n_argmax_correct", nArgmaxCorrect());
-            m.put("n_a_dependent", nADependent());
-            m.put("recall_vs_argmax_correct", recallVsArgmaxCorrect());
-            m.put("recall_vs_a_dependent", recallVsADependent());
-            m.put("n_argmax_correct_not_extracted", nArgmaxCorrectNotExtracted);
-            m.put("n_not_extracted_bigram_defaults", nNotExtractedBigramDefaults);
-            m.put("bigram_defaults_vs_dataset", bigramDefaultsVsDataset.toJson());
-            List<Map<String, Object>> list = new ArrayList<>();
-            for (DatasetTrigram t : datasetTrigrams) {
-                list.add(t.toJson());
-            }
-            m.put("dataset_trigrams", list);
-            return m;
+        /** {@link #A_DEPENDENCE_RATIO}, written beside the counts it defines. */
+        @JsonProperty("a_dependence_ratio")
+        public double aDependenceRatio() {
+            return A_DEPENDENCE_RATIO;
         }
     }
 

@@ -1,6 +1,13 @@
 package dev.trilens.train;
 
-import java.util.ArrayList;
+import com.fasterxml.jackson.annotation.JsonInclude;
+import com.fasterxml.jackson.annotation.JsonProperty;
+import com.fasterxml.jackson.annotation.JsonPropertyOrder;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.PropertyNamingStrategies;
+import com.fasterxml.jackson.databind.annotation.JsonNaming;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.trilens.io.JsonFields;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -19,7 +26,7 @@ public final class Comparison {
     /** One training run: its seed (data and init), folder name and final-epoch metrics. */
     public record Run(long seed, String dir, Trainer.EpochMetrics last, double seconds) {
         public double value(String metric) {
-            Object v = last.toJson().get(metric);
+            Object v = JsonFields.of(last).get(metric);
             if (!(v instanceof Number n)) {
                 throw new IllegalArgumentException("unknown metric " + metric);
             }
@@ -78,55 +85,63 @@ public final class Comparison {
         return variants.get(0).config().epochs();
     }
 
+    /** How compare.json is written. */
+    private static final ObjectMapper JSON = new ObjectMapper();
+
     /**
-     * Per variant: its config (the seeds listed apart, as they are what varies), every run's final-epoch values, and
-     * per metric the values over seeds with their mean, std (null for one seed), min and max.
+     * compare.json: per variant its config (the seeds listed apart, as they are what varies), every run's final-epoch
+     * values, and per metric the values over seeds with their mean, std (null for one seed), min and max; then how
+     * the command ran: runs at once, threads per run and its wall-clock seconds.
      */
-    public Map<String, Object> toJson() {
-        Map<String, Object> root = new LinkedHashMap<>();
-        root.put("preset", preset);
-        root.put("epochs", epochs());
-        root.put("seeds", seeds());
-        root.put("spread", "std is the sample standard deviation over seeds (n - 1 in the denominator), null for "
-                + "one seed; values are each run's final epoch");
-        Map<String, Object> vs = new LinkedHashMap<>();
+    @JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
+    public record Json(String preset, int epochs, List<Long> seeds, String spread, Map<String, VariantJson> variants,
+                       int parallelRuns, int threadsPerRun, double seconds) {
+    }
+
+    /** @param config the variant's {@link TrainConfig} without data_seed and init_seed, then its seeds */
+    public record VariantJson(ObjectNode config, List<RunJson> runs, Map<String, MetricJson> metrics) {
+    }
+
+    /** A run's final-epoch values of {@link #METRICS}, in that order. */
+    @JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
+    @JsonPropertyOrder({"seed", "dir", "epoch", "train_loss", "train_loss_as_frac", "trigram_n_correct",
+            "trigram_frac_correct", "trigram_avg_correct_prob", "val_loss", "seconds"})
+    public record RunJson(long seed, String dir, int epoch, double trainLoss, double trainLossAsFrac,
+                          @JsonProperty("trigram_n_correct") int trigramNCorrect, double trigramFracCorrect, double trigramAvgCorrectProb,
+                          double valLoss, double seconds) {
+        static RunJson of(Run r) {
+            Trainer.EpochMetrics m = r.last();
+            return new RunJson(r.seed(), r.dir(), m.epoch(), m.trainLoss(), m.trainLossAsFrac(),
+                    m.trigramNCorrect(), m.trigramFracCorrect(), m.trigramAvgCorrectProb(), m.valLoss(),
+                    r.seconds());
+        }
+    }
+
+    /** @param std null for one seed */
+    public record MetricJson(double[] values, double mean, @JsonInclude(JsonInclude.Include.ALWAYS) Double std,
+                             double min, double max) {
+        static MetricJson of(double[] values) {
+            Stats s = Stats.of(values);
+            return new MetricJson(values, s.mean(), values.length > 1 ? s.std() : null, s.min(), s.max());
+        }
+    }
+
+    /** What compare.json holds, for a command that ran parallelRuns at once with threadsPerRun in seconds. */
+    public Json toJson(int parallelRuns, int threadsPerRun, double seconds) {
+        Map<String, VariantJson> vs = new LinkedHashMap<>();
         for (Variant v : variants) {
-            Map<String, Object> config = v.config().toJson();
+            ObjectNode config = JSON.valueToTree(v.config());
             config.remove("data_seed");
             config.remove("init_seed");
-            config.put("seeds", v.runs().stream().map(Run::seed).toList());
-            List<Map<String, Object>> runs = new ArrayList<>();
-            for (Run r : v.runs()) {
-                Map<String, Object> m = new LinkedHashMap<>();
-                m.put("seed", r.seed());
-                m.put("dir", r.dir());
-                m.put("epoch", r.last().epoch());
-                for (String metric : METRICS) {
-                    m.put(metric, r.last().toJson().get(metric));
-                }
-                m.put("seconds", r.seconds());
-                runs.add(m);
-            }
-            Map<String, Object> metrics = new LinkedHashMap<>();
+            config.putPOJO("seeds", v.runs().stream().map(Run::seed).toList());
+            Map<String, MetricJson> metrics = new LinkedHashMap<>();
             for (String metric : METRICS) {
-                double[] values = v.values(metric);
-                Stats s = Stats.of(values);
-                Map<String, Object> m = new LinkedHashMap<>();
-                m.put("values", values);
-                m.put("mean", s.mean());
-                m.put("std", values.length > 1 ? s.std() : null);
-                m.put("min", s.min());
-                m.put("max", s.max());
-                metrics.put(metric, m);
+                metrics.put(metric, MetricJson.of(v.values(metric)));
             }
-            Map<String, Object> entry = new LinkedHashMap<>();
-            entry.put("config", config);
-            entry.put("runs", runs);
-            entry.put("metrics", metrics);
-            vs.put(v.name(), entry);
+            vs.put(v.name(), new VariantJson(config, v.runs().stream().map(RunJson::of).toList(), metrics));
         }
-        root.put("variants", vs);
-        return root;
+        return new Json(preset, epochs(), seeds(), "std is the sample standard deviation over seeds (n - 1 in the "
+                + "denominator), null for one seed; values are each run's final epoch", vs, parallelRuns, threadsPerRun, seconds);
     }
 
     /** One line saying what the table's cells are. */

@@ -1,8 +1,9 @@
 package dev.trilens.train;
 
-import com.fasterxml.jackson.annotation.JsonValue;
-import java.util.LinkedHashMap;
-import java.util.Map;
+import com.fasterxml.jackson.annotation.JsonProperty;
+import com.fasterxml.jackson.annotation.JsonPropertyOrder;
+import com.fasterxml.jackson.databind.PropertyNamingStrategies;
+import com.fasterxml.jackson.databind.annotation.JsonNaming;
 
 /**
  * What `evaluate` reports: the challenge's metrics on a dataset, plus the spread of the correct-token probability.
@@ -11,23 +12,12 @@ import java.util.Map;
  * @param lossAsFrac (loss - min) / (unif - min), unif = ln(d_vocab), min = unif * (1 - trigram_prob): 0 is the best
  *                   a model can do on this data, 1 is uniform guessing
  */
+// the keys of `evaluate --json`, in this order, wherever Jackson writes this record (the snake_case strategy makes
+// one word of the capitals in trigramNCorrect, hence its explicit name, which Jackson would otherwise put last)
+@JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
+@JsonPropertyOrder({"loss", "loss_as_frac", "mean_correct_prob", "median_correct_prob", "min_correct_prob",
+        "trigram_n_correct", "trigram_frac_correct", "trigram_avg_correct_prob", "n_trigrams"})
 public record EvalMetrics(double loss, double lossAsFrac, double meanCorrectProb, double medianCorrectProb,
-                          double minCorrectProb, int trigramNCorrect, double trigramFracCorrect,
+                          double minCorrectProb, @JsonProperty("trigram_n_correct") int trigramNCorrect, double trigramFracCorrect,
                           double trigramAvgCorrectProb, int nTrigrams) {
-
-    /** The snake_case keys of `evaluate --json`, in a stable order; also how Jackson writes this record anywhere. */
-    @JsonValue
-    public Map<String, Object> toJson() {
-        Map<String, Object> m = new LinkedHashMap<>();
-        m.put("loss", loss);
-        m.put("loss_as_frac", lossAsFrac);
-        m.put("mean_correct_prob", meanCorrectProb);
-        m.put("median_correct_prob", medianCorrectProb);
-        m.put("min_correct_prob", minCorrectProb);
-        m.put("trigram_n_correct", trigramNCorrect);
-        m.put("trigram_frac_correct", trigramFracCorrect);
-        m.put("trigram_avg_correct_prob", trigramAvgCorrectProb);
-        m.put("n_trigrams", nTrigrams);
-        return m;
-    }
 }

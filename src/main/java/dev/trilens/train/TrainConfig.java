@@ -1,5 +1,10 @@
 package dev.trilens.train;
 
+import com.fasterxml.jackson.annotation.JsonIgnore;
+import com.fasterxml.jackson.annotation.JsonProperty;
+import com.fasterxml.jackson.annotation.JsonPropertyOrder;
+import com.fasterxml.jackson.databind.PropertyNamingStrategies;
+import com.fasterxml.jackson.databind.annotation.JsonNaming;
 import dev.trilens.TrilensException;
 import dev.trilens.io.DatasetSource;
 import dev.trilens.io.FileText;
@@ -14,11 +19,18 @@ import java.util.Map;
  * shape and the init seed. The dataset's generator, continued, also draws the split and each epoch's shuffle, as in
  * the challenge's training script. Same config -> same weights.
  *
+ * <p>As JSON: typed values (the metadata is all strings), snake_case as in TransformerLens's config, with
+ * layerNorm written as normalization "LN" or "none".
+ *
  * @param dMlp 0 for an attention-only model
  */
+@JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
+@JsonPropertyOrder({"d_vocab", "seq_len", "trigram_prob", "data_seed", "n_train", "n_val", "epochs", "batch_size",
+        "lr_start", "lr_end", "weight_decay", "d_model", "n_heads", "d_head", "d_mlp", "n_layers", "normalization",
+        "init_seed"})
 public record TrainConfig(int dVocab, int seqLen, double trigramProb, long dataSeed, int nTrain, int nVal,
                           int epochs, int batchSize, double lrStart, double lrEnd, double weightDecay,
-                          int dModel, int nHeads, int dHead, int dMlp, int nLayers, boolean layerNorm,
+                          int dModel, int nHeads, int dHead, int dMlp, int nLayers, @JsonIgnore boolean layerNorm,
                           long initSeed) {
 
     public TrainConfig {
@@ -164,28 +176,10 @@ public record TrainConfig(int dVocab, int seqLen, double trigramProb, long dataS
         return m;
     }
 
-    /** The config as typed JSON values (the metadata is all strings), snake_case as in TransformerLens's config. */
-    public Map<String, Object> toJson() {
-        Map<String, Object> m = new LinkedHashMap<>();
-        m.put("d_vocab", dVocab);
-        m.put("seq_len", seqLen);
-        m.put("trigram_prob", trigramProb);
-        m.put("data_seed", dataSeed);
-        m.put("n_train", nTrain);
-        m.put("n_val", nVal);
-        m.put("epochs", epochs);
-        m.put("batch_size", batchSize);
-        m.put("lr_start", lrStart);
-        m.put("lr_end", lrEnd);
-        m.put("weight_decay", weightDecay);
-        m.put("d_model", dModel);
-        m.put("n_heads", nHeads);
-        m.put("d_head", dHead);
-        m.put("d_mlp", dMlp);
-        m.put("n_layers", nLayers);
-        m.put("normalization", layerNorm ? "LN" : "none");
-        m.put("init_seed", initSeed);
-        return m;
+    /** The normalization as TransformerLens names it: "LN" or "none". */
+    @JsonProperty("normalization")
+    public String normalization() {
+        return layerNorm ? "LN" : "none";
     }
 
     /** Inverse of {@link #toMetadata}; where names the file in error messages. */

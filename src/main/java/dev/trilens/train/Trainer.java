@@ -1,7 +1,11 @@
 package dev.trilens.train;
 
+import com.fasterxml.jackson.annotation.JsonProperty;
+import com.fasterxml.jackson.annotation.JsonPropertyOrder;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.PropertyNamingStrategies;
+import com.fasterxml.jackson.databind.annotation.JsonNaming;
 import dev.trilens.TrilensException;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.io.Safetensors;
@@ -14,7 +18,6 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -57,10 +60,13 @@ public final class Trainer {
     }
 
     /** One line of metrics.jsonl. */
+    @JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
+    @JsonPropertyOrder({"epoch", "train_loss", "train_loss_as_frac", "val_loss", "trigram_n_correct",
+            "trigram_frac_correct", "trigram_avg_correct_prob", "lr", "seconds"})
     public record EpochMetrics(int epoch, double trainLoss, double trainLossAsFrac, double valLoss,
-                               int trigramNCorrect, double trigramFracCorrect, double trigramAvgCorrectProb,
+                               @JsonProperty("trigram_n_correct") int trigramNCorrect, double trigramFracCorrect, double trigramAvgCorrectProb,
                                double lr, double seconds) {
-        /** Inverse of {@link #toJson}; where names the file in error messages. */
+        /** Reads a line Jackson wrote from this record; where names the file in error messages. */
         public static EpochMetrics fromJson(JsonNode n, String where) {
             String[] keys = {"epoch", "train_loss", "train_loss_as_frac", "val_loss", "trigram_n_correct",
                     "trigram_frac_correct", "trigram_avg_correct_prob", "lr", "seconds"};
@@ -75,21 +81,6 @@ public final class Trainer {
                     n.get("train_loss_as_frac").asDouble(), n.get("val_loss").asDouble(),
                     n.get("trigram_n_correct").asInt(), n.get("trigram_frac_correct").asDouble(),
                     n.get("trigram_avg_correct_prob").asDouble(), n.get("lr").asDouble(), n.get("seconds").asDouble());
-        }
-
-        @com.fasterxml.jackson.annotation.JsonValue
-        public Map<String, Object> toJson() {
-            Map<String, Object> m = new LinkedHashMap<>();
-            m.put("epoch", epoch);
-            m.put("train_loss", trainLoss);
-            m.put("train_loss_as_frac", trainLossAsFrac);
-            m.put("val_loss", valLoss);
-            m.put("trigram_n_correct", trigramNCorrect);
-            m.put("trigram_frac_correct", trigramFracCorrect);
-            m.put("trigram_avg_correct_prob", trigramAvgCorrectProb);
-            m.put("lr", lr);
-            m.put("seconds", seconds);
-            return m;
         }
     }
 
@@ -403,7 +394,7 @@ public final class Trainer {
             Safetensors.write(weights, meta, dir.resolve(BEST));
         }
         try {
-            metricsLines.add(JSON.writeValueAsString(m.toJson()));
+            metricsLines.add(JSON.writeValueAsString(m));
         } catch (IOException e) {
             throw new IllegalStateException(e);
         }

@@ -8,6 +8,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.trilens.Fixtures;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.io.Checkpoints;
+import dev.trilens.io.JsonFields;
 import dev.trilens.model.HookedTransformer;
 import dev.trilens.model.ModelConfig;
 import dev.trilens.model.ParamLayout;
@@ -60,7 +61,7 @@ class AblationTest {
         assertThat((int) got.get("trigram_n_correct")).isEqualTo(expected.trigramNCorrect());
         assertThat((double) got.get("trigram_avg_correct_prob"))
                 .isCloseTo(expected.trigramAvgCorrectProb(), within(1e-6));
-        assertThat(a.clean()).isEqualTo(Metrics.evaluate(new HookedTransformer(w), data).toJson());
+        assertThat(a.clean()).isEqualTo(JsonFields.of(Metrics.evaluate(new HookedTransformer(w), data)));
     }
 
     @Test

@@ -3,6 +3,7 @@ package dev.trilens.train;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.within;
 
+import dev.trilens.io.JsonFields;
 import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
@@ -35,20 +36,29 @@ class ComparisonTest {
                 new Comparison.Variant("attn-only", cfg.withDMlp(0), List.of(
                         new Comparison.Run(40, "attn-only-seed40", epoch(3.4, 7, 0.5), 1.0),
                         new Comparison.Run(41, "attn-only-seed41", epoch(3.6, 5, 0.3), 1.5)))));
-        Map<String, Object> json = c.toJson();
-        assertThat(json).containsEntry("preset", "quick").containsEntry("epochs", 5)
-                .containsEntry("seeds", List.of(40L, 41L));
-        Map<String, Object> mlp = (Map<String, Object>) ((Map<String, Object>) json.get("variants")).get("mlp");
+        Comparison.Json json = c.toJson(2, 1, 9.5);
+        assertThat(json.preset()).isEqualTo("quick");
+        assertThat(json.epochs()).isEqualTo(5);
+        assertThat(json.seeds()).containsExactly(40L, 41L);
+        assertThat(List.of(json.parallelRuns(), json.threadsPerRun())).containsExactly(2, 1);
+        assertThat(json.seconds()).isEqualTo(9.5);
+        Map<String, Object> written = JsonFields.of(json);
+        assertThat(written.keySet()).containsExactly("preset", "epochs", "seeds", "spread", "variants",
+                "parallel_runs", "threads_per_run", "seconds");
+        Map<String, Object> mlp = (Map<String, Object>) ((Map<String, Object>) written.get("variants")).get("mlp");
+        assertThat(mlp.keySet()).containsExactly("config", "runs", "metrics");
         assertThat((Map<String, Object>) mlp.get("config")).containsEntry("d_mlp", 20)
                 .containsEntry("seeds", List.of(40L, 41L)).doesNotContainKeys("data_seed", "init_seed");
         Map<String, Object> metrics = (Map<String, Object>) mlp.get("metrics");
         assertThat(metrics).containsOnlyKeys(Comparison.METRICS);
         Map<String, Object> nCorrect = (Map<String, Object>) metrics.get("trigram_n_correct");
-        assertThat((double[]) nCorrect.get("values")).containsExactly(8, 6);
+        assertThat((List<Object>) nCorrect.get("values")).containsExactly(8.0, 6.0);
         assertThat(nCorrect).containsEntry("mean", 7.0).containsEntry("min", 6.0).containsEntry("max", 8.0);
         assertThat((double) nCorrect.get("std")).isCloseTo(Math.sqrt(2), within(1e-15));
-        assertThat((List<Map<String, Object>>) mlp.get("runs")).extracting(r -> r.get("train_loss"))
-                .containsExactly(3.0, 3.2);
+        List<Map<String, Object>> runs = (List<Map<String, Object>>) mlp.get("runs");
+        assertThat(runs).extracting(r -> r.get("train_loss")).containsExactly(3.0, 3.2);
+        assertThat(runs.get(0).keySet()).containsExactly("seed", "dir", "epoch", "train_loss", "train_loss_as_frac",
+                "trigram_n_correct", "trigram_frac_correct", "trigram_avg_correct_prob", "val_loss", "seconds");
 
         assertThat(c.variants()).extracting(Comparison.Variant::name).containsExactly("mlp", "attn-only");
         String columns = "| train_loss | train_loss_as_frac | trigram_n_correct | trigram_frac_correct "
@@ -65,7 +75,8 @@ class ComparisonTest {
         Comparison one = new Comparison("quick", List.of(new Comparison.Variant("mlp", cfg, List.of(
                 new Comparison.Run(40, "mlp-seed40", epoch(3.0, 8, 0.9), 2.0)))));
         Map<String, Object> m = (Map<String, Object>) ((Map<String, Object>) ((Map<String, Object>) ((Map<String,
-                Object>) one.toJson().get("variants")).get("mlp")).get("metrics")).get("train_loss");
+                Object>) JsonFields.of(one.toJson(1, 1, 1)).get("variants")).get("mlp")).get("metrics"))
+                .get("train_loss");
         assertThat(m).containsEntry("std", null).containsEntry("mean", 3.0);
         assertThat(one.table()).contains("| mlp | 20 | 3.0000 | 0.3000 |").doesNotContain("±");
         assertThat(one.caption()).isEqualTo("final epoch (5) of each run, one run, no spread over 1 seed (40)");

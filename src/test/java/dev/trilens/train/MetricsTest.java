@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.within;
 
 import dev.trilens.data.TrigramDataset;
+import dev.trilens.io.JsonFields;
 import dev.trilens.model.HookedTransformer;
 import dev.trilens.model.Logits;
 import dev.trilens.model.ModelConfig;
@@ -121,10 +122,10 @@ class MetricsTest {
         assertThat(m.trigramAvgCorrectProb()).isEqualTo(0.25);
         assertThat(m.nTrigrams()).isEqualTo(18);
         // evaluate --json's keys, in this order
-        assertThat(m.toJson().keySet()).containsExactly("loss", "loss_as_frac", "mean_correct_prob",
+        assertThat(JsonFields.of(m).keySet()).containsExactly("loss", "loss_as_frac", "mean_correct_prob",
                 "median_correct_prob", "min_correct_prob", "trigram_n_correct", "trigram_frac_correct",
                 "trigram_avg_correct_prob", "n_trigrams");
-        assertThat(m.toJson()).containsEntry("loss", 2.0).containsEntry("trigram_n_correct", 7)
+        assertThat(JsonFields.of(m)).containsEntry("loss", 2.0).containsEntry("trigram_n_correct", 7)
                 .containsEntry("n_trigrams", 18).containsEntry("median_correct_prob", (double) 0.3f);
 
         // a dataset made by trigram count has no trigram_prob: the baseline uses n_trigrams / (V (V - 1)) = 18 / 90

@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.trilens.TorchPython;
 import dev.trilens.TorchReference;
+import dev.trilens.io.JsonFields;
 import dev.trilens.model.ParamLayout;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -92,7 +93,7 @@ class TorchReplayTest {
         TorchPython.assumeAvailable("replay trilens's training recipe in PyTorch");
         TrainConfig cfg = small();
         ObjectMapper json = new ObjectMapper();
-        Map<String, Object> spec = new LinkedHashMap<>(cfg.toJson());
+        Map<String, Object> spec = new LinkedHashMap<>(JsonFields.of(cfg));
         List<Map<String, Object>> variants = List.of(
                 Map.of("name", "recipe"),
                 Map.of("name", "weight decay 0", "no_decay_from", 1),
