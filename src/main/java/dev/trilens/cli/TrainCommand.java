@@ -23,9 +23,9 @@ import picocli.CommandLine.Option;
 import picocli.CommandLine;
 
 @Command(name = "train", mixinStandardHelpOptions = true,
-        description = "Train a trigram transformer with the challenge's recipe (AdamW, linear lr schedule). Each epoch "
-                + "updates the run folder: model.safetensors, best.safetensors, metrics.jsonl and "
-                + "train_state.safetensors; --resume continues an interrupted run exactly.")
+        description = "Train a trigram transformer with the challenge's recipe (AdamW, linear lr schedule); --resume "
+                + "continues an interrupted run exactly. Each epoch updates its files in the run folder: "
+                + "model.safetensors, best.safetensors, metrics.jsonl, train_state.safetensors.")
 public final class TrainCommand implements Callable<Integer> {
 
     enum Preset { arena, quick }
