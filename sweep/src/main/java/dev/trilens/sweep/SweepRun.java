@@ -9,6 +9,7 @@ import dev.trilens.data.TrigramDataset;
 import dev.trilens.interp.TrigramExtractor;
 import dev.trilens.io.AtomicFiles;
 import dev.trilens.io.FileText;
+import dev.trilens.io.JsonFields;
 import dev.trilens.io.OutputLock;
 import dev.trilens.model.HookedTransformer;
 import dev.trilens.model.kernels.Kernels;
@@ -92,7 +93,7 @@ final class SweepRun {
             throw new TrilensException(file + " is not a result trilens sweep wrote (" + FileText.show(String.valueOf(
                     e.getMessage()).lines().findFirst().orElse("")) + "); remove that run's folder to train it again");
         }
-        List<String> diff = configDiff(r.config(), run.config().toJson());
+        List<String> diff = configDiff(r.config(), JsonFields.of(run.config()));
         if (!diff.isEmpty()) {
             throw new TrilensException(file + " is a run of another config: it has " + String.join(", ", diff)
                     + "; expected the grid's: use another --out, or remove that run's folder");
@@ -178,7 +179,7 @@ final class SweepRun {
             TrigramExtractor.Result extracted = TrigramExtractor.extract(trainer.weights());
             TrigramExtractor.Agreement vsData = TrigramExtractor.evaluate(extracted, model, ds).vsDataset();
             Trainer.EpochMetrics last = trainer.lastMetrics();
-            RunResult r = new RunResult(run.id(), run.axes(), cfg.toJson(), cfg.epochs(), m.loss(), m.lossAsFrac(),
+            RunResult r = new RunResult(run.id(), run.axes(), JsonFields.of(cfg), cfg.epochs(), m.loss(), m.lossAsFrac(),
                     m.meanCorrectProb(), m.medianCorrectProb(), m.minCorrectProb(), m.trigramNCorrect(),
                     m.trigramFracCorrect(), m.trigramAvgCorrectProb(), m.nTrigrams(), extracted.trigrams().size(),
                     vsData.precision(), vsData.recall(), last.trainLoss(), last.valLoss(),
