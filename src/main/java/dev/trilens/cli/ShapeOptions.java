@@ -49,9 +49,12 @@ final class ShapeOptions {
     @Option(names = "--batch", paramLabel = "N", description = "sequences per batch (challenge: 512; bench eval: 2500)")
     Integer batch;
 
-    /** The flags themselves, for callers that list which flags decide a run's config. */
-    static final java.util.List<String> FLAGS = java.util.List.of("--d-model", "--n-layers", "--n-heads", "--d-head",
-            "--d-mlp", "--attn-only", "--d-vocab", "--n-ctx", "--layernorm", "--batch");
+    /**
+     * The flags themselves, for callers that list which flags decide a run's config. A sweep names its runs by its
+     * axes in this order, so the flags train had first keep their places.
+     */
+    static final java.util.List<String> FLAGS = java.util.List.of("--attn-only", "--d-head", "--d-mlp", "--d-model",
+            "--n-layers", "--n-heads", "--d-vocab", "--n-ctx", "--layernorm", "--batch");
 
     /** Checks each flag's range with a one-line error naming it. */
     void check(CommandLine cl) {
@@ -59,7 +62,7 @@ final class ShapeOptions {
         atLeast(cl, "--n-layers", nLayers, 1);
         atLeast(cl, "--n-heads", nHeads, 1);
         atLeast(cl, "--d-head", dHead, 1);
-        atLeast(cl, "--d-mlp", dMlp, 0);
+        TrainCommand.check(cl, dMlp == null || dMlp >= 0, "--d-mlp must be >= 0 (0 = attention-only), got " + dMlp);
         // a trigram is three tokens, and the dataset draws its trigrams among distinct (a, b) pairs
         atLeast(cl, "--d-vocab", dVocab, 3);
         atLeast(cl, "--n-ctx", nCtx, 3);

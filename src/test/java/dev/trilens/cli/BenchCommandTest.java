@@ -57,7 +57,7 @@ class BenchCommandTest extends CliTestBase {
     @Test
     void badShapesAreOneLineErrors() {
         assertOneLineErrorOnly(2, "--d-model must be >= 1, got 0", "bench", "train", "--d-model", "0");
-        assertOneLineErrorOnly(2, "--d-mlp must be >= 0, got -1", "bench", "eval", "--d-mlp", "-1");
+        assertOneLineErrorOnly(2, "--d-mlp must be >= 0 (0 = attention-only), got -1", "bench", "eval", "--d-mlp", "-1");
         assertOneLineErrorOnly(2, "--d-vocab must be >= 3, got 2", "bench", "train", "--d-vocab", "2");
         assertOneLineErrorOnly(2, "--n-ctx must be >= 3, got 1", "bench", "train", "--n-ctx", "1");
         assertOneLineErrorOnly(2, "--batch must be >= 1, got 0", "bench", "eval", "--batch", "0");

@@ -51,8 +51,8 @@ class GridTest {
                 train: {seed: 7}
                 axes: {attn_only: [false, true], d_head: [8], data_seed: [40], trigram_prob: [0.05, 1e-1]}
                 """, "g.yaml");
-        assertThat(Grid.NAMES).containsExactly("attn_only", "d_head", "d_mlp", "epochs", "seed", "data_seed",
-                "init_seed", "trigram_prob");
+        assertThat(Grid.NAMES).containsExactly("attn_only", "d_head", "d_mlp", "d_model", "n_layers", "n_heads",
+                "d_vocab", "n_ctx", "layernorm", "batch", "epochs", "seed", "data_seed", "init_seed", "trigram_prob");
         List<Grid.Run> runs = g.runs();
         assertThat(runs).extracting(Grid.Run::id).containsExactly(
                 "attn_only=false_d_head=8_data_seed=40_trigram_prob=0.05",
@@ -70,13 +70,20 @@ class GridTest {
         assertThat(Grid.typed("data_seed", "40")).isEqualTo(40L);
         assertThat(Grid.typed("d_head", "8")).isEqualTo(8);
         assertThat(Grid.typed("trigram_prob", "0.1")).isEqualTo(0.1);
+        // the shape flags are axes too, typed as train types them
+        assertThat(Grid.typed("layernorm", "true")).isEqualTo(true);
+        assertThat(Grid.typed("d_model", "64")).isEqualTo(64);
+        assertThat(Grid.parse("preset: quick\naxes: {d_model: [16, 48], layernorm: [true]}", "g").runs())
+                .extracting(r -> r.config().dModel() + (r.config().layerNorm() ? " LN" : ""))
+                .containsExactly("16 LN", "48 LN");
         assertThat(Grid.parse("axes: {epochs: [1]}", "g").preset()).as("train's default").isEqualTo("arena");
     }
 
     @Test
     void badGridsAreOneLineErrorsNamingWhatIsWrong() {
         bad("axes: {d_mlp: [0], width: [1]}", "g.yaml: unknown axis 'width' under axes, expected one of attn_only, "
-                + "d_head, d_mlp, epochs, seed, data_seed, init_seed, trigram_prob");
+                + "d_head, d_mlp, d_model, n_layers, n_heads, d_vocab, n_ctx, layernorm, batch, epochs, seed, "
+                + "data_seed, init_seed, trigram_prob");
         bad("train: {lr: 1}\naxes: {d_mlp: [0]}", "g.yaml: unknown train flag 'lr' under train, expected one of");
         bad("axes: {d_mlp: []}", "g.yaml: axes.d_mlp is empty; expected a list of at least one value");
         bad("axes: {d_mlp: 20}", "g.yaml: axes.d_mlp is a number; expected a list of values, e.g. [20] (a single "

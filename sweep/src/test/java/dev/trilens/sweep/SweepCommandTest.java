@@ -6,6 +6,7 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Map;
 import java.util.stream.Collectors;
 import java.util.stream.IntStream;
@@ -29,7 +30,8 @@ class SweepCommandTest {
     void badGridFilesAreOneLineErrorsBeforeAnyRunStarts() throws IOException {
         String out = tmp.resolve("out").toString();
         SweepCli.run("--grid", grid("preset: quick\naxes: {d_mlp: [0], width: [8]}"), "--out", out)
-                .failsWith(1, "trilens: error: g.yaml: unknown axis 'width' under axes, expected one of attn_only, ");
+                .failsWith(1, "trilens: error: g.yaml: unknown axis 'width' under axes, expected one of attn_only, "
+                        + "d_head, d_mlp, d_model, n_layers, n_heads, d_vocab, n_ctx, layernorm, batch, epochs, ");
         SweepCli.run("--grid", grid("preset: quick\naxes: {d_mlp: []}"), "--out", out)
                 .failsWith(1, "trilens: error: g.yaml: axes.d_mlp is empty; expected a list of at least one value");
         SweepCli.run("--grid", grid("preset: quick\naxes: {d_head: [8, 0]}"), "--out", out)
@@ -122,7 +124,12 @@ class SweepCommandTest {
     void theLaunchersJvmOptionsAreSparksDocumentedList() {
         String ours = System.getProperty("trilens.sparkJvmArgs");
         assertThat(ours).as("set by the sweep module's surefire configuration").isNotNull();
-        assertThat(ours.split(" ")).containsExactly(JavaModuleOptions.defaultModuleOptionArray());
+        // Spark's list, in its order, plus trilens's own: its vector kernels compiled on their own (see ./trilens)
+        List<String> own = List.of("-XX:CompileCommand=quiet",
+                "-XX:CompileCommand=dontinline,dev.trilens.model.kernels.VectorOps::*");
+        assertThat(ours.split(" ")).containsAll(own);
+        assertThat(Arrays.stream(ours.split(" ")).filter(o -> !own.contains(o)))
+                .containsExactly(JavaModuleOptions.defaultModuleOptionArray());
         assertThat(Arrays.asList(JavaModuleOptions.defaultModuleOptionArray()))
                 .contains("--add-modules=jdk.incubator.vector", "--add-opens=java.base/sun.nio.ch=ALL-UNNAMED");
         // and this JVM, started with them, has the Vector API: the kernels a run uses are the fast ones
