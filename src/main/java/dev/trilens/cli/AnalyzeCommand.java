@@ -1,5 +1,6 @@
 package dev.trilens.cli;
 
+import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import dev.trilens.TrilensException;
@@ -20,9 +21,13 @@ import dev.trilens.train.EvalMetrics;
 import dev.trilens.train.Metrics;
 import dev.trilens.train.TrainConfig;
 import dev.trilens.train.Trainer;
+import java.io.IOException;
 import java.io.PrintWriter;
+import java.io.Writer;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
@@ -44,7 +49,7 @@ public final class AnalyzeCommand implements Callable<Integer> {
     @Mixin
     DatasetOptions data;
 
-    @Option(names = "--threshold", defaultValue = "0.2",
+    @Option(names = "--attention-threshold", defaultValue = "0.2",
             description = "the worklog's attention / probability threshold (default: ${DEFAULT-VALUE})")
     double threshold;
 
@@ -56,6 +61,10 @@ public final class AnalyzeCommand implements Callable<Integer> {
     @Option(names = "--out", description = "folder for analysis.json (default: runs/analysis-<model file name>)")
     Path out;
 
+    @Option(names = "--json", description = "print one JSON object (the files written, the model, the dataset, the "
+            + "metrics and the explanation's sentences) instead of the summary")
+    boolean json;
+
     @Mixin
     LoadOptions loading;
 
@@ -66,7 +75,7 @@ public final class AnalyzeCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         if (!(threshold > 0 && threshold < 1)) {
             throw new CommandLine.ParameterException(spec.commandLine(),
-                    "--threshold must be between 0 and 1 (exclusive), got " + threshold);
+                    "--attention-threshold must be between 0 and 1 (exclusive), got " + threshold);
         }
         Checkpoint ckpt = Checkpoints.load(model, loading.allowNonFinite);
         TrigramDataset ds = EvaluateCommand.datasetFor(ckpt, data, spec.commandLine().getParseResult());
@@ -80,15 +89,36 @@ public final class AnalyzeCommand implements Callable<Integer> {
         }
     }
 
-    private int analyze(Checkpoint ckpt, TrigramDataset ds, Worklog.Inputs inputs, Path dir) {
-        PrintWriter term = spec.commandLine().getOut();
+    private int analyze(Checkpoint ckpt, TrigramDataset ds, Worklog.Inputs inputs, Path dir) throws IOException {
+        PrintWriter out = spec.commandLine().getOut();
+        PrintWriter term = json ? new PrintWriter(Writer.nullWriter()) : out;
         term.printf("model    %s (%s)%n", model, ckpt.weights().cfg);
         term.printf("dataset  seed=%d trigram_prob=%s size=%d n_trigrams=%d%n", ds.seed(), ds.trigramProb(),
                 ds.size(), ds.nTrigrams());
         term.flush();
         AnalysisContext ctx = new AnalysisContext(new HookedTransformer(ckpt.weights()), ds, threshold);
-        analyzeInto(ctx, inputs, model.toString(), dir, term);
+        Path file = analyzeInto(ctx, inputs, model.toString(), dir, term);
+        if (json) {
+            out.println(Analysis.mapper().writeValueAsString(jsonSummary(file, dir)));
+            out.flush();
+        }
         return 0;
+    }
+
+    /** What a script wants from a run of analyze, read back from the analysis.json just written. */
+    private static Map<String, Object> jsonSummary(Path analysisJson, Path dir) throws IOException {
+        JsonNode tree = Analysis.mapper().readTree(analysisJson.toFile());
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("analysis", analysisJson.toString());
+        m.put("report", dir.resolve("report.html").toString());
+        m.put("figures", dir.resolve("figures").toString());
+        m.put("model", tree.get("model"));
+        m.put("dataset", tree.get("dataset"));
+        m.put("metrics", tree.get("metrics"));
+        List<String> sentences = new ArrayList<>();
+        tree.path("explanation").forEach(e -> sentences.add(e.path("text").asText()));
+        m.put("explanation", sentences);
+        return m;
     }
 
     /** The initial weights when the metadata says how they were drawn, and the attention-only model if given. */
@@ -148,7 +178,8 @@ public final class AnalyzeCommand implements Callable<Integer> {
             AtomicFiles.write(set.path("analysis.json"),
                     os -> mapper.writeValue(new NonClosingOutputStream(os), tree));
             figures = PngFigures.writeAll(tree, runMetrics, set.path("figures"));
-            ReportPage.write(tree, runMetrics, set.path("report.html"));
+            // and the training dynamics, when `trilens dynamics` wrote them here
+            ReportPage.write(tree, runMetrics, DynamicsCommand.readForReport(dir), set.path("report.html"));
             set.commit();
         }
         Path file = dir.resolve("analysis.json");

@@ -34,7 +34,7 @@ import picocli.CommandLine;
 @Command(name = "compare", mixinStandardHelpOptions = true,
         description = "Train each variant once per seed (seeds: the preset's, +1, +2, ...), each run in "
                 + "OUT/<variant>-seed<N>/ as train writes it, then print the final-epoch metrics per variant as mean "
-                + "± sample standard deviation over seeds and write them to OUT/compare.json and OUT/compare.md.")
+                + "± sample standard deviation over seeds, into OUT/compare.json and OUT/compare.md.")
 public final class CompareCommand implements Callable<Integer> {
 
     /** Variant name -> how it changes the preset. */

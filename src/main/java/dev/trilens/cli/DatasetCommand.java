@@ -31,31 +31,31 @@ public final class DatasetCommand implements Callable<Integer> {
     @Option(names = "--out", description = "write the JSON here instead of to standard output")
     Path out;
 
-    @Option(names = "--head", description = "print the first N sequences as text (forced trigram completions "
-            + "marked with *) instead of JSON on standard output")
-    Integer head;
+    @Option(names = "--show", paramLabel = "N", description = "print the first N sequences as text (forced trigram "
+            + "completions marked with *) instead of JSON on standard output")
+    Integer show;
 
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
 
     @Override
     public Integer call() throws IOException {
-        if (head != null && head < 0) {
-            throw new CommandLine.ParameterException(spec.commandLine(), "--head must be >= 0, got " + head);
+        if (show != null && show < 0) {
+            throw new CommandLine.ParameterException(spec.commandLine(), "--show must be >= 0, got " + show);
         }
         TrigramDataset ds = data.generate(dVocab, seqLen);
         if (out != null) {
             AtomicFiles.write(out, os -> writeJson(ds, os));
         }
-        if (head != null) {
-            printHead(ds, Math.min(head, ds.size()), spec.commandLine().getOut());
+        if (show != null) {
+            printFirst(ds, Math.min(show, ds.size()), spec.commandLine().getOut());
         } else if (out == null) {
             writeJson(ds, new NonClosingOutputStream(System.out));
         }
         return 0;
     }
 
-    private static void printHead(TrigramDataset ds, int n, PrintWriter pw) {
+    private static void printFirst(TrigramDataset ds, int n, PrintWriter pw) {
         pw.printf("d_vocab=%d seq_len=%d seed=%d n_trigrams=%d size=%d%n", ds.dVocab(), ds.seqLen(), ds.seed(),
                 ds.nTrigrams(), ds.size());
         for (int s = 0; s < n; s++) {

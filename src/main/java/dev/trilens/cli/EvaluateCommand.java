@@ -5,6 +5,7 @@ import dev.trilens.TrilensException;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.io.Checkpoint;
 import dev.trilens.io.Checkpoints;
+import dev.trilens.io.DatasetSource;
 import dev.trilens.model.HookedTransformer;
 import dev.trilens.model.ModelConfig;
 import dev.trilens.train.EvalMetrics;
@@ -22,10 +23,6 @@ import picocli.CommandLine.Option;
         description = "Regenerate the dataset and report the model's loss, correct-token probabilities and the "
                 + "challenge's trigram metrics. d_vocab and seq_len come from the model.")
 public final class EvaluateCommand implements Callable<Integer> {
-
-    /** Metadata keys under which a trilens checkpoint records the data it was trained on. */
-    public static final String META_SEED = "data.seed";
-    public static final String META_TRIGRAM_PROB = "data.trigram_prob";
 
     @Option(names = "--model", required = true, description = "checkpoint: PyTorch .pt state dict or .safetensors")
     Path model;
@@ -46,10 +43,10 @@ public final class EvaluateCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         Checkpoint ckpt = Checkpoints.load(model, loading.allowNonFinite);
         ModelConfig cfg = ckpt.weights().cfg;
-        DataSpec dataSpec = dataSpecFor(ckpt, data, spec.commandLine().getParseResult());
+        DatasetSource.Spec dataSpec = dataSpecFor(ckpt, data, spec.commandLine().getParseResult());
         // generated and run a chunk at a time: any --size in bounded memory
         TrigramDataset[] first = {null};
-        EvalMetrics m = Metrics.evaluate(new HookedTransformer(ckpt.weights()), cfg.dVocab(), cfg.nCtx(), dataSpec.prob(),
+        EvalMetrics m = Metrics.evaluate(new HookedTransformer(ckpt.weights()), cfg.dVocab(), cfg.nCtx(), dataSpec.trigramProb(),
                 dataSpec.seed(), data.size, ds -> first[0] = ds);
         TrigramDataset ds = first[0];
         PrintWriter out = spec.commandLine().getOut();
@@ -68,15 +65,10 @@ public final class EvaluateCommand implements Callable<Integer> {
         return 0;
     }
 
-    /**
-     * The dataset to evaluate on: the model's d_vocab and n_ctx; seed and trigram_prob from the flags, else from
-     * the checkpoint's metadata, else the challenge's.
-     */
+    /** The dataset to evaluate on, as {@link DatasetSource#resolve} chooses it from the flags and the checkpoint. */
     static TrigramDataset datasetFor(Checkpoint ckpt, DatasetOptions opts, CommandLine.ParseResult parsed) {
-        ModelConfig cfg = ckpt.weights().cfg;
-        checkFitsInOneBatch(cfg, opts.size, parsed.commandSpec().name());
-        DataSpec d = dataSpecFor(ckpt, opts, parsed);
-        return TrigramDataset.generate(cfg.dVocab(), cfg.nCtx(), d.prob(), d.seed(), opts.size);
+        checkFitsInOneBatch(ckpt.weights().cfg, opts.size, parsed.commandSpec().name());
+        return dataSpecFor(ckpt, opts, parsed).generate(ckpt.weights().cfg, opts.size);
     }
 
     /**
@@ -98,29 +90,9 @@ public final class EvaluateCommand implements Callable<Integer> {
         }
     }
 
-    /** The dataset's seed and trigram_prob, as {@link #datasetFor} chooses them. */
-    record DataSpec(long seed, double prob) {
-    }
-
-    static DataSpec dataSpecFor(Checkpoint ckpt, DatasetOptions opts, CommandLine.ParseResult parsed) {
-        ModelConfig cfg = ckpt.weights().cfg;
-        long seed = opts.seed;
-        double prob = opts.trigramProb;
-        Map<String, String> meta = ckpt.metadata();
-        try {
-            if (!parsed.hasMatchedOption("--seed") && meta.containsKey(META_SEED)) {
-                seed = Long.parseLong(meta.get(META_SEED));
-            }
-            if (!parsed.hasMatchedOption("--trigram-prob") && meta.containsKey(META_TRIGRAM_PROB)) {
-                prob = Double.parseDouble(meta.get(META_TRIGRAM_PROB));
-            }
-        } catch (NumberFormatException e) {
-            throw new TrilensException("checkpoint metadata has a malformed dataset parameter (" + e.getMessage()
-                    + "); pass --seed and --trigram-prob explicitly");
-        }
-        if (cfg.nCtx() < 3) {
-            throw new TrilensException("the model's n_ctx is " + cfg.nCtx() + ", but trigram sequences need at least 3");
-        }
-        return new DataSpec(seed, prob);
+    /** The flags the user passed (picocli fills in defaults; those do not count), then the checkpoint's metadata. */
+    static DatasetSource.Spec dataSpecFor(Checkpoint ckpt, DatasetOptions opts, CommandLine.ParseResult parsed) {
+        return DatasetSource.resolve(ckpt, parsed.hasMatchedOption("--seed") ? opts.seed : null,
+                parsed.hasMatchedOption("--trigram-prob") ? opts.trigramProb : null);
     }
 }

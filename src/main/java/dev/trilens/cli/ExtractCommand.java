@@ -1,11 +1,11 @@
 package dev.trilens.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.trilens.TrilensException;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.interp.TrigramExtractor;
 import dev.trilens.io.Checkpoint;
 import dev.trilens.io.Checkpoints;
+import dev.trilens.io.DatasetSource;
 import dev.trilens.model.HookedTransformer;
 import dev.trilens.model.ModelConfig;
 import java.io.PrintWriter;
@@ -27,8 +27,8 @@ import picocli.CommandLine.Option;
                 + "widest gap of the pairs' P(c) above 1/d_vocab, which needs no labels. Beside them it lists the "
                 + "bigram defaults (*, b, c): for each b, the median over every a' of P(. | a', b), kept where its "
                 + "argmax is above Otsu's split of log(d_vocab * P) over the b's.",
-                "With a known dataset (--seed/--trigram-prob, or the checkpoint's metadata) it also reports precision "
-                        + "and recall against the dataset's trigrams, recall against every trigram the model gets "
+                "Against the dataset (--seed/--trigram-prob, else the checkpoint's metadata, else the challenge's, as "
+                        + "evaluate chooses it) it also reports precision and recall against the dataset's trigrams, recall against every trigram the model gets "
                         + "right by argmax and against those of them whose prediction depends on a, and precision and "
                         + "recall of the bigram defaults' (b, c) against the dataset's."})
 public final class ExtractCommand implements Callable<Integer> {
@@ -37,11 +37,11 @@ public final class ExtractCommand implements Callable<Integer> {
     Path model;
 
     @Option(names = "--seed", description = "dataset seed, to compare with its trigrams (default: the checkpoint's "
-            + "metadata; without either, no comparison)")
+            + "metadata, else 40)")
     Long seed;
 
     @Option(names = "--trigram-prob", description = "dataset trigram_prob (default: the checkpoint's metadata, else "
-            + "0.05 when --seed is given)")
+            + "0.05)")
     Double trigramProb;
 
     @Option(names = "--json", description = "print one JSON object instead of a table")
@@ -98,8 +98,7 @@ public final class ExtractCommand implements Callable<Integer> {
         TrigramExtractor.Result r = TrigramExtractor.extract(ckpt.weights(),
                 new TrigramExtractor.Options(threshold, positions, bg));
         TrigramDataset ds = knownDataset(ckpt);
-        TrigramExtractor.Evaluation ev = ds == null ? null
-                : TrigramExtractor.evaluate(r, new HookedTransformer(ckpt.weights()), ds);
+        TrigramExtractor.Evaluation ev = TrigramExtractor.evaluate(r, new HookedTransformer(ckpt.weights()), ds);
         int k = top == null ? -1 : top;
         PrintWriter out = cl.getOut();
         if (json) {
@@ -107,7 +106,7 @@ public final class ExtractCommand implements Callable<Integer> {
             m.put("model", model.toString());
             m.put("config", configJson(cfg));
             m.putAll(r.toJson(k));
-            m.put("evaluation", ev == null ? null : ev.toJson());
+            m.put("evaluation", ev.toJson());
             out.println(new ObjectMapper().writeValueAsString(m));
         } else {
             printText(out, cfg, r, ds, ev, k);
@@ -116,28 +115,12 @@ public final class ExtractCommand implements Callable<Integer> {
         return 0;
     }
 
-    /** The dataset to compare with: from the flags, else the checkpoint's metadata; null when neither says. */
+    /**
+     * The dataset to compare with: from the flags, else the checkpoint's metadata, else the challenge's, as evaluate
+     * chooses it. Only its trigrams are read, so one sequence is enough.
+     */
     private TrigramDataset knownDataset(Checkpoint ckpt) {
-        Map<String, String> meta = ckpt.metadata();
-        Long s = seed;
-        Double p = trigramProb;
-        try {
-            if (s == null && meta.containsKey(EvaluateCommand.META_SEED)) {
-                s = Long.parseLong(meta.get(EvaluateCommand.META_SEED));
-            }
-            if (p == null && meta.containsKey(EvaluateCommand.META_TRIGRAM_PROB)) {
-                p = Double.parseDouble(meta.get(EvaluateCommand.META_TRIGRAM_PROB));
-            }
-        } catch (NumberFormatException e) {
-            throw new TrilensException("checkpoint metadata has a malformed dataset parameter (" + e.getMessage()
-                    + "); pass --seed and --trigram-prob explicitly");
-        }
-        if (s == null && p == null) {
-            return null;
-        }
-        ModelConfig cfg = ckpt.weights().cfg;
-        // tokens are not used: one sequence is enough to get the trigrams
-        return TrigramDataset.generate(cfg.dVocab(), cfg.nCtx(), p == null ? 0.05 : p, s == null ? 40 : s, 1);
+        return DatasetSource.resolve(ckpt, seed, trigramProb).generate(ckpt.weights().cfg, 1);
     }
 
     private static Map<String, Object> configJson(ModelConfig cfg) {
@@ -165,35 +148,31 @@ public final class ExtractCommand implements Callable<Integer> {
                 + "median over every a' of P(c | a', b)): %s%n",
                 r.bigramDefaults().size(), defaultsText(r.bigramDefaults()));
         out.printf("           kept where %s%n", r.bigramCut().describe("median P(c)", cfg.dVocab()));
-        if (ev != null) {
-            TrigramExtractor.Comparison d = ev.vsDataset(), m = ev.vsModel(), dep = ev.vsModelADependent(),
-                    mc = ev.vsModelConfident();
-            TrigramExtractor.PairComparison bd = ev.bigramDefaultsVsDataset();
-            out.printf("dataset    seed=%d trigram_prob=%s: %d trigrams; the model gets %d right by argmax (position 1 "
-                    + "of [a, b, c]); %d of those depend on a (P(c | a, b) > %s x the median over every other a')%n",
-                    ds.seed(), ds.trigramProb(), d.nReference(), m.nReference(), dep.nReference(),
-                    java.math.BigDecimal.valueOf(TrigramExtractor.A_DEPENDENCE_RATIO).stripTrailingZeros()
-                            .toPlainString());
-            out.printf("           vs dataset:          precision %.3f  recall %.3f  (%d of %d)%n", d.precision(),
-                    d.recall(), d.nCorrect(), d.nReference());
-            out.printf("           vs model (argmax):   precision %.3f  recall %.3f  (%d of %d): recall against every "
-                    + "argmax-correct trigram%n", m.precision(), m.recall(), m.nCorrect(), m.nReference());
-            out.printf("           vs model (a-dependent): precision %.3f  recall %.3f  (%d of %d): recall against "
-                    + "the argmax-correct trigrams whose prediction depends on a%n", dep.precision(), dep.recall(),
-                    dep.nCorrect(), dep.nReference());
-            out.printf("           vs model (P(c) > %.4f): precision %.3f  recall %.3f  (%d of %d)%n", r.threshold(),
-                    mc.precision(), mc.recall(), mc.nCorrect(), mc.nReference());
-            out.printf("           %d argmax-correct trigrams are not extracted, %d of them with their (b, c) "
-                    + "among the bigram defaults%s%n", ev.nArgmaxCorrectNotExtracted(),
-                    ev.nNotExtractedBigramDefaults(),
-                    ev.nPredictedUnconfident() == 0 ? "" : String.format("; %d argmax-correct trigrams have P(c) at "
-                            + "most the cut (%.3f on average)", ev.nPredictedUnconfident(), ev.meanProbUnconfident()));
-            out.printf("           bigram defaults vs the dataset's %d distinct (b, c) pairs: precision %.3f  recall "
-                    + "%.3f  (%d of %d listed)%n", bd.nReference(), bd.precision(), bd.recall(), bd.nCorrect(),
-                    bd.nListed());
-        } else {
-            out.printf("dataset    unknown (pass --seed/--trigram-prob for precision and recall)%n");
-        }
+        TrigramExtractor.Comparison d = ev.vsDataset(), m = ev.vsModel(), dep = ev.vsModelADependent(),
+                mc = ev.vsModelConfident();
+        TrigramExtractor.PairComparison bd = ev.bigramDefaultsVsDataset();
+        out.printf("dataset    seed=%d trigram_prob=%s: %d trigrams; the model gets %d right by argmax (position 1 "
+                + "of [a, b, c]); %d of those depend on a (P(c | a, b) > %s x the median over every other a')%n",
+                ds.seed(), ds.trigramProb(), d.nReference(), m.nReference(), dep.nReference(),
+                java.math.BigDecimal.valueOf(TrigramExtractor.A_DEPENDENCE_RATIO).stripTrailingZeros()
+                        .toPlainString());
+        out.printf("           vs dataset:          precision %.3f  recall %.3f  (%d of %d)%n", d.precision(),
+                d.recall(), d.nCorrect(), d.nReference());
+        out.printf("           vs model (argmax):   precision %.3f  recall %.3f  (%d of %d): recall against every "
+                + "argmax-correct trigram%n", m.precision(), m.recall(), m.nCorrect(), m.nReference());
+        out.printf("           vs model (a-dependent): precision %.3f  recall %.3f  (%d of %d): recall against "
+                + "the argmax-correct trigrams whose prediction depends on a%n", dep.precision(), dep.recall(),
+                dep.nCorrect(), dep.nReference());
+        out.printf("           vs model (P(c) > %.4f): precision %.3f  recall %.3f  (%d of %d)%n", r.threshold(),
+                mc.precision(), mc.recall(), mc.nCorrect(), mc.nReference());
+        out.printf("           %d argmax-correct trigrams are not extracted, %d of them with their (b, c) "
+                + "among the bigram defaults%s%n", ev.nArgmaxCorrectNotExtracted(),
+                ev.nNotExtractedBigramDefaults(),
+                ev.nPredictedUnconfident() == 0 ? "" : String.format("; %d argmax-correct trigrams have P(c) at "
+                        + "most the cut (%.3f on average)", ev.nPredictedUnconfident(), ev.meanProbUnconfident()));
+        out.printf("           bigram defaults vs the dataset's %d distinct (b, c) pairs: precision %.3f  recall "
+                + "%.3f  (%d of %d listed)%n", bd.nReference(), bd.precision(), bd.recall(), bd.nCorrect(),
+                bd.nListed());
         out.println();
         out.println("Which circuit quantities decide each entry: attn/qk_adv = QK (does b at p attend a at p-1, score "
                 + "over attending itself); P(c|no a) and P(c|all a) = the OV+MLP readout with no / all attention on "

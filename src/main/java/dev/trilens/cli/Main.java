@@ -8,9 +8,11 @@ import picocli.CommandLine.Command;
 
 @Command(name = "trilens", mixinStandardHelpOptions = true, version = "trilens 0.1.0",
         description = "Train and mechanistically interpret small transformers: the ARENA Nov 2024 trigram model.",
+        footer = {"", "Grids of training runs: ./trilens sweep --help (a module of its own, on Apache Spark; built on "
+                + "first use)."},
         subcommands = {DatasetCommand.class, EvaluateCommand.class, BenchCommand.class, TrainCommand.class, RunCommand.class,
                 CompareCommand.class, PatchCommand.class, PredictCommand.class, ServeCommand.class, ExtractCommand.class,
-                AnalyzeCommand.class, CommandLine.HelpCommand.class})
+                AnalyzeCommand.class, DynamicsCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
 
     @CommandLine.Spec
@@ -25,13 +27,28 @@ public final class Main implements Runnable {
         System.exit(execute(args));
     }
 
+    /** The command line with every subcommand, as execute runs it. */
+    static CommandLine commandLine() {
+        CommandLine cli = new CommandLine(new Main());
+        // wide enough that file names and calls in the descriptions are not split at their dots
+        cli.setUsageHelpWidth(110);
+        return cli;
+    }
+
     /** Runs the CLI and returns its exit code: 0 ok, 1 an error in what the user gave, 2 a bad flag. */
     public static int execute(String... args) {
-        CommandLine cli = new CommandLine(new Main());
+        return execute(commandLine(), args);
+    }
+
+    /**
+     * Runs a picocli command line with trilens's conventions (a one-line error, exit code 1 for a bad input and 2
+     * for a bad flag, a stack trace only under TRILENS_DEBUG); the sweep module runs its command through it.
+     */
+    public static int execute(CommandLine cli, String... args) {
         cli.setParameterExceptionHandler((ex, argv) -> {
             PrintWriter err = ex.getCommandLine().getErr();
             String cmd = ex.getCommandLine().getCommandSpec().qualifiedName();
-            err.println(cmd + ": " + ex.getMessage() + " (see '" + cmd + " --help')");
+            err.println(cmd + ": " + ex.getMessage() + didYouMean(ex) + " (see '" + cmd + " --help')");
             err.flush();
             return 2;
         });
@@ -46,6 +63,18 @@ public final class Main implements Runnable {
             report(cli.getErr(), e);
             return 1;
         }
+    }
+
+    /** "; did you mean evaluate?" for a mistyped command or flag that is close to a real one, else "". */
+    static String didYouMean(CommandLine.ParameterException ex) {
+        if (!(ex instanceof CommandLine.UnmatchedArgumentException unmatched)) {
+            return "";
+        }
+        java.util.List<String> suggestions = unmatched.getSuggestions();
+        if (suggestions.isEmpty()) {
+            return "";
+        }
+        return "; did you mean " + String.join(" or ", suggestions.subList(0, Math.min(3, suggestions.size()))) + "?";
     }
 
     private static void report(PrintWriter err, Throwable ex) {

@@ -10,6 +10,7 @@ import dev.trilens.model.HookedTransformer;
 import dev.trilens.model.Weights;
 import dev.trilens.train.EvalMetrics;
 import dev.trilens.train.Metrics;
+import dev.trilens.train.RunSnapshots;
 import dev.trilens.train.TrainConfig;
 import dev.trilens.train.Trainer;
 import java.io.PrintWriter;
@@ -23,11 +24,12 @@ import picocli.CommandLine;
 @Command(name = "run", mixinStandardHelpOptions = true,
         description = "Train a preset from scratch, then evaluate the final model on the 2500-sequence dataset of the "
                 + "same seed and trigram_prob (as evaluate does), write eval.json next to the model, and run every "
-                + "analysis of `analyze` on it into analysis.json.")
+                + "analysis of `analyze` on it into analysis.json. With --snapshot-every N it also runs `dynamics` "
+                + "on the run before the analysis, so the report has its Training dynamics section.")
 public final class RunCommand implements Callable<Integer> {
 
     /** evaluate's default dataset size, so run's numbers match `trilens evaluate --model DIR/model.safetensors`. */
-    static final int EVAL_SIZE = 2500;
+    public static final int EVAL_SIZE = 2500;
 
     @CommandLine.Mixin
     TrainCommand.RunOptions run;
@@ -38,7 +40,7 @@ public final class RunCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         CommandLine cl = spec.commandLine();
-        TrainCommand.applyThreads(cl, run.threads);
+        run.check(cl);
         TrainCommand.Preset p = run.preset == null ? TrainCommand.Preset.arena : run.preset;
         Path runDir = TrainCommand.outDir(run.out, p);
         try (OutputLock lock = OutputLock.acquire(runDir, "run")) {
@@ -49,9 +51,7 @@ public final class RunCommand implements Callable<Integer> {
     private int run(CommandLine cl, Path runDir, TrainCommand.Preset p) throws Exception {
         PrintWriter out = cl.getOut();
         Trainer trainer = Trainer.start(TrainConfig.preset(p.name()), runDir);
-        if (run.exportPt) {
-            trainer.exportPt();
-        }
+        run.applyTo(trainer);
         Path dir = trainer.dir();
         out.printf("training into %s%n", dir);
         TrainCommand.train(trainer, out);
@@ -73,6 +73,11 @@ public final class RunCommand implements Callable<Integer> {
             o.write('\n');
         });
 
+        if (trainer.snapshotInterval() > 0) {
+            out.println();
+            DynamicsCommand.writeInto(RunSnapshots.read(dir), dir, out);
+        }
+
         Weights initial = Weights.init(trainer.config().modelConfig(), trainer.config().initSeed());
         AnalyzeCommand.analyzeInto(new AnalysisContext(new HookedTransformer(trainer.weights()), ds),
                 new Worklog.Inputs(initial, null, null), dir.resolve(Trainer.MODEL).toString(), dir, out);
@@ -84,6 +89,12 @@ public final class RunCommand implements Callable<Integer> {
             out.printf("  %-24s final weights for torch.load(path, weights_only=True)%n", Trainer.MODEL_PT);
         }
         out.printf("  %-24s one line per epoch%n", Trainer.METRICS);
+        if (trainer.snapshotInterval() > 0) {
+            out.printf("  %-24s the initial weights and those of every %d epoch%s and the last%n",
+                    Trainer.SNAPSHOTS + "/", trainer.snapshotInterval(), trainer.snapshotInterval() == 1 ? "" : "s");
+            out.printf("  %-24s the circuit forming, snapshot by snapshot (see dynamics --help)%n",
+                    DynamicsCommand.FILE);
+        }
         out.printf("  %-24s optimizer state for train --resume%n", Trainer.STATE);
         out.printf("  %-24s the table above%n", "eval.json");
         out.printf("  %-24s every analysis (see analyze --help)%n", "analysis.json");

@@ -46,6 +46,27 @@ public final class TrainCommand implements Callable<Integer> {
                 + "with TransformerLens's keys (torch.load(path, weights_only=True)), updated every epoch with "
                 + "model.safetensors; a resumed run that has one keeps it updated")
         boolean exportPt;
+
+        @Option(names = "--snapshot-every", paramLabel = "N", description = "also keep the weights of every N-th "
+                + "epoch, of the last epoch and the initial weights (epoch 0) as snapshots/epoch-NNNN.safetensors, "
+                + "for `trilens dynamics`; a resumed run that has them keeps writing them")
+        Integer snapshotEvery;
+
+        /** Applies the flags that act on the trainer rather than on its config. */
+        void applyTo(Trainer trainer) {
+            if (exportPt) {
+                trainer.exportPt();
+            }
+            if (snapshotEvery != null) {
+                trainer.snapshotEvery(snapshotEvery);
+            }
+        }
+
+        void check(CommandLine cl) {
+            TrainCommand.check(cl, snapshotEvery == null || snapshotEvery >= 1, "--snapshot-every must be >= 1 "
+                    + "epoch, got " + snapshotEvery);
+            applyThreads(cl, threads);
+        }
     }
 
     @CommandLine.Mixin
@@ -63,8 +84,19 @@ public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--epochs", description = "number of epochs")
     Integer epochs;
 
-    @Option(names = "--seed", description = "dataset and init seed")
+    @Option(names = "--seed", description = "dataset and init seed (both; --data-seed and --init-seed override one)")
     Long seed;
+
+    @Option(names = "--data-seed", description = "dataset seed: the trigrams, the sequences, the train/validation "
+            + "split and the batch order (default: the preset's, or --seed)")
+    Long dataSeed;
+
+    @Option(names = "--init-seed", description = "seed of the initial weights (default: the preset's, or --seed)")
+    Long initSeed;
+
+    @Option(names = "--trigram-prob", description = "fraction of (a, b) pairs that start a trigram (default: the "
+            + "preset's, 0.05)")
+    Double trigramProb;
 
     @Option(names = "--resume", description = "continue the run in --out after its last completed epoch")
     boolean resume;
@@ -72,16 +104,45 @@ public final class TrainCommand implements Callable<Integer> {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
 
-    @Override
-    public Integer call() {
-        CommandLine cl = spec.commandLine();
+    /**
+     * The flags that decide what a run trains (its {@link TrainConfig}); the others (--out, --threads, --resume,
+     * --export-pt) say where and how. A sweep's axes are these, without their dashes.
+     */
+    public static final List<String> CONFIG_FLAGS = List.of("--preset", "--attn-only", "--d-head", "--d-mlp",
+            "--epochs", "--seed", "--data-seed", "--init-seed", "--trigram-prob");
+
+    /**
+     * The config `train` would train with these flags (only {@link #CONFIG_FLAGS}), checked as train checks them;
+     * a bad flag or value throws picocli's ParameterException with train's own one-line message.
+     */
+    public static TrainConfig configOf(List<String> flags) {
+        TrainCommand t = new TrainCommand();
+        CommandLine cl = new CommandLine(t);
+        cl.parseArgs(flags.toArray(String[]::new));
+        for (CommandLine.Model.OptionSpec o : cl.getParseResult().matchedOptions()) {
+            check(cl, CONFIG_FLAGS.contains(o.longestName()), o.longestName() + " does not decide a run's config; "
+                    + "expected only " + String.join(", ", CONFIG_FLAGS));
+        }
+        t.checkConfigFlags(cl);
+        return t.overrides(TrainConfig.preset((t.run.preset == null ? Preset.arena : t.run.preset).name()));
+    }
+
+    private void checkConfigFlags(CommandLine cl) {
         check(cl, epochs == null || epochs >= 1, "--epochs must be >= 1, got " + epochs);
         check(cl, dHead == null || dHead >= 1, "--d-head must be >= 1, got " + dHead);
         check(cl, dMlp == null || dMlp >= 0, "--d-mlp must be >= 0 (0 = attention-only), got " + dMlp);
         check(cl, !(attnOnly && dMlp != null && dMlp != 0), "--attn-only contradicts --d-mlp " + dMlp
                 + "; give one of them");
+        check(cl, trigramProb == null || (trigramProb > 0 && trigramProb < 1), "--trigram-prob must be > 0 and < 1, "
+                + "got " + trigramProb);
+    }
+
+    @Override
+    public Integer call() {
+        CommandLine cl = spec.commandLine();
+        checkConfigFlags(cl);
         check(cl, !resume || run.out != null, "--resume needs --out, the run folder to continue");
-        applyThreads(cl, run.threads);
+        run.check(cl);
         Preset p = run.preset == null ? Preset.arena : run.preset;
         Path dir = resume ? run.out : outDir(run.out, p);
         if (resume && !Files.isDirectory(dir)) {
@@ -100,19 +161,23 @@ public final class TrainCommand implements Callable<Integer> {
             TrainConfig saved = trainer.config();
             checkSameConfig(dir, saved, overrides(run.preset == null ? saved : TrainConfig.preset(
                     run.preset.name())));
+            run.applyTo(trainer);
             out.printf("resuming %s after epoch %d of %d%n", dir, trainer.epochsDone(), saved.epochs());
         } else {
             trainer = Trainer.start(overrides(TrainConfig.preset(p.name())), dir);
+            run.applyTo(trainer);
             out.printf("training into %s%n", trainer.dir());
-        }
-        if (run.exportPt) {
-            trainer.exportPt();
         }
         train(trainer, out);
         out.printf("model     %s%nbest      %s (epoch %d)%nmetrics   %s%n", trainer.dir().resolve(Trainer.MODEL),
                 trainer.dir().resolve(Trainer.BEST), trainer.bestEpoch(), trainer.dir().resolve(Trainer.METRICS));
         if (trainer.exportsPt()) {
             out.printf("pytorch   %s%n", trainer.dir().resolve(Trainer.MODEL_PT));
+        }
+        if (trainer.snapshotInterval() > 0) {
+            out.printf("snapshots %s (every %d epoch%s; trilens dynamics --run %s)%n",
+                    trainer.dir().resolve(Trainer.SNAPSHOTS), trainer.snapshotInterval(),
+                    trainer.snapshotInterval() == 1 ? "" : "s", trainer.dir());
         }
         out.flush();
         return 0;
@@ -134,11 +199,20 @@ public final class TrainCommand implements Callable<Integer> {
         if (seed != null) {
             c = c.withSeed(seed);
         }
+        if (dataSeed != null) {
+            c = c.withDataSeed(dataSeed);
+        }
+        if (initSeed != null) {
+            c = c.withInitSeed(initSeed);
+        }
+        if (trigramProb != null) {
+            c = c.withTrigramProb(trigramProb);
+        }
         return c;
     }
 
     /** A resumed run must keep its config, or it would no longer be the run it continues. */
-    static void checkSameConfig(Path dir, TrainConfig saved, TrainConfig asked) {
+    public static void checkSameConfig(Path dir, TrainConfig saved, TrainConfig asked) {
         Map<String, String> s = saved.toMetadata(), a = asked.toMetadata();
         List<String> diff = new ArrayList<>();
         s.forEach((k, v) -> {

@@ -265,6 +265,14 @@ public final class TrigramDataset {
         return out;
     }
 
+    /**
+     * Where trigram i's prediction of c sits in the logits of {@link #trigramBatch} ([n, 3, d_vocab]): the row of
+     * position 1, which has seen a and b. The challenge's trigram metrics are read there.
+     */
+    public static int predictionRow(int i, int dVocab) {
+        return (i * 3 + 1) * dVocab;
+    }
+
     /** A copy of the tokens of sequences [fromSeq, toSeq), row-major. */
     public int[] tokensOf(int fromSeq, int toSeq) {
         Objects.checkFromToIndex(fromSeq, toSeq, size);

@@ -7,6 +7,7 @@ import dev.trilens.data.TrigramDataset;
 import dev.trilens.model.Hook;
 import dev.trilens.model.HookNames;
 import dev.trilens.model.HookedTransformer;
+import dev.trilens.model.Logits;
 import dev.trilens.model.ModelConfig;
 import dev.trilens.model.Parallel;
 import dev.trilens.model.Tensor;
@@ -289,14 +290,14 @@ public record Ablation(String meanOver, Map<String, Object> clean, List<Ablated>
         int[] tokens = data.tokens();
         int B = data.size(), T = data.seqLen();
         Tensor logits = model.runWithHooks(tokens, B, T, hooks);
-        // Metrics.loss and Metrics.correctTokenProbs in one parallel pass of Metrics.logProb: the same numbers
+        // Metrics.loss and Metrics.correctTokenProbs in one parallel pass of Logits.logProb: the same numbers
         // (the loss is summed in the same order), for half the exponentials
         int V = logits.dim(2);
         double[] lp = new double[B * (T - 1)];
         Parallel.forRange(B, (worker, from, to) -> {
             for (int b = from; b < to; b++) {
                 for (int t = 0; t < T - 1; t++) {
-                    lp[b * (T - 1) + t] = Metrics.logProb(logits.data(), (b * T + t) * V, V, tokens[b * T + t + 1]);
+                    lp[b * (T - 1) + t] = Logits.logProb(logits.data(), (b * T + t) * V, V, tokens[b * T + t + 1]);
                 }
             }
         });
@@ -315,10 +316,10 @@ public record Ablation(String meanOver, Map<String, Object> clean, List<Ablated>
             Tensor tl = model.runWithHooks(data.trigramBatch(), n, 3, hooks);
             int[][] trigrams = data.trigrams();
             for (int i = 0; i < n; i++) {
-                int row = (i * 3 + 1) * V;
+                int row = TrigramDataset.predictionRow(i, V);
                 int c = trigrams[i][2];
-                correct += Metrics.argmax(tl.data(), row, V) == c ? 1 : 0;
-                probSum += Math.exp(Metrics.logProb(tl.data(), row, V, c));
+                correct += Logits.argmax(tl.data(), row, V) == c ? 1 : 0;
+                probSum += Math.exp(Logits.logProb(tl.data(), row, V, c));
             }
         }
         double trigramProb = Double.isNaN(data.trigramProb())

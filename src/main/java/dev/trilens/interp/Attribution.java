@@ -45,6 +45,10 @@ public record Attribution(String direction, boolean layerNormScaled, int nTrigra
 
     public static final String DIRECTION = "logit of the correct next token minus the mean logit over the vocabulary";
 
+    /** The activations DLA reads: a cache filter for a pass whose cache {@link #perPosition} is then given. */
+    public static final Predicate<String> CACHED = n -> n.equals("hook_embed") || n.equals("hook_pos_embed")
+            || n.endsWith("attn.hook_result") || n.endsWith("hook_mlp_out") || n.equals("ln_final.hook_scale");
+
     /**
      * One component's mean direct attribution. JSON keys: {@code name}, {@code source} (hook or parameter),
      * {@code mean_trigram}, {@code mean_other}, {@code mean_all}.
@@ -130,17 +134,25 @@ public record Attribution(String direction, boolean layerNormScaled, int nTrigra
      */
     public static Table perPosition(HookedTransformer model, int[] tokens, int B, int T, int P,
                                     java.util.function.IntBinaryOperator target) {
+        return perPosition(model, model.runWithCache(tokens, B, T, CACHED), B, T, P, target);
+    }
+
+    /**
+     * As {@link #perPosition(HookedTransformer, int[], int, int, int, java.util.function.IntBinaryOperator)}, from a
+     * pass already run over the batch with (at least) {@link #CACHED} in its cache. A position whose target is
+     * negative is left out: its entries stay 0.
+     */
+    public static Table perPosition(HookedTransformer model, HookedTransformer.Run run, int B, int T, int P,
+                                    java.util.function.IntBinaryOperator target) {
         if (P < 1 || P > T) {
             throw new TrilensException("attribution needs 1 to " + T + " positions per sequence, got " + P);
         }
         ModelConfig cfg = model.config();
         Weights w = model.weights();
         int L = cfg.nLayers(), H = cfg.nHeads(), D = cfg.dModel(), V = cfg.dVocab();
-        Predicate<String> filter = n -> n.equals("hook_embed") || n.equals("hook_pos_embed")
-                || n.endsWith("attn.hook_result") || n.endsWith("hook_mlp_out") || n.equals("ln_final.hook_scale");
-        HookedTransformer.Run run = model.runWithCache(tokens, B, T, filter);
 
-        // centred unembed: Uc[d * V + v] = W_U[d, v] - mean_v' W_U[d, v']
+        // centred unembed, by target token so a position's dot products run along memory:
+        // uc[v * D + d] = W_U[d, v] - mean_v' W_U[d, v']
         float[] wu = w.copyOf("unembed.W_U");
         double[] uc = new double[D * V];
         for (int d = 0; d < D; d++) {
@@ -150,7 +162,7 @@ public record Attribution(String direction, boolean layerNormScaled, int nTrigra
             }
             m /= V;
             for (int v = 0; v < V; v++) {
-                uc[d * V + v] = wu[d * V + v] - m;
+                uc[v * D + d] = wu[d * V + v] - m;
             }
         }
         float[] bu = w.copyOf("unembed.b_U");
@@ -215,6 +227,9 @@ public record Attribution(String direction, boolean layerNormScaled, int nTrigra
                 int i = s * P + p;
                 int bt = s * T + p;
                 int tgt = target.applyAsInt(s, p);
+                if (tgt < 0) {
+                    continue;
+                }
                 double inv = ln ? 1.0 / scale[bt] : 1.0;
                 for (int c = 0; c < nResid; c++) {
                     float[] a = acts.get(c);
@@ -229,7 +244,7 @@ public record Attribution(String direction, boolean layerNormScaled, int nTrigra
                     double dot = 0;
                     for (int d = 0; d < D; d++) {
                         double xd = ln ? (x[d] - mean) * inv * lnW[d] : x[d];
-                        dot += xd * uc[d * V + tgt];
+                        dot += xd * uc[tgt * D + d];
                     }
                     values[c][i] = dot;
                 }
@@ -237,7 +252,7 @@ public record Attribution(String direction, boolean layerNormScaled, int nTrigra
                 if (ln) {
                     double dot = 0;
                     for (int d = 0; d < D; d++) {
-                        dot += lnB[d] * uc[d * V + tgt];
+                        dot += lnB[d] * uc[tgt * D + d];
                     }
                     values[c++][i] = dot;
                 }

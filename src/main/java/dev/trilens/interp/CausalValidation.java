@@ -4,14 +4,13 @@ import dev.trilens.TrilensException;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.model.Hook;
 import dev.trilens.model.HookedTransformer;
+import dev.trilens.model.Logits;
 import dev.trilens.model.Tensor;
 import dev.trilens.train.EvalMetrics;
 import dev.trilens.train.Metrics;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 
 /**
  * Tests the explanation by intervention: the attention pattern (blocks.0.attn.hook_pattern) of the trigram heads is
@@ -153,18 +152,6 @@ public final class CausalValidation {
     public record Variant(String name, String description, EvalMetrics metrics, double lossTrigramPositions,
                           double lossOtherPositions, double recoveredLoss, double recoveredTrigramFrac,
                           double recoveredTrigramProb) {
-        public Map<String, Object> toJson() {
-            Map<String, Object> m = new LinkedHashMap<>();
-            m.put("name", name);
-            m.put("description", description);
-            m.putAll(metrics.toJson());
-            m.put("loss_trigram_positions", lossTrigramPositions);
-            m.put("loss_other_positions", lossOtherPositions);
-            m.put("recovered_loss", recoveredLoss);
-            m.put("recovered_trigram_frac_correct", recoveredTrigramFrac);
-            m.put("recovered_trigram_avg_correct_prob", recoveredTrigramProb);
-            return m;
-        }
     }
 
     /**
@@ -187,21 +174,6 @@ public final class CausalValidation {
             throw new IllegalArgumentException("no variant " + name);
         }
 
-        public Map<String, Object> toJson() {
-            Map<String, Object> m = new LinkedHashMap<>();
-            m.put("baseline", baseline);
-            m.put("n_extracted", nExtracted);
-            m.put("rule_heads", ruleHeads);
-            m.put("rule_agreement", ruleAgreement);
-            m.put("rule_agreement_dataset", ruleAgreementDataset);
-            List<Map<String, Object>> vs = new ArrayList<>();
-            for (Variant v : variants) {
-                vs.add(v.toJson());
-            }
-            m.put("variants", vs);
-            m.put("seconds", seconds);
-            return m;
-        }
     }
 
     /** Runs every variant on the dataset's evaluation batch and its all-trigrams batch. */
@@ -341,7 +313,7 @@ public final class CausalValidation {
             System.arraycopy(p, 0, probs, from * (T - 1), p.length);
             for (int b = 0; b < B; b++) {
                 for (int t = 0; t < T - 1; t++) {
-                    double nll = -Metrics.logProb(logits.data(), (b * T + t) * V, V, tokens[b * T + t + 1]);
+                    double nll = -Logits.logProb(logits.data(), (b * T + t) * V, V, tokens[b * T + t + 1]);
                     if (data.completesTrigram(from + b, t + 1)) {
                         lossTri += nll;
                         nTri++;

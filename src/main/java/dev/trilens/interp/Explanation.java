@@ -88,10 +88,15 @@ public final class Explanation {
                            double selfAtLearned, double prevElsewhere, double selfElsewhere) {
 
         static PrefixAttention measure(HookedTransformer model, TrigramDataset data, boolean[] learnedPrefix) {
-            int B = data.size(), T = data.seqLen(), V = data.dVocab(), H = model.config().nHeads();
             String hook = HookNames.full("pattern", 0);
-            HookedTransformer.Run run = model.runWithCache(data.tokens(), B, T, hook::equals);
-            float[] pd = run.cache().get(hook).data();
+            HookedTransformer.Run run = model.runWithCache(data.tokens(), data.size(), data.seqLen(), hook::equals);
+            return measure(run.cache().get(hook), data, learnedPrefix);
+        }
+
+        /** From layer 0's pattern [B, H, T, T] of the batch data.tokens(), computed by the caller. */
+        static PrefixAttention measure(Tensor pattern, TrigramDataset data, boolean[] learnedPrefix) {
+            int B = data.size(), T = data.seqLen(), V = data.dVocab(), H = pattern.dim(1);
+            float[] pd = pattern.data();
             PrefixAttention best = null;
             for (int h = 0; h < H; h++) {
                 double[] sum = new double[4];

@@ -259,11 +259,11 @@ public record MlpAnalysis(boolean hasMlp, String note, List<Layer> layers, List<
     public static List<SubspaceOverlap> overlaps(Weights w, int l) {
         ModelConfig cfg = w.cfg;
         int D = cfg.dModel();
-        DMatrixRMaj wIn = Circuits.matrix(w, "blocks." + l + ".mlp.W_in");
-        DMatrixRMaj qIn = Circuits.orthonormalBasis(wIn);
+        DMatrixRMaj wIn = WeightMatrices.matrix(w, "blocks." + l + ".mlp.W_in");
+        DMatrixRMaj qIn = WeightMatrices.orthonormalBasis(wIn);
         List<SubspaceOverlap> out = new ArrayList<>();
         for (int h = 0; h < cfg.nHeads(); h++) {
-            FactoredMatrix ov = Circuits.ov(w, l, h);
+            FactoredMatrix ov = WeightMatrices.ov(w, l, h);
             FactoredMatrix.Svd svd = ov.svd();
             double tol = D * Math.ulp(1.0) * (svd.s().length == 0 ? 0 : svd.s()[0]);
             int r = 0;
@@ -277,7 +277,7 @@ public record MlpAnalysis(boolean hasMlp, String note, List<Layer> layers, List<
                     qOut.set(j, i, svd.vh().get(i, j));
                 }
             }
-            double[] cos = Circuits.principalCosines(qOut, qIn);
+            double[] cos = WeightMatrices.principalCosines(qOut, qIn);
             double[] deg = new double[cos.length];
             for (int i = 0; i < cos.length; i++) {
                 deg[i] = Math.toDegrees(Math.acos(cos[i]));
@@ -288,7 +288,7 @@ public record MlpAnalysis(boolean hasMlp, String note, List<Layer> layers, List<
                 total = ov.norm();
                 energy = total == 0 ? 0 : projected * projected / (total * total);
             }
-            out.add(new SubspaceOverlap(h, Circuits.headName(l, h), D, r, qIn.numCols,
+            out.add(new SubspaceOverlap(h, WeightMatrices.headName(l, h), D, r, qIn.numCols,
                     Math.max(0, r + qIn.numCols - D), deg, cos, mean(cos), randomMeanCosine(D, r, qIn.numCols),
                     energy, (double) qIn.numCols / D));
         }
@@ -302,8 +302,8 @@ public record MlpAnalysis(boolean hasMlp, String note, List<Layer> layers, List<
         Random rng = new Random(7);
         double sum = 0;
         for (int t = 0; t < RANDOM_DRAWS; t++) {
-            double[] cos = Circuits.principalCosines(Circuits.orthonormalBasis(gaussian(D, d1, rng)),
-                    Circuits.orthonormalBasis(gaussian(D, d2, rng)));
+            double[] cos = WeightMatrices.principalCosines(WeightMatrices.orthonormalBasis(gaussian(D, d1, rng)),
+                    WeightMatrices.orthonormalBasis(gaussian(D, d2, rng)));
             sum += mean(cos);
         }
         return sum / RANDOM_DRAWS;

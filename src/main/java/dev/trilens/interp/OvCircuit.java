@@ -97,14 +97,14 @@ public record OvCircuit(boolean linearised, String weightsNote, List<Head> heads
     public static Head head(Weights w, int layer, int head, TrigramDataset data) {
         Circuits.requireLayerHead(w.cfg, layer, head);
         int V = w.cfg.dVocab();
-        FactoredMatrix ov = Circuits.ov(w, layer, head);
+        FactoredMatrix ov = WeightMatrices.ov(w, layer, head);
         FactoredMatrix.Svd svd = ov.svd();
         double norm = 0;
         for (double s : svd.s()) {
             norm += s * s;
         }
-        FactoredMatrix embedOv = ov.leftMultiply(Circuits.matrix(w, "embed.W_E"));
-        FactoredMatrix full = embedOv.multiply(Circuits.matrix(w, "unembed.W_U"));
+        FactoredMatrix embedOv = ov.leftMultiply(WeightMatrices.matrix(w, "embed.W_E"));
+        FactoredMatrix full = embedOv.multiply(WeightMatrices.matrix(w, "unembed.W_U"));
         double[][] fullEig = full.eigenvalues();
         double sumRe = 0, sumAbs = 0;
         for (double[] z : fullEig) {
@@ -112,7 +112,7 @@ public record OvCircuit(boolean linearised, String weightsNote, List<Head> heads
             sumAbs += Math.hypot(z[0], z[1]);
         }
         DMatrixRMaj fullDense = full.ab();
-        float[][] fullOv = Circuits.toFloat(fullDense);
+        float[][] fullOv = WeightMatrices.toFloat(fullDense);
         int k = Math.min(TOP_K, V);
         int[][] top = new int[V][];
         float[][] topLogits = new float[V][k];
@@ -133,7 +133,7 @@ public record OvCircuit(boolean linearised, String weightsNote, List<Head> heads
             selfTop += top[x][0] == x ? 1 : 0;
         }
         DirectEffect effect = data == null ? null : directEffect(centered, data);
-        return new Head(layer, head, Circuits.headName(layer, head), svd.s(), Math.sqrt(norm), ov.eigenvalues(),
+        return new Head(layer, head, WeightMatrices.headName(layer, head), svd.s(), Math.sqrt(norm), ov.eigenvalues(),
                 embedOv.singularValues(), fullOv, full.singularValues(), fullEig,
                 sumAbs == 0 ? 0 : sumRe / sumAbs, top, topLogits, (double) selfTop / V, effect);
     }

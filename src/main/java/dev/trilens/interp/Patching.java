@@ -8,9 +8,9 @@ import dev.trilens.model.ActivationCache;
 import dev.trilens.model.Hook;
 import dev.trilens.model.HookNames;
 import dev.trilens.model.HookedTransformer;
+import dev.trilens.model.Logits;
 import dev.trilens.model.ModelConfig;
 import dev.trilens.model.Tensor;
-import dev.trilens.train.Metrics;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashSet;
@@ -308,13 +308,13 @@ public final class Patching {
     }
 
     private static int argmaxOf(float[] logits, int off, int V) {
-        return Metrics.argmax(logits, off, V);
+        return Logits.argmax(logits, off, V);
     }
 
     private static double[] probs(float[] logits, int off, int V) {
         double[] p = new double[V];
         for (int v = 0; v < V; v++) {
-            p[v] = Math.exp(Metrics.logProb(logits, off, V, v));
+            p[v] = Math.exp(Logits.logProb(logits, off, V, v));
         }
         return p;
     }

@@ -4,11 +4,11 @@ import com.fasterxml.jackson.annotation.JsonIgnore;
 import dev.trilens.TrilensException;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.model.HookedTransformer;
+import dev.trilens.model.Logits;
 import dev.trilens.model.ModelConfig;
 import dev.trilens.model.Parallel;
 import dev.trilens.model.Tensor;
 import dev.trilens.model.Weights;
-import dev.trilens.train.Metrics;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Comparator;
@@ -331,8 +331,13 @@ public final class TrigramExtractor {
     }
 
     public static Result extract(Weights w, Options opts) {
+        return extract(w, opts, true);
+    }
+
+    /** shortcuts=false: a model without LayerNorm is read the direct way too (see {@link ExtractComponents}). */
+    static Result extract(Weights w, Options opts, boolean shortcuts) {
         long t0 = System.nanoTime();
-        ExtractComponents comp = new ExtractComponents(w);
+        ExtractComponents comp = new ExtractComponents(w, shortcuts);
         int V = comp.V, H = comp.H;
         int[] positions = opts.positions() == null ? defaultPositions(comp.N) : opts.positions();
         for (int p : positions) {
@@ -346,30 +351,42 @@ public final class TrigramExtractor {
         int[] argmax = new int[V * V];
         float[] conf = new float[V * V], attnPrev = new float[V * V], qkAdv = new float[V * V];
         float[] dist = new float[V * V * V], medianOverA = new float[V * V];
+        // backgrounds[b][i]: the context of query b at positions[i]; the same for every a, so pass 2 reads it back
+        ExtractComponents.Background[][] backgrounds = new ExtractComponents.Background[V][P];
 
         // pass 1: every pair's position-averaged distribution, one query token b per task
         Parallel.forRange(V, (worker, from, to) -> {
-            ExtractComponents.Background bg = new ExtractComponents.Background(H, comp.D);
+            double[] scratch = comp.backgroundScratch();
             ExtractComponents.Resid r = new ExtractComponents.Resid(comp);
-            double[] wPrev = new double[H], wSelf = new double[H], wBg = new double[H], sPrev = new double[H],
-                    sSelf = new double[H], probs = new double[V];
+            double[] wPrev = new double[H], wSelf = new double[H], sPrev = new double[H], sSelf = new double[H],
+                    probs = new double[V];
+            // the weights of every a, then the logits of every a: one matrix product per query (b, p)
+            double[] wPrevAll = new double[V * H], wSelfAll = new double[V * H], wBgAll = new double[V * H];
+            double[] logits = new double[comp.rows * comp.stride];
             double[] acc = new double[V * V], accAttn = new double[V * H], accAdv = new double[V * H];
             double[] column = new double[V];
             for (int b = from; b < to; b++) {
                 Arrays.fill(acc, 0);
                 Arrays.fill(accAttn, 0);
                 Arrays.fill(accAdv, 0);
-                for (int p : positions) {
-                    comp.background(bg, b, p, random);
+                for (int pi = 0; pi < P; pi++) {
+                    int p = positions[pi];
+                    ExtractComponents.Background bg = new ExtractComponents.Background(comp);
+                    comp.background(bg, scratch, b, p, random);
+                    backgrounds[b][pi] = bg;
                     for (int a = 0; a < V; a++) {
                         comp.attention(a, b, p, bg, wPrev, wSelf, sPrev, sSelf);
                         for (int h = 0; h < H; h++) {
-                            wBg[h] = Math.max(0, 1 - wPrev[h] - wSelf[h]);
+                            wPrevAll[a * H + h] = wPrev[h];
+                            wSelfAll[a * H + h] = wSelf[h];
+                            wBgAll[a * H + h] = Math.max(0, 1 - wPrev[h] - wSelf[h]);
                             accAttn[a * H + h] += wPrev[h] / P;
                             accAdv[a * H + h] += (sPrev[h] - sSelf[h]) / P;
                         }
-                        comp.forward(r, a, b, p, bg, wPrev, wSelf, wBg);
-                        ExtractComponents.softmax(r.logits, probs);
+                    }
+                    comp.allLogits(logits, r, b, p, bg, wPrevAll, wSelfAll, wBgAll);
+                    for (int a = 0; a < V; a++) {
+                        ExtractComponents.softmax(logits, a * comp.stride, probs);
                         for (int c = 0; c < V; c++) {
                             acc[a * V + c] += probs[c] / P;
                         }
@@ -401,7 +418,7 @@ public final class TrigramExtractor {
                     for (int a = 0; a < V; a++) {
                         column[a] = acc[a * V + c];
                     }
-                    medianOverA[b * V + c] = (float) median(column, V);
+                    medianOverA[b * V + c] = (float) medianInPlace(column, V);
                 }
             }
         });
@@ -428,7 +445,7 @@ public final class TrigramExtractor {
         Parallel.forRange(chosen.size(), (worker, from, to) -> {
             for (int i = from; i < to; i++) {
                 int[] ab = chosen.get(i);
-                entries[i] = explain(comp, ab[0], ab[1], argmax[ab[0] * V + ab[1]], positions, random);
+                entries[i] = explain(comp, ab[0], ab[1], argmax[ab[0] * V + ab[1]], positions, backgrounds[ab[1]]);
             }
         });
         List<Entry> list = new ArrayList<>(Arrays.asList(entries));
@@ -462,12 +479,63 @@ public final class TrigramExtractor {
 
     /** The median of v[0..n): the middle value, or the mean of the two middle ones when n is even; NaN when n = 0. */
     static double median(double[] v, int n) {
+        return medianInPlace(Arrays.copyOf(v, n), n);
+    }
+
+    /** {@link #median}, reordering v: by selection, with no sort (V^2 medians per extraction). */
+    static double medianInPlace(double[] v, int n) {
         if (n == 0) {
             return Double.NaN;
         }
-        double[] s = Arrays.copyOf(v, n);
-        Arrays.sort(s);
-        return n % 2 == 1 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+        for (int i = 0; i < n; i++) {
+            if (Double.isNaN(v[i])) {
+                // NaN compares as nothing: the sort's order (NaN last) decides, as it always did
+                Arrays.sort(v, 0, n);
+                return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+            }
+        }
+        double upper = select(v, n, n / 2);
+        if (n % 2 == 1) {
+            return upper;
+        }
+        // select leaves nothing larger before the k-th: the lower middle is the largest of those
+        double lower = Double.NEGATIVE_INFINITY;
+        for (int i = 0; i < n / 2; i++) {
+            lower = Math.max(lower, v[i]);
+        }
+        return (lower + upper) / 2;
+    }
+
+    /** Reorders v[0..n) so that v[k] is its k-th smallest value, nothing before it larger, nothing after smaller. */
+    static double select(double[] v, int n, int k) {
+        int lo = 0, hi = n - 1;
+        while (hi > lo) {
+            double pivot = v[(lo + hi) >>> 1];
+            int i = lo, j = hi;
+            while (i <= j) {
+                while (v[i] < pivot) {
+                    i++;
+                }
+                while (v[j] > pivot) {
+                    j--;
+                }
+                if (i <= j) {
+                    double t = v[i];
+                    v[i] = v[j];
+                    v[j] = t;
+                    i++;
+                    j--;
+                }
+            }
+            if (k <= j) {
+                hi = j;
+            } else if (k >= i) {
+                lo = i;
+            } else {
+                break;
+            }
+        }
+        return v[k];
     }
 
     /**
@@ -483,11 +551,11 @@ public final class TrigramExtractor {
             throw new TrilensException("query position " + p + " is outside [1, " + (comp.N - 1) + "]");
         }
         int H = comp.H;
-        ExtractComponents.Background bg = new ExtractComponents.Background(H, comp.D);
+        ExtractComponents.Background bg = new ExtractComponents.Background(comp);
         ExtractComponents.Resid r = new ExtractComponents.Resid(comp);
         double[] wPrev = new double[H], wSelf = new double[H], wBg = new double[H], sPrev = new double[H],
                 sSelf = new double[H], probs = new double[comp.V];
-        comp.background(bg, b, p, background == Background.RANDOM_CONTEXT);
+        comp.background(bg, comp.backgroundScratch(), b, p, background == Background.RANDOM_CONTEXT);
         comp.attention(a, b, p, bg, wPrev, wSelf, sPrev, sSelf);
         for (int h = 0; h < H; h++) {
             wBg[h] = Math.max(0, 1 - wPrev[h] - wSelf[h]);
@@ -497,10 +565,13 @@ public final class TrigramExtractor {
         return probs;
     }
 
-    /** The circuit quantities of one pair (a, b) with candidate c, averaged over the positions. */
-    static Entry explain(ExtractComponents comp, int a, int b, int c, int[] positions, boolean random) {
+    /**
+     * The circuit quantities of one pair (a, b) with candidate c, averaged over the positions; backgrounds[i] is the
+     * context of query b at positions[i].
+     */
+    static Entry explain(ExtractComponents comp, int a, int b, int c, int[] positions,
+                         ExtractComponents.Background[] backgrounds) {
         int V = comp.V, H = comp.H, P = positions.length;
-        ExtractComponents.Background bg = new ExtractComponents.Background(H, comp.D);
         ExtractComponents.Resid r = new ExtractComponents.Resid(comp);
         double[] wPrev = new double[H], wSelf = new double[H], wBg = new double[H], sPrev = new double[H],
                 sSelf = new double[H], probs = new double[V];
@@ -512,7 +583,7 @@ public final class TrigramExtractor {
         double conf = 0, confMin = 1, confNo = 0, confFull = 0;
         for (int pi = 0; pi < P; pi++) {
             int p = positions[pi];
-            comp.background(bg, b, p, random);
+            ExtractComponents.Background bg = backgrounds[pi];
             comp.attention(a, b, p, bg, wPrev, wSelf, sPrev, sSelf);
             for (int h = 0; h < H; h++) {
                 wBg[h] = Math.max(0, 1 - wPrev[h] - wSelf[h]);
@@ -537,10 +608,10 @@ public final class TrigramExtractor {
                 b0[h] = rest > 0 ? wBg[h] / rest : 0;
                 w1[h] = 1;
             }
-            comp.forward(r, a, b, p, bg, w0, s0, b0);
+            comp.logits(r, a, b, p, bg, w0, s0, b0);
             ExtractComponents.softmax(r.logits, probs);
             confNo += probs[c] / P;
-            comp.forward(r, a, b, p, bg, w1, z, z);
+            comp.logits(r, a, b, p, bg, w1, z, z);
             ExtractComponents.softmax(r.logits, probs);
             confFull += probs[c] / P;
         }
@@ -778,7 +849,7 @@ public final class TrigramExtractor {
                 int n = 0;
                 for (int a = 0; a < V; a++) {
                     if (a != all[i][0]) {
-                        others[n++] = Math.exp(Metrics.logProb(logits.data(), (a * 3 + 1) * LV, LV, all[i][2]));
+                        others[n++] = Math.exp(Logits.logProb(logits.data(), (a * 3 + 1) * LV, LV, all[i][2]));
                     }
                 }
                 out[i] = median(others, n);
@@ -803,9 +874,9 @@ public final class TrigramExtractor {
         int V = logits.dim(2);
         int[][] t = data.trigrams();
         for (int i = 0; i < n; i++) {
-            int row = (i * 3 + 1) * V;
-            out[i] = Metrics.argmax(logits.data(), row, V) == t[i][2];
-            probC[i] = Math.exp(Metrics.logProb(logits.data(), row, V, t[i][2]));
+            int row = TrigramDataset.predictionRow(i, V);
+            out[i] = Logits.argmax(logits.data(), row, V) == t[i][2];
+            probC[i] = Math.exp(Logits.logProb(logits.data(), row, V, t[i][2]));
         }
         return out;
     }

@@ -372,11 +372,11 @@ public final class Worklog {
         return out;
     }
 
-    private static double norm(float[] v, int off, int n) {
+    static double norm(float[] v, int off, int n) {
         return Math.sqrt(dot(v, v, off, off, n));
     }
 
-    private static double dot(float[] a, float[] b, int offA, int offB, int n) {
+    static double dot(float[] a, float[] b, int offA, int offB, int n) {
         double s = 0;
         for (int i = 0; i < n; i++) {
             s += (double) a[offA + i] * b[offB + i];

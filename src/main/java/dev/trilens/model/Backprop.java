@@ -1,5 +1,7 @@
 package dev.trilens.model;
 
+import dev.trilens.model.kernels.Kernels;
+import dev.trilens.model.kernels.TensorOps;
 import java.util.Arrays;
 
 /**
@@ -21,6 +23,7 @@ public final class Backprop {
     static final int BLOCK = 16;
 
     private final ModelConfig cfg;
+    private final TensorOps ops;
     private final ParamLayout layout;
     private final int D, H, Dh, HDh, M, V, L;
     /** d_mlp and d_vocab padded to whole vectors (see PackedParams). */
@@ -33,6 +36,8 @@ public final class Backprop {
      * nothing before it, so training leaves it out.
      */
     private int T = -1, P = -1;
+    /** The forward pass for P positions, in training's layouts; rebuilt when T changes. */
+    private Forward forward;
     private Workspace[] workspaces = new Workspace[0];
     /** Per block: the packed gradient, then the table buckets. */
     private float[][] blockGrads = new float[0][];
@@ -54,7 +59,7 @@ public final class Backprop {
     private final int bucketByToken, bucketByPos, gradSize;
 
     public Backprop(ModelConfig cfg) {
-        this(cfg, !cfg.layerNorm() && tablesPayOff(cfg));
+        this(cfg, !cfg.layerNorm() && tablesPayOff(cfg), Kernels.ops());
     }
 
     /**
@@ -67,12 +72,16 @@ public final class Backprop {
         return buckets <= (long) BLOCK * cfg.nCtx() * cfg.dModel();
     }
 
-    /** factorEmbedding: use the tables for layer 0 (only valid without LayerNorm); false runs every matmul. */
-    Backprop(ModelConfig cfg, boolean factorEmbedding) {
+    /**
+     * factorEmbedding: use the tables for layer 0 (only valid without LayerNorm); false runs every matmul. ops: the
+     * kernels (tests run the scalar reference through the same pass).
+     */
+    Backprop(ModelConfig cfg, boolean factorEmbedding, TensorOps ops) {
         if (factorEmbedding && cfg.layerNorm()) {
             throw new IllegalArgumentException("the embedding tables need a model without LayerNorm");
         }
         this.cfg = cfg;
+        this.ops = ops;
         this.layout = new ParamLayout(cfg);
         D = cfg.dModel();
         H = cfg.nHeads();
@@ -81,25 +90,27 @@ public final class Backprop {
         M = cfg.dMlp();
         V = cfg.dVocab();
         L = cfg.nLayers();
-        packing = new PackedParams(layout, cfg, Kernels.VECTOR ? VectorKernels.floatLanes() : 1);
+        packing = new PackedParams(layout, cfg, ops.lanes());
         Mp = packing.dMlpPadded;
         Vp = packing.dVocabPadded;
         pw = new float[packing.size];
         wT = new Transposed();
         layerAt = new LayerAt[L];
         for (int l = 0; l < L; l++) {
-            String b = "blocks." + l + ".";
-            layerAt[l] = new LayerAt(at(b + "attn.W_Q"), at(b + "attn.b_Q"), at(b + "attn.W_K"), at(b + "attn.b_K"),
-                    at(b + "attn.W_V"), at(b + "attn.b_V"), at(b + "attn.W_O"), at(b + "attn.b_O"), at(b + "ln1.w"),
-                    at(b + "ln1.b"), at(b + "ln2.w"), at(b + "ln2.b"), at(b + "mlp.W_in"), at(b + "mlp.b_in"),
-                    at(b + "mlp.W_out"), at(b + "mlp.b_out"));
+            layerAt[l] = new LayerAt(at(ParamLayout.attnWeight(l, "Q")), at(ParamLayout.attnBias(l, "Q")),
+                    at(ParamLayout.attnWeight(l, "K")), at(ParamLayout.attnBias(l, "K")),
+                    at(ParamLayout.attnWeight(l, "V")), at(ParamLayout.attnBias(l, "V")),
+                    at(ParamLayout.attnWeight(l, "O")), at(ParamLayout.attnBias(l, "O")),
+                    at(ParamLayout.ln1(l) + ".w"), at(ParamLayout.ln1(l) + ".b"), at(ParamLayout.ln2(l) + ".w"),
+                    at(ParamLayout.ln2(l) + ".b"), at(ParamLayout.mlp(l, "W_in")), at(ParamLayout.mlp(l, "b_in")),
+                    at(ParamLayout.mlp(l, "W_out")), at(ParamLayout.mlp(l, "b_out")));
         }
-        wE = at("embed.W_E");
-        wPos = at("pos_embed.W_pos");
-        wU = at("unembed.W_U");
-        bU = at("unembed.b_U");
-        lnfW = at("ln_final.w");
-        lnfB = at("ln_final.b");
+        wE = at(ParamLayout.W_E);
+        wPos = at(ParamLayout.W_POS);
+        wU = at(ParamLayout.W_U);
+        bU = at(ParamLayout.B_U);
+        lnfW = at(ParamLayout.LN_FINAL + ".w");
+        lnfB = at(ParamLayout.LN_FINAL + ".b");
         factored = factorEmbedding;
         tableByToken = new float[factored ? 3 * V * HDh : 0];
         tableByPos = new float[factored ? 3 * cfg.nCtx() * HDh : 0];
@@ -143,7 +154,7 @@ public final class Backprop {
         System.arraycopy(blockGrads[0], 0, packedGrads, 0, packedGrads.length);
         double loss = blockLoss[0];
         for (int blk = 1; blk < nBlocks; blk++) {
-            Kernels.accumulate(packedGrads, 0, blockGrads[blk], 0, packedGrads.length);
+            ops.accumulate(packedGrads, 0, blockGrads[blk], 0, packedGrads.length);
             loss += blockLoss[blk];
         }
         if (factored) {
@@ -187,6 +198,10 @@ public final class Backprop {
         if (T != this.T || workspaces.length < Parallel.threads()) {
             this.T = T;
             P = T - 1;
+            forward = new Forward(cfg, packing, ops, P,
+                    new Forward.Options(false, false, ops.prefersKeyMajor(P, Dh), factored));
+            forward.bindWeights(pw);
+            forward.bindTables(tableByToken, tableByPos);
             workspaces = new Workspace[Parallel.threads()];
             for (int i = 0; i < workspaces.length; i++) {
                 workspaces[i] = new Workspace();
@@ -221,8 +236,8 @@ public final class Backprop {
     /** tableByToken = W_E @ W_{Q,K,V}; tableByPos = W_pos[:P] @ W_{Q,K,V} + b_{Q,K,V}. */
     private void fillTables(int P) {
         for (int j = 0; j < 3; j++) {
-            Kernels.matmulForward(tableByToken, j * V * HDh, pw, wE, pw, qkvWeight(j), null, 0, V, D, HDh);
-            Kernels.matmulForward(tableByPos, j * cfg.nCtx() * HDh, pw, wPos, pw, qkvWeight(j), pw, qkvBias(j), P, D,
+            ops.matmulForward(tableByToken, j * V * HDh, pw, wE, pw, qkvWeight(j), null, 0, V, D, HDh);
+            ops.matmulForward(tableByPos, j * cfg.nCtx() * HDh, pw, wPos, pw, qkvWeight(j), pw, qkvBias(j), P, D,
                     HDh);
         }
     }
@@ -232,12 +247,12 @@ public final class Backprop {
         float[] g = packedGrads;
         for (int j = 0; j < 3; j++) {
             int byToken = bucketByToken + j * V * HDh, byPos = bucketByPos + j * cfg.nCtx() * HDh;
-            Kernels.matmulBackwardWeight(g, qkvWeight(j), g, byToken, pw, wE, V, D, HDh);
-            Kernels.matmulBackwardWeight(g, qkvWeight(j), g, byPos, pw, wPos, P, D, HDh);
-            Kernels.biasBackward(g, qkvBias(j), g, byPos, P, HDh);
+            ops.matmulBackwardWeight(g, qkvWeight(j), g, byToken, pw, wE, V, D, HDh);
+            ops.matmulBackwardWeight(g, qkvWeight(j), g, byPos, pw, wPos, P, D, HDh);
+            ops.biasBackward(g, qkvBias(j), g, byPos, P, HDh);
             float[] wTj = j == 0 ? wT.wqT[0] : j == 1 ? wT.wkT[0] : wT.wvT[0];
-            Kernels.matmulBackwardInput(g, wE, g, byToken, wTj, 0, V, D, HDh);
-            Kernels.matmulBackwardInput(g, wPos, g, byPos, wTj, 0, P, D, HDh);
+            ops.matmulBackwardInput(g, wE, g, byToken, wTj, 0, V, D, HDh);
+            ops.matmulBackwardInput(g, wPos, g, byPos, wTj, 0, P, D, HDh);
         }
     }
 
@@ -262,64 +277,61 @@ public final class Backprop {
 
         void update() {
             for (int l = 0; l < L; l++) {
-                String b = "blocks." + l + ".";
-                Kernels.transpose(wqT[l], 0, pw, packing.offset(b + "attn.W_Q"), D, HDh);
-                Kernels.transpose(wkT[l], 0, pw, packing.offset(b + "attn.W_K"), D, HDh);
-                Kernels.transpose(wvT[l], 0, pw, packing.offset(b + "attn.W_V"), D, HDh);
-                Kernels.transpose(woT[l], 0, pw, packing.offset(b + "attn.W_O"), HDh, D);
+                LayerAt at = layerAt[l];
+                ops.transpose(wqT[l], 0, pw, at.wQ(), D, HDh);
+                ops.transpose(wkT[l], 0, pw, at.wK(), D, HDh);
+                ops.transpose(wvT[l], 0, pw, at.wV(), D, HDh);
+                ops.transpose(woT[l], 0, pw, at.wO(), HDh, D);
                 if (M > 0) {
-                    Kernels.transpose(winT[l], 0, pw, packing.offset(b + "mlp.W_in"), D, Mp);
-                    Kernels.transpose(woutT[l], 0, pw, packing.offset(b + "mlp.W_out"), Mp, D);
+                    ops.transpose(winT[l], 0, pw, at.wIn(), D, Mp);
+                    ops.transpose(woutT[l], 0, pw, at.wOut(), Mp, D);
                 }
             }
-            Kernels.transpose(wuT, 0, pw, packing.offset("unembed.W_U"), D, Vp);
+            ops.transpose(wuT, 0, pw, wU, D, Vp);
         }
     }
 
-    /** One worker's activations and gradients for a single sequence. */
+    /** One worker's activations (the forward pass's, by hook name) and gradients for a single sequence. */
     private final class Workspace {
-        /**
-         * Attention held key-major ([h, key, query]) so the vector kernels run the softmax down the columns; the
-         * query-major kernels otherwise. Only this class sees the layout.
-         */
-        final boolean keyMajor = Kernels.VECTOR && P >= VectorKernels.floatLanes()
-                && Dh % VectorKernels.floatLanes() == 0;
-        // activations, per layer where the backward needs them
+        final Forward.Frame frame = new Forward.Frame(forward);
+        /** Attention held key-major ([h, key, query]): the forward's choice, which the backward must follow. */
+        final boolean keyMajor = ops.prefersKeyMajor(P, Dh);
+        // the activations the backward reads, per layer
         final float[][] residPre = new float[L][], ln1Scale = new float[L][], ln1Out = new float[L][];
         final float[][] q = new float[L][], k = new float[L][], v = new float[L][], pattern = new float[L][];
         final float[][] z = new float[L][], residMid = new float[L][], ln2Scale = new float[L][];
         final float[][] ln2Out = new float[L][], pre = new float[L][], post = new float[L][];
         final float[][] residPost = new float[L][];
-        final float[] scores, tmpD, lnfScale, lnfOut, logits;
+        final float[] lnfScale, lnfOut, logits;
         // gradients of activations, reused across layers
         final float[] dResid, dMid, dAttnIn, dMlpIn, dz, dq, dk, dv, dPattern, dScores, dPre, dPost, dLogits;
 
         Workspace() {
             for (int l = 0; l < L; l++) {
-                residPre[l] = new float[P * D];
-                q[l] = new float[P * HDh];
-                k[l] = new float[P * HDh];
-                v[l] = new float[P * HDh];
-                pattern[l] = new float[H * P * P];
-                z[l] = new float[P * HDh];
-                residMid[l] = new float[P * D];
-                residPost[l] = new float[P * D];
+                residPre[l] = act(HookNames.residPre(l));
+                q[l] = act(HookNames.attn(l, "q"));
+                k[l] = act(HookNames.attn(l, "k"));
+                v[l] = act(HookNames.attn(l, "v"));
+                pattern[l] = act(HookNames.attn(l, "pattern"));
+                z[l] = act(HookNames.attn(l, "z"));
+                residPost[l] = act(HookNames.residPost(l));
                 if (cfg.layerNorm()) {
-                    ln1Scale[l] = new float[P];
-                    ln1Out[l] = new float[P * D];
-                    ln2Scale[l] = new float[P];
-                    ln2Out[l] = new float[P * D];
+                    ln1Scale[l] = act(HookNames.ln1(l) + ".hook_scale");
+                    ln1Out[l] = act(HookNames.ln1(l) + ".hook_normalized");
                 }
                 if (M > 0) {
-                    pre[l] = new float[P * Mp];
-                    post[l] = new float[P * Mp];
+                    residMid[l] = act(HookNames.residMid(l));
+                    pre[l] = act(HookNames.mlp(l, "pre"));
+                    post[l] = act(HookNames.mlp(l, "post"));
+                    if (cfg.layerNorm()) {
+                        ln2Scale[l] = act(HookNames.ln2(l) + ".hook_scale");
+                        ln2Out[l] = act(HookNames.ln2(l) + ".hook_normalized");
+                    }
                 }
             }
-            scores = new float[H * P * P];
-            tmpD = new float[P * D];
-            lnfScale = new float[P];
-            lnfOut = new float[P * D];
-            logits = new float[P * Vp];
+            lnfScale = cfg.layerNorm() ? act(HookNames.LN_FINAL + ".hook_scale") : null;
+            lnfOut = cfg.layerNorm() ? act(HookNames.LN_FINAL + ".hook_normalized") : null;
+            logits = act(HookNames.LOGITS);
             dResid = new float[P * D];
             dMid = new float[P * D];
             dAttnIn = new float[P * D];
@@ -333,6 +345,10 @@ public final class Backprop {
             dPre = new float[P * Math.max(Mp, 1)];
             dPost = new float[P * Math.max(Mp, 1)];
             dLogits = new float[P * Vp];
+        }
+
+        private float[] act(String name) {
+            return frame.array(forward.id(name));
         }
 
         float[] attnIn(int l) {
@@ -349,77 +365,28 @@ public final class Backprop {
 
         /** The forward pass of the sequence at tokens[tokOff..tokOff+P), up to the logits. */
         void forward(int[] tokens, int tokOff) {
-            float[] w = pw;
-            Kernels.gatherRowsAdd(residPre[0], 0, w, wE, tokens, tokOff, w, wPos, P, D);
-            for (int l = 0; l < L; l++) {
-                LayerAt at = layerAt[l];
-                if (l > 0) {
-                    System.arraycopy(residPost[l - 1], 0, residPre[l], 0, P * D);
-                }
-                if (cfg.layerNorm()) {
-                    Kernels.layerNormForward(ln1Out[l], 0, ln1Scale[l], 0, residPre[l], 0, w,
-                            at.ln1w(), w, at.ln1b(), P, D);
-                }
-                if (factored && l == 0) {
-                    int byToken = V * HDh, byPos = cfg.nCtx() * HDh;
-                    Kernels.gatherRowsAdd(q[0], 0, tableByToken, 0, tokens, tokOff, tableByPos, 0, P, HDh);
-                    Kernels.gatherRowsAdd(k[0], 0, tableByToken, byToken, tokens, tokOff, tableByPos, byPos, P, HDh);
-                    Kernels.gatherRowsAdd(v[0], 0, tableByToken, 2 * byToken, tokens, tokOff, tableByPos, 2 * byPos,
-                            P, HDh);
-                } else {
-                    float[] x = attnIn(l);
-                    Kernels.matmulForward(q[l], 0, x, 0, w, at.wQ(), w, at.bQ(), P, D, HDh);
-                    Kernels.matmulForward(k[l], 0, x, 0, w, at.wK(), w, at.bK(), P, D, HDh);
-                    Kernels.matmulForward(v[l], 0, x, 0, w, at.wV(), w, at.bV(), P, D, HDh);
-                }
-                if (keyMajor) {
-                    VectorKernels.attnScoresForwardKeyMajor(scores, 0, q[l], 0, k[l], 0, P, H, Dh);
-                    VectorKernels.softmaxForwardKeyMajor(pattern[l], 0, scores, 0, P, H);
-                    VectorKernels.attnValuesForwardKeyMajor(z[l], 0, pattern[l], 0, v[l], 0, P, H, Dh);
-                } else {
-                    Kernels.attnScoresForward(scores, 0, q[l], 0, k[l], 0, P, H, Dh);
-                    Kernels.softmaxForward(pattern[l], 0, scores, 0, P, H);
-                    Kernels.attnValuesForward(z[l], 0, pattern[l], 0, v[l], 0, P, H, Dh);
-                }
-                Kernels.matmulForward(tmpD, 0, z[l], 0, w, at.wO(), w, at.bO(), P, HDh, D);
-                float[] afterAttn = M > 0 ? residMid[l] : residPost[l];
-                Kernels.addForward(afterAttn, 0, residPre[l], 0, tmpD, 0, P * D);
-                if (M > 0) {
-                    if (cfg.layerNorm()) {
-                        Kernels.layerNormForward(ln2Out[l], 0, ln2Scale[l], 0, residMid[l], 0, w,
-                                at.ln2w(), w, at.ln2b(), P, D);
-                    }
-                    Kernels.matmulForward(pre[l], 0, mlpIn(l), 0, w, at.wIn(), w, at.bIn(), P, D, Mp);
-                    Kernels.reluForward(post[l], 0, pre[l], 0, P * Mp);
-                    Kernels.matmulForwardStrided(tmpD, 0, post[l], 0, Mp, w, at.wOut(), w, at.bOut(), P, M, D);
-                    Kernels.addForward(residPost[l], 0, residMid[l], 0, tmpD, 0, P * D);
-                }
-            }
-            if (cfg.layerNorm()) {
-                Kernels.layerNormForward(lnfOut, 0, lnfScale, 0, residPost[L - 1], 0, w, lnfW, w, lnfB, P, D);
-            }
-            Kernels.matmulForward(logits, 0, unembedIn(), 0, w, wU, w, bU, P, D, Vp);
+            Backprop.this.forward.run(frame, 0, tokens, tokOff);
         }
 
         /** Position t predicts token t+1: returns the summed loss; dLogits = its gradient times lossScale. */
         double lossAndLogitGradients(int[] tokens, int tokOff, float lossScale) {
-            return Kernels.crossEntropyForwardBackward(dLogits, logits, tokens, tokOff + 1, lossScale, P, V, Vp);
+            return ops.crossEntropyForwardBackward(dLogits, logits, tokens, tokOff + 1, lossScale, P, V, Vp);
         }
 
         /** The backward pass from dLogits, adding every parameter's gradient (and the table buckets) into g. */
         void backward(int[] tokens, int tokOff, float[] g) {
             float[] w = pw;
-            Kernels.matmulBackwardWeight(g, wU, dLogits, 0, unembedIn(), 0, P, D, Vp);
-            Kernels.biasBackward(g, bU, dLogits, 0, P, Vp);
+            ops.matmulBackwardWeight(g, wU, dLogits, 0, unembedIn(), 0, P, D, Vp);
+            ops.biasBackward(g, bU, dLogits, 0, P, Vp);
             Arrays.fill(dResid, 0f);
             if (cfg.layerNorm()) {
                 Arrays.fill(dMlpIn, 0f);
-                Kernels.matmulBackwardInputStrided(dMlpIn, 0, dLogits, 0, Vp, wT.wuT, 0, P, D, V);
-                Kernels.layerNormBackward(dResid, 0, g, lnfW, g, lnfB,
+                ops.matmulBackwardInputStrided(dMlpIn, 0, dLogits, 0, Vp, wT.wuT, 0, P, D, V);
+                ops.layerNormBackward(dResid, 0, g, lnfW, g, lnfB,
                         dMlpIn, 0, residPost[L - 1], 0, lnfScale, 0, w, lnfW, P, D);
             } else {
                 // the padding's gradient is zero: sum over the real vocabulary only
-                Kernels.matmulBackwardInputStrided(dResid, 0, dLogits, 0, Vp, wT.wuT, 0, P, D, V);
+                ops.matmulBackwardInputStrided(dResid, 0, dLogits, 0, Vp, wT.wuT, 0, P, D, V);
             }
             // dResid now holds the gradient of resid_post of the last layer
             for (int l = L - 1; l >= 0; l--) {
@@ -428,77 +395,77 @@ public final class Backprop {
                 System.arraycopy(dResid, 0, dMid, 0, P * D);
                 if (M > 0) {
                     // resid_post = resid_mid + post @ W_out + b_out
-                    Kernels.matmulBackwardWeightStrided(g, at.wOut(), dResid, 0, post[l], 0, Mp, P, M, D);
-                    Kernels.biasBackward(g, at.bOut(), dResid, 0, P, D);
+                    ops.matmulBackwardWeightStrided(g, at.wOut(), dResid, 0, post[l], 0, Mp, P, M, D);
+                    ops.biasBackward(g, at.bOut(), dResid, 0, P, D);
                     // dPost = dResid @ W_out^T, written rather than added (no zeroing pass)
-                    Kernels.matmulForward(dPost, 0, dResid, 0, wT.woutT[l], 0, null, 0, P, D, Mp);
-                    Kernels.reluBackward(dPre, 0, dPost, 0, pre[l], 0, P * Mp);
-                    Kernels.matmulBackwardWeight(g, at.wIn(), dPre, 0, mlpIn(l), 0, P, D, Mp);
-                    Kernels.biasBackward(g, at.bIn(), dPre, 0, P, Mp);
+                    ops.matmulForward(dPost, 0, dResid, 0, wT.woutT[l], 0, null, 0, P, D, Mp);
+                    ops.reluBackward(dPre, 0, dPost, 0, pre[l], 0, P * Mp);
+                    ops.matmulBackwardWeight(g, at.wIn(), dPre, 0, mlpIn(l), 0, P, D, Mp);
+                    ops.biasBackward(g, at.bIn(), dPre, 0, P, Mp);
                     if (cfg.layerNorm()) {
                         Arrays.fill(dMlpIn, 0f);
-                        Kernels.matmulBackwardInputStrided(dMlpIn, 0, dPre, 0, Mp, wT.winT[l], 0, P, D, M);
-                        Kernels.layerNormBackward(dMid, 0, g, at.ln2w(), g, at.ln2b(),
+                        ops.matmulBackwardInputStrided(dMlpIn, 0, dPre, 0, Mp, wT.winT[l], 0, P, D, M);
+                        ops.layerNormBackward(dMid, 0, g, at.ln2w(), g, at.ln2b(),
                                 dMlpIn, 0, residMid[l], 0, ln2Scale[l], 0, w, at.ln2w(), P, D);
                     } else {
-                        Kernels.matmulBackwardInputStrided(dMid, 0, dPre, 0, Mp, wT.winT[l], 0, P, D, M);
+                        ops.matmulBackwardInputStrided(dMid, 0, dPre, 0, Mp, wT.winT[l], 0, P, D, M);
                     }
                 }
                 // resid_mid = resid_pre + z @ W_O + b_O
-                Kernels.matmulBackwardWeight(g, at.wO(), dMid, 0, z[l], 0, P, HDh, D);
-                Kernels.biasBackward(g, at.bO(), dMid, 0, P, D);
-                Kernels.matmulForward(dz, 0, dMid, 0, wT.woT[l], 0, null, 0, P, D, HDh); // dz = dMid @ W_O^T
+                ops.matmulBackwardWeight(g, at.wO(), dMid, 0, z[l], 0, P, HDh, D);
+                ops.biasBackward(g, at.bO(), dMid, 0, P, D);
+                ops.matmulForward(dz, 0, dMid, 0, wT.woT[l], 0, null, 0, P, D, HDh); // dz = dMid @ W_O^T
                 Arrays.fill(dv, 0f);
                 Arrays.fill(dq, 0f);
                 Arrays.fill(dk, 0f);
                 if (keyMajor) {
-                    VectorKernels.attnValuesBackwardKeyMajor(dPattern, 0, dv, 0, dz, 0, pattern[l], 0, v[l], 0, P, H,
+                    ops.attnValuesBackwardKeyMajor(dPattern, 0, dv, 0, dz, 0, pattern[l], 0, v[l], 0, P, H,
                             Dh);
-                    VectorKernels.softmaxBackwardKeyMajor(dScores, 0, dPattern, 0, pattern[l], 0, P, H);
-                    VectorKernels.attnScoresBackwardKeyMajor(dq, 0, dk, 0, dScores, 0, q[l], 0, k[l], 0, P, H, Dh);
+                    ops.softmaxBackwardKeyMajor(dScores, 0, dPattern, 0, pattern[l], 0, P, H);
+                    ops.attnScoresBackwardKeyMajor(dq, 0, dk, 0, dScores, 0, q[l], 0, k[l], 0, P, H, Dh);
                 } else {
-                    Kernels.attnValuesBackward(dPattern, 0, dv, 0, dz, 0, pattern[l], 0, v[l], 0, P, H, Dh);
+                    ops.attnValuesBackward(dPattern, 0, dv, 0, dz, 0, pattern[l], 0, v[l], 0, P, H, Dh);
                     Arrays.fill(dScores, 0f);
-                    Kernels.softmaxBackward(dScores, 0, dPattern, 0, pattern[l], 0, P, H);
-                    Kernels.attnScoresBackward(dq, 0, dk, 0, dScores, 0, q[l], 0, k[l], 0, P, H, Dh);
+                    ops.softmaxBackward(dScores, 0, dPattern, 0, pattern[l], 0, P, H);
+                    ops.attnScoresBackward(dq, 0, dk, 0, dScores, 0, q[l], 0, k[l], 0, P, H, Dh);
                 }
                 if (factored && l == 0) {
                     // the tables' gradients; the residual's own path to W_E and W_pos is dMid, below
                     int byToken = V * HDh;
-                    Kernels.scatterRowsAdd(g, bucketByToken, tokens, tokOff, dq, 0, P, HDh);
-                    Kernels.scatterRowsAdd(g, bucketByToken + byToken, tokens, tokOff, dk, 0, P, HDh);
-                    Kernels.scatterRowsAdd(g, bucketByToken + 2 * byToken, tokens, tokOff, dv, 0, P, HDh);
+                    ops.scatterRowsAdd(g, bucketByToken, tokens, tokOff, dq, 0, P, HDh);
+                    ops.scatterRowsAdd(g, bucketByToken + byToken, tokens, tokOff, dk, 0, P, HDh);
+                    ops.scatterRowsAdd(g, bucketByToken + 2 * byToken, tokens, tokOff, dv, 0, P, HDh);
                     int byPos = bucketByPos, posStride = cfg.nCtx() * HDh;
-                    Kernels.accumulate(g, byPos, dq, 0, P * HDh);
-                    Kernels.accumulate(g, byPos + posStride, dk, 0, P * HDh);
-                    Kernels.accumulate(g, byPos + 2 * posStride, dv, 0, P * HDh);
+                    ops.accumulate(g, byPos, dq, 0, P * HDh);
+                    ops.accumulate(g, byPos + posStride, dk, 0, P * HDh);
+                    ops.accumulate(g, byPos + 2 * posStride, dv, 0, P * HDh);
                     System.arraycopy(dMid, 0, dResid, 0, P * D);
                     continue;
                 }
                 float[] x = attnIn(l);
-                Kernels.matmulBackwardWeight(g, at.wQ(), dq, 0, x, 0, P, D, HDh);
-                Kernels.matmulBackwardWeight(g, at.wK(), dk, 0, x, 0, P, D, HDh);
-                Kernels.matmulBackwardWeight(g, at.wV(), dv, 0, x, 0, P, D, HDh);
-                Kernels.biasBackward(g, at.bQ(), dq, 0, P, HDh);
-                Kernels.biasBackward(g, at.bK(), dk, 0, P, HDh);
-                Kernels.biasBackward(g, at.bV(), dv, 0, P, HDh);
+                ops.matmulBackwardWeight(g, at.wQ(), dq, 0, x, 0, P, D, HDh);
+                ops.matmulBackwardWeight(g, at.wK(), dk, 0, x, 0, P, D, HDh);
+                ops.matmulBackwardWeight(g, at.wV(), dv, 0, x, 0, P, D, HDh);
+                ops.biasBackward(g, at.bQ(), dq, 0, P, HDh);
+                ops.biasBackward(g, at.bK(), dk, 0, P, HDh);
+                ops.biasBackward(g, at.bV(), dv, 0, P, HDh);
                 // the residual passes straight through: dResid (of resid_pre) = dMid + attention-input gradient
                 float[] dIn = cfg.layerNorm() ? dAttnIn : dMid;
                 if (cfg.layerNorm()) {
                     Arrays.fill(dAttnIn, 0f);
                 }
-                Kernels.matmulBackwardInput(dIn, 0, dq, 0, wT.wqT[l], 0, P, D, HDh);
-                Kernels.matmulBackwardInput(dIn, 0, dk, 0, wT.wkT[l], 0, P, D, HDh);
-                Kernels.matmulBackwardInput(dIn, 0, dv, 0, wT.wvT[l], 0, P, D, HDh);
+                ops.matmulBackwardInput(dIn, 0, dq, 0, wT.wqT[l], 0, P, D, HDh);
+                ops.matmulBackwardInput(dIn, 0, dk, 0, wT.wkT[l], 0, P, D, HDh);
+                ops.matmulBackwardInput(dIn, 0, dv, 0, wT.wvT[l], 0, P, D, HDh);
                 if (cfg.layerNorm()) {
-                    Kernels.layerNormBackward(dMid, 0, g, at.ln1w(), g, at.ln1b(),
+                    ops.layerNormBackward(dMid, 0, g, at.ln1w(), g, at.ln1b(),
                             dAttnIn, 0, residPre[l], 0, ln1Scale[l], 0, w, at.ln1w(), P, D);
                 }
                 System.arraycopy(dMid, 0, dResid, 0, P * D);
             }
             // resid_pre[0] = W_E[token] + W_pos
-            Kernels.scatterRowsAdd(g, wE, tokens, tokOff, dResid, 0, P, D);
-            Kernels.accumulate(g, wPos, dResid, 0, P * D); // W_pos's first P rows, in one go
+            ops.scatterRowsAdd(g, wE, tokens, tokOff, dResid, 0, P, D);
+            ops.accumulate(g, wPos, dResid, 0, P * D); // W_pos's first P rows, in one go
         }
 
     }

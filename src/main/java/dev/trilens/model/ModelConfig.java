@@ -11,7 +11,7 @@ import dev.trilens.TrilensException;
 public record ModelConfig(int dVocab, int nCtx, int dModel, int nLayers, int nHeads, int dHead, int dMlp,
                           boolean layerNorm) {
 
-    public static final float LN_EPS = 1e-5f;
+    public static final float LN_EPS = dev.trilens.model.kernels.TensorOps.LN_EPS;
 
     public ModelConfig {
         requirePositive("d_vocab", dVocab);

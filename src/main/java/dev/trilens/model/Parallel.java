@@ -25,6 +25,11 @@ public final class Parallel {
     private static final int DEFAULT_THREADS = Runtime.getRuntime().availableProcessors();
     private static volatile int threads = DEFAULT_THREADS;
     private static ExecutorService pool;
+    /**
+     * Set on a thread while it runs a parallel loop's body: a loop nested inside one (a forward pass inside a
+     * per-snapshot loop) runs on that thread, since the outer loop already keeps every core busy.
+     */
+    private static final ThreadLocal<Boolean> IN_LOOP = ThreadLocal.withInitial(() -> false);
 
     private Parallel() {
     }
@@ -69,10 +74,11 @@ public final class Parallel {
 
     /**
      * Runs body over [0, n) split into at most threads() contiguous ranges, one per worker; the caller's thread
-     * takes the first range. Exceptions in any worker are rethrown here.
+     * takes the first range. Exceptions in any worker are rethrown here. Called from inside another loop's body, it
+     * runs the whole range there, as worker 0.
      */
     public static void forRange(int n, RangeBody body) {
-        int workers = Math.min(threads, n);
+        int workers = IN_LOOP.get() ? 1 : Math.min(threads, n);
         if (workers <= 1) {
             if (n > 0) {
                 body.run(0, 0, n);
@@ -84,11 +90,11 @@ public final class Parallel {
             int worker = w;
             int from = (int) ((long) n * w / workers);
             int to = (int) ((long) n * (w + 1) / workers);
-            futures.add(pool().submit(() -> body.run(worker, from, to)));
+            futures.add(pool().submit(() -> inLoop(body, worker, from, to)));
         }
         Throwable failure = null;
         try {
-            body.run(0, 0, (int) ((long) n / workers));
+            inLoop(body, 0, 0, (int) ((long) n / workers));
         } catch (RuntimeException | Error e) {
             failure = e;
         }
@@ -114,6 +120,15 @@ public final class Parallel {
         }
         if (failure != null) {
             throw new IllegalStateException(failure);
+        }
+    }
+
+    private static void inLoop(RangeBody body, int worker, int from, int to) {
+        IN_LOOP.set(true);
+        try {
+            body.run(worker, from, to);
+        } finally {
+            IN_LOOP.set(false);
         }
     }
 }

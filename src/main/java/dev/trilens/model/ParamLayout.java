@@ -29,6 +29,42 @@ public final class ParamLayout {
         }
     }
 
+    // TransformerLens's parameter names, built in one place
+
+    public static final String W_E = "embed.W_E", W_POS = "pos_embed.W_pos", W_U = "unembed.W_U", B_U = "unembed.b_U";
+    /** The final LayerNorm's prefix: its parameters are LN_FINAL + ".w" and ".b". */
+    public static final String LN_FINAL = "ln_final";
+
+    /** "blocks.{layer}." */
+    public static String block(int layer) {
+        return "blocks." + layer + ".";
+    }
+
+    /** W_Q, W_K, W_V or W_O of a layer's attention (which: "Q", "K", "V" or "O"). */
+    public static String attnWeight(int layer, String which) {
+        return block(layer) + "attn.W_" + which;
+    }
+
+    /** b_Q, b_K, b_V or b_O of a layer's attention. */
+    public static String attnBias(int layer, String which) {
+        return block(layer) + "attn.b_" + which;
+    }
+
+    /** A layer's MLP parameter: "W_in", "b_in", "W_out" or "b_out". */
+    public static String mlp(int layer, String which) {
+        return block(layer) + "mlp." + which;
+    }
+
+    /** The prefix of a layer's first LayerNorm (before attention): its parameters are ln1(l) + ".w" and ".b". */
+    public static String ln1(int layer) {
+        return block(layer) + "ln1";
+    }
+
+    /** The prefix of a layer's second LayerNorm (before the MLP). */
+    public static String ln2(int layer) {
+        return block(layer) + "ln2";
+    }
+
     /** One flat float[] holds every parameter, and Java arrays stop just short of 2^31 elements. */
     public static final long MAX_PARAMS = Integer.MAX_VALUE - 8;
     /** TransformerLens state dicts name blocks with at most four digits (see StateDictSchema). */
@@ -51,39 +87,38 @@ public final class ParamLayout {
         List<Param> list = new ArrayList<>();
         int[] offset = {0};
         int v = cfg.dVocab(), d = cfg.dModel(), h = cfg.nHeads(), dh = cfg.dHead(), m = cfg.dMlp();
-        add(list, offset, "embed.W_E", v, d);
-        add(list, offset, "pos_embed.W_pos", cfg.nCtx(), d);
+        add(list, offset, W_E, v, d);
+        add(list, offset, W_POS, cfg.nCtx(), d);
         for (int l = 0; l < cfg.nLayers(); l++) {
-            String p = "blocks." + l + ".";
             if (cfg.layerNorm()) {
-                add(list, offset, p + "ln1.w", d);
-                add(list, offset, p + "ln1.b", d);
+                add(list, offset, ln1(l) + ".w", d);
+                add(list, offset, ln1(l) + ".b", d);
                 if (!cfg.attnOnly()) {
-                    add(list, offset, p + "ln2.w", d);
-                    add(list, offset, p + "ln2.b", d);
+                    add(list, offset, ln2(l) + ".w", d);
+                    add(list, offset, ln2(l) + ".b", d);
                 }
             }
-            add(list, offset, p + "attn.W_Q", h, d, dh);
-            add(list, offset, p + "attn.W_O", h, dh, d);
-            add(list, offset, p + "attn.b_Q", h, dh);
-            add(list, offset, p + "attn.b_O", d);
-            add(list, offset, p + "attn.W_K", h, d, dh);
-            add(list, offset, p + "attn.W_V", h, d, dh);
-            add(list, offset, p + "attn.b_K", h, dh);
-            add(list, offset, p + "attn.b_V", h, dh);
+            add(list, offset, attnWeight(l, "Q"), h, d, dh);
+            add(list, offset, attnWeight(l, "O"), h, dh, d);
+            add(list, offset, attnBias(l, "Q"), h, dh);
+            add(list, offset, attnBias(l, "O"), d);
+            add(list, offset, attnWeight(l, "K"), h, d, dh);
+            add(list, offset, attnWeight(l, "V"), h, d, dh);
+            add(list, offset, attnBias(l, "K"), h, dh);
+            add(list, offset, attnBias(l, "V"), h, dh);
             if (!cfg.attnOnly()) {
-                add(list, offset, p + "mlp.W_in", d, m);
-                add(list, offset, p + "mlp.b_in", m);
-                add(list, offset, p + "mlp.W_out", m, d);
-                add(list, offset, p + "mlp.b_out", d);
+                add(list, offset, mlp(l, "W_in"), d, m);
+                add(list, offset, mlp(l, "b_in"), m);
+                add(list, offset, mlp(l, "W_out"), m, d);
+                add(list, offset, mlp(l, "b_out"), d);
             }
         }
         if (cfg.layerNorm()) {
-            add(list, offset, "ln_final.w", d);
-            add(list, offset, "ln_final.b", d);
+            add(list, offset, LN_FINAL + ".w", d);
+            add(list, offset, LN_FINAL + ".b", d);
         }
-        add(list, offset, "unembed.W_U", d, v);
-        add(list, offset, "unembed.b_U", v);
+        add(list, offset, W_U, d, v);
+        add(list, offset, B_U, v);
         this.params = Collections.unmodifiableList(list);
         Map<String, Param> map = new LinkedHashMap<>();
         for (Param p : list) {

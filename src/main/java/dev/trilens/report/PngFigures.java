@@ -455,7 +455,7 @@ public final class PngFigures {
     }
 
     /** Fonts large enough to read when the 900 px figure is shown 480 px wide. */
-    private static void style(Chart<?, ?> chart) {
+    public static void style(Chart<?, ?> chart) {
         Styler st = chart.getStyler();
         st.setChartTitleFont(new Font(Font.SANS_SERIF, Font.BOLD, 22));
         st.setLegendFont(new Font(Font.SANS_SERIF, Font.PLAIN, 17));
@@ -484,7 +484,7 @@ public final class PngFigures {
      * Writes name.png and name.svg (XChart's vector export of the same chart), each whole or not at all; returns
      * both paths.
      */
-    private static List<Path> save(Chart<?, ?> chart, Path dir, String name) {
+    public static List<Path> save(Chart<?, ?> chart, Path dir, String name) {
         Path png = dir.resolve(name + ".png"), svg = dir.resolve(name + ".svg");
         AtomicFiles.write(png, out -> BitmapEncoder.saveBitmap(chart, out, BitmapEncoder.BitmapFormat.PNG));
         AtomicFiles.write(svg, out -> VectorGraphicsEncoder.saveVectorGraphic(chart, out,

@@ -15,8 +15,10 @@ import java.nio.file.Path;
 /**
  * report.html: one self-contained page (no network, opens from file://) that shows the analysis pictures first:
  * data embedded as JSON, drawn by the plain JavaScript below onto canvases, with a CircuitsVis-style attention
- * explorer. Sections have stable ids: explanation, worklog, model, training, metrics, sample-probs, attention-explorer, prev-token, qk,
- * ov, dla, ablation, patching, trigram-table, causal, failures.
+ * explorer. Sections have stable ids: explanation, worklog, model, training, dynamics, metrics, sample-probs,
+ * attention-explorer, prev-token, qk, ov, dla, ablation, patching, trigram-table, causal, failures. The training
+ * curves need the run's metrics.jsonl, the dynamics section its dynamics.json (trilens dynamics); without them those
+ * sections say so.
  */
 public final class ReportPage {
     /** Sequences embedded for the explorer and the probability heatmap. */
@@ -27,14 +29,19 @@ public final class ReportPage {
     }
 
     public static void write(JsonNode analysis, Path metricsJsonl, Path outFile) {
-        String data = embeddedJson(analysis, metricsJsonl);
+        write(analysis, metricsJsonl, null, outFile);
+    }
+
+    /** dynamics: dynamics.json's tree, or null when the folder has none. */
+    public static void write(JsonNode analysis, Path metricsJsonl, JsonNode dynamics, Path outFile) {
+        String data = embeddedJson(analysis, metricsJsonl, dynamics);
         String html = PAGE.replace("%TITLE%", escapeHtml("trilens report: " + analysis.at("/model/path").asText()))
                 .replace("%DATA%", data);
         AtomicFiles.write(outFile, out -> out.write(html.getBytes(StandardCharsets.UTF_8)));
     }
 
     /** The subset of the analysis the page draws, plus the example sequences' tokens; safe inside a script tag. */
-    static String embeddedJson(JsonNode a, Path metricsJsonl) {
+    static String embeddedJson(JsonNode a, Path metricsJsonl, JsonNode dynamics) {
         ObjectNode d = JSON.createObjectNode();
         d.set("model", a.path("model"));
         d.set("dataset", a.path("dataset"));
@@ -98,6 +105,7 @@ public final class ReportPage {
         d.set("top", topPredictions(a.at("/predictions/top_predictions")));
         d.set("failures", failures(a.path("failure_modes")));
         d.set("training", training(metricsJsonl));
+        d.set("dynamics", dynamics == null ? null : dynamics(dynamics));
         try {
             // "</" could close the script element early; JSON allows "<\/"
             return JSON.writeValueAsString(d).replace("</", "<\\/");
@@ -163,6 +171,23 @@ public final class ReportPage {
         return rows;
     }
 
+    /** What the dynamics section draws: dynamics.json without the per-snapshot lists of extracted trigrams. */
+    private static ObjectNode dynamics(JsonNode dyn) {
+        ObjectNode o = JSON.createObjectNode();
+        for (String k : new String[] {"run", "snapshot_every", "n_trigrams", "notes", "summary", "onset", "milestones",
+                "order", "phase_rule", "phase_changes", "trigrams"}) {
+            o.set(k, dyn.path(k));
+        }
+        ArrayNode snaps = o.putArray("snapshots");
+        for (JsonNode s : dyn.path("snapshots")) {
+            ObjectNode copy = s.deepCopy();
+            copy.remove("extracted");
+            copy.remove("weight_distance");
+            snaps.add(copy);
+        }
+        return o;
+    }
+
     private static TrigramDataset dataset(JsonNode a) {
         JsonNode d = a.path("dataset");
         if (!d.path("trigram_prob").isNumber()) {
@@ -223,6 +248,7 @@ dt{font-weight:bold;margin-top:4px}dd{margin:0 0 4px 16px}
 <section id="worklog"><h2>The worklog's questions, answered</h2><div id="worklog-body"></div></section>
 <section id="model"><h2>Model</h2><div id="model-card" class="tables"></div></section>
 <section id="training"><h2>Training curves</h2><div id="training-body"></div></section>
+<section id="dynamics"><h2>Training dynamics</h2><ul class="summary" id="dynamics-summary"></ul><div id="dynamics-body"></div></section>
 <section id="metrics"><h2>Metrics</h2><div id="metrics-body"></div></section>
 <section id="sample-probs"><h2>Probability of the correct next token</h2><p>Rows: sequences; columns: positions (each predicting the next token). Blue dots: the next token completes a trigram.</p><div class="row" id="probs-fig"></div><ul class="summary" id="sum-predictions"></ul></section>
 <section id="attention-explorer"><h2>Attention explorer</h2>
@@ -305,10 +331,12 @@ function heatmap(parent, title, m, opts) {
   const f = el('div', {className: 'fig'}); f.append(el('strong', {}, title), c, legend(lo, hi, color, opts.note)); parent.append(f); return c;
 }
 // Lines over epochs, one y scale; ticks at round values.
-function lineChart(parent, title, xs, series, yLabel, lo, hi) {
+// Lines over epochs, one y scale; ticks at round values; x placed by value; marks: epochs to draw a dashed line at.
+// Values that are not finite numbers (NaN is the string "NaN" in the data) leave a gap.
+function lineChart(parent, title, xs, series, yLabel, lo, hi, marks) {
   const W = Math.min(roomFor(parent), 560), H = 240, L = 52, R = 10, T = 10, B = 40, [c, g] = canvas(W, H, title);
-  if (lo === undefined) { const all = series.flatMap(s => s.values).filter(v => isFinite(v)); lo = Math.min(...all); hi = Math.max(...all); if (hi - lo < 1e-9) { hi += 0.5; lo -= 0.5; } }
-  const n = xs.length, X = i => L + (n === 1 ? (W - L - R) / 2 : i / (n - 1) * (W - L - R)), Y = v => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
+  if (lo === undefined) { const all = series.flatMap(s => s.values).filter(v => isFinite(v)); lo = all.length ? Math.min(...all) : 0; hi = all.length ? Math.max(...all) : 1; if (hi - lo < 1e-9) { hi += 0.5; lo -= 0.5; } }
+  const n = xs.length, x0 = xs[0], x1 = xs[n - 1], XV = x => n === 1 || x1 === x0 ? L + (W - L - R) / 2 : L + (x - x0) / (x1 - x0) * (W - L - R), X = i => XV(xs[i]), Y = v => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
   g.strokeStyle = '#999'; g.strokeRect(L, T, W - L - R, H - T - B); g.fillStyle = '#222'; g.font = '11px sans-serif';
   const step = niceStep((hi - lo) / 5), dec = (String(step).split('.')[1] || '').length; g.textAlign = 'right';
   for (let i = Math.ceil(lo / step - 1e-9); i * step <= hi + 1e-9; i++) { const v = i * step; g.fillText(v.toFixed(dec), L - 4, Y(v) + 4); g.strokeStyle = '#eee'; g.beginPath(); g.moveTo(L + 1, Y(v)); g.lineTo(W - R - 1, Y(v)); g.stroke(); }
@@ -316,9 +344,13 @@ function lineChart(parent, title, xs, series, yLabel, lo, hi) {
   for (let i = 0; i < n; i += xStep) g.fillText(String(xs[i]), X(i), H - B + 14);
   g.font = 'bold 11px sans-serif'; g.fillText('epoch', L + (W - L - R) / 2, H - 6);
   g.save(); g.translate(12, T + (H - T - B) / 2); g.rotate(-Math.PI / 2); g.fillText(yLabel, 0, 0); g.restore();
-  series.forEach(s => { g.strokeStyle = s.color; g.fillStyle = s.color; g.lineWidth = 2; g.beginPath(); s.values.forEach((v, i) => i ? g.lineTo(X(i), Y(v)) : g.moveTo(X(i), Y(v))); g.stroke(); if (n === 1) { g.beginPath(); g.arc(X(0), Y(s.values[0]), 3, 0, 7); g.fill(); } });
+  g.save(); g.strokeStyle = '#888'; g.lineWidth = 1; g.setLineDash([5, 4]);
+  (marks || []).filter(m => m >= x0 && m <= x1).forEach(m => { g.beginPath(); g.moveTo(XV(m), T + 1); g.lineTo(XV(m), H - B - 1); g.stroke(); });
+  g.restore();
+  series.forEach(s => { g.strokeStyle = s.color; g.fillStyle = s.color; g.lineWidth = 2; g.beginPath(); let on = false; s.values.forEach((v, i) => { if (!isFinite(v)) { on = false; return; } if (on) g.lineTo(X(i), Y(v)); else g.moveTo(X(i), Y(v)); on = true; }); g.stroke(); if (n === 1 && isFinite(s.values[0])) { g.beginPath(); g.arc(X(0), Y(s.values[0]), 3, 0, 7); g.fill(); } });
   const f = el('div', {className: 'fig'}), keys = el('div', {className: 'legend'});
   series.forEach(s => { const k = el('span', {}, '\u25ac ' + s.name); k.style.color = s.color; keys.append(k); });
+  if ((marks || []).length) keys.append(el('span', {}, '- - phase change'));
   f.append(el('strong', {}, title), c, keys); parent.append(f);
 }
 function table(parent, header, rows, id, textCols) {
@@ -344,6 +376,27 @@ if (D.training.length) {
   lineChart(row, 'Trigram metrics', ep, [{name: 'trigram_frac_correct', color: '#2166ac', values: col('trigram_frac_correct')}, {name: 'trigram_avg_correct_prob', color: '#1a9850', values: col('trigram_avg_correct_prob')}], 'fraction / probability', 0, 1);
   table($('training-body'), ['epoch', 'train_loss', 'val_loss', 'trigram_frac_correct', 'trigram_avg_correct_prob'], D.training.filter((r, i) => i % Math.ceil(D.training.length / 10) === 0 || i === D.training.length - 1).map(r => [r.epoch, r.train_loss, r.val_loss, r.trigram_frac_correct, r.trigram_avg_correct_prob]));
 } else { $('training-body').textContent = 'No training metrics next to this model (analyze a run folder to see them).'; }
+// training dynamics (trilens dynamics): the sentences, the curves with their phase changes, the learning order
+const DY = D.dynamics;
+if (DY && DY.snapshots && DY.snapshots.length) {
+  list('dynamics-summary', DY.summary);
+  const body = $('dynamics-body'), S = DY.snapshots, ep = S.map(s => s.epoch), col = f => S.map(f);
+  (DY.notes || []).forEach(n => body.append(el('p', {className: 'note'}, n)));
+  const marks = [...new Set((DY.phase_changes || []).map(p => p.epoch))], row = el('div', {className: 'row'}); body.append(row);
+  lineChart(row, 'Metrics', ep, [{name: 'trigram_avg_correct_prob', color: '#2166ac', values: col(s => s.trigram_avg_correct_prob)}, {name: 'extracted / n_trigrams', color: '#b2182b', values: col(s => s.n_extracted / DY.n_trigrams)}, {name: 'qk_auc', color: '#ef8a62', values: col(s => s.qk_auc)}], 'fraction / AUC', 0, Math.max(1, ...col(s => s.n_extracted / DY.n_trigrams)), marks);
+  lineChart(row, 'Attention on the previous token a', ep, [{name: 'at learned prefixes', color: '#1a9850', values: col(s => s.attn_prev_learned)}, {name: 'elsewhere', color: '#999999', values: col(s => s.attn_prev_elsewhere)}, {name: "at the dataset's prefixes", color: '#2166ac', values: col(s => s.attn_prev_dataset)}, {name: 'at other pairs', color: '#ef8a62', values: col(s => s.attn_prev_not_dataset)}], 'mean attention', 0, 1, marks);
+  const groupColors = ['#2166ac', '#1a9850', '#b2182b', '#999999'];
+  lineChart(row, 'Direct logit attribution at trigram positions', ep, Object.keys(S[0].dla_trigram || {}).map((k, i) => ({name: k, color: groupColors[i % 4], values: col(s => s.dla_trigram[k])})), 'logits', undefined, undefined, marks);
+  const rel = S[S.length - 1].weight_relative_distance || {}, paramColors = ['#2166ac', '#1a9850', '#b2182b', '#ef8a62', '#762a83', '#8c510a', '#01665e', '#c51b7d'];
+  lineChart(row, 'Distance from the initial weights (relative)', ep, Object.keys(rel).filter(k => isFinite(rel[k])).map((k, i) => ({name: k.split('.').pop(), color: paramColors[i % 8], values: col(s => s.weight_relative_distance[k])})), '||W - W_init|| / ||W_init||', undefined, undefined, marks);
+  const fp = S[0].final_position || {};
+  lineChart(row, `W_pos[${fp.position}] against the other rows`, ep, [{name: `W_pos[${fp.position}]`, color: '#b2182b', values: col(s => s.final_position.distance_from_initial)}, {name: 'median of the others', color: '#2166ac', values: col(s => s.final_position.median_other_distance_from_initial)}], 'distance from the initial row', undefined, undefined, marks);
+  body.append(el('p', {className: 'note'}, 'Dashed lines: phase changes. Rule: ' + DY.phase_rule + '.'));
+  if ((DY.phase_changes || []).length) table(body, ['metric', 'epoch', 'from epoch', 'from', 'to', 'change per epoch'], DY.phase_changes.map(p => [p.metric, p.epoch, p.from_epoch, p.from, p.to, p.change_per_epoch]), 'dynamics-phases');
+  const learned = (DY.trigrams || []).filter(t => t.in_dataset).sort((x, y) => (x.learned_epoch === null) - (y.learned_epoch === null) || x.learned_epoch - y.learned_epoch || y.count - x.count);
+  const det = el('details'); det.append(el('summary', {}, `The dataset's ${learned.length} trigrams in the order they were learned`)); body.append(det);
+  table(det, ['a', 'b', 'c', 'learned at epoch', 'first extracted', 'count in training data', "b shared"], learned.map(t => [t.a, t.b, t.c, t.learned_epoch === null ? 'never' : t.learned_epoch, t.first_epoch === null ? 'never' : t.first_epoch, t.count, t.shares_b ? 'yes' : 'no']), 'dynamics-trigrams');
+} else { $('dynamics-body').textContent = 'No training dynamics for this folder: train with --snapshot-every N, then run trilens dynamics --run DIR (run --snapshot-every N does both).'; }
 kvTable($('metrics-body'), Object.entries(D.metrics), 'metrics-table');
 // probabilities
 const marks = []; (D.completes || []).forEach((row, s) => row.forEach((c, p) => { if (c && p >= 1 && s < D.probs.length) marks.push([s, p - 1]); }));

@@ -2,6 +2,7 @@ package dev.trilens.train;
 
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.model.HookedTransformer;
+import dev.trilens.model.Logits;
 import dev.trilens.model.Tensor;
 import java.util.Arrays;
 
@@ -17,23 +18,10 @@ public final class Metrics {
         float[] l = logits.data();
         for (int b = 0; b < B; b++) {
             for (int t = 0; t < T - 1; t++) {
-                probs[b * (T - 1) + t] = (float) Math.exp(logProb(l, (b * T + t) * V, V, tokens[b * T + t + 1]));
+                probs[b * (T - 1) + t] = (float) Math.exp(Logits.logProb(l, (b * T + t) * V, V, tokens[b * T + t + 1]));
             }
         }
         return probs;
-    }
-
-    /** log softmax(row)[target], in double so a confident model's loss does not round to zero. */
-    public static double logProb(float[] logits, int rowOff, int V, int target) {
-        double max = Double.NEGATIVE_INFINITY;
-        for (int i = 0; i < V; i++) {
-            max = Math.max(max, logits[rowOff + i]);
-        }
-        double sum = 0;
-        for (int i = 0; i < V; i++) {
-            sum += Math.exp(logits[rowOff + i] - max);
-        }
-        return logits[rowOff + target] - max - Math.log(sum);
     }
 
     /** Mean cross-entropy of positions 0..T-2 predicting 1..T-1. */
@@ -42,7 +30,7 @@ public final class Metrics {
         double total = 0;
         for (int b = 0; b < B; b++) {
             for (int t = 0; t < T - 1; t++) {
-                total -= logProb(logits.data(), (b * T + t) * V, V, tokens[b * T + t + 1]);
+                total -= Logits.logProb(logits.data(), (b * T + t) * V, V, tokens[b * T + t + 1]);
             }
         }
         return total / ((double) B * (T - 1));
@@ -77,25 +65,14 @@ public final class Metrics {
         int correct = 0;
         double probSum = 0;
         for (int i = 0; i < n; i++) {
-            int row = (i * 3 + 1) * V;
+            int row = TrigramDataset.predictionRow(i, V);
             int c = trigrams[i][2];
-            if (argmax(logits.data(), row, V) == c) {
+            if (Logits.argmax(logits.data(), row, V) == c) {
                 correct++;
             }
-            probSum += Math.exp(logProb(logits.data(), row, V, c));
+            probSum += Math.exp(Logits.logProb(logits.data(), row, V, c));
         }
         return new TrigramScore(correct, correct / (double) n, probSum / n);
-    }
-
-    /** First index of the largest value, as torch.argmax does. */
-    public static int argmax(float[] values, int off, int n) {
-        int best = 0;
-        for (int i = 1; i < n; i++) {
-            if (values[off + i] > values[off + best]) {
-                best = i;
-            }
-        }
-        return best;
     }
 
     /** Everything `evaluate` reports, on the whole dataset. */

@@ -1,7 +1,7 @@
 package dev.trilens.train;
 
 import dev.trilens.TrilensException;
-import dev.trilens.cli.EvaluateCommand;
+import dev.trilens.io.DatasetSource;
 import dev.trilens.io.FileText;
 import dev.trilens.io.Safetensors;
 import dev.trilens.model.ModelConfig;
@@ -108,6 +108,21 @@ public record TrainConfig(int dVocab, int seqLen, double trigramProb, long dataS
                 weightDecay, dModel, nHeads, dHead, n, nLayers, layerNorm, initSeed);
     }
 
+    public TrainConfig withDataSeed(long seed) {
+        return new TrainConfig(dVocab, seqLen, trigramProb, seed, nTrain, nVal, epochs, batchSize, lrStart, lrEnd,
+                weightDecay, dModel, nHeads, dHead, dMlp, nLayers, layerNorm, initSeed);
+    }
+
+    public TrainConfig withInitSeed(long seed) {
+        return new TrainConfig(dVocab, seqLen, trigramProb, dataSeed, nTrain, nVal, epochs, batchSize, lrStart, lrEnd,
+                weightDecay, dModel, nHeads, dHead, dMlp, nLayers, layerNorm, seed);
+    }
+
+    public TrainConfig withTrigramProb(double p) {
+        return new TrainConfig(dVocab, seqLen, p, dataSeed, nTrain, nVal, epochs, batchSize, lrStart, lrEnd,
+                weightDecay, dModel, nHeads, dHead, dMlp, nLayers, layerNorm, initSeed);
+    }
+
     /** Data and init seed together, as the CLI's --seed sets them. */
     public TrainConfig withSeed(long seed) {
         return new TrainConfig(dVocab, seqLen, trigramProb, seed, nTrain, nVal, epochs, batchSize, lrStart, lrEnd,
@@ -124,9 +139,9 @@ public record TrainConfig(int dVocab, int seqLen, double trigramProb, long dataS
     /** String metadata for checkpoints: the model config keys plus the data and training parameters. */
     public Map<String, String> toMetadata() {
         Map<String, String> m = new LinkedHashMap<>(Safetensors.configMetadata(modelConfig()));
-        m.put(EvaluateCommand.META_SEED, Long.toString(dataSeed));
+        m.put(DatasetSource.META_SEED, Long.toString(dataSeed));
         // Double.toString round-trips exactly, so a resumed run reads back the very same doubles
-        m.put(EvaluateCommand.META_TRIGRAM_PROB, Double.toString(trigramProb));
+        m.put(DatasetSource.META_TRIGRAM_PROB, Double.toString(trigramProb));
         m.put(N_TRAIN, Integer.toString(nTrain));
         m.put(N_VAL, Integer.toString(nVal));
         m.put(EPOCHS, Integer.toString(epochs));
@@ -167,8 +182,8 @@ public record TrainConfig(int dVocab, int seqLen, double trigramProb, long dataS
         try {
             String norm = get(m, "normalization");
             return new TrainConfig(Integer.parseInt(get(m, "d_vocab")), Integer.parseInt(get(m, "n_ctx")),
-                    Double.parseDouble(get(m, EvaluateCommand.META_TRIGRAM_PROB)),
-                    Long.parseLong(get(m, EvaluateCommand.META_SEED)),
+                    Double.parseDouble(get(m, DatasetSource.META_TRIGRAM_PROB)),
+                    Long.parseLong(get(m, DatasetSource.META_SEED)),
                     Integer.parseInt(get(m, N_TRAIN)), Integer.parseInt(get(m, N_VAL)),
                     Integer.parseInt(get(m, EPOCHS)), Integer.parseInt(get(m, BATCH)),
                     Double.parseDouble(get(m, LR_START)), Double.parseDouble(get(m, LR_END)),

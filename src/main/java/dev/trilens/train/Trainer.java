@@ -24,6 +24,9 @@ import java.util.Map;
  * trigram_avg_correct_prob improved), metrics.jsonl and train_state.safetensors. A run killed at any moment therefore
  * loses at most the epoch in progress, and {@link #resume} continues it to bit-identical weights. With
  * {@link #exportPt} it also writes model.pt, the same weights as a PyTorch state dict, right after model.safetensors.
+ * With {@link #snapshotEvery} it keeps the weights of every n-th epoch, of the last one and the initial weights as
+ * snapshots/epoch-NNNN.safetensors (epoch 0 = the initial weights), each written before the commit point like
+ * model.safetensors; a resumed run goes on writing them at the interval its first snapshot records.
  *
  * <p>Epochs are numbered from 1 in files and listeners ("epoch 3" = the third); the schedule's e is epoch - 1.
  */
@@ -33,6 +36,13 @@ public final class Trainer {
     public static final String METRICS = "metrics.jsonl";
     public static final String STATE = "train_state.safetensors";
     public static final String MODEL_PT = "model.pt";
+    public static final String SNAPSHOTS = "snapshots";
+    /** Metadata key of a checkpoint: the epochs done when it was written (0 for the initial weights). */
+    public static final String EPOCHS_DONE = "train.epochs_done";
+    /** Metadata key of a snapshot: every how many epochs its run writes one. */
+    public static final String SNAPSHOT_EVERY = "train.snapshot_every";
+    private static final java.util.regex.Pattern SNAPSHOT_NAME =
+            java.util.regex.Pattern.compile("epoch-(\\d{4,9})\\.safetensors");
 
     /** Progress callbacks, called on the training thread. */
     public interface Listener {
@@ -95,6 +105,7 @@ public final class Trainer {
     private int bestEpoch;
     private TrigramDataset data;
     private boolean exportPt;
+    private int snapshotEvery;
 
     private Trainer(TrainConfig cfg, Path dir, Weights weights, AdamW adam, int epochsDone, double bestScore,
                     int bestEpoch, List<String> metricsLines) {
@@ -139,7 +150,88 @@ public final class Trainer {
                 committedMetrics(dir.resolve(METRICS), s.epochsDone()));
         // a run that exported keeps exporting, or its model.pt would silently lag model.safetensors
         t.exportPt = Files.isRegularFile(dir.resolve(MODEL_PT));
+        // and one that kept snapshots keeps them, at the interval it started with
+        Map<Integer, Path> snapshots = snapshots(dir);
+        if (!snapshots.isEmpty()) {
+            Path first = snapshots.values().iterator().next();
+            String every = Safetensors.read(first).metadata().get(SNAPSHOT_EVERY);
+            try {
+                t.snapshotEvery = every == null ? 0 : Integer.parseInt(every.trim());
+            } catch (NumberFormatException e) {
+                throw new TrilensException(first + ": metadata " + SNAPSHOT_EVERY + " is '"
+                        + dev.trilens.io.FileText.show(every) + "', expected the number of epochs trilens train wrote");
+            }
+        }
         return t;
+    }
+
+    /** The snapshot file of an epoch in a run folder: snapshots/epoch-0042.safetensors. */
+    public static Path snapshotPath(Path dir, int epoch) {
+        return dir.resolve(SNAPSHOTS).resolve(String.format("epoch-%04d.safetensors", epoch));
+    }
+
+    /** The snapshot files in a run folder by epoch, in epoch order; empty when it has none. */
+    public static java.util.SortedMap<Integer, Path> snapshots(Path dir) {
+        java.util.SortedMap<Integer, Path> found = new java.util.TreeMap<>();
+        Path folder = dir.resolve(SNAPSHOTS);
+        if (!Files.isDirectory(folder)) {
+            return found;
+        }
+        try (java.util.stream.Stream<Path> files = Files.list(folder)) {
+            files.forEach(f -> {
+                java.util.regex.Matcher m = SNAPSHOT_NAME.matcher(f.getFileName().toString());
+                if (m.matches()) {
+                    found.putIfAbsent(Integer.parseInt(m.group(1)), f);
+                }
+            });
+        } catch (IOException e) {
+            throw new TrilensException("cannot list " + folder + ": " + e.getMessage(), e);
+        }
+        return found;
+    }
+
+    /**
+     * From now on, keep the weights of every n-th epoch and of the last one in snapshots/, and the initial weights as
+     * epoch 0 (drawn again from the init seed, so a run that starts keeping snapshots late still has them). A run that
+     * already keeps them must keep its interval, or its snapshots would no longer be evenly spaced.
+     */
+    public Trainer snapshotEvery(int n) {
+        if (n < 1) {
+            throw new TrilensException("--snapshot-every must be >= 1 epoch, got " + n);
+        }
+        if (snapshotEvery != 0 && snapshotEvery != n) {
+            throw new TrilensException("cannot resume " + dir + " with --snapshot-every " + n + ": its snapshots are "
+                    + "every " + snapshotEvery + " epochs; drop the flag or pass --snapshot-every " + snapshotEvery);
+        }
+        snapshotEvery = n;
+        try {
+            Files.createDirectories(dir.resolve(SNAPSHOTS));
+        } catch (IOException e) {
+            throw new TrilensException("cannot create " + dir.resolve(SNAPSHOTS) + ": " + e, e);
+        }
+        if (!Files.isRegularFile(snapshotPath(dir, 0))) {
+            writeSnapshot(Weights.init(cfg.modelConfig(), cfg.initSeed()), 0);
+        }
+        if (isSnapshotEpoch(epochsDone) && !Files.isRegularFile(snapshotPath(dir, epochsDone))) {
+            writeSnapshot(weights, epochsDone);
+        }
+        return this;
+    }
+
+    /** Every how many epochs snapshots are kept; 0 when they are not. */
+    public int snapshotInterval() {
+        return snapshotEvery;
+    }
+
+    private boolean isSnapshotEpoch(int epoch) {
+        return snapshotEvery > 0 && epoch > 0 && (epoch % snapshotEvery == 0 || epoch == cfg.epochs());
+    }
+
+    private void writeSnapshot(Weights w, int epoch) {
+        Map<String, String> meta = cfg.toMetadata();
+        meta.put(EPOCHS_DONE, Integer.toString(epoch));
+        meta.put(SNAPSHOT_EVERY, Integer.toString(snapshotEvery));
+        Safetensors.write(w, meta, snapshotPath(dir, epoch));
     }
 
     /**
@@ -287,7 +379,7 @@ public final class Trainer {
     }
 
     /** The tokens of the given sequences, in that order, row-major. */
-    private static int[] gather(int[] all, int[] seqs, int T) {
+    public static int[] gather(int[] all, int[] seqs, int T) {
         int[] out = new int[seqs.length * T];
         for (int i = 0; i < seqs.length; i++) {
             System.arraycopy(all, seqs[i] * T, out, i * T, T);
@@ -299,7 +391,7 @@ public final class Trainer {
     private void commit(EpochMetrics m) {
         int epoch = m.epoch();
         Map<String, String> meta = cfg.toMetadata();
-        meta.put("train.epochs_done", Integer.toString(epoch));
+        meta.put(EPOCHS_DONE, Integer.toString(epoch));
         Safetensors.write(weights, meta, dir.resolve(MODEL));
         if (exportPt) {
             TorchCheckpoint.write(weights, dir.resolve(MODEL_PT));
@@ -321,6 +413,9 @@ public final class Trainer {
                 out.write((line + "\n").getBytes(StandardCharsets.UTF_8));
             }
         });
+        if (isSnapshotEpoch(epoch)) {
+            writeSnapshot(weights, epoch);
+        }
         new TrainState(cfg, epoch, adam.stepCount(), bestScore, bestEpoch, weights.data, adam.m(), adam.v())
                 .write(dir.resolve(STATE));
         epochsDone = epoch;

@@ -56,6 +56,28 @@ class AnalyzeCommandTest extends CliTestBase {
         }
     }
 
+    /** --json: one object on stdout, naming the files written and carrying what is in them; progress on stderr. */
+    @Test
+    void jsonIsOneObjectForScripts() throws Exception {
+        ModelConfig cfg = new ModelConfig(11, 24, 16, 1, 1, 8, 12, false);
+        Path model = tmp.resolve("small.safetensors");
+        Safetensors.write(Weights.init(cfg, 5), Map.of(), model);
+        Path dir = tmp.resolve("json-out");
+        Result r = runCaptured("analyze", "--model", model.toString(), "--size", "30", "--out", dir.toString(),
+                "--json");
+        assertThat(r.code()).as(r.err()).isZero();
+        assertThat(r.out().strip()).doesNotContain("\n");
+        JsonNode j = new ObjectMapper().readTree(r.out());
+        assertThat(Path.of(j.get("analysis").asText())).isEqualTo(dir.resolve("analysis.json")).isRegularFile();
+        assertThat(Path.of(j.get("report").asText())).isRegularFile();
+        JsonNode written = readAnalysis(dir);
+        assertThat(j.get("metrics")).isEqualTo(written.get("metrics"));
+        assertThat(j.get("dataset")).isEqualTo(written.get("dataset"));
+        assertThat(j.get("explanation")).hasSize(written.get("explanation").size());
+        assertThat(j.get("explanation").get(0).asText()).isEqualTo(written.at("/explanation/0/text").asText());
+        assertThat(r.err()).contains("analyze: metrics ...");
+    }
+
     @Test
     void explainsTheChallengeModel() throws Exception {
         Path model = Fixtures.challengeModel();
@@ -126,8 +148,8 @@ class AnalyzeCommandTest extends CliTestBase {
         Result missing = runCaptured("analyze", "--model", tmp.resolve("nope.pt").toString());
         assertThat(missing.code()).isNotZero();
         assertThat(missing.err().strip()).doesNotContain("\n").contains("model file not found");
-        Result threshold = runCaptured("analyze", "--model", "x.pt", "--threshold", "1.5");
+        Result threshold = runCaptured("analyze", "--model", "x.pt", "--attention-threshold", "1.5");
         assertThat(threshold.code()).isEqualTo(2);
-        assertThat(threshold.err().strip()).doesNotContain("\n").contains("--threshold");
+        assertThat(threshold.err().strip()).doesNotContain("\n").contains("--attention-threshold");
     }
 }

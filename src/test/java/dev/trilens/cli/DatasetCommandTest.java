@@ -12,7 +12,7 @@ import java.util.Map;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-/** dataset's three outputs (JSON on stdout, --out FILE, --head N) against PyTorch's draws in golden.json. */
+/** dataset's three outputs (JSON on stdout, --out FILE, --show N) against PyTorch's draws in golden.json. */
 class DatasetCommandTest extends CliTestBase {
 
     @TempDir
@@ -48,7 +48,7 @@ class DatasetCommandTest extends CliTestBase {
     @Test
     void headPrintsTheFirstSequencesWithForcedCompletionsStarred() throws Exception {
         JsonNode golden = Fixtures.golden();
-        assertThat(run("dataset", "--size", "2500", "--head", "3")).as(err()).isZero();
+        assertThat(run("dataset", "--size", "2500", "--show", "3")).as(err()).isZero();
         String[] lines = out().split("\n");
         assertThat(lines).hasSize(4);
         assertThat(lines[0]).isEqualTo("d_vocab=75 seq_len=50 seed=40 n_trigrams=277 size=2500");

@@ -79,11 +79,13 @@ class ExtractCommandTest extends CliTestBase {
     }
 
     @Test
-    void withoutADatasetThereIsNoComparison() throws Exception {
+    void aCheckpointWithoutMetadataIsComparedWithTheChallengesDataset() throws Exception {
         Path pt = Fixtures.challengeModel();
         assertThat(run("extract", "--model", pt.toString(), "--json", "--top", "0", "--positions", "1")).isEqualTo(0);
         JsonNode j = JSON.readTree(out());
-        assertThat(j.get("evaluation").isNull()).isTrue();
+        // a .pt carries no metadata: the challenge's dataset (seed 40, trigram_prob 0.05), as evaluate uses
+        assertThat(j.at("/evaluation/vs_dataset/n_reference").intValue()).isEqualTo(277);
+        assertThat(j.at("/evaluation/vs_dataset/n_correct").intValue()).isEqualTo(221);
         assertThat(j.get("trigrams")).isEmpty();
         assertThat(j.get("n_extracted").intValue()).isEqualTo(221);
         // measured at position 1 alone: the widest gap runs from 0.029 to 0.943

@@ -28,7 +28,8 @@ class RunCommandTest extends CliTestBase {
     @Test
     void quickPresetTrainsEvaluatesAnalysesAndWritesItsFolder() throws Exception {
         Path dir = tmp.resolve("quick");
-        assertThat(run("run", "--preset", "quick", "--export-pt", "--out", dir.toString())).as(err()).isZero();
+        assertThat(run("run", "--preset", "quick", "--export-pt", "--snapshot-every", "10", "--out", dir.toString()))
+                .as(err()).isZero();
         String printed = out();
         TrainConfig cfg = TrainConfig.quick();
         assertThat(printed).startsWith("training into " + dir + "\n" + cfg.describe() + "\n");
@@ -36,12 +37,20 @@ class RunCommandTest extends CliTestBase {
             assertThat(printed).contains(String.format("epoch %2d/%d  train_loss ", e, cfg.epochs()));
         }
         for (String f : List.of("model.safetensors", "best.safetensors", "model.pt", "metrics.jsonl",
-                "train_state.safetensors", "eval.json", "analysis.json")) {
+                "train_state.safetensors", "eval.json", "dynamics.json", "analysis.json")) {
             assertThat(dir.resolve(f)).as(f).isNotEmptyFile();
             assertThat(printed).as("the folder listing names %s", f).containsPattern("(?m)^  " + f.replace(".", "\\.")
                     + " ");
         }
         assertThat(dir.resolve("report.html")).isNotEmptyFile();
+        // --snapshot-every: the snapshots, their dynamics, and the report's section on them
+        assertThat(dev.trilens.train.Trainer.snapshots(dir).keySet()).containsExactly(0, 10, 20, 30);
+        assertThat(printed).containsPattern("(?m)^  snapshots/ ");
+        String page = Files.readString(dir.resolve("report.html"));
+        JsonNode embedded = new ObjectMapper().readTree(page.substring(page.indexOf("id=\"data\">") + 10,
+                page.indexOf("</script>")));
+        assertThat(embedded.at("/dynamics/snapshots")).hasSize(4);
+        assertThat(dir.resolve("figures").resolve("dynamics_metrics.png")).isNotEmptyFile();
         List<String> lines = Files.readAllLines(dir.resolve("metrics.jsonl"), StandardCharsets.UTF_8);
         assertThat(lines).hasSize(cfg.epochs());
 

@@ -3,7 +3,6 @@ package dev.trilens.interp;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.model.HookedTransformer;
 import dev.trilens.train.Metrics;
@@ -14,12 +13,12 @@ import org.junit.jupiter.api.Test;
 
 class FailureModesTest {
 
-    private static void assertConsistent(FailureModes.Catalogue cat, HookedTransformer model, TrigramDataset data) {
+    private static void assertConsistent(MissCatalogue.Catalogue cat, HookedTransformer model, TrigramDataset data) {
         int correct = Metrics.trigramScore(model, data).nCorrect();
         assertThat(cat.nTrigrams()).isEqualTo(data.nTrigrams());
         assertThat(cat.nMissed()).isEqualTo(data.nTrigrams() - correct).isEqualTo(cat.missed().size());
         assertThat(cat.counts().values().stream().mapToInt(Integer::intValue).sum()).isEqualTo(cat.nMissed());
-        for (FailureModes.Miss m : cat.missed()) {
+        for (MissCatalogue.Miss m : cat.missed()) {
             assertThat(m.predicted()).isNotEqualTo(m.c());
             assertThat(data.completionOf(m.a(), m.b())).isEqualTo(m.c());
             assertThat(m.probPredicted()).isGreaterThanOrEqualTo(m.probC());
@@ -29,15 +28,15 @@ class FailureModesTest {
                     assertThat(s[1]).isEqualTo(m.b());
                     assertThat(s[2]).isEqualTo(m.predicted());
                 });
-                case LOW_QK_ADVANTAGE -> assertThat(m.attnPrev()).isLessThan(FailureModes.ATTENTION_THRESHOLD);
+                case LOW_QK_ADVANTAGE -> assertThat(m.attnPrev()).isLessThan(MissCatalogue.ATTENTION_THRESHOLD);
                 case SPLIT_ATTENTION, WRONG_READOUT ->
-                        assertThat(m.attnPrev()).isGreaterThanOrEqualTo(FailureModes.ATTENTION_THRESHOLD);
+                        assertThat(m.attnPrev()).isGreaterThanOrEqualTo(MissCatalogue.ATTENTION_THRESHOLD);
                 case NOT_LEARNED -> assertThat(m.fullAttentionPredicts()).isNotEqualTo(m.c());
                 default -> throw new AssertionError(m.cause());
             }
         }
         int flagged = 0;
-        for (FailureModes.Miss m : cat.missed()) {
+        for (MissCatalogue.Miss m : cat.missed()) {
             flagged += m.flags().contains("low_attention") ? 1 : 0;
         }
         assertThat(cat.flagCounts().get("low_attention")).isEqualTo(flagged);
@@ -47,17 +46,19 @@ class FailureModesTest {
     void cataloguesTheChallengeModelsMisses() throws Exception {
         HookedTransformer model = new HookedTransformer(TrigramExtractorTestModels.challenge());
         TrigramDataset data = TrigramExtractorTestModels.challengeData(1);
-        FailureModes.Catalogue cat = FailureModes.catalogue(model, data);
+        MissCatalogue.Catalogue cat = MissCatalogue.catalogue(model, data);
         assertConsistent(cat, model, data);
         // measured: 11 missed, (12, 12, 4) for its repeated token and 10 that predict the c' of a trigram sharing
         // their b; none of the 11 is attended (the model never learned them)
         assertThat(cat.nMissed()).isEqualTo(11);
-        assertThat(cat.counts().get(FailureModes.Cause.REPEATED_TOKEN)).isEqualTo(1);
-        assertThat(cat.counts().get(FailureModes.Cause.SHARED_SECOND_TOKEN)).isEqualTo(10);
+        assertThat(cat.counts().get(MissCatalogue.Cause.REPEATED_TOKEN)).isEqualTo(1);
+        assertThat(cat.counts().get(MissCatalogue.Cause.SHARED_SECOND_TOKEN)).isEqualTo(10);
         assertThat(cat.flagCounts().get("low_attention")).isEqualTo(11);
-        JsonNode json = new ObjectMapper().valueToTree(cat.toJson());
-        assertThat(json.get("counts").get("shared_second_token").intValue()).isEqualTo(10);
-        assertThat(json.get("missed").get(0).get("cause").asText()).isEqualTo("repeated_token");
+        // as analysis.json has it (the keys schema/analysis.schema.json documents)
+        JsonNode json = Analysis.mapper().valueToTree(cat);
+        assertThat(json.get("counts").get("SHARED_SECOND_TOKEN").intValue()).isEqualTo(10);
+        assertThat(json.get("missed").get(0).get("cause").asText()).isEqualTo("REPEATED_TOKEN");
+        assertThat(json.has("shares_brate_attending")).isTrue();
     }
 
     @Test
@@ -65,9 +66,9 @@ class FailureModesTest {
         HookedTransformer model = new HookedTransformer(TrigramExtractorTestModels.challenge());
         TrigramDataset data = TrigramExtractorTestModels.challengeData(1);
         TrigramExtractor.Result r = TrigramExtractorTestModels.challengeExtraction();
-        List<FailureModes.Family> fams = FailureModes.adversarial(model, data, r, 120, 1);
+        List<AdversarialFamilies.Family> fams = AdversarialFamilies.adversarial(model, data, r, 120, 1);
         List<String> names = new ArrayList<>();
-        for (FailureModes.Family f : fams) {
+        for (AdversarialFamilies.Family f : fams) {
             names.add(f.name());
             assertThat(f.n()).isEqualTo(120);
             assertThat(f.fooledRate()).isBetween(0.0, 1.0);
@@ -77,13 +78,13 @@ class FailureModesTest {
                 "prefix_at_start", "prefix_early", "prefix_at_end", "prefix_at_final_position", "near_miss");
         // measured with 500 samples: the final position (never trained) is fooled 44% of the time, the control 0%;
         // every other family stays within a percent of its control
-        FailureModes.Family last = fams.get(7);
+        AdversarialFamilies.Family last = fams.get(7);
         assertThat(last.fooledRate()).isGreaterThan(last.controlFooledRate() + 0.2);
-        for (FailureModes.Family f : fams.subList(0, 7)) {
+        for (AdversarialFamilies.Family f : fams.subList(0, 7)) {
             assertThat(f.fooledRate()).as(f.name()).isLessThan(f.controlFooledRate() + 0.05);
         }
         // seeded: the same search again gives the same counts
-        List<FailureModes.Family> again = FailureModes.adversarial(model, data, r, 120, 1);
+        List<AdversarialFamilies.Family> again = AdversarialFamilies.adversarial(model, data, r, 120, 1);
         for (int i = 0; i < fams.size(); i++) {
             assertThat(again.get(i).fooled()).isEqualTo(fams.get(i).fooled());
             assertThat(again.get(i).meanProb()).isEqualTo(fams.get(i).meanProb());
@@ -97,7 +98,8 @@ class FailureModesTest {
         FailureModes.Report rep = FailureModes.analyze(model, data, TrigramExtractor.extract(model.weights()), 50, 3);
         assertConsistent(rep.catalogue(), model, data);
         assertThat(rep.families()).isNotEmpty();
-        assertThat(rep.toJson()).containsKeys("catalogue", "families", "samples_per_family", "seed", "seconds");
+        assertThat(Analysis.mapper().valueToTree(rep).fieldNames()).toIterable()
+                .containsExactly("catalogue", "families", "samples_per_family", "seed", "seconds");
         // the same trigrams in contexts of 3 and 4 tokens: every family still fits
         for (int seqLen : new int[] {3, 4}) {
             TrigramDataset shortData = TrigramDataset.generate(16, seqLen, 0.1, 40, 5);

@@ -28,9 +28,9 @@ class OvCircuitTest {
         assertThat(ov.heads()).hasSize(2);
         for (int h = 0; h < 2; h++) {
             OvCircuit.Head head = ov.heads().get(h);
-            DMatrixRMaj ovDense = mult(Circuits.headMatrix(w, "blocks.0.attn.W_V", h),
-                    Circuits.headMatrix(w, "blocks.0.attn.W_O", h));
-            DMatrixRMaj full = mult(mult(Circuits.matrix(w, "embed.W_E"), ovDense), Circuits.matrix(w, "unembed.W_U"));
+            DMatrixRMaj ovDense = mult(WeightMatrices.headMatrix(w, "blocks.0.attn.W_V", h),
+                    WeightMatrices.headMatrix(w, "blocks.0.attn.W_O", h));
+            DMatrixRMaj full = mult(mult(WeightMatrices.matrix(w, "embed.W_E"), ovDense), WeightMatrices.matrix(w, "unembed.W_U"));
             for (int x = 0; x < 9; x++) {
                 for (int v = 0; v < 9; v++) {
                     assertThat(head.fullOv()[x][v]).isCloseTo((float) full.get(x, v), within(1e-5f));

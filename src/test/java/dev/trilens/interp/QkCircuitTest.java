@@ -25,7 +25,7 @@ class QkCircuitTest {
             Tensor scores = model.runWithCache(tokens, B, T, n -> n.endsWith("hook_attn_scores")).cache()
                     .get("attn_scores", 0);
             for (int h = 0; h < cfg.nHeads(); h++) {
-                QkCircuit.Decomposition d = QkCircuit.decompose(model.weights(), 0, h);
+                QkDecomposition d = QkDecomposition.of(model.weights(), 0, h);
                 assertThat(d.scale()).isEqualTo(1 / Math.sqrt(cfg.dHead()));
                 assertThat(d.tokenToken()).hasDimensions(cfg.dVocab(), cfg.dVocab());
                 assertThat(d.tokenPos()).hasDimensions(cfg.dVocab(), cfg.nCtx());
@@ -58,7 +58,7 @@ class QkCircuitTest {
         int[] positions = {2, 5, 17, 48};
         QkCircuit qk = QkCircuit.compute(model, null, positions, 0.2);
         QkCircuit.Head head = qk.heads().get(0);
-        QkCircuit.Decomposition d = head.decomposition();
+        QkDecomposition d = head.decomposition();
         Random rng = new Random(4);
         for (int i = 0; i < 50; i++) {
             int x = rng.nextInt(75), y = rng.nextInt(75);
@@ -115,20 +115,20 @@ class QkCircuitTest {
         // a model with one NaN weight gives NaN scores; with ==, NaN never tied with itself and the loop never advanced
         double[] scores = {1, Double.NaN, Double.NaN, 2};
         boolean[] pos = {true, false, true, false};
-        assertThat(Circuits.bestThreshold(scores, pos)).isNotNull();
-        assertThat(Circuits.rocAuc(scores, pos)).isBetween(0.0, 1.0);
+        assertThat(Stats.bestThreshold(scores, pos)).isNotNull();
+        assertThat(Stats.rocAuc(scores, pos)).isBetween(0.0, 1.0);
     }
 
     @Test
     void rocAucAndBestThreshold() {
         // perfect, inverted, all tied, and a hand-computed mixed case with a tie across classes
-        assertThat(Circuits.rocAuc(new double[] {1, 2, 3, 4}, new boolean[] {false, false, true, true})).isEqualTo(1);
-        assertThat(Circuits.rocAuc(new double[] {1, 2, 3, 4}, new boolean[] {true, true, false, false})).isEqualTo(0);
-        assertThat(Circuits.rocAuc(new double[] {5, 5, 5}, new boolean[] {true, false, false})).isEqualTo(0.5);
+        assertThat(Stats.rocAuc(new double[] {1, 2, 3, 4}, new boolean[] {false, false, true, true})).isEqualTo(1);
+        assertThat(Stats.rocAuc(new double[] {1, 2, 3, 4}, new boolean[] {true, true, false, false})).isEqualTo(0);
+        assertThat(Stats.rocAuc(new double[] {5, 5, 5}, new boolean[] {true, false, false})).isEqualTo(0.5);
         // positives 3 and 2; negatives 1, 2, 4: pairs (pos > neg) = (3>1, 3>2, 2>1) = 3, tie (2, 2) = 0.5 -> 3.5/6
-        double auc = Circuits.rocAuc(new double[] {3, 2, 1, 2, 4}, new boolean[] {true, true, false, false, false});
+        double auc = Stats.rocAuc(new double[] {3, 2, 1, 2, 4}, new boolean[] {true, true, false, false, false});
         assertThat(auc).isCloseTo(3.5 / 6, within(1e-12));
-        assertThat(Circuits.rocAuc(new double[] {1, 2}, new boolean[] {false, false})).isNaN();
+        assertThat(Stats.rocAuc(new double[] {1, 2}, new boolean[] {false, false})).isNaN();
         // brute force on random scores with many ties
         Random rng = new Random(2);
         double[] s = new double[300];
@@ -147,9 +147,9 @@ class QkCircuitTest {
                 }
             }
         }
-        assertThat(Circuits.rocAuc(s, pos)).isCloseTo(wins / pairs, within(1e-12));
+        assertThat(Stats.rocAuc(s, pos)).isCloseTo(wins / pairs, within(1e-12));
 
-        Circuits.BestThreshold best = Circuits.bestThreshold(new double[] {0.9, 0.8, 0.7, 0.1, 0.6},
+        Stats.BestThreshold best = Stats.bestThreshold(new double[] {0.9, 0.8, 0.7, 0.1, 0.6},
                 new boolean[] {true, true, false, false, true});
         // >= 0.6 selects 4 with 3 positives: P 0.75 R 1 F1 0.857; >= 0.8: P 1 R 0.667 F1 0.8
         assertThat(best.threshold()).isEqualTo(0.6);

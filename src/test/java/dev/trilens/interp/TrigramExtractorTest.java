@@ -10,6 +10,7 @@ import dev.trilens.TrilensException;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.model.Hook;
 import dev.trilens.model.HookedTransformer;
+import dev.trilens.model.Logits;
 import dev.trilens.model.ModelConfig;
 import dev.trilens.model.Tensor;
 import dev.trilens.model.Weights;
@@ -119,7 +120,7 @@ class TrigramExtractorTest {
             List<Double> others = new ArrayList<>();
             for (int a = 0; a < 75; a++) {
                 Tensor logits = model.forward(new int[] {a, t.b(), t.c()}, 1, 3);
-                double p = Math.exp(Metrics.logProb(logits.data(), 75, 75, t.c()));
+                double p = Math.exp(Logits.logProb(logits.data(), 75, 75, t.c()));
                 if (a == t.a()) {
                     assertThat(p).isCloseTo(t.probC(), within(1e-5));
                 } else {
@@ -176,6 +177,22 @@ class TrigramExtractorTest {
         assertThat(TrigramExtractor.median(new double[] {3, 1, 2}, 3)).isEqualTo(2);
         assertThat(TrigramExtractor.median(new double[] {4, 1, 3, 2, 99}, 4)).isEqualTo(2.5);
         assertThat(TrigramExtractor.median(new double[] {Double.NaN}, 0)).isNaN();
+        // selection gives the sort's median exactly, ties and repeated values included; NaN sorts last as before
+        Random rng = new Random(9);
+        for (int trial = 0; trial < 500; trial++) {
+            int n = 1 + rng.nextInt(80);
+            double[] v = new double[n];
+            for (int i = 0; i < n; i++) {
+                v[i] = trial % 3 == 0 ? rng.nextInt(4) : rng.nextGaussian();
+            }
+            if (trial % 50 == 7) {
+                v[rng.nextInt(n)] = Double.NaN;
+            }
+            double[] sorted = v.clone();
+            Arrays.sort(sorted);
+            double expected = n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+            assertThat(TrigramExtractor.medianInPlace(v.clone(), n)).as("trial %d", trial).isEqualTo(expected);
+        }
     }
 
     @Test
@@ -228,7 +245,7 @@ class TrigramExtractorTest {
                 double[] probs = TrigramExtractor.distribution(w, a, b, p, TrigramExtractor.Background.TWO_KEY);
                 for (int c = 0; c < V; c++) {
                     assertThat(probs[c]).as("%s a=%d b=%d p=%d c=%d", w.cfg, a, b, p, c)
-                            .isCloseTo(Math.exp(Metrics.logProb(logits.data(), p * V, V, c)), within(1e-5));
+                            .isCloseTo(Math.exp(Logits.logProb(logits.data(), p * V, V, c)), within(1e-5));
                 }
             }
             // random_context at p = 1 has no background: the same as two_key
@@ -236,6 +253,63 @@ class TrigramExtractorTest {
                     .containsExactly(TrigramExtractor.distribution(w, 2, 3, 1, TrigramExtractor.Background.TWO_KEY),
                             within(1e-12));
         }
+    }
+
+    /**
+     * A model without LayerNorm is read through its linear tables (ExtractComponents's shortcuts): the same table,
+     * confidences, distributions and explanations as the direct route, to rounding, with biases that count, one head
+     * or three, with and without an MLP, and on the background and two-key readings.
+     */
+    @Test
+    void theShortcutsOfAModelWithoutLayerNormGiveTheDirectNumbers() {
+        List<Weights> models = new ArrayList<>();
+        models.add(TrigramExtractorTestModels.tiny().weights().copy());
+        models.add(Weights.init(new ModelConfig(11, 9, 16, 1, 3, 4, 0, false), 4));
+        models.add(Weights.init(new ModelConfig(9, 7, 12, 1, 2, 6, 10, false), 6));
+        for (Weights w : models) {
+            randomizeBiases(w, 5);
+            for (TrigramExtractor.Options opts : List.of(TrigramExtractor.Options.defaults().withThreshold(0.2),
+                    TrigramExtractor.Options.defaults().withBackground(TrigramExtractor.Background.TWO_KEY))) {
+                TrigramExtractor.Result fast = TrigramExtractor.extract(w, opts, true);
+                TrigramExtractor.Result direct = TrigramExtractor.extract(w, opts, false);
+                String what = w.cfg + " " + opts.background();
+                assertThat(fast.pairs().argmax()).as(what).containsExactly(direct.pairs().argmax());
+                // stored as floats: rounding may differ in the last place
+                assertThat(floats(fast.pairs().distribution())).as(what)
+                        .containsExactly(floats(direct.pairs().distribution()), within(1e-6));
+                assertThat(floats(fast.pairs().medianOverA())).as(what)
+                        .containsExactly(floats(direct.pairs().medianOverA()), within(1e-6));
+                assertThat(fast.trigrams()).as(what).hasSameSizeAs(direct.trigrams());
+                for (int i = 0; i < fast.trigrams().size(); i++) {
+                    TrigramExtractor.Entry f = fast.trigrams().get(i), d = direct.trigrams().get(i);
+                    assertThat(new int[] {f.a(), f.b(), f.c(), f.runnerUp()}).as(what)
+                            .containsExactly(d.a(), d.b(), d.c(), d.runnerUp());
+                    assertThat(new double[] {f.confidence(), f.confidenceMin(), f.confidenceNoAttnPrev(),
+                            f.confidenceFullAttnPrev(), f.logitMargin()}).as(what + " " + f.explanation())
+                            .containsExactly(new double[] {d.confidence(), d.confidenceMin(), d.confidenceNoAttnPrev(),
+                                    d.confidenceFullAttnPrev(), d.logitMargin()}, within(1e-9));
+                    assertThat(f.attnPrev()).containsExactly(d.attnPrev(), within(1e-12));
+                    assertThat(f.marginContributions()).containsExactly(d.marginContributions(), within(1e-9));
+                }
+                assertThat(fast.bigramDefaults()).as(what).hasSameSizeAs(direct.bigramDefaults());
+                for (int i = 0; i < fast.bigramDefaults().size(); i++) {
+                    TrigramExtractor.BigramDefault f = fast.bigramDefaults().get(i), d = direct.bigramDefaults().get(i);
+                    assertThat(new int[] {f.b(), f.c()}).as(what).containsExactly(d.b(), d.c());
+                    assertThat(f.confidence()).as(what).isCloseTo(d.confidence(), within(1e-6));
+                }
+            }
+        }
+        // the tiny trained model's table has entries to compare
+        assertThat(TrigramExtractor.extract(models.get(0), TrigramExtractor.Options.defaults().withThreshold(0.2),
+                true).trigrams()).isNotEmpty();
+    }
+
+    private static double[] floats(float[] f) {
+        double[] d = new double[f.length];
+        for (int i = 0; i < f.length; i++) {
+            d[i] = f[i];
+        }
+        return d;
     }
 
     @Test

@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.trilens.Fixtures;
 import dev.trilens.io.Checkpoints;
+import dev.trilens.model.kernels.Kernels;
 import java.util.Random;
 import java.util.stream.Stream;
 import org.assertj.core.data.Offset;
@@ -108,8 +109,8 @@ class BackpropTest {
             HookedTransformerTest.randomizeBiasesAndNorms(w, 9);
             int[] tokens = HookedTransformerTest.randomTokens(cfg, 40, T, 10);
             float[] tables = new float[w.data.length], matmuls = new float[w.data.length];
-            double lossTables = new Backprop(cfg, true).lossAndGradients(w, tokens, 40, T, tables);
-            double lossMatmuls = new Backprop(cfg, false).lossAndGradients(w, tokens, 40, T, matmuls);
+            double lossTables = new Backprop(cfg, true, Kernels.ops()).lossAndGradients(w, tokens, 40, T, tables);
+            double lossMatmuls = new Backprop(cfg, false, Kernels.ops()).lossAndGradients(w, tokens, 40, T, matmuls);
             assertThat(lossTables).isCloseTo(lossMatmuls, Offset.offset(1e-6));
             double overall = 0;
             for (float g : matmuls) {
@@ -123,6 +124,36 @@ class BackpropTest {
                     worst = Math.max(worst, Math.abs(tables[i] - matmuls[i]));
                 }
                 assertThat(worst / largest).as("%s (%s, T=%d)", p.name(), cfg, T).isLessThanOrEqualTo(1e-5);
+            }
+        }
+    }
+
+    /**
+     * The whole training pass on the scalar reference kernels (query-major attention, unpadded widths) and on the
+     * vector ones (key-major attention, padded widths): the same loss and gradients, with and without LayerNorm, on a
+     * head width that is not a whole number of vectors too.
+     */
+    @Test
+    void scalarAndVectorKernelsGiveTheSameGradients() {
+        ModelConfig withLayerNorm = new ModelConfig(13, 50, 32, 2, 2, 16, 24, true);
+        ModelConfig oddHead = new ModelConfig(13, 50, 24, 1, 2, 12, 20, false);
+        for (ModelConfig cfg : new ModelConfig[] {ModelConfig.arena(), withLayerNorm, oddHead}) {
+            Weights w = Weights.init(cfg, 21);
+            HookedTransformerTest.randomizeBiasesAndNorms(w, 22);
+            int B = 20, T = 50;
+            int[] tokens = HookedTransformerTest.randomTokens(cfg, B, T, 23);
+            float[] scalar = new float[w.data.length], vector = new float[w.data.length];
+            boolean tables = !cfg.layerNorm();
+            double scalarLoss = new Backprop(cfg, tables, Kernels.scalar()).lossAndGradients(w, tokens, B, T, scalar);
+            double vectorLoss = new Backprop(cfg, tables, Kernels.vector()).lossAndGradients(w, tokens, B, T, vector);
+            assertThat(vectorLoss).as("%s", cfg).isCloseTo(scalarLoss, Offset.offset(1e-5));
+            for (ParamLayout.Param p : w.layout.params()) {
+                double largest = 1e-3, worst = 0;
+                for (int i = p.offset(); i < p.offset() + p.size(); i++) {
+                    largest = Math.max(largest, Math.abs(scalar[i]));
+                    worst = Math.max(worst, Math.abs(vector[i] - scalar[i]));
+                }
+                assertThat(worst / largest).as("%s (%s)", p.name(), cfg).isLessThanOrEqualTo(1e-4);
             }
         }
     }

@@ -43,4 +43,37 @@ class ParallelTest {
             }
         })).isInstanceOf(IllegalStateException.class).hasMessage("item 7 failed");
     }
+
+    @Test
+    void aLoopInsideALoopRunsOnTheCallingThreadAsWorkerZero() {
+        Parallel.setThreads(3);
+        AtomicIntegerArray runs = new AtomicIntegerArray(6 * 11);
+        AtomicIntegerArray strayInner = new AtomicIntegerArray(1);
+        Parallel.forEachItem(6, (worker, outer) -> {
+            Thread caller = Thread.currentThread();
+            Parallel.forRange(11, (inner, from, to) -> {
+                if (Thread.currentThread() != caller || inner != 0 || from != 0 || to != 11) {
+                    strayInner.set(0, 1);
+                }
+                for (int i = from; i < to; i++) {
+                    runs.incrementAndGet(outer * 11 + i);
+                }
+            });
+        });
+        assertThat(strayInner.get(0)).as("an inner loop left its caller's thread").isZero();
+        for (int i = 0; i < runs.length(); i++) {
+            assertThat(runs.get(i)).as("item %d", i).isEqualTo(1);
+        }
+        // after the outer loop, loops split across workers again
+        java.util.Set<Long> after = java.util.concurrent.ConcurrentHashMap.newKeySet();
+        Parallel.forRange(3, (worker, from, to) -> {
+            after.add(Thread.currentThread().getId());
+            try {
+                Thread.sleep(50);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        });
+        assertThat(after).hasSize(3);
+    }
 }

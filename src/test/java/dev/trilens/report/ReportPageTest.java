@@ -27,9 +27,12 @@ import org.openqa.selenium.logging.LogEntry;
 import org.openqa.selenium.logging.LogType;
 
 class ReportPageTest {
-    static final List<String> SECTIONS = List.of("explanation", "worklog", "model", "training", "metrics", "sample-probs", "attention-explorer",
+    static final List<String> SECTIONS = List.of("explanation", "worklog", "model", "training", "dynamics", "metrics",
+            "sample-probs", "attention-explorer",
             "prev-token", "qk", "ov", "dla", "ablation", "patching", "trigram-table", "causal", "failures");
     private static JsonNode analysis;
+    /** dynamics.json of a tiny run that kept a snapshot every 5 epochs. */
+    private static JsonNode dynamics;
 
     @TempDir
     Path tmp;
@@ -43,6 +46,17 @@ class ReportPageTest {
                 tiny.config().dataSeed(), 60);
         Analysis a = Analysis.run(new AnalysisContext(new HookedTransformer(tiny.weights()), data), s -> { });
         analysis = Analysis.mapper().valueToTree(a.toJson("tiny.safetensors", cfg, data));
+        try {
+            Path run = Files.createTempDirectory("trilens-report-dynamics");
+            run.toFile().deleteOnExit();
+            dev.trilens.train.Trainer.start(dev.trilens.interp.TrigramExtractorTestModels.TINY, run).snapshotEvery(5)
+                    .run(new dev.trilens.train.Trainer.Listener() {
+                    });
+            dynamics = Analysis.mapper().valueToTree(dev.trilens.interp.TrainingDynamics.compute(
+                    dev.trilens.train.RunSnapshots.read(run), 60, (e, n, total) -> { }));
+        } catch (java.io.IOException e) {
+            throw new java.io.UncheckedIOException(e);
+        }
     }
 
     @Test
@@ -58,6 +72,15 @@ class ReportPageTest {
         JsonNode data = new ObjectMapper().readTree(json); // strict: no NaN tokens
         assertThat(data.path("sequences").size()).isPositive();
         assertThat(data.path("trigrams").size()).isPositive();
+        assertThat(data.path("dynamics").isNull()).as("no dynamics.json, no section data").isTrue();
+        ReportPage.write(analysis, null, dynamics, html);
+        String withDynamics = Files.readString(html);
+        JsonNode dyn = new ObjectMapper().readTree(withDynamics.substring(withDynamics.indexOf("id=\"data\">") + 10,
+                withDynamics.indexOf("</script>"))).path("dynamics"); // strict too: epoch 0's train_loss is "NaN"
+        assertThat(dyn.path("snapshots")).hasSize(dynamics.path("snapshots").size()).hasSizeGreaterThan(2);
+        assertThat(dyn.at("/snapshots/0/train_loss").asText()).isEqualTo("NaN");
+        assertThat(dyn.at("/snapshots/0").has("extracted")).as("the page does not need the extracted lists").isFalse();
+        assertThat(dyn.path("summary")).isEqualTo(dynamics.path("summary"));
         // the explorer's top-3 predictions for every embedded token, and the failure modes without their examples
         assertThat(data.at("/top/tokens").size()).isEqualTo(data.path("sequences").size());
         assertThat(data.at("/top/probs/0/0").size()).isEqualTo(3);
@@ -75,7 +98,7 @@ class ReportPageTest {
         Files.writeString(metrics, "{\"epoch\":1,\"train_loss\":2.5,\"train_loss_as_frac\":0.9,\"val_loss\":2.6,"
                 + "\"trigram_frac_correct\":0.2}\n{\"epoch\":2,\"train_loss\":2.4,\"train_loss_as_frac\":0.7,"
                 + "\"val_loss\":2.5,\"trigram_frac_correct\":0.6}\n");
-        ReportPage.write(analysis, metrics, html);
+        ReportPage.write(analysis, metrics, dynamics, html);
 
         WebDriver driver = dev.trilens.Chromium.start(tmp.resolve("profile"), 1280, 1600);
         try {
@@ -171,6 +194,19 @@ class ReportPageTest {
             }
             assertThat((Boolean) js(driver, "const m = document.getElementById('metrics'); "
                     + "return m.scrollWidth <= m.clientWidth;")).as("metrics fit at 1280 px").isTrue();
+
+            // training dynamics: the words as dynamics.json has them, five charts, the trigrams in learning order
+            List<WebElement> words = driver.findElements(By.cssSelector("#dynamics-summary li"));
+            assertThat(words).hasSize(dynamics.path("summary").size()).isNotEmpty();
+            for (int i = 0; i < words.size(); i++) {
+                assertThat(words.get(i).getText()).isEqualTo(dynamics.path("summary").get(i).asText());
+            }
+            assertThat(driver.findElements(By.cssSelector("#dynamics-body canvas"))).hasSize(5);
+            driver.findElement(By.cssSelector("#dynamics-body details summary")).click();
+            assertThat(driver.findElements(By.cssSelector("#dynamics-trigrams tbody tr")))
+                    .hasSize(dynamics.path("n_trigrams").asInt());
+            assertThat(driver.findElements(By.cssSelector("#dynamics-phases tbody tr")))
+                    .hasSize(dynamics.path("phase_changes").size());
 
             int before = driver.findElements(By.cssSelector("#trigrams tbody tr")).size();
             assertThat(before).isPositive();

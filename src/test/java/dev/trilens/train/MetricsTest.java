@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.within;
 
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.model.HookedTransformer;
+import dev.trilens.model.Logits;
 import dev.trilens.model.ModelConfig;
 import dev.trilens.model.Tensor;
 import dev.trilens.model.Weights;
@@ -58,17 +59,17 @@ class MetricsTest {
         assertThat(Metrics.loss(handLogits(), TOKENS)).isCloseTo(loss, within(1e-7));
         // a row offset and target picked out of a longer array; shifting a row leaves its softmax
         float[] row = {9f, 100f, 100f + (float) LN3, 100f, 9f};
-        assertThat(Metrics.logProb(row, 1, 3, 1)).isCloseTo(Math.log(0.6), within(1e-5));
-        assertThat(Metrics.logProb(row, 1, 3, 2)).isCloseTo(Math.log(0.2), within(1e-5));
+        assertThat(Logits.logProb(row, 1, 3, 1)).isCloseTo(Math.log(0.6), within(1e-5));
+        assertThat(Logits.logProb(row, 1, 3, 2)).isCloseTo(Math.log(0.2), within(1e-5));
     }
 
     @Test
     void argmaxTakesTheFirstOfTiesWithinItsRow() {
-        assertThat(Metrics.argmax(new float[] {1, 3, 3, 2}, 0, 4)).isEqualTo(1);
-        assertThat(Metrics.argmax(new float[] {5, 5}, 0, 2)).isZero();
+        assertThat(Logits.argmax(new float[] {1, 3, 3, 2}, 0, 4)).isEqualTo(1);
+        assertThat(Logits.argmax(new float[] {5, 5}, 0, 2)).isZero();
         // the row is [1, 2, 0] at offset 1; the 7 after it belongs to the next row
-        assertThat(Metrics.argmax(new float[] {9, 1, 2, 0, 7}, 1, 3)).isEqualTo(1);
-        assertThat(Metrics.argmax(new float[] {9, 4, 2, 0, 7}, 1, 3)).isZero();
+        assertThat(Logits.argmax(new float[] {9, 1, 2, 0, 7}, 1, 3)).isEqualTo(1);
+        assertThat(Logits.argmax(new float[] {9, 4, 2, 0, 7}, 1, 3)).isZero();
     }
 
     @Test

@@ -76,6 +76,58 @@ class TrainerTest {
         }
     }
 
+    /**
+     * Snapshots: epoch 0 (the initial weights), every n-th epoch and the last, each the weights of that epoch; a run
+     * stopped and resumed writes the same files, bit for bit, without being asked again, and keeps its interval.
+     */
+    @Test
+    void snapshotsSurviveAResumeBitForBit() throws IOException {
+        TrainConfig cfg = TINY.withEpochs(7);
+        Path straight = tmp.resolve("straight");
+        Trainer s = Trainer.start(cfg, straight).snapshotEvery(3);
+        assertThat(Trainer.snapshots(straight).keySet()).as("epoch 0 at once").containsExactly(0);
+        List<float[]> byEpoch = new ArrayList<>();
+        byEpoch.add(s.weights().data.clone());
+        s.run(new Trainer.Listener() {
+            @Override
+            public void epochDone(Trainer.EpochMetrics m) {
+                byEpoch.add(s.weights().data.clone());
+            }
+        });
+        assertThat(Trainer.snapshots(straight).keySet()).containsExactly(0, 3, 6, 7);
+        for (int e : Trainer.snapshots(straight).keySet()) {
+            Checkpoint c = Checkpoints.load(Trainer.snapshotPath(straight, e));
+            assertThat(c.weights().data).as("epoch %d", e).isEqualTo(byEpoch.get(e));
+            assertThat(c.metadata()).containsEntry(Trainer.EPOCHS_DONE, Integer.toString(e))
+                    .containsEntry(Trainer.SNAPSHOT_EVERY, "3");
+        }
+        assertThat(byEpoch.get(0)).isEqualTo(Weights.init(cfg.modelConfig(), cfg.initSeed()).data);
+
+        Path split = tmp.resolve("split");
+        Trainer.start(cfg, split).snapshotEvery(3).run(QUIET, 4);
+        assertThat(Trainer.snapshots(split).keySet()).containsExactly(0, 3);
+        Trainer resumed = Trainer.resume(split);
+        assertThat(resumed.snapshotInterval()).isEqualTo(3);
+        assertThatThrownBy(() -> Trainer.resume(split).snapshotEvery(2)).isInstanceOf(TrilensException.class)
+                .hasMessage("cannot resume " + split + " with --snapshot-every 2: its snapshots are every 3 epochs; "
+                        + "drop the flag or pass --snapshot-every 3");
+        resumed.snapshotEvery(3).run(QUIET);
+        for (int e : List.of(0, 3, 6, 7)) {
+            assertThat(Files.readAllBytes(Trainer.snapshotPath(split, e))).as("epoch %d", e)
+                    .isEqualTo(Files.readAllBytes(Trainer.snapshotPath(straight, e)));
+        }
+
+        // a run that starts keeping snapshots on resume gets epoch 0 and the epoch it stands at, if it is one
+        Path late = tmp.resolve("late");
+        Trainer.start(cfg, late).run(QUIET, 6);
+        Trainer.resume(late).snapshotEvery(3);
+        assertThat(Trainer.snapshots(late).keySet()).containsExactly(0, 6);
+        assertThat(Files.readAllBytes(Trainer.snapshotPath(late, 6)))
+                .isEqualTo(Files.readAllBytes(Trainer.snapshotPath(straight, 6)));
+        assertThatThrownBy(() -> Trainer.start(cfg, tmp.resolve("zero")).snapshotEvery(0))
+                .isInstanceOf(TrilensException.class).hasMessageContaining("must be >= 1");
+    }
+
     @Test
     void metricsAndCheckpointsCarryWhatEvaluateNeeds() throws IOException {
         Path dir = tmp.resolve("run");
