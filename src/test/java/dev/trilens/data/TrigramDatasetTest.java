@@ -132,6 +132,10 @@ class TrigramDatasetTest {
         assertThat(batch).as(cfg).hasSize(tri.length * 3);
         for (int i = 0; i < tri.length; i++) {
             assertThat(new int[] {batch[3 * i], batch[3 * i + 1], batch[3 * i + 2]}).containsExactly(tri[i]);
+            // the row of the batch's [n * 3, d] logits the metrics read for trigram i: the one at b, after a
+            int row = TrigramDataset.predictionRow(i, d);
+            assertThat(row % d).as(cfg).isZero();
+            assertThat(new int[] {batch[row / d - 1], batch[row / d]}).as(cfg).containsExactly(tri[i][0], tri[i][1]);
         }
         assertThat(ds.tokens()).as(cfg).hasSize(ds.size() * ds.seqLen());
         assertInVocab(ds.tokens(), d, cfg);

@@ -11,14 +11,27 @@ import dev.trilens.model.ModelConfig;
 import dev.trilens.model.Weights;
 import java.util.Arrays;
 import java.util.List;
+import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Test;
 
 class ProbeTest {
 
-    private static Probe challenge() {
-        Weights w = TrigramExtractorTestModels.challenge();
-        return new Probe(new HookedTransformer(w), TrigramExtractorTestModels.challengeExtraction(),
-                TrigramExtractorTestModels.challengeData(200));
+    /** The challenge model's probe, built by the first test that needs it and kept for this class's run only. */
+    private static Probe challenge;
+
+    private static synchronized Probe challenge() {
+        if (challenge == null) {
+            Weights w = TrigramExtractorTestModels.challenge();
+            challenge = new Probe(new HookedTransformer(w), TrigramExtractorTestModels.challengeExtraction(),
+                    TrigramExtractorTestModels.challengeData(200));
+        }
+        return challenge;
+    }
+
+    /** PIT runs this class once per mutant in one JVM: a probe built with one mutant in place must not outlive it. */
+    @AfterAll
+    static void forgetTheChallengeProbe() {
+        challenge = null;
     }
 
     /** A learned trigram of the challenge model, embedded in the first tokens of sequence 0. */

@@ -14,7 +14,8 @@ import java.nio.file.Path;
 
 /**
  * Models shared by the extraction, causal-validation, failure-mode and extract-command tests, each built once per
- * test JVM: the challenge model (skips when absent) with its extraction, and a tiny model trained in a few seconds.
+ * test JVM: the challenge model (skips when absent) and a tiny model trained in a few seconds. Only what no interp
+ * code computes is kept (see {@link #challengeExtraction}).
  */
 public final class TrigramExtractorTestModels {
 
@@ -23,7 +24,6 @@ public final class TrigramExtractorTestModels {
             32, 1, 16, 20, 1, false, 40);
 
     private static Weights challenge;
-    private static TrigramExtractor.Result challengeExtraction;
     private static Path tinyDir;
     private static Trainer tiny;
 
@@ -43,13 +43,12 @@ public final class TrigramExtractorTestModels {
         return TrigramDataset.generate(75, 50, 0.05, 40, size);
     }
 
-    /** The default extraction of the challenge model. */
-    public static synchronized TrigramExtractor.Result challengeExtraction() {
-        Weights w = challenge();
-        if (challengeExtraction == null) {
-            challengeExtraction = TrigramExtractor.extract(w);
-        }
-        return challengeExtraction;
+    /**
+     * The default extraction of the challenge model, computed on every call: kept across tests, a result computed
+     * while mutation testing had one mutant in place would be what the tests of every later mutant see.
+     */
+    public static TrigramExtractor.Result challengeExtraction() {
+        return TrigramExtractor.extract(challenge());
     }
 
     /** The tiny model, trained on first use; its folder holds model.safetensors with the data's metadata. */

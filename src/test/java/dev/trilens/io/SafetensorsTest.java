@@ -289,6 +289,28 @@ class SafetensorsTest {
     }
 
     @Test
+    void refusesMoreTensorsOrMetadataEntriesThanItsLimits() throws IOException {
+        // one past each limit: the entry that would go over is refused, before the rest of the file is looked at
+        StringBuilder tensors = new StringBuilder("{");
+        for (int i = 0; i <= Safetensors.MAX_TENSORS; i++) {
+            tensors.append(i == 0 ? "" : ", ").append("\"t").append(i)
+                    .append("\": {\"dtype\": \"F32\", \"shape\": [0], \"data_offsets\": [0, 0]}");
+        }
+        Path manyTensors = file("tensors.safetensors", tensors.append('}').toString(), new byte[0]);
+        assertThatThrownBy(() -> Safetensors.read(manyTensors)).isInstanceOf(TrilensException.class)
+                .hasMessage("safetensors file " + manyTensors + ": header names more than 200000 tensors, expected "
+                        + "a TransformerLens state dict");
+        StringBuilder meta = new StringBuilder("{\"__metadata__\": {");
+        for (int i = 0; i <= Safetensors.MAX_METADATA; i++) {
+            meta.append(i == 0 ? "" : ", ").append("\"k").append(i).append("\": \"v\"");
+        }
+        Path manyEntries = file("meta.safetensors", meta.append("}}").toString(), new byte[0]);
+        assertThatThrownBy(() -> Safetensors.read(manyEntries)).isInstanceOf(TrilensException.class)
+                .hasMessage("safetensors file " + manyEntries + ": __metadata__ has more than 100000 entries, "
+                        + "expected a few strings");
+    }
+
+    @Test
     void refusesTensorEntriesThatAreNotDtypeShapeAndOffsets() throws IOException {
         String t = "safetensors file %s: tensor 'x' ";
         String[][] cases = {
