@@ -33,6 +33,34 @@ class OutputLockTest {
         }
     }
 
+    /** A process that takes a folder's lock, lets it go, and lives on until its standard input closes. */
+    public static final class Releaser {
+        public static void main(String[] args) throws Exception {
+            OutputLock.acquire(Path.of(args[0]), "train").close();
+            System.out.println("released");
+            System.out.flush();
+            while (System.in.read() >= 0) {
+                // live on, as a process that goes on to other work
+            }
+        }
+    }
+
+    @Test
+    void aReleasedLockIsNotRemovedWhenItsFormerHolderExits() throws Exception {
+        // the exit hook removes the lock file of a process stopped mid-run; one that released its lock must not take
+        // the file of the writer that holds the folder now
+        Path dir = tmp.resolve("handed-over");
+        Process former = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "-cp", System.getProperty("java.class.path"), Releaser.class.getName(), dir.toString()).start();
+        assertThat(new BufferedReader(new InputStreamReader(former.getInputStream(), StandardCharsets.UTF_8))
+                .readLine()).isEqualTo("released");
+        try (OutputLock now = OutputLock.acquire(dir, "analyze")) {
+            former.getOutputStream().close();
+            assertThat(former.waitFor(30, TimeUnit.SECONDS)).isTrue();
+            assertThat(dir.resolve(OutputLock.FILE)).exists();
+        }
+    }
+
     @Test
     void oneWriterPerFolderInThisProcess() {
         Path dir = tmp.resolve("out");

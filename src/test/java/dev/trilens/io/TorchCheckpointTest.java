@@ -614,6 +614,18 @@ class TorchCheckpointTest {
     }
 
     @Test
+    void emptyTensorsAndExpandedViewsReadAsTorchHasThem() throws IOException {
+        // torch.zeros(0, 4) saves an empty storage; x.expand(3, 2) of a row of 2 steps 0 along its first dimension
+        Path p = handBuilt("empty-and-expanded.pt", Map.of("0", new byte[0],
+                "1", PtFiles.floats(ByteOrder.LITTLE_ENDIAN, 5f, 7f)), new Object[][] {
+            {"empty", "FloatStorage", "0", 0L, new long[] {0, 4}, new long[] {4, 1}},
+            {"expanded", "FloatStorage", "1", 2L, new long[] {3, 2}, new long[] {0, 1}}});
+        Map<String, TorchCheckpoint.Tensor> sd = TorchCheckpoint.readStateDict(p);
+        assertTensor(sd.get("empty"), "float32", new int[] {0, 4});
+        assertTensor(sd.get("expanded"), "float32", new int[] {3, 2}, 5f, 7f, 5f, 7f, 5f, 7f);
+    }
+
+    @Test
     void refusesViewsAndStoragesBeyondTheBudget() throws IOException {
         // one float viewed 200 times as a million elements of stride 0: 800 MB of floats from a 4-byte storage
         Object[][] views = new Object[200][];

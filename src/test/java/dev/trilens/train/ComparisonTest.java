@@ -23,6 +23,10 @@ class ComparisonTest {
         assertThat(s.min()).isEqualTo(1);
         assertThat(s.max()).isEqualTo(4);
         assertThat(Comparison.Stats.of(new double[] {7}).std()).isNaN();
+        // the deviations are taken from the mean before squaring: around a value as large as 1e15 the spread is
+        // still exact, where sum(x^2) - n mean^2 loses it to rounding (it gives 1.41 here)
+        Comparison.Stats far = Comparison.Stats.of(new double[] {1e15 + 1, 1e15 + 2, 1e15 + 3, 1e15 + 4});
+        assertThat(far.std()).isCloseTo(Math.sqrt(5.0 / 3), within(1e-15));
     }
 
     @SuppressWarnings("unchecked")

@@ -104,6 +104,22 @@ class RunSnapshotsTest {
         assertThat(s.notes()).isEmpty();
     }
 
+    @Test
+    void oneTrainedEpochKeptEveryEpochIsEnoughEvenWithoutTrigrams() {
+        // trigram_prob 0.005 of 12 tokens draws no trigram: the score is NaN in metrics.jsonl and from the snapshot
+        TrainConfig none = new TrainConfig(12, 10, 0.005, 5, 64, 50, 1, 64, 1e-2, 1e-3, 1e-3, 16, 1, 8, 16, 1, false,
+                5);
+        Path dir = tmp.resolve("no-trigrams");
+        List<Trainer.EpochMetrics> ms = Trainer.start(none, dir).snapshotEvery(1).run(new Trainer.Listener() {
+        });
+        assertThat(ms.get(0).trigramAvgCorrectProb()).isNaN();
+        RunSnapshots s = RunSnapshots.read(dir);
+        assertThat(s.interval()).isEqualTo(1);
+        assertThat(s.weights().keySet()).containsExactly(0, 1);
+        assertThat(s.metrics().get(1)).isEqualTo(ms.get(0));
+        assertThat(s.notes()).isEmpty();
+    }
+
     private static JsonNode readJson(String line) {
         try {
             return new ObjectMapper().readTree(line);

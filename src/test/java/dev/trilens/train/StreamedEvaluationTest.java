@@ -58,6 +58,8 @@ class StreamedEvaluationTest {
         // attention of 4096 x 4096 per sequence: 4 sequences a chunk
         assertThat(Metrics.chunkRows(new ModelConfig(75, 4096, 32, 1, 1, 16, 20, false))).isEqualTo(4);
         assertThat(Metrics.chunkRows(new ModelConfig(75, 30_000, 32, 1, 1, 16, 20, false))).isEqualTo(1);
+        // 7 x 306,783,377 = 2^31 - 9 floats of logits: exactly the largest array, still one sequence a chunk
+        assertThat(Metrics.chunkRows(new ModelConfig(306_783_377, 7, 32, 1, 1, 16, 20, false))).isEqualTo(1);
         org.assertj.core.api.Assertions.assertThatThrownBy(() -> Metrics.chunkRows(
                 new ModelConfig(75, 100_000, 32, 1, 1, 16, 20, false)))
                 .isInstanceOf(dev.trilens.TrilensException.class).hasMessageContaining("n_ctx 100000")

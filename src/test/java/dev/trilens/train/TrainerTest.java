@@ -2,6 +2,7 @@ package dev.trilens.train;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.assertj.core.api.Assertions.within;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -126,6 +127,52 @@ class TrainerTest {
                 .isEqualTo(Files.readAllBytes(Trainer.snapshotPath(straight, 6)));
         assertThatThrownBy(() -> Trainer.start(cfg, tmp.resolve("zero")).snapshotEvery(0))
                 .isInstanceOf(TrilensException.class).hasMessageContaining("must be >= 1");
+        Path everyEpoch = tmp.resolve("every");
+        Trainer.start(cfg.withEpochs(2), everyEpoch).snapshotEvery(1).run(QUIET);
+        assertThat(Trainer.snapshots(everyEpoch).keySet()).containsExactly(0, 1, 2);
+    }
+
+    /**
+     * The config's weight decay reaches the optimiser, decoupled as torch's AdamW applies it: after one step from the
+     * same weights on the same batch, a run with decay wd differs from one without by exactly -lr * wd * p0 in every
+     * parameter p0 (the Adam update itself is the same in both). TorchReplayTest checks whole runs against torch.
+     */
+    @Test
+    void oneStepShrinksEveryWeightByTheConfigsDecay() {
+        double wd = 0.5;
+        // one batch of 64 sequences, one epoch: one step
+        TrainConfig decayed = new TrainConfig(12, 10, 0.1, 5, 64, 50, 1, 64, 1e-2, 1e-3, wd, 16, 1, 8, 16, 1, false,
+                5);
+        TrainConfig plain = new TrainConfig(12, 10, 0.1, 5, 64, 50, 1, 64, 1e-2, 1e-3, 0, 16, 1, 8, 16, 1, false,
+                5);
+        Trainer a = Trainer.start(decayed, tmp.resolve("decayed"));
+        Trainer b = Trainer.start(plain, tmp.resolve("plain"));
+        float[] p0 = a.weights().data.clone();
+        double lr = a.run(QUIET).get(0).lr();
+        assertThat(b.run(QUIET).get(0).lr()).isEqualTo(lr);
+        float[] pa = a.weights().data, pb = b.weights().data;
+        int changed = 0;
+        for (int i = 0; i < p0.length; i++) {
+            double expected = -lr * wd * p0[i];
+            assertThat((double) pa[i] - pb[i]).as("parameter %d", i)
+                    .isCloseTo(expected, within(1e-6 * (1 + Math.abs(pa[i]))));
+            changed += Math.abs(expected) > 1e-4 ? 1 : 0;
+        }
+        // (the biases start at 0 and many weights near it: a quarter move by 100 times the tolerance or more)
+        assertThat(changed).as("parameters the decay moves visibly").isGreaterThan(p0.length / 4);
+    }
+
+    /** best.safetensors keeps the first epoch to reach the best score: a later one that only equals it does not win. */
+    @Test
+    void aTiedScoreKeepsTheEarlierBestEpoch() {
+        // a learning rate so small that no weight moves by a float's rounding: every epoch scores the same
+        TrainConfig still = new TrainConfig(12, 10, 0.1, 5, 64, 50, 3, 64, 1e-30, 1e-30, 1e-3, 16, 1, 8, 16, 1, false,
+                5);
+        Trainer t = Trainer.start(still, tmp.resolve("still"));
+        List<Trainer.EpochMetrics> ms = t.run(QUIET);
+        assertThat(ms).extracting(Trainer.EpochMetrics::trigramAvgCorrectProb).containsOnly(
+                ms.get(0).trigramAvgCorrectProb());
+        assertThat(t.bestEpoch()).isEqualTo(1);
     }
 
     @Test
