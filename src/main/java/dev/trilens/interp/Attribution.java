@@ -51,6 +51,20 @@ public record Attribution(String direction, boolean layerNormScaled, int nTrigra
             || n.endsWith("attn.hook_result") || n.endsWith("hook_mlp_out") || n.equals(HookNames.LN_FINAL + ".hook_scale");
 
     /**
+     * {@link #CACHED} and the unembed's input (ln_final.hook_normalized, or the last layer's resid_post without
+     * LayerNorm): for a pass run without its logits, whose actual logit differences {@link #perPosition} then reads
+     * from there, at the positions it attributes only.
+     */
+    public static Predicate<String> cachedWithoutLogits(ModelConfig cfg) {
+        String unembedIn = unembedInput(cfg);
+        return CACHED.or(unembedIn::equals);
+    }
+
+    private static String unembedInput(ModelConfig cfg) {
+        return cfg.layerNorm() ? HookNames.LN_FINAL + ".hook_normalized" : HookNames.residPost(cfg.nLayers() - 1);
+    }
+
+    /**
      * One component's mean direct attribution. JSON keys: {@code name}, {@code source} (hook or parameter),
      * {@code mean_trigram}, {@code mean_other}, {@code mean_all}.
      */
@@ -221,7 +235,8 @@ public record Attribution(String direction, boolean layerNormScaled, int nTrigra
         int N = B * P;
         double[][] values = new double[names.size()][N];
         double[] actual = new double[N];
-        float[] logits = run.logits().data();
+        float[] logits = run.logits() == null ? null : run.logits().data();
+        float[] unembedIn = logits == null ? run.cache().get(unembedInput(cfg)).data() : null;
         double[] x = new double[D];
         for (int s = 0; s < B; s++) {
             for (int p = 0; p < P; p++) {
@@ -258,6 +273,15 @@ public record Attribution(String direction, boolean layerNormScaled, int nTrigra
                     values[c++][i] = dot;
                 }
                 values[c][i] = bu[tgt] - buMean;
+                if (logits == null) {
+                    // logit(t) - mean logit = unembed input . (W_U[:, t] - mean column) + b_U[t] - mean b_U
+                    double dot = bu[tgt] - buMean;
+                    for (int d = 0; d < D; d++) {
+                        dot += unembedIn[bt * D + d] * uc[tgt * D + d];
+                    }
+                    actual[i] = dot;
+                    continue;
+                }
                 int row = bt * V;
                 double lm = 0;
                 for (int v = 0; v < V; v++) {

@@ -187,7 +187,7 @@ public final class TrainingDynamics {
         Parallel.forEachItem(epochs.size(), (worker, i) -> {
             int epoch = epochs.get(i);
             Weights w = run.weights().get(epoch);
-            TrigramExtractor.Result table = TrigramExtractor.extract(w);
+            TrigramExtractor.Triples table = TrigramExtractor.extractTriples(w);
             completions[i] = completions(table);
             // epoch 0 has no line in metrics.jsonl: its validation loss by the evaluation's forward pass, whose kernels
             // every snapshot runs anyway (the training ones would be compiled for this one pass)
@@ -216,7 +216,7 @@ public final class TrainingDynamics {
     // One snapshot
 
     private static Snapshot snapshot(RunSnapshots run, int epoch, Weights w, Weights initial,
-                                     TrigramExtractor.Result table, double valLoss, TrigramDataset eval,
+                                     TrigramExtractor.Triples table, double valLoss, TrigramDataset eval,
                                      boolean[] datasetPrefix) {
         HookedTransformer model = new HookedTransformer(w);
         Metrics.TrigramScore tri = Metrics.trigramScore(model, eval);
@@ -243,8 +243,9 @@ public final class TrainingDynamics {
             TrigramDataset part = eval.slice(from, Math.min(B, from + EVAL_CHUNK));
             int n = part.size();
             int[] tokens = part.tokens();
-            HookedTransformer.Run pass = model.runWithCache(tokens, n, T,
-                    name -> name.equals(pattern) || Attribution.CACHED.test(name));
+            // no logits: the attribution reads its positions' from the unembed's input (a third of the pass saved)
+            HookedTransformer.Run pass = model.run(tokens, n, T,
+                    Attribution.cachedWithoutLogits(w.cfg).or(pattern::equals), List.of(), false);
             // closed, so its buffers go to the next chunk's pass
             try (ActivationCache cache = pass.cache()) {
                 learnedSums.add(cache.get(pattern), part, table.prefixTable());
@@ -275,15 +276,15 @@ public final class TrainingDynamics {
             rel.put(p.name(), n0 == 0 ? Double.NaN : d / n0);
         }
         return new Snapshot(epoch, trainLoss, trainLossAsFrac, valLoss, tri.nCorrect(), tri.fracCorrect(),
-                tri.avgCorrectProb(), table.trigrams().size(), nInDataset, extracted, qkAuc, qkHead[0],
+                tri.avgCorrectProb(), table.triples().size(), nInDataset, extracted, qkAuc, qkHead[0],
                 learned.head(), learned.nLearnedPositions(), learned.prevAtLearned(), learned.prevElsewhere(),
                 dataset.prevAtLearned(), dataset.prevElsewhere(), dla, share, dist, rel,
                 finalPosition(w, initial));
     }
 
     /** completion[a * V + b]: the extracted c, or -1. */
-    private static int[] completions(TrigramExtractor.Result table) {
-        int V = table.pairs().dVocab();
+    private static int[] completions(TrigramExtractor.Triples table) {
+        int V = table.dVocab();
         int[] c = new int[V * V];
         Arrays.fill(c, -1);
         for (int[] t : table.triples()) {

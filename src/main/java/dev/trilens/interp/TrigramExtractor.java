@@ -316,10 +316,96 @@ public final class TrigramExtractor {
         return extract(w, opts, true);
     }
 
+    /**
+     * What {@link #extract(Weights)} extracts, without explaining each entry or reading the bigram defaults (a third of
+     * its work): for reading many models, such as a run's snapshots, when only the table is wanted.
+     */
+    public static Triples extractTriples(Weights w) {
+        ExtractComponents comp = new ExtractComponents(w, true);
+        Options opts = Options.defaults();
+        Pairs pairs = pairs(comp, opts, false);
+        List<int[]> triples = new ArrayList<>();
+        for (int[] ab : pairs.chosen()) {
+            triples.add(new int[] {ab[0], ab[1], pairs.tables().argmax()[ab[0] * comp.V + ab[1]]});
+        }
+        triples.sort(Comparator.comparingDouble((int[] t) -> -pairs.tables().confidence()[t[0] * comp.V + t[1]])
+                .thenComparingInt(t -> t[0]).thenComparingInt(t -> t[1]));
+        return new Triples(comp.V, pairs.cut(), List.copyOf(triples));
+    }
+
+    /**
+     * The extracted (a, b, c), by confidence, highest first, then by a and b (the pair's position-averaged P(c) as the
+     * cut read it: {@link Result#trigrams()} orders by its entries' own, recomputed, which can swap near-ties).
+     */
+    public record Triples(int dVocab, ConfidenceCut cut, List<int[]> triples) {
+        /** prefix[a * V + b]: whether (a, b) is an extracted trigram prefix. */
+        public boolean[] prefixTable() {
+            boolean[] t = new boolean[dVocab * dVocab];
+            for (int[] e : triples) {
+                t[e[0] * dVocab + e[1]] = true;
+            }
+            return t;
+        }
+    }
+
+    /**
+     * Pass 1 and the cut: every pair's numbers, the pairs kept (a, b) in row order, the highest confidence left out and
+     * the lowest kept; backgrounds[b][i] is the context of query b at positions[i].
+     */
+    private record Pairs(int[] positions, PairTables tables, ConfidenceCut cut, List<int[]> chosen,
+                         double maxRejected, double minExtracted, ExtractComponents.MeanField[][] backgrounds) {
+    }
+
     /** shortcuts=false: a model without LayerNorm is read the direct way too (see {@link ExtractComponents}). */
     static Result extract(Weights w, Options opts, boolean shortcuts) {
         long t0 = System.nanoTime();
         ExtractComponents comp = new ExtractComponents(w, shortcuts);
+        int V = comp.V;
+        Pairs pairs = pairs(comp, opts, true);
+        int[] argmax = pairs.tables().argmax();
+        float[] medianOverA = pairs.tables().medianOverA();
+        int[] positions = pairs.positions();
+        List<int[]> chosen = pairs.chosen();
+        ExtractComponents.MeanField[][] backgrounds = pairs.backgrounds();
+
+        // pass 2: explain the extracted entries
+        Entry[] entries = new Entry[chosen.size()];
+        Parallel.forRange(chosen.size(), (worker, from, to) -> {
+            for (int i = from; i < to; i++) {
+                int[] ab = chosen.get(i);
+                entries[i] = explain(comp, ab[0], ab[1], argmax[ab[0] * V + ab[1]], positions, backgrounds[ab[1]]);
+            }
+        });
+        List<Entry> list = new ArrayList<>(Arrays.asList(entries));
+        list.sort(Comparator.comparingDouble(Entry::confidence).reversed()
+                .thenComparingInt(Entry::a).thenComparingInt(Entry::b));
+
+        // the bigram defaults: per b, the argmax of the median over a', cut by Otsu's split of their log-ratios
+        int[] defaultC = new int[V];
+        float[] defaultConf = new float[V];
+        for (int b = 0; b < V; b++) {
+            int best = 0;
+            for (int c = 1; c < V; c++) {
+                if (medianOverA[b * V + c] > medianOverA[b * V + best]) {
+                    best = c;
+                }
+            }
+            defaultC[b] = best;
+            defaultConf[b] = medianOverA[b * V + best];
+        }
+        ConfidenceCut bigramCut = ConfidenceCut.otsuLog(defaultConf, V);
+        List<BigramDefault> defaults = new ArrayList<>();
+        for (int b = 0; b < V; b++) {
+            if (bigramCut.keeps(defaultConf[b])) {
+                defaults.add(new BigramDefault(b, defaultC[b], defaultConf[b]));
+            }
+        }
+        return new Result(w.cfg, opts, positions, pairs.cut(), List.copyOf(list), List.copyOf(defaults), bigramCut,
+                pairs.tables(), pairs.maxRejected(), pairs.minExtracted(), (System.nanoTime() - t0) / 1e9);
+    }
+
+    /** medians: whether to read each b's median over a' (only the bigram defaults need it; a fifth of the pass). */
+    private static Pairs pairs(ExtractComponents comp, Options opts, boolean medians) {
         int V = comp.V, H = comp.H;
         int[] positions = opts.positions() == null ? defaultPositions(comp.N) : opts.positions();
         for (int p : positions) {
@@ -332,7 +418,7 @@ public final class TrigramExtractor {
         int P = positions.length;
         int[] argmax = new int[V * V];
         float[] conf = new float[V * V], attnPrev = new float[V * V], qkAdv = new float[V * V];
-        float[] dist = new float[V * V * V], medianOverA = new float[V * V];
+        float[] dist = new float[V * V * V], medianOverA = medians ? new float[V * V] : null;
         // backgrounds[b][i]: the context of query b at positions[i]; the same for every a, so pass 2 reads it back
         ExtractComponents.MeanField[][] backgrounds = new ExtractComponents.MeanField[V][P];
 
@@ -396,7 +482,7 @@ public final class TrigramExtractor {
                         dist[i * V + c] = (float) acc[a * V + c];
                     }
                 }
-                for (int c = 0; c < V; c++) {
+                for (int c = 0; c < V && medians; c++) {
                     for (int a = 0; a < V; a++) {
                         column[a] = acc[a * V + c];
                     }
@@ -409,7 +495,6 @@ public final class TrigramExtractor {
         ConfidenceCut cut = opts.threshold() == null ? ConfidenceCut.widestGap(conf, V)
                 : ConfidenceCut.threshold(conf, opts.threshold());
 
-        // pass 2: explain the extracted entries
         List<int[]> chosen = new ArrayList<>();
         double maxRejected = Double.NaN, minExtracted = Double.NaN;
         for (int a = 0; a < V; a++) {
@@ -423,40 +508,8 @@ public final class TrigramExtractor {
                 }
             }
         }
-        Entry[] entries = new Entry[chosen.size()];
-        Parallel.forRange(chosen.size(), (worker, from, to) -> {
-            for (int i = from; i < to; i++) {
-                int[] ab = chosen.get(i);
-                entries[i] = explain(comp, ab[0], ab[1], argmax[ab[0] * V + ab[1]], positions, backgrounds[ab[1]]);
-            }
-        });
-        List<Entry> list = new ArrayList<>(Arrays.asList(entries));
-        list.sort(Comparator.comparingDouble(Entry::confidence).reversed()
-                .thenComparingInt(Entry::a).thenComparingInt(Entry::b));
-
-        // the bigram defaults: per b, the argmax of the median over a', cut by Otsu's split of their log-ratios
-        int[] defaultC = new int[V];
-        float[] defaultConf = new float[V];
-        for (int b = 0; b < V; b++) {
-            int best = 0;
-            for (int c = 1; c < V; c++) {
-                if (medianOverA[b * V + c] > medianOverA[b * V + best]) {
-                    best = c;
-                }
-            }
-            defaultC[b] = best;
-            defaultConf[b] = medianOverA[b * V + best];
-        }
-        ConfidenceCut bigramCut = ConfidenceCut.otsuLog(defaultConf, V);
-        List<BigramDefault> defaults = new ArrayList<>();
-        for (int b = 0; b < V; b++) {
-            if (bigramCut.keeps(defaultConf[b])) {
-                defaults.add(new BigramDefault(b, defaultC[b], defaultConf[b]));
-            }
-        }
-        return new Result(w.cfg, opts, positions, cut, List.copyOf(list), List.copyOf(defaults), bigramCut,
-                new PairTables(V, argmax, conf, attnPrev, qkAdv, dist, medianOverA), maxRejected, minExtracted,
-                (System.nanoTime() - t0) / 1e9);
+        return new Pairs(positions, new PairTables(V, argmax, conf, attnPrev, qkAdv, dist, medianOverA), cut, chosen,
+                maxRejected, minExtracted, backgrounds);
     }
 
     /** The median of v[0..n): the middle value, or the mean of the two middle ones when n is even; NaN when n = 0. */

@@ -20,7 +20,7 @@ import java.util.function.Predicate;
  */
 public final class HookedTransformer {
 
-    /** A forward pass's logits [B, T, V] and the activations it was asked to keep. */
+    /** A forward pass's logits [B, T, V] (null if it was run without them) and the activations it was asked to keep. */
     public record Run(Tensor logits, ActivationCache cache) {
     }
 
@@ -69,6 +69,15 @@ public final class HookedTransformer {
     }
 
     public Run run(int[] tokens, int B, int T, Predicate<String> cacheFilter, List<Hook.At> hooks) {
+        return run(tokens, B, T, cacheFilter, hooks, true);
+    }
+
+    /**
+     * returnLogits false: the pass stops before the unembed (as TransformerLens's {@code return_type=None}; with
+     * LayerNorm, ln_final still runs), for a caller that reads only the cache; the {@link Run}'s logits are null.
+     */
+    public Run run(int[] tokens, int B, int T, Predicate<String> cacheFilter, List<Hook.At> hooks,
+                   boolean returnLogits) {
         checkTokens(tokens, B, T);
         Map<String, List<Hook>> hooksByName = new HashMap<>();
         for (Hook.At h : hooks) {
@@ -90,18 +99,20 @@ public final class HookedTransformer {
         // The steps split into segments, each ending at a hooked activation. Within a segment each worker runs
         // one sequence through every step (activations stay in cache); between segments the hooks see the whole
         // batch. So an activation is kept batch-wide only if it is cached, hooked, or read in a later segment.
-        int nSteps = pass.steps.size();
+        // the unembed is the last step: without it, what the cache keeps ends the pass
+        List<Forward.Step> steps = returnLogits ? pass.steps : pass.steps.subList(0, pass.steps.size() - 1);
+        int nSteps = steps.size();
         int[] segmentOfAct = new int[pass.acts.size()];
         List<Integer> segmentEnds = new ArrayList<>();
         for (int i = 0; i < nSteps; i++) {
-            Forward.Step st = pass.steps.get(i);
+            Forward.Step st = steps.get(i);
             segmentOfAct[st.out()] = segmentEnds.size();
             if (hooksByName.containsKey(pass.acts.get(st.out()).name()) || i == nSteps - 1) {
                 segmentEnds.add(i + 1);
             }
         }
         boolean[] crossesSegment = new boolean[pass.acts.size()];
-        for (Forward.Step st : pass.steps) {
+        for (Forward.Step st : steps) {
             for (int in : new int[] {st.in0(), st.in1()}) {
                 if (in >= 0 && segmentOfAct[in] != segmentOfAct[st.out()]) {
                     crossesSegment[in] = true;
@@ -113,6 +124,9 @@ public final class HookedTransformer {
         for (int i = 0; i < pass.acts.size(); i++) {
             Forward.Act a = pass.acts.get(i);
             boolean logits = a.name().equals(HookNames.LOGITS);
+            if (logits && !returnLogits) {
+                continue;
+            }
             boolean keep = logits || cacheFilter.test(a.name());
             if (keep || hooksByName.containsKey(a.name()) || crossesSegment[i]) {
                 // logits and what hooks see may be kept by the caller: those never come from the pool
@@ -130,7 +144,7 @@ public final class HookedTransformer {
         Forward.Frame[] frames = new Forward.Frame[Parallel.threads()];
         int segmentStart = 0;
         for (int segmentEnd : segmentEnds) {
-            List<Forward.Step> segment = pass.steps.subList(segmentStart, segmentEnd);
+            List<Forward.Step> segment = steps.subList(segmentStart, segmentEnd);
             Parallel.forRange(B, (worker, from, to) -> {
                 if (frames[worker] == null) {
                     frames[worker] = new Forward.Frame(pass, stored);
@@ -159,8 +173,9 @@ public final class HookedTransformer {
                 BufferPool.give(stored[i]); // read across a hook only: nobody else has seen it
             }
         }
-        int logitsId = pass.id(HookNames.LOGITS);
-        return new Run(new Tensor(new int[] {B, T, cfg.dVocab()}, stored[logitsId]), new ActivationCache(cached));
+        Tensor logits = returnLogits ? new Tensor(new int[] {B, T, cfg.dVocab()}, stored[pass.id(HookNames.LOGITS)])
+                : null;
+        return new Run(logits, new ActivationCache(cached));
     }
 
     /** The inference forward for sequences of T: unpadded widths (TransformerLens's shapes), query-major attention. */

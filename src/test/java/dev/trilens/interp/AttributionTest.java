@@ -75,6 +75,34 @@ class AttributionTest {
         assertThat(table.maxSumError()).isLessThan(1e-4);
     }
 
+    @ParameterizedTest
+    @MethodSource("configs")
+    void aPassWithoutLogitsGivesTheSameAttributionAndActualDifferences(ModelConfig cfg) {
+        HookedTransformer model = new HookedTransformer(randomWeights(cfg, 6));
+        int B = 5, T = cfg.nCtx();
+        TrigramDataset data = TrigramDataset.generate(cfg.dVocab(), T, 0.2, 3, B);
+        java.util.function.IntBinaryOperator next = (s, p) -> p % 3 == 1 ? -1 : data.token(s, p + 1);
+        Attribution.Table withLogits = Attribution.perPosition(model, data.tokens(), B, T, T - 1, next);
+        HookedTransformer.Run pass = model.run(data.tokens(), B, T, Attribution.cachedWithoutLogits(cfg),
+                java.util.List.of(), false);
+        assertThat(pass.logits()).isNull();
+        Attribution.Table without = Attribution.perPosition(model, pass, B, T, T - 1, next);
+        assertThat(without.names()).isEqualTo(withLogits.names());
+        int attributed = 0;
+        for (int i = 0; i < B * (T - 1); i++) {
+            for (int c = 0; c < withLogits.names().size(); c++) {
+                assertThat(without.values()[c][i]).isEqualTo(withLogits.values()[c][i]);
+            }
+            if (i % (T - 1) % 3 != 1) {
+                attributed++;
+                assertThat(without.actual()[i]).as("%s position %d", cfg, i).isNotZero()
+                        .isCloseTo(withLogits.actual()[i], within(1e-4));
+            }
+        }
+        assertThat(attributed).isGreaterThan(B);
+        assertThat(without.maxSumError()).isLessThan(1e-4);
+    }
+
     @Test
     void embeddingAttributionIsTheEmbeddingDottedWithTheCentredUnembed() {
         ModelConfig cfg = new ModelConfig(9, 10, 16, 1, 1, 8, 12, false);

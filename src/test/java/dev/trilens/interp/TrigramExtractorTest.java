@@ -137,6 +137,29 @@ class TrigramExtractorTest {
     }
 
     @Test
+    void extractingTheTriplesAloneReadsTheSameTableAsExtract() {
+        // a trained model and an untrained one (nothing or little above its cut)
+        Trainer t = TrigramExtractorTestModels.tiny();
+        Weights random = Weights.init(t.weights().cfg, 3);
+        for (Weights w : List.of(t.weights(), random)) {
+            TrigramExtractor.Result full = TrigramExtractor.extract(w);
+            TrigramExtractor.Triples table = TrigramExtractor.extractTriples(w);
+            assertThat(table.cut()).isEqualTo(full.cut());
+            assertThat(table.triples()).hasSameSizeAs(full.trigrams());
+            assertThat(table.triples()).map(Arrays::toString)
+                    .containsExactlyInAnyOrderElementsOf(Arrays.stream(full.triples()).map(Arrays::toString).toList());
+            assertThat(table.prefixTable()).containsExactly(full.prefixTable());
+            int V = table.dVocab();
+            for (int i = 1; i < table.triples().size(); i++) {
+                int[] prev = table.triples().get(i - 1), cur = table.triples().get(i);
+                assertThat(full.pairs().confidence()[prev[0] * V + prev[1]])
+                        .isGreaterThanOrEqualTo(full.pairs().confidence()[cur[0] * V + cur[1]]);
+            }
+        }
+        assertThat(TrigramExtractor.extractTriples(t.weights()).triples()).isNotEmpty();
+    }
+
+    @Test
     void theCutMovesWithTheModel() {
         // the tiny model's confidences have their widest gap elsewhere: measured 0.480 to 0.713, cut at 0.597
         Trainer t = TrigramExtractorTestModels.tiny();

@@ -68,6 +68,24 @@ class HookedTransformerTest {
     }
 
     @Test
+    void aPassWithoutLogitsKeepsTheSameCacheAndRunsItsHooks() {
+        ModelConfig cfg = new ModelConfig(13, 8, 12, 2, 3, 4, 10, true);
+        HookedTransformer model = new HookedTransformer(Weights.init(cfg, 4));
+        int[] tokens = randomTokens(cfg, 3, 8, 2);
+        HookedTransformer.Run full = model.runWithCache(tokens, 3, 8, n -> true);
+        int[] hookCalls = {0};
+        HookedTransformer.Run noLogits = model.run(tokens, 3, 8, n -> true,
+                List.of(new Hook.At("blocks.1.hook_resid_post", (t, name) -> hookCalls[0]++)), false);
+        assertThat(noLogits.logits()).isNull();
+        assertThat(hookCalls[0]).isEqualTo(1);
+        assertThat(noLogits.cache().names()).containsExactlyElementsOf(full.cache().names())
+                .contains("ln_final.hook_normalized");
+        for (String name : full.cache().names()) {
+            assertThat(noLogits.cache().get(name).data()).as(name).containsExactly(full.cache().get(name).data());
+        }
+    }
+
+    @Test
     void cacheKeepsOnlyWhatWasAskedFor() {
         HookedTransformer model = new HookedTransformer(Weights.init(ModelConfig.arena(), 1));
         int[] tokens = randomTokens(ModelConfig.arena(), 2, 50, 1);
