@@ -15,34 +15,39 @@ public final class Stats {
      * class is empty.
      */
     public static double rocAuc(double[] scores, boolean[] positive) {
-        int n = scores.length;
-        Integer[] order = new Integer[n];
-        for (int i = 0; i < n; i++) {
-            order[i] = i;
+        int nPos = 0;
+        for (boolean p : positive) {
+            nPos += p ? 1 : 0;
         }
-        Arrays.sort(order, (x, y) -> Double.compare(scores[x], scores[y]));
-        double rankSumPos = 0;
-        long nPos = 0;
-        for (int i = 0; i < n; ) {
-            int j = i;
-            // Double.compare, not ==: NaN must tie with NaN or a NaN score would never end its group
-            while (j + 1 < n && Double.compare(scores[order[j + 1]], scores[order[i]]) == 0) {
-                j++;
-            }
-            double avgRank = (i + j) / 2.0 + 1; // ranks are 1-based; ties share their mean rank
-            for (int t = i; t <= j; t++) {
-                if (positive[order[t]]) {
-                    rankSumPos += avgRank;
-                    nPos++;
-                }
-            }
-            i = j + 1;
-        }
-        long nNeg = n - nPos;
+        int nNeg = scores.length - nPos;
         if (nPos == 0 || nNeg == 0) {
             return Double.NaN;
         }
-        return (rankSumPos - nPos * (nPos + 1) / 2.0) / ((double) nPos * nNeg);
+        // each class sorted on its own (primitive sorts, in Double.compare's order: NaN last and tied with NaN), then
+        // merged: U counts, for every positive, the negatives below it and half of those equal to it
+        double[] pos = new double[nPos], neg = new double[nNeg];
+        for (int i = 0, ip = 0, in = 0; i < scores.length; i++) {
+            if (positive[i]) {
+                pos[ip++] = scores[i];
+            } else {
+                neg[in++] = scores[i];
+            }
+        }
+        Arrays.sort(pos);
+        Arrays.sort(neg);
+        double u = 0;
+        int below = 0, upTo = 0; // neg[0..below) < the current positive <= neg[below..upTo) equal to it
+        for (double x : pos) {
+            while (below < nNeg && Double.compare(neg[below], x) < 0) {
+                below++;
+            }
+            upTo = Math.max(upTo, below);
+            while (upTo < nNeg && Double.compare(neg[upTo], x) == 0) {
+                upTo++;
+            }
+            u += below + (upTo - below) / 2.0;
+        }
+        return u / ((double) nPos * nNeg);
     }
 
     /**

@@ -148,6 +148,22 @@ class QkCircuitTest {
             }
         }
         assertThat(Stats.rocAuc(s, pos)).isCloseTo(wins / pairs, within(1e-12));
+        // NaN scores rank above every number and tie with each other (Double.compare's order), -0.0 below 0.0
+        double[] odd = {Double.NaN, 1, Double.NaN, -0.0, 0.0, 1, Double.NaN, -3};
+        boolean[] oddPos = {true, false, false, true, false, true, true, false};
+        double oddWins = 0;
+        int oddPairs = 0;
+        for (int i = 0; i < odd.length; i++) {
+            for (int j = 0; j < odd.length; j++) {
+                if (oddPos[i] && !oddPos[j]) {
+                    oddPairs++;
+                    int cmp = Double.compare(odd[i], odd[j]);
+                    oddWins += cmp > 0 ? 1 : cmp == 0 ? 0.5 : 0;
+                }
+            }
+        }
+        assertThat(oddPairs).isEqualTo(16);
+        assertThat(Stats.rocAuc(odd, oddPos)).isEqualTo(oddWins / oddPairs);
 
         Stats.BestThreshold best = Stats.bestThreshold(new double[] {0.9, 0.8, 0.7, 0.1, 0.6},
                 new boolean[] {true, true, false, false, true});
