@@ -44,7 +44,7 @@ class CompareCommandTest extends CliTestBase {
         assertOneLineError(2, "--parallel-runs must be >= 1, got 0", "compare", "--parallel-runs", "0");
         assertOneLineError(2, "--threads must be >= 1, got 0", "compare", "--threads", "0", "--out", d);
         assertOneLineError(2, "--resume needs --out", "compare", "--resume");
-        assertOneLineError(2, "expected one of [arena, quick]", "compare", "--preset", "tiny");
+        assertOneLineError(2, "expected one of [arena, fast, quick]", "compare", "--preset", "tiny");
         assertOneLineError(2, "'x' is not an int", "compare", "--seeds", "x");
         assertThat(tmp.resolve("x")).as("nothing is created before the flags are checked").doesNotExist();
     }

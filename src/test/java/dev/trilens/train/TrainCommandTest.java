@@ -31,7 +31,7 @@ class TrainCommandTest extends CliTestBase {
     void badFlagsGiveOneLineErrors() {
         String d = tmp.resolve("x").toString();
         assertOneLineError(2, "--epochs must be >= 1, got 0", "train", "--epochs", "0", "--out", d);
-        assertOneLineError(2, "expected one of [arena, quick]", "train", "--preset", "big");
+        assertOneLineError(2, "expected one of [arena, fast, quick]", "train", "--preset", "big");
         assertOneLineError(2, "--threads must be >= 1, got 0", "train", "--threads", "0", "--out", d);
         assertOneLineError(2, "--d-head must be >= 1, got 0", "train", "--d-head", "0", "--out", d);
         assertOneLineError(2, "'x' is not an int", "train", "--d-mlp", "x");

@@ -7,6 +7,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.trilens.TrilensException;
 import dev.trilens.model.ModelConfig;
+import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
 
@@ -59,6 +60,20 @@ class TrainConfigTest {
     }
 
     @Test
+    void theFastPresetTrainsTheChallengesModelOnTheChallengesDataWithATenthOfItsWork() {
+        TrainConfig a = TrainConfig.arena(), f = TrainConfig.preset("fast");
+        assertThat(f).isEqualTo(TrainConfig.fast());
+        // the same generator (so the same 277 trigrams) and the same model
+        assertThat(List.of(f.dVocab(), f.seqLen(), f.dataSeed())).isEqualTo(List.of(a.dVocab(), a.seqLen(),
+                a.dataSeed()));
+        assertThat(f.trigramProb()).isEqualTo(a.trigramProb());
+        assertThat(f.modelConfig()).isEqualTo(a.modelConfig());
+        // sequences seen: 20 epochs x 20,000 against 100 x 100,000, a twenty-fifth
+        assertThat((double) f.epochs() * f.nTrain() / ((double) a.epochs() * a.nTrain())).isEqualTo(0.04);
+        assertThat(f.lrStart()).isEqualTo(10 * a.lrStart());
+    }
+
+    @Test
     void badValuesSayWhatWasExpected() {
         TrainConfig q = TrainConfig.quick();
         assertThatThrownBy(() -> q.withEpochs(0)).isInstanceOf(TrilensException.class)
@@ -72,7 +87,7 @@ class TrainConfigTest {
         assertThatThrownBy(() -> new TrainConfig(24, 20, 0.1, 1, 10, 10, 1, 4, 0, 1e-3, 0, 8, 1, 4, 0, 1, false, 1))
                 .hasMessage("learning rates must be finite and > 0, got lr_start=0.0 lr_end=0.001");
         assertThatThrownBy(() -> TrainConfig.preset("big")).isInstanceOf(TrilensException.class)
-                .hasMessage("unknown preset 'big', expected arena or quick");
+                .hasMessage("unknown preset 'big', expected arena, fast or quick");
         assertThatThrownBy(() -> TrainConfig.fromMetadata(Map.of("d_vocab", "5"), "state.safetensors"))
                 .isInstanceOf(TrilensException.class)
                 .hasMessageStartingWith("state.safetensors: metadata lacks '");

@@ -106,7 +106,7 @@ class GridTest {
         bad("axes: {seed: [1, 2], data_seed: [3], init_seed: [4]}", "g.yaml: runs seed=1_data_seed=3_init_seed=4 and "
                 + "seed=2_data_seed=3_init_seed=4 train the same config; expected every run to differ");
         bad("preset: tiny\naxes: {d_mlp: [0]}", "g.yaml: preset: Invalid value for option '--preset': expected one "
-                + "of [arena, quick] (case-sensitive) but was 'tiny'");
+                + "of [arena, fast, quick] (case-sensitive) but was 'tiny'");
         bad("preset: [quick]\naxes: {d_mlp: [0]}", "g.yaml: preset is a list; expected a preset name");
         bad("axes: {preset: [quick, arena]}", "g.yaml: preset under axes: expected it at the top level");
         bad("train: {d_mlp: 0}\naxes: {d_mlp: [0]}", "g.yaml: d_mlp is both a fixed train flag and an axis");
