@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.PropertyNamingStrategies;
 import com.fasterxml.jackson.databind.annotation.JsonNaming;
 import dev.trilens.data.TrigramDataset;
+import dev.trilens.interp.ExtractionScore;
 import dev.trilens.interp.TrigramExtractor;
 import dev.trilens.io.Checkpoint;
 import dev.trilens.io.Checkpoints;
@@ -99,7 +100,7 @@ public final class ExtractCommand implements Callable<Integer> {
         TrigramExtractor.Result r = TrigramExtractor.extract(ckpt.weights(),
                 new TrigramExtractor.Options(threshold, positions, bg));
         TrigramDataset ds = knownDataset(ckpt);
-        TrigramExtractor.Evaluation ev = TrigramExtractor.evaluate(r, new HookedTransformer(ckpt.weights()), ds);
+        ExtractionScore.Evaluation ev = ExtractionScore.evaluate(r, new HookedTransformer(ckpt.weights()), ds);
         int k = top == null ? -1 : top;
         PrintWriter out = cl.getOut();
         if (json) {
@@ -122,7 +123,7 @@ public final class ExtractCommand implements Callable<Integer> {
 
     /** What `extract --json` prints: the model, its shape, the extracted table, then its evaluation. */
     record Output(String model, Config config, @JsonUnwrapped TrigramExtractor.Table table,
-                  TrigramExtractor.Evaluation evaluation) {
+                  ExtractionScore.Evaluation evaluation) {
     }
 
     /** The model's shape; normalization is "LN" or null. */
@@ -136,7 +137,7 @@ public final class ExtractCommand implements Callable<Integer> {
     }
 
     private void printText(PrintWriter out, ModelConfig cfg, TrigramExtractor.Result r, TrigramDataset ds,
-                           TrigramExtractor.Evaluation ev, int k) {
+                           ExtractionScore.Evaluation ev, int k) {
         out.printf("model      %s%n           %s%n", model, cfg);
         out.printf("method     %s%n", TrigramExtractor.METHOD);
         int[] pos = r.positions();
@@ -147,13 +148,13 @@ public final class ExtractCommand implements Callable<Integer> {
                 + "median over every a' of P(c | a', b)): %s%n",
                 r.bigramDefaults().size(), defaultsText(r.bigramDefaults()));
         out.printf("           kept where %s%n", r.bigramCut().describe("median P(c)", cfg.dVocab()));
-        TrigramExtractor.Agreement d = ev.vsDataset(), m = ev.vsModel(), dep = ev.vsModelADependent(),
+        ExtractionScore.Agreement d = ev.vsDataset(), m = ev.vsModel(), dep = ev.vsModelADependent(),
                 mc = ev.vsModelConfident();
-        TrigramExtractor.PairAgreement bd = ev.bigramDefaultsVsDataset();
+        ExtractionScore.PairAgreement bd = ev.bigramDefaultsVsDataset();
         out.printf("dataset    seed=%d trigram_prob=%s: %d trigrams; the model gets %d right by argmax (position 1 "
                 + "of [a, b, c]); %d of those depend on a (P(c | a, b) > %s x the median over every other a')%n",
                 ds.seed(), ds.trigramProb(), d.nReference(), m.nReference(), dep.nReference(),
-                java.math.BigDecimal.valueOf(TrigramExtractor.A_DEPENDENCE_RATIO).stripTrailingZeros()
+                java.math.BigDecimal.valueOf(ExtractionScore.A_DEPENDENCE_RATIO).stripTrailingZeros()
                         .toPlainString());
         out.printf("           vs dataset:          precision %.3f  recall %.3f  (%d of %d)%n", d.precision(),
                 d.recall(), d.nCorrect(), d.nReference());

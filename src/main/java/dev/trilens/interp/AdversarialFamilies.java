@@ -67,7 +67,7 @@ public final class AdversarialFamilies {
         int T = data.seqLen();
         int[][] tri = data.trigrams();
         double[] probC = new double[tri.length];
-        boolean[] right = TrigramExtractor.predictedTrigrams(model, data, probC);
+        boolean[] right = ExtractionScore.predictedTrigrams(model, data, probC);
         List<int[]> known = new ArrayList<>();
         for (int i = 0; i < tri.length; i++) {
             if (right[i] && probC[i] > KNOWN_PROB) {

@@ -22,7 +22,7 @@ import java.util.function.Supplier;
  * {@code ablation} (5), {@code patching} (6: the attention swap of the first sequence), {@code extraction} (8:
  * the trigram table read from the weights: {@code table} is {@link TrigramExtractor.Result}, whose
  * {@code trigrams} sit beside {@code bigram_defaults} and the cuts {@code cut} and {@code bigram_cut};
- * {@code evaluation} is {@link TrigramExtractor.Evaluation}, precision and recall against the dataset and
+ * {@code evaluation} is {@link ExtractionScore.Evaluation}, precision and recall against the dataset and
  * against what the model predicts), {@code causal_validation} (9) and
  * {@code failure_modes} (10). Each section's own keys are documented on its record; most carry a {@code summary}.
  * A section that cannot be computed for this model says why under {@code error} instead of being left out.
@@ -65,7 +65,7 @@ public final class Analysis {
         TrigramExtractor.Result[] extracted = new TrigramExtractor.Result[1];
         a.section("extraction", progress, () -> {
             extracted[0] = TrigramExtractor.extract(model.weights());
-            TrigramExtractor.Evaluation ev = TrigramExtractor.evaluate(extracted[0], model, data);
+            ExtractionScore.Evaluation ev = ExtractionScore.evaluate(extracted[0], model, data);
             Map<String, Object> m = new LinkedHashMap<>();
             m.put("method", TrigramExtractor.METHOD);
             m.put("bigram_method", TrigramExtractor.BIGRAM_METHOD);

@@ -315,7 +315,7 @@ public record QkCircuit(boolean linearised, String weightsNote, int[] positions,
     static boolean[] learnedMask(HookedTransformer model, TrigramDataset data) {
         int V = data.dVocab();
         double[] probC = new double[data.nTrigrams()];
-        TrigramExtractor.predictedTrigrams(model, data, probC);
+        ExtractionScore.predictedTrigrams(model, data, probC);
         int[][] tri = data.trigrams();
         boolean[] mask = new boolean[V * V];
         for (int i = 0; i < tri.length; i++) {

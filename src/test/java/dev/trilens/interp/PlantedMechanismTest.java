@@ -6,7 +6,6 @@ import static dev.trilens.interp.PlantedModels.softmaxOne;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.within;
 
-import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.interp.PlantedModels.Planted;
@@ -61,7 +60,7 @@ class PlantedMechanismTest {
         assertThat(table.get(0)).isEqualTo(new Planted(0, 3, 5, L));
         PlantedExtractionTest.assertExactly(extracted, table);
         assertThat(extracted.bigramDefaults()).isEmpty();
-        TrigramExtractor.Evaluation ev = TrigramExtractor.evaluate(extracted, model, data);
+        ExtractionScore.Evaluation ev = ExtractionScore.evaluate(extracted, model, data);
         assertThat(ev.vsDataset().precision()).isEqualTo(1.0);
         assertThat(ev.vsDataset().recall()).isEqualTo(1.0);
     }

@@ -34,7 +34,7 @@ class TrigramExtractorTest {
     void readsTheChallengeModelsTableWithFullPrecision() {
         TrigramExtractor.Result r = TrigramExtractorTestModels.challengeExtraction();
         HookedTransformer model = new HookedTransformer(TrigramExtractorTestModels.challenge());
-        TrigramExtractor.Evaluation ev = TrigramExtractor.evaluate(r, model,
+        ExtractionScore.Evaluation ev = ExtractionScore.evaluate(r, model,
                 TrigramExtractorTestModels.challengeData(1));
         // measured: 221 extracted, all of them dataset trigrams; recall 221/277 = 0.798 against the dataset,
         // 221/266 = 0.831 against the model's argmax (the other 45 are argmax with P(c) ~0.02 only), and 221/221
@@ -83,7 +83,7 @@ class TrigramExtractorTest {
         TrigramExtractor.Result r = TrigramExtractorTestModels.challengeExtraction();
         HookedTransformer model = new HookedTransformer(TrigramExtractorTestModels.challenge());
         TrigramDataset data = TrigramExtractorTestModels.challengeData(1);
-        TrigramExtractor.Evaluation ev = TrigramExtractor.evaluate(r, model, data);
+        ExtractionScore.Evaluation ev = ExtractionScore.evaluate(r, model, data);
         // measured: 266 argmax-correct, 221 of them depend on a, and those are exactly the 221 extracted; of the 45
         // argmax-correct but not extracted, 38 have their (b, c) among the 38 bigram defaults
         assertThat(ev.nArgmaxCorrect()).isEqualTo(266);
@@ -93,7 +93,7 @@ class TrigramExtractorTest {
         assertThat(ev.nArgmaxCorrectNotExtracted()).isEqualTo(45);
         assertThat(ev.nNotExtractedBigramDefaults()).isEqualTo(38);
         int argmaxCorrect = 0;
-        for (TrigramExtractor.DatasetTrigram t : ev.datasetTrigrams()) {
+        for (ExtractionScore.DatasetTrigram t : ev.datasetTrigrams()) {
             if (t.argmaxCorrect()) {
                 argmaxCorrect++;
                 assertThat(t.extracted()).as("%s", t).isEqualTo(t.aDependent());
@@ -101,7 +101,7 @@ class TrigramExtractorTest {
         }
         assertThat(argmaxCorrect).isEqualTo(266);
         // the bigram defaults: 38 (b, c), every one a dataset (b, c) pair, out of the dataset's 275 distinct ones
-        TrigramExtractor.PairAgreement bd = ev.bigramDefaultsVsDataset();
+        ExtractionScore.PairAgreement bd = ev.bigramDefaultsVsDataset();
         assertThat(r.bigramDefaults()).hasSize(38);
         assertThat(bd.nReference()).isEqualTo(275);
         assertThat(bd.precision()).isEqualTo(1.0);
@@ -116,7 +116,7 @@ class TrigramExtractorTest {
         // the a-dependence test, recomputed with one forward per sequence
         int checked = 0;
         for (int i = 0; i < data.nTrigrams(); i += 23) {
-            TrigramExtractor.DatasetTrigram t = ev.datasetTrigrams().get(i);
+            ExtractionScore.DatasetTrigram t = ev.datasetTrigrams().get(i);
             List<Double> others = new ArrayList<>();
             for (int a = 0; a < 75; a++) {
                 Tensor logits = model.forward(new int[] {a, t.b(), t.c()}, 1, 3);
@@ -188,7 +188,7 @@ class TrigramExtractorTest {
         assertThat(moved.threshold()).isBetween(0.15, 0.3);
         assertThat(moved.trigrams()).hasSize(2);
         assertIsWidestGap(moved);
-        TrigramExtractor.Evaluation ev = TrigramExtractor.evaluate(moved, new HookedTransformer(early.weights()),
+        ExtractionScore.Evaluation ev = ExtractionScore.evaluate(moved, new HookedTransformer(early.weights()),
                 early.dataset());
         assertThat(ev.vsDataset().precision()).isEqualTo(1.0);
         assertWellFormed(moved);
@@ -339,7 +339,7 @@ class TrigramExtractorTest {
     void findsTheTrigramsOfAFreshlyTrainedTinyModel() {
         Trainer t = TrigramExtractorTestModels.tiny();
         TrigramExtractor.Result r = TrigramExtractor.extract(t.weights());
-        TrigramExtractor.Evaluation ev = TrigramExtractor.evaluate(r, new HookedTransformer(t.weights()), t.dataset());
+        ExtractionScore.Evaluation ev = ExtractionScore.evaluate(r, new HookedTransformer(t.weights()), t.dataset());
         // measured: 20 extracted, all right (recall 0.83); the model gets all 24 by argmax, 20 of them with P(c) > 0.5
         assertThat(ev.vsDataset().precision()).isGreaterThan(0.95);
         assertThat(ev.vsDataset().recall()).isGreaterThan(0.7);
@@ -363,7 +363,7 @@ class TrigramExtractorTest {
                 assertThat(e.qkAdvantage()).hasSize(cfg.nHeads());
             }
             TrigramDataset ds = TrigramDataset.generate(10, cfg.nCtx(), 0.1, 3, 1);
-            TrigramExtractor.Evaluation ev = TrigramExtractor.evaluate(r, new HookedTransformer(w), ds);
+            ExtractionScore.Evaluation ev = ExtractionScore.evaluate(r, new HookedTransformer(w), ds);
             assertThat(ev.vsDataset().nExtracted()).isEqualTo(100);
             assertThat(ev.vsDataset().nReference()).isEqualTo(ds.nTrigrams());
             JsonNode json = new ObjectMapper().valueToTree(r.toJson(3));

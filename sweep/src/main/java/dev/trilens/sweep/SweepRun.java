@@ -6,6 +6,7 @@ import dev.trilens.TrilensException;
 import dev.trilens.cli.RunCommand;
 import dev.trilens.cli.TrainCommand;
 import dev.trilens.data.TrigramDataset;
+import dev.trilens.interp.ExtractionScore;
 import dev.trilens.interp.TrigramExtractor;
 import dev.trilens.io.AtomicFiles;
 import dev.trilens.io.FileText;
@@ -177,7 +178,7 @@ final class SweepRun {
                     cfg.dataSeed(), RunCommand.EVAL_SIZE);
             EvalMetrics m = Metrics.evaluate(model, ds);
             TrigramExtractor.Result extracted = TrigramExtractor.extract(trainer.weights());
-            TrigramExtractor.Agreement vsData = TrigramExtractor.evaluate(extracted, model, ds).vsDataset();
+            ExtractionScore.Agreement vsData = ExtractionScore.evaluate(extracted, model, ds).vsDataset();
             Trainer.EpochMetrics last = trainer.lastMetrics();
             RunResult r = new RunResult(run.id(), run.axes(), JsonFields.of(cfg), cfg.epochs(), m.loss(), m.lossAsFrac(),
                     m.meanCorrectProb(), m.medianCorrectProb(), m.minCorrectProb(), m.trigramNCorrect(),
