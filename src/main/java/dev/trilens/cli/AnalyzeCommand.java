@@ -27,7 +27,6 @@ import java.io.Writer;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
@@ -106,19 +105,18 @@ public final class AnalyzeCommand implements Callable<Integer> {
     }
 
     /** What a script wants from a run of analyze, read back from the analysis.json just written. */
-    private static Map<String, Object> jsonSummary(Path analysisJson, Path dir) throws IOException {
+    /** What `analyze --json` prints: the files written, then the model, dataset, metrics and explanation. */
+    record JsonSummary(String analysis, String report, String figures, JsonNode model, JsonNode dataset,
+                       JsonNode metrics, List<String> explanation) {
+    }
+
+    private static JsonSummary jsonSummary(Path analysisJson, Path dir) throws IOException {
         JsonNode tree = Analysis.mapper().readTree(analysisJson.toFile());
-        Map<String, Object> m = new LinkedHashMap<>();
-        m.put("analysis", analysisJson.toString());
-        m.put("report", dir.resolve("report.html").toString());
-        m.put("figures", dir.resolve("figures").toString());
-        m.put("model", tree.get("model"));
-        m.put("dataset", tree.get("dataset"));
-        m.put("metrics", tree.get("metrics"));
         List<String> sentences = new ArrayList<>();
         tree.path("explanation").forEach(e -> sentences.add(e.path("text").asText()));
-        m.put("explanation", sentences);
-        return m;
+        return new JsonSummary(analysisJson.toString(), dir.resolve("report.html").toString(),
+                dir.resolve("figures").toString(), tree.get("model"), tree.get("dataset"), tree.get("metrics"),
+                sentences);
     }
 
     /** The initial weights when the metadata says how they were drawn, and the attention-only model if given. */

@@ -66,13 +66,8 @@ public final class Analysis {
         a.section("extraction", progress, () -> {
             extracted[0] = TrigramExtractor.extract(model.weights());
             ExtractionScore.Evaluation ev = ExtractionScore.evaluate(extracted[0], model, data);
-            Map<String, Object> m = new LinkedHashMap<>();
-            m.put("method", TrigramExtractor.METHOD);
-            m.put("bigram_method", TrigramExtractor.BIGRAM_METHOD);
-            m.put("table", extracted[0]);
-            m.put("evaluation", ev);
-            m.put("summary", TrigramExtractor.summaryLines(extracted[0], ev));
-            return m;
+            return new Extraction(TrigramExtractor.METHOD, TrigramExtractor.BIGRAM_METHOD, extracted[0], ev,
+                    TrigramExtractor.summaryLines(extracted[0], ev));
         });
         a.section("causal_validation", progress, () -> CausalValidation.run(model, data, needs(extracted[0])));
         a.section("failure_modes", progress, () -> FailureModes.analyze(model, data, needs(extracted[0]),
@@ -111,9 +106,7 @@ public final class Analysis {
         try {
             value = compute.get();
         } catch (dev.trilens.TrilensException e) {
-            Map<String, Object> err = new LinkedHashMap<>();
-            err.put("error", e.getMessage());
-            value = err;
+            value = new SectionError(e.getMessage());
         }
         sections.put(name, value);
         seconds.put(name, (System.nanoTime() - t0) / 1e9);
@@ -133,6 +126,16 @@ public final class Analysis {
 
     public Map<String, Double> seconds() {
         return seconds;
+    }
+
+    /** analysis.json's extraction section: how the table is read, the table, its score against the dataset. */
+    @JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
+    public record Extraction(String method, String bigramMethod, TrigramExtractor.Result table,
+                             ExtractionScore.Evaluation evaluation, List<String> summary) {
+    }
+
+    /** A section that cannot be computed for this model: {"error": why}. */
+    public record SectionError(String error) {
     }
 
     /** analysis.json's model: where it was read from, its shape and its number of parameters. */
