@@ -1,7 +1,9 @@
 package dev.trilens.cli;
 
+import com.fasterxml.jackson.annotation.JsonProperty;
+import com.fasterxml.jackson.annotation.JsonPropertyOrder;
+import com.fasterxml.jackson.annotation.JsonUnwrapped;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.interp.Patching;
 import dev.trilens.io.Checkpoint;
@@ -60,6 +62,17 @@ public final class PatchCommand implements Callable<Integer> {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
 
+    /**
+     * What `patch --json` prints: the model, the sequence and its dataset, the swap's result (its fields inline), and
+     * the trigram completions before and after the swap.
+     */
+    @JsonPropertyOrder({"model", "sequence", "seed", "trigram_prob", "size"})
+    record JsonOutput(String model, int sequence, long seed, @JsonProperty("trigram_prob") double trigramProb,
+                      int size, @JsonUnwrapped Patching.SwapResult swap,
+                      @JsonProperty("trigram_before") int trigramBefore,
+                      @JsonProperty("trigram_after") int trigramAfter) {
+    }
+
     @Override
     public Integer call() throws Exception {
         CommandLine cl = spec.commandLine();
@@ -91,17 +104,8 @@ public final class PatchCommand implements Callable<Integer> {
 
         PrintWriter out = cl.getOut();
         if (json) {
-            ObjectMapper mapper = new ObjectMapper();
-            ObjectNode root = mapper.createObjectNode();
-            root.put("model", model.toString());
-            root.put("sequence", seq);
-            root.put("seed", ds.seed());
-            root.put("trigram_prob", ds.trigramProb());
-            root.put("size", ds.size());
-            root.setAll((ObjectNode) mapper.valueToTree(r));
-            root.put("trigram_before", triBefore);
-            root.put("trigram_after", triAfter);
-            out.println(mapper.writeValueAsString(root));
+            out.println(new ObjectMapper().writeValueAsString(new JsonOutput(model.toString(), seq, ds.seed(),
+                    ds.trigramProb(), ds.size(), r, triBefore, triAfter)));
         } else {
             printText(out, cfg, ds, tokens, r, triBefore, triAfter);
         }
