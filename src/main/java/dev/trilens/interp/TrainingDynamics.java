@@ -226,7 +226,8 @@ public final class TrainingDynamics {
                                      TrigramExtractor.Triples table, double valLoss, TrigramDataset eval,
                                      boolean[] datasetPrefix) {
         HookedTransformer model = new HookedTransformer(w);
-        Metrics.TrigramScore tri = Metrics.trigramScore(model, eval);
+        // the score read computed to check the snapshot: the trigrams' batch is eval's (the run's generator)
+        Metrics.TrigramScore tri = run.scores().get(epoch);
         double trainLoss = Double.NaN, trainLossAsFrac = Double.NaN;
         if (epoch > 0) {
             Trainer.EpochMetrics m = run.metrics().get(epoch);

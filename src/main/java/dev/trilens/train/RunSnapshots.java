@@ -8,6 +8,7 @@ import dev.trilens.io.Checkpoint;
 import dev.trilens.io.FileText;
 import dev.trilens.io.Safetensors;
 import dev.trilens.model.HookedTransformer;
+import dev.trilens.model.Parallel;
 import dev.trilens.model.Weights;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -23,17 +24,19 @@ import java.util.TreeMap;
 /**
  * A run folder's snapshots (train --snapshot-every) with the metrics of their epochs, read and checked to belong to
  * one run: every snapshot carries the run's config in its metadata and the epoch its file name says, and every trained
- * epoch has its line in metrics.jsonl, whose trigram score the snapshot's weights give again. What cannot be used is said in {@link #notes}: a snapshot of an epoch the run
- * never committed (it was being written when the run was killed) is left out, and snapshots the interval promises but
- * the folder lacks are listed in {@link #missing}; the initial weights, if their snapshot is gone, are drawn again
- * from the init seed, as the run drew them.
+ * epoch has its line in metrics.jsonl, whose trigram score the snapshot's weights give again. What cannot be used is
+ * said in {@link #notes}: a snapshot of an epoch the run never committed (it was being written when the run was
+ * killed) is left out, and snapshots the interval promises but the folder lacks are listed in {@link #missing}; the
+ * initial weights, if their snapshot is gone, are drawn again from the init seed, as the run drew them.
  *
  * @param weights  the usable snapshots by epoch, epoch 0 (the initial weights) first
  * @param metrics  metrics.jsonl's line of every trained epoch in weights
+ * @param scores   the trigram score of every snapshot in weights, as read computes it to check it (epoch 0's too)
  * @param interval the run's --snapshot-every
  */
 public record RunSnapshots(Path dir, TrainConfig config, int interval, SortedMap<Integer, Weights> weights,
-                           Map<Integer, Trainer.EpochMetrics> metrics, List<Integer> missing, List<String> notes) {
+                           Map<Integer, Trainer.EpochMetrics> metrics, Map<Integer, Metrics.TrigramScore> scores,
+                           List<Integer> missing, List<String> notes) {
 
     private static final ObjectMapper JSON = new ObjectMapper();
 
@@ -97,15 +100,20 @@ public record RunSnapshots(Path dir, TrainConfig config, int interval, SortedMap
                     + "trains " + cfg.epochs() + ": expected the metrics of this run");
         }
         Map<Integer, Trainer.EpochMetrics> metrics = new LinkedHashMap<>();
-        // the trigrams alone: the score is computed on them
+        // the trigrams alone: the score is computed on them, for every snapshot at once, then checked in epoch order
         TrigramDataset trigrams = TrigramDataset.generate(cfg.dVocab(), cfg.seqLen(), cfg.trigramProb(),
                 cfg.dataSeed(), 1);
-        for (Map.Entry<Integer, Weights> e : weights.entrySet()) {
-            int epoch = e.getKey();
+        List<Integer> epochs = new ArrayList<>(weights.keySet());
+        Metrics.TrigramScore[] computed = new Metrics.TrigramScore[epochs.size()];
+        Parallel.forEachItem(epochs.size(), (worker, i) -> computed[i] = Metrics.trigramScore(
+                new HookedTransformer(weights.get(epochs.get(i))), trigrams));
+        Map<Integer, Metrics.TrigramScore> scores = new LinkedHashMap<>();
+        for (int i = 0; i < epochs.size(); i++) {
+            int epoch = epochs.get(i);
+            scores.put(epoch, computed[i]);
             if (epoch > 0) {
                 Trainer.EpochMetrics m = lines.get(epoch - 1);
-                requireSameScore(Trainer.snapshotPath(dir, epoch), epoch,
-                        Metrics.trigramScore(new HookedTransformer(e.getValue()), trigrams), m);
+                requireSameScore(Trainer.snapshotPath(dir, epoch), epoch, computed[i], m);
                 metrics.put(epoch, m);
             }
         }
@@ -122,7 +130,7 @@ public record RunSnapshots(Path dir, TrainConfig config, int interval, SortedMap
                     missing.size() == 1 ? "is" : "are", missing.size() == 1 ? "" : "s", ranges(missing), interval,
                     missing.size() == 1 ? "it" : "them"));
         }
-        return new RunSnapshots(dir, cfg, interval, weights, metrics, List.copyOf(missing), List.copyOf(notes));
+        return new RunSnapshots(dir, cfg, interval, weights, metrics, scores, List.copyOf(missing), List.copyOf(notes));
     }
 
     /**

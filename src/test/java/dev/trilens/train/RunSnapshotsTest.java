@@ -6,9 +6,11 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.trilens.TrilensException;
+import dev.trilens.data.TrigramDataset;
 import dev.trilens.io.Checkpoint;
 import dev.trilens.io.Checkpoints;
 import dev.trilens.io.Safetensors;
+import dev.trilens.model.HookedTransformer;
 import dev.trilens.model.Weights;
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -102,6 +104,13 @@ class RunSnapshotsTest {
         });
         assertThat(s.missing()).isEmpty();
         assertThat(s.notes()).isEmpty();
+        // the scores read checked, epoch 0's included: each is the snapshot's own, as its metrics line has it
+        assertThat(s.scores().keySet()).containsExactly(0, 2, 4, 6, 8, 9);
+        TrigramDataset trigrams = TrigramDataset.generate(CFG.dVocab(), CFG.seqLen(), CFG.trigramProb(),
+                CFG.dataSeed(), 1);
+        assertThat(s.scores().get(0)).isEqualTo(Metrics.trigramScore(new HookedTransformer(s.weights().get(0)),
+                trigrams));
+        s.metrics().forEach((e, m) -> assertThat(s.scores().get(e).nCorrect()).isEqualTo(m.trigramNCorrect()));
     }
 
     @Test
@@ -236,5 +245,11 @@ class RunSnapshotsTest {
                 .hasMessageStartingWith(Trainer.snapshotPath(swapped, 4) + " does not hold epoch 4 of this run: its "
                         + "trigram score is ")
                 .hasMessageEndingWith("; expected the snapshots the run wrote");
+        // the scores are computed in parallel, the check is in epoch order: with 8 swapped too, 4 is still the one named
+        Checkpoint eight = Checkpoints.load(Trainer.snapshotPath(swapped, 8));
+        Safetensors.write(Checkpoints.load(Trainer.snapshotPath(swapped, 2)).weights(), eight.metadata(),
+                Trainer.snapshotPath(swapped, 8));
+        assertThatThrownBy(() -> RunSnapshots.read(swapped)).isInstanceOf(TrilensException.class)
+                .hasMessageStartingWith(Trainer.snapshotPath(swapped, 4) + " does not hold epoch 4 of this run");
     }
 }
