@@ -1,15 +1,19 @@
 package dev.trilens.serve;
 
+import com.fasterxml.jackson.annotation.JsonUnwrapped;
 import com.fasterxml.jackson.core.JsonParser;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.PropertyNamingStrategies;
+import com.fasterxml.jackson.databind.annotation.JsonNaming;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.trilens.TrilensException;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.interp.Ablation;
 import dev.trilens.interp.ModelDiff;
+import dev.trilens.interp.Patching;
 import dev.trilens.interp.Probe;
 import dev.trilens.interp.TrigramExtractor;
 import dev.trilens.model.ModelConfig;
@@ -256,10 +260,8 @@ public final class ProbeServer implements AutoCloseable {
         int[] t = r.tokens(m);
         int pos = r.integer("pos", null), attend = r.integer("attend", null);
         var swap = m.probe().patch(t, pos, attend, r.integer("layer", -1), r.integer("head", -1));
-        ObjectNode out = JSON.valueToTree(swap);
-        out.put("rule_before", pos > 0 ? m.probe().ruleFor(t[pos - 1], t[pos]) : -1);
-        out.put("rule_after", m.probe().ruleFor(t[attend], t[pos]));
-        return out;
+        return new PatchReply(swap, pos > 0 ? m.probe().ruleFor(t[pos - 1], t[pos]) : -1,
+                m.probe().ruleFor(t[attend], t[pos]));
     }
 
     private Object ablate(Request r) {
@@ -293,12 +295,7 @@ public final class ProbeServer implements AutoCloseable {
         for (int i = 0; i < t.length; i++) {
             agree += pa.positions().get(i).top().get(0).token() == pb.positions().get(i).top().get(0).token() ? 1 : 0;
         }
-        Map<String, Object> out = new LinkedHashMap<>();
-        out.put("a", pa);
-        out.put("b", pb);
-        out.put("top1_agree", agree);
-        out.put("diff", diff);
-        return out;
+        return new CompareReply(pa, pb, agree, diff);
     }
 
     private void sequence(Context ctx) throws JsonProcessingException {
@@ -318,64 +315,66 @@ public final class ProbeServer implements AutoCloseable {
             throw new TrilensException("index " + index + " is outside the evaluation batch of " + data.size()
                     + " sequences (0.." + (data.size() - 1) + ")");
         }
-        Map<String, Object> out = new LinkedHashMap<>();
-        out.put("index", index);
-        out.put("tokens", data.tokensOf(index, index + 1));
         List<Boolean> completes = new ArrayList<>();
         for (int p = 0; p < data.seqLen(); p++) {
             completes.add(data.completesTrigram(index, p));
         }
-        out.put("completes", completes);
-        json(ctx, out);
+        json(ctx, new SequenceReply(index, data.tokensOf(index, index + 1), completes));
     }
 
-    private Map<String, Object> modelInfo() {
-        Map<String, Object> out = new LinkedHashMap<>();
-        out.put("a", describe(a));
-        out.put("b", b == null ? null : describe(b));
+    /** The reply to PATCH: the swap (its fields inline) and the extracted rule at the query before and after it. */
+    @JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
+    record PatchReply(@JsonUnwrapped Patching.SwapResult swap, int ruleBefore, int ruleAfter) {
+    }
+
+    /** The two models' predictions on one sequence, how many positions agree on the top token, and their diff. */
+    @JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
+    record CompareReply(Probe.Prediction a, Probe.Prediction b, int top1Agree,
+                        ModelDiff diff) {
+    }
+
+    /** One sequence of the evaluation batch, and where the dataset forces a trigram's completion. */
+    record SequenceReply(int index, int[] tokens, List<Boolean> completes) {
+    }
+
+    /** What the page needs to start: each model (b null with one), the evaluation batch (null if unknown). */
+    @JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
+    record InfoReply(ModelInfo a, ModelInfo b, EvalBatch eval, int maxBody) {
+    }
+
+    @JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
+    record EvalBatch(long seed, double trigramProb, int size) {
+    }
+
+    /** A model as the page shows it: its name, shape, heads, what can be ablated, and its extracted rules. */
+    @JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
+    record ModelInfo(String name, Shape config, List<String> heads, List<String> ablationTargets,
+                     List<String> ablationModes, List<Rule> trigrams) {
+    }
+
+    @JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
+    record Shape(int dVocab, int nCtx, int dModel, int nLayers, int nHeads, int dHead, int dMlp, boolean layerNorm) {
+    }
+
+    record Rule(int a, int b, int c, double confidence) {
+    }
+
+    private InfoReply modelInfo() {
         TrigramDataset data = a.probe().data();
-        if (data != null) {
-            Map<String, Object> ev = new LinkedHashMap<>();
-            ev.put("seed", data.seed());
-            ev.put("trigram_prob", data.trigramProb());
-            ev.put("size", data.size());
-            out.put("eval", ev);
-        } else {
-            out.put("eval", null);
-        }
-        out.put("max_body", MAX_BODY);
-        return out;
+        return new InfoReply(describe(a), b == null ? null : describe(b),
+                data == null ? null : new EvalBatch(data.seed(), data.trigramProb(), data.size()), MAX_BODY);
     }
 
-    private static Map<String, Object> describe(Model m) {
+    private static ModelInfo describe(Model m) {
         Probe p = m.probe();
         ModelConfig cfg = p.config();
-        Map<String, Object> out = new LinkedHashMap<>();
-        out.put("name", m.name());
-        Map<String, Object> c = new LinkedHashMap<>();
-        c.put("d_vocab", cfg.dVocab());
-        c.put("n_ctx", cfg.nCtx());
-        c.put("d_model", cfg.dModel());
-        c.put("n_layers", cfg.nLayers());
-        c.put("n_heads", cfg.nHeads());
-        c.put("d_head", cfg.dHead());
-        c.put("d_mlp", cfg.dMlp());
-        c.put("layer_norm", cfg.layerNorm());
-        out.put("config", c);
-        out.put("heads", p.headNames());
-        out.put("ablation_targets", p.ablationTargets());
-        out.put("ablation_modes", p.data() == null ? List.of("zero") : List.of("zero", "mean"));
-        List<Map<String, Object>> table = new ArrayList<>();
+        List<Rule> table = new ArrayList<>();
         for (TrigramExtractor.Entry e : p.rules().trigrams()) {
-            Map<String, Object> row = new LinkedHashMap<>();
-            row.put("a", e.a());
-            row.put("b", e.b());
-            row.put("c", e.c());
-            row.put("confidence", e.confidence());
-            table.add(row);
+            table.add(new Rule(e.a(), e.b(), e.c(), e.confidence()));
         }
-        out.put("trigrams", table);
-        return out;
+        return new ModelInfo(m.name(), new Shape(cfg.dVocab(), cfg.nCtx(), cfg.dModel(), cfg.nLayers(), cfg.nHeads(),
+                cfg.dHead(), cfg.dMlp(), cfg.layerNorm()), p.headNames(), p.ablationTargets(),
+                p.data() == null ? List.of("zero") : List.of("zero", "mean"), table);
     }
 
     // -------------------------------------------------------------------------------------------------------------
