@@ -27,10 +27,8 @@ import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Iterator;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
-import java.util.Map;
 import java.util.Set;
 
 /**
@@ -484,11 +482,13 @@ public final class ProbeServer implements AutoCloseable {
         ctx.contentType("application/json").result(JSON.writeValueAsBytes(value));
     }
 
+    /** Every refused request's reply: {"error": what was wrong and what was expected}. */
+    record ErrorReply(String error) {
+    }
+
     private static void error(Context ctx, HttpStatus status, String message) {
-        Map<String, Object> e = new LinkedHashMap<>();
-        e.put("error", message);
         try {
-            ctx.status(status).contentType("application/json").result(JSON.writeValueAsBytes(e));
+            ctx.status(status).contentType("application/json").result(JSON.writeValueAsBytes(new ErrorReply(message)));
         } catch (JsonProcessingException ex) {
             ctx.status(status).result("{\"error\":\"unprintable error\"}");
         }
