@@ -2,6 +2,7 @@ package dev.trilens.report;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.trilens.TrilensException;
+import dev.trilens.model.Parallel;
 import java.awt.BasicStroke;
 import java.awt.Color;
 import java.io.IOException;
@@ -43,7 +44,9 @@ public final class DynamicsFigures {
         JsonNode snaps = dynamics.path("snapshots");
         double nTrigrams = Math.max(1, dynamics.path("n_trigrams").asDouble(1));
         List<Double> phases = phaseEpochs(dynamics);
-        List<Path> written = new ArrayList<>();
+        // built here, rendered and encoded below on every core: rendering and encoding are most of the time
+        List<String> names = new ArrayList<>();
+        List<XYChart> charts = new ArrayList<>();
 
         XYChart metrics = chart("Training dynamics (grey lines: phase changes)", "fraction / probability / AUC",
                 phases);
@@ -53,7 +56,8 @@ public final class DynamicsFigures {
         line(metrics, snaps, "trigram_frac_correct", s -> s.path("trigram_frac_correct").asDouble(), 1);
         line(metrics, snaps, "extracted / n_trigrams", s -> s.path("n_extracted").asDouble() / nTrigrams, 2);
         line(metrics, snaps, "qk_auc", s -> number(s.path("qk_auc")), 3);
-        written.addAll(PngFigures.save(metrics, outDir, "dynamics_metrics"));
+        names.add("dynamics_metrics");
+        charts.add(metrics);
 
         XYChart attention = chart("Attention on the previous token a", "mean attention", phases);
         attention.getStyler().setYAxisMin(0.0).setYAxisMax(1.0);
@@ -61,7 +65,8 @@ public final class DynamicsFigures {
         line(attention, snaps, "elsewhere", s -> number(s.path("attn_prev_elsewhere")), 3);
         line(attention, snaps, "at the dataset's prefixes", s -> number(s.path("attn_prev_dataset")), 1);
         line(attention, snaps, "at other pairs", s -> number(s.path("attn_prev_not_dataset")), 7);
-        written.addAll(PngFigures.save(attention, outDir, "dynamics_attention"));
+        names.add("dynamics_attention");
+        charts.add(attention);
 
         XYChart dla = chart("Direct logit attribution at trigram positions", "mean logit difference", phases);
         List<String> groups = new ArrayList<>();
@@ -70,7 +75,8 @@ public final class DynamicsFigures {
             String name = groups.get(g);
             line(dla, snaps, name, s -> number(s.path("dla_trigram").path(name)), g);
         }
-        written.addAll(PngFigures.save(dla, outDir, "dynamics_dla"));
+        names.add("dynamics_dla");
+        charts.add(dla);
 
         XYChart weights = chart("Distance from the initial weights, over the initial norm", "relative distance", phases);
         List<String> params = new ArrayList<>();
@@ -85,16 +91,26 @@ public final class DynamicsFigures {
             line(weights, snaps, name.substring(name.lastIndexOf('.') + 1), s -> number(
                     s.path("weight_relative_distance").path(name)), i);
         }
-        written.addAll(PngFigures.save(weights, outDir, "dynamics_weights"));
+        names.add("dynamics_weights");
+        charts.add(weights);
 
         int last = snaps.path(0).path("final_position").path("position").asInt();
         XYChart pos = chart("W_pos[" + last + "] against the other rows", "distance from the initial row", phases);
         line(pos, snaps, "W_pos[" + last + "]", s -> number(s.at("/final_position/distance_from_initial")), 2);
         line(pos, snaps, "median of W_pos[0.." + (last - 1) + "]",
                 s -> number(s.at("/final_position/median_other_distance_from_initial")), 0);
-        written.addAll(PngFigures.save(pos, outDir, "dynamics_final_position"));
+        names.add("dynamics_final_position");
+        charts.add(pos);
 
-        written.addAll(PngFigures.save(learningOrder(dynamics), outDir, "dynamics_learning_order"));
+        names.add("dynamics_learning_order");
+        charts.add(learningOrder(dynamics));
+        Path[][] files = new Path[charts.size()][];
+        Parallel.forEachItem(charts.size(), (worker, i) -> files[i] = PngFigures.save(charts.get(i), outDir,
+                names.get(i)).toArray(Path[]::new));
+        List<Path> written = new ArrayList<>();
+        for (Path[] f : files) {
+            written.addAll(List.of(f));
+        }
         return written;
     }
 
