@@ -52,10 +52,6 @@ public final class AdamW {
         }
     }
 
-    public double weightDecay() {
-        return weightDecay;
-    }
-
     /** Steps taken so far (PyTorch's state["step"]). */
     public long stepCount() {
         return step;

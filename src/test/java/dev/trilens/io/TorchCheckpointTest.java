@@ -300,6 +300,15 @@ class TorchCheckpointTest {
         assertThatThrownBy(() -> TorchCheckpoint.readStateDict(p2)).isInstanceOf(TrilensException.class)
                 .hasMessage("checkpoint " + p2 + ": 'a/data/0' holds 32 bytes, expected 10 float32 values (40 bytes)");
 
+        // a view whose last element is the first one past its storage
+        PickleWriter pkl4 = new PickleWriter().proto(2).global("collections", "OrderedDict").emptyTuple().reduce();
+        pkl4.mark().string("x").tensorV2("FloatStorage", "0", "cpu", 10, 1, new long[] {10}, new long[] {1});
+        Path p4 = PtFiles.zip(dir.resolve("past.pt"), Map.of("a/data.pkl", pkl4.setitems().stop().toByteArray(),
+                "a/data/0", new byte[40]));
+        assertThatThrownBy(() -> TorchCheckpoint.readStateDict(p4)).isInstanceOf(TrilensException.class)
+                .hasMessage("checkpoint " + p4 + ": tensor 'x' (size [10], stride [1], offset 1) needs 11 "
+                        + "elements of storage '0', which holds only 10");
+
         Path p3 = PtFiles.zip(dir.resolve("nostorage.pt"), Map.of("a/data.pkl",
                 pkl2.toByteArray()));
         assertThatThrownBy(() -> TorchCheckpoint.readStateDict(p3)).isInstanceOf(TrilensException.class)
@@ -431,6 +440,11 @@ class TorchCheckpointTest {
         byte[] grown = new PickleWriter().proto(2).op(']').op('q').op(0).op(0x85).op('h').op(0).integer(1).op('a')
                 .stop().toByteArray();
         assertRefusedPickle(pickleOnly("grown.pt", grown), "it changes a list or dict after placing it inside");
+        // the same with a dict grown by SETITEM
+        byte[] grownDict = new PickleWriter().proto(2).emptyDict().op('q').op(0).op(0x85).op('h').op(0).string("k")
+                .integer(1).setitem().stop().toByteArray();
+        assertRefusedPickle(pickleOnly("grown-dict.pt", grownDict),
+                "it changes a list or dict after placing it inside");
     }
 
     @Test
