@@ -137,8 +137,12 @@ public final class Trainer {
         Weights w = new Weights(s.config().modelConfig(), s.params());
         AdamW adam = new AdamW(w.data.length, s.config().weightDecay());
         adam.restore(s.adamM(), s.adamV(), s.adamStep());
+        List<String> lines = committedMetrics(dir.resolve(METRICS), s.epochsDone());
+        // an epoch's line is written before its state: fewer lines than epochs means the file was cut or removed,
+        // and going on would write a metrics file without the first epochs
+        requireOneLinePerEpoch(dir.resolve(METRICS), lines.size(), s.epochsDone());
         Trainer t = new Trainer(s.config(), dir, w, adam, s.epochsDone(), s.bestAvgCorrectProb(), s.bestEpoch(),
-                committedMetrics(dir.resolve(METRICS), s.epochsDone()));
+                lines);
         // a run that exported keeps exporting, or its model.pt would silently lag model.safetensors
         t.exportPt = Files.isRegularFile(dir.resolve(MODEL_PT));
         // and one that kept snapshots keeps them, at the interval it started with
@@ -248,14 +252,18 @@ public final class Trainer {
             return null;
         }
         Path file = dir.resolve(METRICS);
-        if (metricsLines.size() != epochsDone) {
-            throw new TrilensException(file + " holds " + metricsLines.size() + " complete lines, but the run has "
-                    + "done " + epochsDone + " epochs: expected one line per epoch as trilens train writes them");
-        }
+        requireOneLinePerEpoch(file, metricsLines.size(), epochsDone);
         try {
             return EpochMetrics.fromJson(JSON.readTree(metricsLines.get(epochsDone - 1)), file.toString());
         } catch (IOException e) {
             throw new IllegalStateException("committed metrics line is not JSON", e);
+        }
+    }
+
+    private static void requireOneLinePerEpoch(Path file, int lines, int epochsDone) {
+        if (lines != epochsDone) {
+            throw new TrilensException(file + " holds " + lines + " complete lines, but the run has done " + epochsDone
+                    + " epochs: expected one line per epoch as trilens train writes them");
         }
     }
 

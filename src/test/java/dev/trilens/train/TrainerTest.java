@@ -328,6 +328,11 @@ class TrainerTest {
         Files.delete(file);
         assertThatThrownBy(() -> Trainer.resume(dir).lastMetrics()).isInstanceOf(TrilensException.class)
                 .hasMessageStartingWith(file + " holds 0 complete lines");
+        // refused by the resume itself, before an epoch runs: going on would write a file without epochs 1 and 2
+        assertThatThrownBy(() -> Trainer.resume(dir)).isInstanceOf(TrilensException.class)
+                .hasMessage(file + " holds 0 complete lines, but the run has done 2 epochs: expected one line per "
+                        + "epoch as trilens train writes them");
+        assertThat(file).doesNotExist();
         ObjectNode second = (ObjectNode) new ObjectMapper().readTree(lines.get(1));
         second.remove("lr");
         Files.writeString(file, lines.get(0) + "\n" + second + "\n");
