@@ -119,6 +119,22 @@ class QkCircuitTest {
         assertThat(Stats.rocAuc(scores, pos)).isBetween(0.0, 1.0);
     }
 
+    /** The AUC by its definition: over every (positive, negative) pair, 1 when the positive ranks above, 1/2 tied. */
+    private static double pairwiseAuc(double[] s, boolean[] pos) {
+        double wins = 0;
+        long pairs = 0;
+        for (int i = 0; i < s.length; i++) {
+            for (int j = 0; j < s.length; j++) {
+                if (pos[i] && !pos[j]) {
+                    pairs++;
+                    int cmp = Double.compare(s[i], s[j]);
+                    wins += cmp > 0 ? 1 : cmp == 0 ? 0.5 : 0;
+                }
+            }
+        }
+        return wins / pairs;
+    }
+
     @Test
     void rocAucAndBestThreshold() {
         // perfect, inverted, all tied, and a hand-computed mixed case with a tie across classes
@@ -137,33 +153,12 @@ class QkCircuitTest {
             s[i] = rng.nextInt(20);
             pos[i] = rng.nextDouble() < 0.2 + s[i] / 40;
         }
-        double wins = 0;
-        long pairs = 0;
-        for (int i = 0; i < s.length; i++) {
-            for (int j = 0; j < s.length; j++) {
-                if (pos[i] && !pos[j]) {
-                    pairs++;
-                    wins += s[i] > s[j] ? 1 : s[i] == s[j] ? 0.5 : 0;
-                }
-            }
-        }
-        assertThat(Stats.rocAuc(s, pos)).isCloseTo(wins / pairs, within(1e-12));
+        assertThat(Stats.rocAuc(s, pos)).isCloseTo(pairwiseAuc(s, pos), within(1e-12));
         // NaN scores rank above every number and tie with each other (Double.compare's order), -0.0 below 0.0
         double[] odd = {Double.NaN, 1, Double.NaN, -0.0, 0.0, 1, Double.NaN, -3};
         boolean[] oddPos = {true, false, false, true, false, true, true, false};
-        double oddWins = 0;
-        int oddPairs = 0;
-        for (int i = 0; i < odd.length; i++) {
-            for (int j = 0; j < odd.length; j++) {
-                if (oddPos[i] && !oddPos[j]) {
-                    oddPairs++;
-                    int cmp = Double.compare(odd[i], odd[j]);
-                    oddWins += cmp > 0 ? 1 : cmp == 0 ? 0.5 : 0;
-                }
-            }
-        }
-        assertThat(oddPairs).isEqualTo(16);
-        assertThat(Stats.rocAuc(odd, oddPos)).isEqualTo(oddWins / oddPairs);
+        assertThat(Stats.rocAuc(odd, oddPos)).isEqualTo(pairwiseAuc(odd, oddPos));
+        assertThat(pairwiseAuc(odd, oddPos)).isEqualTo(10.5 / 16); // the NaNs 3.5 each, -0.0 1, 1 2.5
 
         Stats.BestThreshold best = Stats.bestThreshold(new double[] {0.9, 0.8, 0.7, 0.1, 0.6},
                 new boolean[] {true, true, false, false, true});
