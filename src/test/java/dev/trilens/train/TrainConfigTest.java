@@ -60,7 +60,7 @@ class TrainConfigTest {
     }
 
     @Test
-    void theFastPresetTrainsTheChallengesModelOnTheChallengesDataWithATenthOfItsWork() {
+    void theFastPresetTrainsTheChallengesModelOnTheChallengesDataWithATwentyFifthOfItsSequences() {
         TrainConfig a = TrainConfig.arena(), f = TrainConfig.preset("fast");
         assertThat(f).isEqualTo(TrainConfig.fast());
         // the same generator (so the same 277 trigrams) and the same model
