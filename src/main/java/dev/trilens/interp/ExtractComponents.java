@@ -116,7 +116,7 @@ final class ExtractComponents {
                 }
                 System.arraycopy(x, x_tj, xin, 0, D);
                 if (ln) {
-                    layerNorm(xin, ln1w, ln1b);
+                    OPS.layerNorm(xin, ln1w, ln1b);
                 }
                 for (int h = 0; h < H; h++) {
                     int qk = ((t * N + j) * H + h) * Dh;
@@ -260,25 +260,6 @@ final class ExtractComponents {
             out[i] = f[i];
         }
         return out;
-    }
-
-    /** In place: (x - mean) / sqrt(var + eps) * w + b, as TransformerLens's LayerNorm. Returns the scale. */
-    static double layerNorm(double[] x, double[] w, double[] b) {
-        int n = x.length;
-        double mean = 0;
-        for (double v : x) {
-            mean += v;
-        }
-        mean /= n;
-        double var = 0;
-        for (double v : x) {
-            var += (v - mean) * (v - mean);
-        }
-        double s = Math.sqrt(var / n + ModelConfig.LN_EPS);
-        for (int i = 0; i < n; i++) {
-            x[i] = (x[i] - mean) / s * w[i] + b[i];
-        }
-        return s;
     }
 
     /** Pre-softmax score of head h: query token qt at position qp against key token kt at position kp. */
@@ -506,42 +487,24 @@ final class ExtractComponents {
         if (M > 0) {
             System.arraycopy(r.mid, 0, r.tmpD, 0, D);
             if (ln) {
-                layerNorm(r.tmpD, ln2w, ln2b);
+                OPS.layerNorm(r.tmpD, ln2w, ln2b);
             }
-            // row by row of W_in, so the inner loop runs along memory; each sum keeps its order (b_in, then i = 0..)
+            // each sum in order: the bias, then i = 0.. (one row: the kernels' reference loop)
             System.arraycopy(bIn, 0, r.tmpM, 0, M);
-            for (int i = 0; i < D; i++) {
-                double xi = r.tmpD[i];
-                for (int m = 0; m < M; m++) {
-                    r.tmpM[m] += xi * wIn[i * M + m];
-                }
-            }
+            OPS.matmulAdd(r.tmpM, r.tmpD, wIn, 1, D, M);
             for (int m = 0; m < M; m++) {
                 r.tmpM[m] = Math.max(0, r.tmpM[m]);
             }
             System.arraycopy(bOut, 0, r.mlpOut, 0, D);
-            for (int m = 0; m < M; m++) {
-                double h = r.tmpM[m];
-                if (h != 0) {
-                    for (int i = 0; i < D; i++) {
-                        r.mlpOut[i] += h * wOut[m * D + i];
-                    }
-                }
-            }
+            OPS.matmulAdd(r.mlpOut, r.tmpM, wOut, 1, M, D);
         }
         for (int i = 0; i < D; i++) {
             r.post[i] = r.mid[i] + r.mlpOut[i];
         }
         System.arraycopy(r.post, 0, r.tmpD, 0, D);
-        r.lnfScale = ln ? layerNorm(r.tmpD, lnfw, lnfb) : 1;
+        r.lnfScale = ln ? OPS.layerNorm(r.tmpD, lnfw, lnfb) : 1;
         System.arraycopy(bU, 0, r.logits, 0, V);
-        for (int i = 0; i < D; i++) {
-            double xi = r.tmpD[i];
-            int row = i * V;
-            for (int c = 0; c < V; c++) {
-                r.logits[c] += xi * wU[row + c];
-            }
-        }
+        OPS.matmulAdd(r.logits, r.tmpD, wU, 1, D, V);
     }
 
     /**

@@ -229,7 +229,7 @@ public record MlpAnalysis(boolean hasMlp, String note, List<Layer> layers, List<
             Tensor pattern = triRun.cache().get(HookNames.full("pattern", l));
             for (int i = 0; i < n; i++) {
                 System.arraycopy(tpost, (i * T + 1) * M, acts[i], 0, M);
-                int[] idx = topK(acts[i], k);
+                int[] idx = Stats.topK(acts[i], k);
                 float[] vals = new float[k];
                 for (int j = 0; j < k; j++) {
                     vals[j] = acts[i][idx[j]];
@@ -320,19 +320,6 @@ public record MlpAnalysis(boolean hasMlp, String note, List<Layer> layers, List<
 
     private static double mean(double[] v) {
         return v.length == 0 ? 0 : Arrays.stream(v).average().orElse(0);
-    }
-
-    private static int[] topK(float[] v, int k) {
-        Integer[] idx = new Integer[v.length];
-        for (int i = 0; i < v.length; i++) {
-            idx[i] = i;
-        }
-        Arrays.sort(idx, (x, y) -> Float.compare(v[y], v[x]));
-        int[] out = new int[k];
-        for (int i = 0; i < k; i++) {
-            out[i] = idx[i];
-        }
-        return out;
     }
 
     private static List<String> describe(Layer layer, ModelConfig cfg) {

@@ -127,7 +127,7 @@ public record OvCircuit(boolean linearised, String weightsNote, List<Head> heads
             for (int v = 0; v < V; v++) {
                 centered[x][v] = fullDense.get(x, v) - mean;
             }
-            top[x] = topK(centered[x], k);
+            top[x] = Stats.topK(centered[x], k);
             for (int i = 0; i < k; i++) {
                 topLogits[x][i] = (float) centered[x][top[x][i]];
             }
@@ -167,19 +167,6 @@ public record OvCircuit(boolean linearised, String weightsNote, List<Head> heads
         double median = n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
         return new DirectEffect(n, Arrays.stream(ranks).average().orElse(Double.NaN), median, (V - 1) / 2.0,
                 (double) top1 / n, (double) top5 / n, sumC / n, sumA / n);
-    }
-
-    private static int[] topK(double[] v, int k) {
-        Integer[] idx = new Integer[v.length];
-        for (int i = 0; i < v.length; i++) {
-            idx[i] = i;
-        }
-        Arrays.sort(idx, (x, y) -> Double.compare(v[y], v[x]));
-        int[] out = new int[k];
-        for (int i = 0; i < k; i++) {
-            out[i] = idx[i];
-        }
-        return out;
     }
 
     private static String describe(Head h, ModelConfig cfg) {

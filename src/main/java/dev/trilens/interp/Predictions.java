@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.annotation.JsonSerialize;
 import dev.trilens.TrilensException;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.model.HookedTransformer;
+import dev.trilens.model.Logits;
 import dev.trilens.model.Tensor;
 import dev.trilens.train.Metrics;
 import java.util.Arrays;
@@ -50,17 +51,11 @@ public record Predictions(int nSequences, int nPositions, float[][] correctProbs
             float[] d = logits.data();
             int[][][] tokens = new int[nSequences][T][K];
             float[][][] probs = new float[nSequences][T][K];
+            double[] row = new double[V];
             for (int s = 0; s < nSequences; s++) {
                 for (int p = 0; p < T; p++) {
                     int off = (s * T + p) * V;
-                    double max = Double.NEGATIVE_INFINITY;
-                    for (int v = 0; v < V; v++) {
-                        max = Math.max(max, d[off + v]);
-                    }
-                    double z = 0;
-                    for (int v = 0; v < V; v++) {
-                        z += Math.exp(d[off + v] - max);
-                    }
+                    Logits.softmax(d, off, V, row);
                     int[] best = tokens[s][p];
                     Arrays.fill(best, -1);
                     for (int v = 0; v < V; v++) {
@@ -75,7 +70,7 @@ public record Predictions(int nSequences, int nPositions, float[][] correctProbs
                         }
                     }
                     for (int i = 0; i < K; i++) {
-                        probs[s][p][i] = (float) (Math.exp(d[off + best[i]] - max) / z);
+                        probs[s][p][i] = (float) row[best[i]];
                     }
                 }
             }

@@ -9,6 +9,7 @@ import dev.trilens.data.TrigramDataset;
 import dev.trilens.model.Hook;
 import dev.trilens.model.HookNames;
 import dev.trilens.model.HookedTransformer;
+import dev.trilens.model.Logits;
 import dev.trilens.model.ModelConfig;
 import dev.trilens.model.Tensor;
 import dev.trilens.model.Weights;
@@ -202,7 +203,7 @@ public final class Probe {
         List<Position> out = new ArrayList<>(T);
         double[] p = new double[V];
         for (int i = 0; i < T; i++) {
-            softmax(logits, i * V, V, p);
+            Logits.softmax(logits, i * V, V, p);
             List<HeadAttention> att = new ArrayList<>(L * H);
             Float prevMax = null;
             for (int l = 0; l < L; l++) {
@@ -272,20 +273,6 @@ public final class Probe {
         return out;
     }
 
-    private static void softmax(float[] logits, int off, int V, double[] out) {
-        double max = Double.NEGATIVE_INFINITY;
-        for (int v = 0; v < V; v++) {
-            max = Math.max(max, logits[off + v]);
-        }
-        double sum = 0;
-        for (int v = 0; v < V; v++) {
-            out[v] = Math.exp(logits[off + v] - max);
-            sum += out[v];
-        }
-        for (int v = 0; v < V; v++) {
-            out[v] /= sum;
-        }
-    }
 
     private void checkTopK(int topK) {
         if (topK < 1 || topK > config().dVocab()) {
@@ -323,7 +310,7 @@ public final class Probe {
         int V = cfg.dVocab();
         Tensor logits = model.forward(Arrays.copyOf(tokens, pos + 1), 1, pos + 1);
         double[] p = new double[V];
-        softmax(logits.data(), pos * V, V, p);
+        Logits.softmax(logits.data(), pos * V, V, p);
         int predicted = top(p, 1).get(0).token();
         // causal attention: the tokens after pos change nothing at pos, so the prefix ending at pos, with the
         // predicted token as pos's target, attributes exactly the prediction made there (the last position too)
@@ -463,8 +450,8 @@ public final class Probe {
         List<Change> out = new ArrayList<>(T);
         List<Integer> changed = new ArrayList<>();
         for (int i = 0; i < T; i++) {
-            softmax(clean, i * V, V, pb);
-            softmax(hooked, i * V, V, pa);
+            Logits.softmax(clean, i * V, V, pb);
+            Logits.softmax(hooked, i * V, V, pa);
             TokenProb b = top(pb, 1).get(0), a = top(pa, 1).get(0);
             Integer next = i + 1 < T ? tokens[i + 1] : null;
             out.add(new Change(i, tokens[i], b, a, next == null ? null : pb[next], next == null ? null : pa[next],

@@ -4,7 +4,7 @@ import com.fasterxml.jackson.databind.PropertyNamingStrategies;
 import com.fasterxml.jackson.databind.annotation.JsonNaming;
 import java.util.Arrays;
 
-/** Statistics the analyses share: how well a score separates two classes (ROC AUC), and the F1-best threshold. */
+/** Statistics the analyses share: how well a score separates two classes (ROC AUC), the F1-best threshold, top-k. */
 public final class Stats {
     private Stats() {
     }
@@ -136,5 +136,28 @@ public final class Stats {
             }
         }
         return n == 0 ? 0 : (double) pos / n;
+    }
+
+    /** The indices of the k largest values, largest first; ties keep the lower index first (a stable sort). */
+    static int[] topK(double[] v, int k) {
+        Integer[] idx = new Integer[v.length];
+        for (int i = 0; i < v.length; i++) {
+            idx[i] = i;
+        }
+        Arrays.sort(idx, (x, y) -> Double.compare(v[y], v[x]));
+        int[] out = new int[k];
+        for (int i = 0; i < k; i++) {
+            out[i] = idx[i];
+        }
+        return out;
+    }
+
+    /** {@link #topK(double[], int)} of floats (each widened exactly, so the order is the same). */
+    static int[] topK(float[] v, int k) {
+        double[] wide = new double[v.length];
+        for (int i = 0; i < v.length; i++) {
+            wide[i] = v[i];
+        }
+        return topK(wide, k);
     }
 }

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.annotation.JsonIgnore;
 import com.fasterxml.jackson.databind.PropertyNamingStrategies;
 import com.fasterxml.jackson.databind.annotation.JsonNaming;
 import dev.trilens.model.HookedTransformer;
+import dev.trilens.model.Logits;
 import dev.trilens.model.ModelConfig;
 import dev.trilens.model.ParamLayout;
 import dev.trilens.model.Tensor;
@@ -122,22 +123,8 @@ public record WeightProcessing(List<Step> steps, List<String> applied, List<Stri
     }
 
     static float[] logSoftmax(Tensor logits, int V) {
-        float[] x = logits.data();
-        float[] out = new float[x.length];
-        for (int r = 0; r < x.length / V; r++) {
-            double m = Double.NEGATIVE_INFINITY;
-            for (int v = 0; v < V; v++) {
-                m = Math.max(m, x[r * V + v]);
-            }
-            double s = 0;
-            for (int v = 0; v < V; v++) {
-                s += Math.exp(x[r * V + v] - m);
-            }
-            double lse = m + Math.log(s);
-            for (int v = 0; v < V; v++) {
-                out[r * V + v] = (float) (x[r * V + v] - lse);
-            }
-        }
+        float[] out = new float[logits.data().length];
+        Logits.logSoftmax(logits.data(), V, out);
         return out;
     }
 

@@ -181,4 +181,27 @@ public interface TensorOps {
 
     /** y[yOff..yOff+n) += a * x[xOff..xOff+n). */
     void axpy(double[] y, int yOff, double a, double[] x, int xOff, int n);
+
+    /**
+     * In place, one vector: (x - mean) / sqrt(var + eps) * w + b, as TransformerLens's LayerNorm; returns the scale.
+     * One implementation for both kernels: on a single d_model-wide vector lanes gain nothing, and one summation
+     * order keeps what the extractor reads the same whichever kernels run.
+     */
+    default double layerNorm(double[] x, double[] w, double[] b) {
+        int n = x.length;
+        double mean = 0;
+        for (double v : x) {
+            mean += v;
+        }
+        mean /= n;
+        double var = 0;
+        for (double v : x) {
+            var += (v - mean) * (v - mean);
+        }
+        double s = Math.sqrt(var / n + LN_EPS);
+        for (int i = 0; i < n; i++) {
+            x[i] = (x[i] - mean) / s * w[i] + b[i];
+        }
+        return s;
+    }
 }

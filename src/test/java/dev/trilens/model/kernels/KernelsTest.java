@@ -424,7 +424,7 @@ class KernelsTest {
         assertThat(dout).containsExactly(expected);
     }
 
-    /** The extractor's double kernels: a row's softmax at an offset, and a matrix product added into its output. */
+    /** The extractor's double kernels: a row's softmax at an offset, a matrix product added into its output, LayerNorm. */
     @ParameterizedTest(name = "{0}")
     @MethodSource("both")
     void doubleKernelsMatchTheMath(String name, TensorOps ops) {
@@ -499,6 +499,43 @@ class KernelsTest {
             for (int i = 0; i < out.length; i++) {
                 assertThat(out[i]).as("%s [%d]", java.util.Arrays.toString(nkm), i)
                         .isCloseTo(want[i], Offset.offset(1e-12 * (1 + Math.abs(want[i]))));
+            }
+        }
+        // one row (the extractor's per-vector layers) is summed exactly as the loop above: j = 0.. after the bias
+        double[] x = {0.1, -2.5, 3e-9, 7.25, -0.3}, w = new double[5 * 3], y = {1e9, -4, 0.5};
+        for (int i = 0; i < w.length; i++) {
+            w[i] = rng.nextGaussian();
+        }
+        double[] inOrder = y.clone();
+        for (int j = 0; j < 5; j++) {
+            for (int c = 0; c < 3; c++) {
+                inOrder[c] += x[j] * w[j * 3 + c];
+            }
+        }
+        ops.matmulAdd(y, x, w, 1, 5, 3);
+        assertThat(y).containsExactly(inOrder);
+        // LayerNorm of one vector, against Welford's mean and variance
+        for (int n : new int[] {1, 2, 32, 75}) {
+            double[] v = new double[n], lw = new double[n], lb = new double[n];
+            for (int i = 0; i < n; i++) {
+                v[i] = 3 + 2 * rng.nextGaussian();
+                lw[i] = rng.nextGaussian();
+                lb[i] = rng.nextGaussian();
+            }
+            double mean = 0, m2 = 0;
+            for (int i = 0; i < n; i++) {
+                double d = v[i] - mean;
+                mean += d / (i + 1);
+                m2 += d * (v[i] - mean);
+            }
+            double scale = Math.sqrt(m2 / n + 1e-5f);
+            double[] want = new double[n];
+            for (int i = 0; i < n; i++) {
+                want[i] = (v[i] - mean) / scale * lw[i] + lb[i];
+            }
+            assertThat(ops.layerNorm(v, lw, lb)).as("scale, n %d", n).isCloseTo(scale, Offset.offset(1e-12 * scale));
+            for (int i = 0; i < n; i++) {
+                assertThat(v[i]).as("layerNorm n %d [%d]", n, i).isCloseTo(want[i], Offset.offset(1e-11));
             }
         }
     }
