@@ -7,9 +7,7 @@ import dev.trilens.data.TrigramDataset;
 import dev.trilens.model.Hook;
 import dev.trilens.model.HookNames;
 import dev.trilens.model.HookedTransformer;
-import dev.trilens.model.Logits;
 import dev.trilens.model.ModelConfig;
-import dev.trilens.model.Parallel;
 import dev.trilens.model.Tensor;
 import dev.trilens.model.Weights;
 import dev.trilens.train.EvalMetrics;
@@ -288,44 +286,10 @@ public record Ablation(String meanOver, Map<String, Object> clean, List<Ablated>
      * evaluation batch and to the all-trigrams batch. With no hooks it equals Metrics.evaluate.
      */
     public static EvalMetrics evaluate(HookedTransformer model, TrigramDataset data, List<Hook.At> hooks) {
-        int[] tokens = data.tokens();
-        int B = data.size(), T = data.seqLen();
-        Tensor logits = model.runWithHooks(tokens, B, T, hooks);
-        // Metrics.loss and Metrics.correctTokenProbs in one parallel pass of Logits.logProb: the same numbers
-        // (the loss is summed in the same order), for half the exponentials
-        int V = logits.dim(2);
-        double[] lp = new double[B * (T - 1)];
-        Parallel.forRange(B, (worker, from, to) -> {
-            for (int b = from; b < to; b++) {
-                for (int t = 0; t < T - 1; t++) {
-                    lp[b * (T - 1) + t] = Logits.logProb(logits.data(), (b * T + t) * V, V, tokens[b * T + t + 1]);
-                }
-            }
-        });
-        double total = 0;
-        float[] probs = new float[lp.length];
-        for (int i = 0; i < lp.length; i++) {
-            total -= lp[i];
-            probs[i] = (float) Math.exp(lp[i]);
-        }
-        double loss = total / ((double) B * (T - 1));
-        Predictions.Stats st = Predictions.Stats.of(probs, probs.length);
+        Tensor logits = model.runWithHooks(data.tokens(), data.size(), data.seqLen(), hooks);
         int n = data.nTrigrams();
-        int correct = 0;
-        double probSum = 0;
-        if (n > 0) {
-            Tensor tl = model.runWithHooks(data.trigramBatch(), n, 3, hooks);
-            int[][] trigrams = data.trigrams();
-            for (int i = 0; i < n; i++) {
-                int row = TrigramDataset.predictionRow(i, V);
-                int c = trigrams[i][2];
-                correct += Logits.argmax(tl.data(), row, V) == c ? 1 : 0;
-                probSum += Math.exp(Logits.logProb(tl.data(), row, V, c));
-            }
-        }
-        double trigramProb = Double.isNaN(data.trigramProb())
-                ? data.nTrigrams() / ((double) data.dVocab() * (data.dVocab() - 1)) : data.trigramProb();
-        return new EvalMetrics(loss, Metrics.lossAsFrac(loss, data.dVocab(), trigramProb), st.mean(), st.median(),
-                st.min(), correct, n == 0 ? Double.NaN : correct / (double) n, n == 0 ? Double.NaN : probSum / n, n);
+        Metrics.TrigramScore tri = n == 0 ? new Metrics.TrigramScore(0, Double.NaN, Double.NaN)
+                : Metrics.trigramScore(model.runWithHooks(data.trigramBatch(), n, 3, hooks), data);
+        return Metrics.evaluate(logits, data, tri);
     }
 }

@@ -3,6 +3,7 @@ package dev.trilens.train;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.model.HookedTransformer;
 import dev.trilens.model.Logits;
+import dev.trilens.model.Parallel;
 import dev.trilens.model.Tensor;
 import java.util.Arrays;
 
@@ -11,29 +12,49 @@ public final class Metrics {
     private Metrics() {
     }
 
+    /**
+     * log P(token at t+1) under the prediction at t, for every sequence and t in 0..T-2: [B, T-1], in double, on every
+     * core. The loss, the correct-token probabilities and evaluate's metrics all read it.
+     */
+    public static double[] nextTokenLogProbs(Tensor logits, int[] tokens) {
+        int B = logits.dim(0), T = logits.dim(1), V = logits.dim(2);
+        float[] l = logits.data();
+        double[] lp = new double[B * (T - 1)];
+        Parallel.forRange(B, (worker, from, to) -> {
+            for (int b = from; b < to; b++) {
+                for (int t = 0; t < T - 1; t++) {
+                    lp[b * (T - 1) + t] = Logits.logProb(l, (b * T + t) * V, V, tokens[b * T + t + 1]);
+                }
+            }
+        });
+        return lp;
+    }
+
     /** Probability of the token at t+1 under the prediction at t, for every sequence and t in 0..T-2: [B, T-1]. */
     public static float[] correctTokenProbs(Tensor logits, int[] tokens) {
-        int B = logits.dim(0), T = logits.dim(1), V = logits.dim(2);
-        float[] probs = new float[B * (T - 1)];
-        float[] l = logits.data();
-        for (int b = 0; b < B; b++) {
-            for (int t = 0; t < T - 1; t++) {
-                probs[b * (T - 1) + t] = (float) Math.exp(Logits.logProb(l, (b * T + t) * V, V, tokens[b * T + t + 1]));
-            }
-        }
-        return probs;
+        return probs(nextTokenLogProbs(logits, tokens));
     }
 
     /** Mean cross-entropy of positions 0..T-2 predicting 1..T-1. */
     public static double loss(Tensor logits, int[] tokens) {
-        int B = logits.dim(0), T = logits.dim(1), V = logits.dim(2);
+        return meanLoss(nextTokenLogProbs(logits, tokens));
+    }
+
+    /** The mean of -logProbs, summed in order. */
+    private static double meanLoss(double[] logProbs) {
         double total = 0;
-        for (int b = 0; b < B; b++) {
-            for (int t = 0; t < T - 1; t++) {
-                total -= Logits.logProb(logits.data(), (b * T + t) * V, V, tokens[b * T + t + 1]);
-            }
+        for (double lp : logProbs) {
+            total -= lp;
         }
-        return total / ((double) B * (T - 1));
+        return total / logProbs.length;
+    }
+
+    private static float[] probs(double[] logProbs) {
+        float[] probs = new float[logProbs.length];
+        for (int i = 0; i < probs.length; i++) {
+            probs[i] = (float) Math.exp(logProbs[i]);
+        }
+        return probs;
     }
 
     /** 0 for a model that predicts every trigram perfectly and is uniform elsewhere, 1 for uniform guessing. */
@@ -77,9 +98,17 @@ public final class Metrics {
 
     /** Everything `evaluate` reports, on the whole dataset. */
     public static EvalMetrics evaluate(HookedTransformer model, TrigramDataset data) {
-        int[] tokens = data.tokens();
-        Tensor logits = model.forward(tokens, data.size(), data.seqLen());
-        return summarize(loss(logits, tokens), correctTokenProbs(logits, tokens), trigramScore(model, data), data);
+        Tensor logits = model.forward(data.tokens(), data.size(), data.seqLen());
+        return evaluate(logits, data, trigramScore(model, data));
+    }
+
+    /**
+     * evaluate's metrics from logits [size, seq_len, d_vocab] computed on data's tokens (by any pass: hooks, patches)
+     * and the trigram score of the same pass.
+     */
+    public static EvalMetrics evaluate(Tensor logits, TrigramDataset data, TrigramScore tri) {
+        double[] lp = nextTokenLogProbs(logits, data.tokens());
+        return summarize(meanLoss(lp), probs(lp), tri, data);
     }
 
     /** Sequences per forward pass when the evaluation set is generated in chunks. */
@@ -111,9 +140,9 @@ public final class Metrics {
                 head[0] = chunk;
                 first.accept(chunk);
             }
-            Tensor logits = model.forward(chunk.tokens(), chunk.size(), seqLen);
-            float[] probs = correctTokenProbs(logits, chunk.tokens());
-            lossSum[0] += loss(logits, chunk.tokens()) * probs.length;
+            double[] lp = nextTokenLogProbs(model.forward(chunk.tokens(), chunk.size(), seqLen), chunk.tokens());
+            float[] probs = probs(lp);
+            lossSum[0] += meanLoss(lp) * probs.length;
             for (float p : probs) {
                 probSum[0] += p;
                 min[0] = Math.min(min[0], p);
