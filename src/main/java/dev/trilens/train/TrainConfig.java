@@ -120,49 +120,90 @@ public record TrainConfig(int dVocab, int seqLen, double trigramProb, long dataS
 
     /** This recipe on a model of another shape: n_ctx is the sequences' length, d_vocab the dataset's vocabulary. */
     public TrainConfig withModel(ModelConfig m) {
-        return new TrainConfig(m.dVocab(), m.nCtx(), trigramProb, dataSeed, nTrain, nVal, epochs, batchSize, lrStart,
-                lrEnd, weightDecay, m.dModel(), m.nHeads(), m.dHead(), m.dMlp(), m.nLayers(), m.layerNorm(), initSeed);
+        return with(c -> {
+            c.dVocab = m.dVocab();
+            c.seqLen = m.nCtx();
+            c.dModel = m.dModel();
+            c.nHeads = m.nHeads();
+            c.dHead = m.dHead();
+            c.dMlp = m.dMlp();
+            c.nLayers = m.nLayers();
+            c.layerNorm = m.layerNorm();
+        });
     }
 
     public TrainConfig withBatchSize(int n) {
-        return new TrainConfig(dVocab, seqLen, trigramProb, dataSeed, nTrain, nVal, epochs, n, lrStart, lrEnd,
-                weightDecay, dModel, nHeads, dHead, dMlp, nLayers, layerNorm, initSeed);
+        return with(c -> c.batchSize = n);
     }
 
     public TrainConfig withEpochs(int n) {
-        return new TrainConfig(dVocab, seqLen, trigramProb, dataSeed, nTrain, nVal, n, batchSize, lrStart, lrEnd,
-                weightDecay, dModel, nHeads, dHead, dMlp, nLayers, layerNorm, initSeed);
+        return with(c -> c.epochs = n);
     }
 
     public TrainConfig withDHead(int n) {
-        return new TrainConfig(dVocab, seqLen, trigramProb, dataSeed, nTrain, nVal, epochs, batchSize, lrStart, lrEnd,
-                weightDecay, dModel, nHeads, n, dMlp, nLayers, layerNorm, initSeed);
+        return with(c -> c.dHead = n);
     }
 
     public TrainConfig withDMlp(int n) {
-        return new TrainConfig(dVocab, seqLen, trigramProb, dataSeed, nTrain, nVal, epochs, batchSize, lrStart, lrEnd,
-                weightDecay, dModel, nHeads, dHead, n, nLayers, layerNorm, initSeed);
+        return with(c -> c.dMlp = n);
     }
 
     public TrainConfig withDataSeed(long seed) {
-        return new TrainConfig(dVocab, seqLen, trigramProb, seed, nTrain, nVal, epochs, batchSize, lrStart, lrEnd,
-                weightDecay, dModel, nHeads, dHead, dMlp, nLayers, layerNorm, initSeed);
+        return with(c -> c.dataSeed = seed);
     }
 
     public TrainConfig withInitSeed(long seed) {
-        return new TrainConfig(dVocab, seqLen, trigramProb, dataSeed, nTrain, nVal, epochs, batchSize, lrStart, lrEnd,
-                weightDecay, dModel, nHeads, dHead, dMlp, nLayers, layerNorm, seed);
+        return with(c -> c.initSeed = seed);
     }
 
     public TrainConfig withTrigramProb(double p) {
-        return new TrainConfig(dVocab, seqLen, p, dataSeed, nTrain, nVal, epochs, batchSize, lrStart, lrEnd,
-                weightDecay, dModel, nHeads, dHead, dMlp, nLayers, layerNorm, initSeed);
+        return with(c -> c.trigramProb = p);
     }
 
     /** Data and init seed together, as the CLI's --seed sets them. */
     public TrainConfig withSeed(long seed) {
-        return new TrainConfig(dVocab, seqLen, trigramProb, seed, nTrain, nVal, epochs, batchSize, lrStart, lrEnd,
-                weightDecay, dModel, nHeads, dHead, dMlp, nLayers, layerNorm, seed);
+        return with(c -> {
+            c.dataSeed = seed;
+            c.initSeed = seed;
+        });
+    }
+
+    /** A copy with the fields change sets, validated again as a new config. */
+    private TrainConfig with(java.util.function.Consumer<Fields> change) {
+        Fields c = new Fields(this);
+        change.accept(c);
+        return new TrainConfig(c.dVocab, c.seqLen, c.trigramProb, c.dataSeed, c.nTrain, c.nVal, c.epochs, c.batchSize,
+                c.lrStart, c.lrEnd, c.weightDecay, c.dModel, c.nHeads, c.dHead, c.dMlp, c.nLayers, c.layerNorm,
+                c.initSeed);
+    }
+
+    /** The components as fields, for {@link #with}: one place that lists them all. */
+    private static final class Fields {
+        int dVocab, seqLen, nTrain, nVal, epochs, batchSize, dModel, nHeads, dHead, dMlp, nLayers;
+        double trigramProb, lrStart, lrEnd, weightDecay;
+        long dataSeed, initSeed;
+        boolean layerNorm;
+
+        Fields(TrainConfig t) {
+            dVocab = t.dVocab;
+            seqLen = t.seqLen;
+            trigramProb = t.trigramProb;
+            dataSeed = t.dataSeed;
+            nTrain = t.nTrain;
+            nVal = t.nVal;
+            epochs = t.epochs;
+            batchSize = t.batchSize;
+            lrStart = t.lrStart;
+            lrEnd = t.lrEnd;
+            weightDecay = t.weightDecay;
+            dModel = t.dModel;
+            nHeads = t.nHeads;
+            dHead = t.dHead;
+            dMlp = t.dMlp;
+            nLayers = t.nLayers;
+            layerNorm = t.layerNorm;
+            initSeed = t.initSeed;
+        }
     }
 
     /** Keys beyond the model config that a checkpoint's metadata carries (evaluate reads the data.* ones). */

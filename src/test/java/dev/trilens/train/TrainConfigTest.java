@@ -44,6 +44,23 @@ class TrainConfigTest {
         TrainConfig q = TrainConfig.quick();
         assertThat(q.withDHead(8)).isEqualTo(new TrainConfig(24, 20, 0.05, 40, 4_000, 500, 30, 128, 1e-2, 1e-3, 1e-3,
                 32, 1, 8, 20, 1, false, 40));
+        // every other wither: its own field, and nothing else
+        assertThat(q.withBatchSize(64)).isEqualTo(new TrainConfig(24, 20, 0.05, 40, 4_000, 500, 30, 64, 1e-2, 1e-3,
+                1e-3, 32, 1, 16, 20, 1, false, 40));
+        assertThat(q.withEpochs(7)).isEqualTo(new TrainConfig(24, 20, 0.05, 40, 4_000, 500, 7, 128, 1e-2, 1e-3, 1e-3,
+                32, 1, 16, 20, 1, false, 40));
+        assertThat(q.withDMlp(0)).isEqualTo(new TrainConfig(24, 20, 0.05, 40, 4_000, 500, 30, 128, 1e-2, 1e-3, 1e-3,
+                32, 1, 16, 0, 1, false, 40));
+        assertThat(q.withDataSeed(3)).isEqualTo(new TrainConfig(24, 20, 0.05, 3, 4_000, 500, 30, 128, 1e-2, 1e-3,
+                1e-3, 32, 1, 16, 20, 1, false, 40));
+        assertThat(q.withInitSeed(5)).isEqualTo(new TrainConfig(24, 20, 0.05, 40, 4_000, 500, 30, 128, 1e-2, 1e-3,
+                1e-3, 32, 1, 16, 20, 1, false, 5));
+        assertThat(q.withSeed(9)).isEqualTo(new TrainConfig(24, 20, 0.05, 9, 4_000, 500, 30, 128, 1e-2, 1e-3, 1e-3,
+                32, 1, 16, 20, 1, false, 9));
+        assertThat(q.withTrigramProb(0.1)).isEqualTo(new TrainConfig(24, 20, 0.1, 40, 4_000, 500, 30, 128, 1e-2, 1e-3,
+                1e-3, 32, 1, 16, 20, 1, false, 40));
+        assertThat(q.withModel(new ModelConfig(40, 12, 64, 2, 2, 8, 30, true))).isEqualTo(new TrainConfig(40, 12,
+                0.05, 40, 4_000, 500, 30, 128, 1e-2, 1e-3, 1e-3, 64, 2, 8, 30, 2, true, 40));
         JsonNode json = new ObjectMapper().valueToTree(q);
         assertThat(json.fieldNames()).toIterable().containsExactly("d_vocab", "seq_len", "trigram_prob", "data_seed",
                 "n_train", "n_val", "epochs", "batch_size", "lr_start", "lr_end", "weight_decay", "d_model", "n_heads",
