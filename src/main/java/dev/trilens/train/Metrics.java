@@ -117,13 +117,19 @@ public final class Metrics {
     /**
      * evaluate's metrics on the challenge's dataset of any size: up to {@link #CHUNK_ROWS} sequences as one batch (the
      * same numbers as {@link #evaluate(HookedTransformer, TrigramDataset)}), beyond that generated, run and forgotten a
-     * chunk at a time, in two passes (the exact median needs a second look at the probabilities), so memory stays
-     * bounded whatever the size.
+     * chunk at a time, so memory stays bounded whatever the size: the correct-token probabilities are kept for the
+     * exact median up to {@link #KEEP_PROBS} of them, past that a second pass looks at them again.
      *
      * @param first receives the first chunk's dataset (its trigrams and parameters describe the whole)
      */
     public static EvalMetrics evaluate(HookedTransformer model, int dVocab, int seqLen, double trigramProb, long seed,
                                        long size, java.util.function.Consumer<TrigramDataset> first) {
+        return evaluate(model, dVocab, seqLen, trigramProb, seed, size, first, KEEP_PROBS);
+    }
+
+    /** keepProbs: how many correct-token probabilities may be kept for the median instead of a second pass. */
+    static EvalMetrics evaluate(HookedTransformer model, int dVocab, int seqLen, double trigramProb, long seed,
+                                long size, java.util.function.Consumer<TrigramDataset> first, long keepProbs) {
         int rows = chunkRows(model.config());
         if (size <= rows) {
             TrigramDataset data = TrigramDataset.generate(dVocab, seqLen, trigramProb, seed, (int) Math.max(size, 0));
@@ -135,6 +141,10 @@ public final class Metrics {
         long[] count = {0};
         TrigramDataset[] head = {null};
         LowerMedian median = new LowerMedian();
+        // the probabilities themselves are a small fraction of a chunk's logits: kept when they fit, so the median
+        // needs no second pass; past that, the two-pass median keeps memory bounded
+        long predicted = size * (seqLen - 1L);
+        float[] kept = predicted <= keepProbs ? new float[(int) predicted] : null;
         TrigramDataset.forEachChunk(dVocab, seqLen, trigramProb, seed, size, rows, chunk -> {
             if (head[0] == null) {
                 head[0] = chunk;
@@ -143,6 +153,9 @@ public final class Metrics {
             double[] lp = nextTokenLogProbs(model.forward(chunk.tokens(), chunk.size(), seqLen), chunk.tokens());
             float[] probs = probs(lp);
             lossSum[0] += meanLoss(lp) * probs.length;
+            if (kept != null) {
+                System.arraycopy(probs, 0, kept, (int) count[0], probs.length);
+            }
             for (float p : probs) {
                 probSum[0] += p;
                 min[0] = Math.min(min[0], p);
@@ -151,17 +164,26 @@ public final class Metrics {
             count[0] += probs.length;
         });
         median.locate();
-        TrigramDataset.forEachChunk(dVocab, seqLen, trigramProb, seed, size, rows, chunk -> {
-            for (float p : correctTokenProbs(model.forward(chunk.tokens(), chunk.size(), seqLen), chunk.tokens())) {
+        if (kept != null) {
+            for (float p : kept) {
                 median.refine(p);
             }
-        });
+        } else {
+            TrigramDataset.forEachChunk(dVocab, seqLen, trigramProb, seed, size, rows, chunk -> {
+                for (float p : correctTokenProbs(model.forward(chunk.tokens(), chunk.size(), seqLen), chunk.tokens())) {
+                    median.refine(p);
+                }
+            });
+        }
         TrigramDataset data = head[0];
         double loss = lossSum[0] / count[0];
         TrigramScore tri = trigramScore(model, data);
         return new EvalMetrics(loss, lossAsFrac(loss, data.dVocab(), data.trigramProb()), probSum[0] / count[0],
                 median.median(), min[0], tri.nCorrect(), tri.fracCorrect(), tri.avgCorrectProb(), data.nTrigrams());
     }
+
+    /** Correct-token probabilities evaluate keeps for the median (16 MB) before it takes a second pass instead. */
+    static final long KEEP_PROBS = 1L << 22;
 
     /** Floats of activations one chunk may hold: a chunk of the challenge's shapes is well below it. */
     static final long CHUNK_FLOATS = 1L << 26;

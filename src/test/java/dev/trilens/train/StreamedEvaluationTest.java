@@ -83,5 +83,9 @@ class StreamedEvaluationTest {
         assertThat(streamed.loss()).isCloseTo(whole.loss(), within(1e-9 * whole.loss()));
         assertThat(streamed.meanCorrectProb()).isCloseTo(whole.meanCorrectProb(), within(1e-9));
         assertThat(streamed.lossAsFrac()).isCloseTo(whole.lossAsFrac(), within(1e-8));
+        // the probabilities kept for the median (this size) or looked at again in a second pass: the same numbers
+        assertThat((long) size * 11).isLessThanOrEqualTo(Metrics.KEEP_PROBS);
+        EvalMetrics twoPass = Metrics.evaluate(model, 30, 12, 0.05, 11, size, d -> { }, size * 11 - 1);
+        assertThat(twoPass).isEqualTo(streamed);
     }
 }
