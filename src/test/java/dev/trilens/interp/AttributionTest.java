@@ -150,6 +150,57 @@ class AttributionTest {
     }
 
     @Test
+    void componentMeansAreThePerPositionValuesAveragedOverEachClass() {
+        ModelConfig cfg = new ModelConfig(9, 10, 16, 1, 1, 8, 12, false);
+        HookedTransformer model = new HookedTransformer(randomWeights(cfg, 7));
+        TrigramDataset data = TrigramDataset.generate(9, 10, 0.3, 2, 40);
+        Attribution a = Attribution.compute(new AnalysisContext(model, data));
+        Attribution.Table table = Attribution.perPosition(model, data.tokens(), 40, 10);
+        int T = 10, nTri = 0;
+        boolean[] tri = new boolean[40 * (T - 1)];
+        for (int s = 0; s < 40; s++) {
+            for (int p = 0; p < T - 1; p++) {
+                tri[s * (T - 1) + p] = data.completesTrigram(s, p + 1);
+                nTri += tri[s * (T - 1) + p] ? 1 : 0;
+            }
+        }
+        // both classes present, or the means below check nothing
+        assertThat(nTri).isBetween(1, tri.length - 1);
+        assertThat(a.nTrigramPositions()).isEqualTo(nTri);
+        assertThat(a.nOtherPositions()).isEqualTo(tri.length - nTri);
+        String best = null;
+        double bestGap = Double.NEGATIVE_INFINITY;
+        for (int c = 0; c < table.names().size(); c++) {
+            double sumTri = 0, sumOther = 0;
+            for (int i = 0; i < tri.length; i++) {
+                if (tri[i]) {
+                    sumTri += table.values()[c][i];
+                } else {
+                    sumOther += table.values()[c][i];
+                }
+            }
+            Attribution.Component comp = a.components().get(c);
+            assertThat(comp.name()).isEqualTo(table.names().get(c));
+            assertThat(comp.meanTrigram()).as(comp.name()).isCloseTo(sumTri / nTri, within(1e-9));
+            assertThat(comp.meanOther()).as(comp.name()).isCloseTo(sumOther / (tri.length - nTri), within(1e-9));
+            assertThat(comp.meanAll()).as(comp.name()).isCloseTo((sumTri + sumOther) / tri.length, within(1e-9));
+            if (sumTri / nTri - sumOther / (tri.length - nTri) > bestGap) {
+                bestGap = sumTri / nTri - sumOther / (tri.length - nTri);
+                best = comp.name();
+            }
+        }
+        double actualTri = 0, actualAll = 0;
+        for (int i = 0; i < tri.length; i++) {
+            actualTri += tri[i] ? table.actual()[i] : 0;
+            actualAll += table.actual()[i];
+        }
+        assertThat(a.totalTrigram()).isCloseTo(actualTri / nTri, within(1e-9));
+        assertThat(a.totalAll()).isCloseTo(actualAll / tri.length, within(1e-9));
+        assertThat(a.summary().get(a.summary().size() - 1)).startsWith("  " + best + " adds the most at trigram "
+                + "positions").contains(String.format(java.util.Locale.ROOT, "(%+.3f)", bestGap));
+    }
+
+    @Test
     void challengeModel() {
         HookedTransformer model = new HookedTransformer(Checkpoints.load(Fixtures.challengeModel()).weights());
         TrigramDataset data = TrigramDataset.generate(75, 50, 0.05, 40, 2500);
