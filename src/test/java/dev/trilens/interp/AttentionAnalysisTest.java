@@ -142,6 +142,65 @@ class AttentionAnalysisTest {
     }
 
     @Test
+    void theQuirkIsTheFarthestPositionFromTheMedianBeyondFiveMadsAndAFloor() {
+        // positions 1..6 (position 0 has no previous token and is ignored, even when it is far off):
+        // values 0.10 0.12 0.14 0.16 0.18 0.60 -> median (0.14 + 0.16) / 2 = 0.15; deviations 0.05 0.03 0.01 0.01
+        // 0.03 0.45 -> MAD (0.03 + 0.03) / 2 = 0.03; position 6 departs 0.45 > 5 x 0.03 and > 0.05
+        double[] mean = {9.0, 0.10, 0.12, 0.14, 0.16, 0.18, 0.60};
+        AttentionAnalysis.PositionQuirk q = AttentionAnalysis.quirk(mean);
+        assertThat(q.medianValue()).isCloseTo(0.15, within(1e-12));
+        assertThat(q.mad()).isCloseTo(0.03, within(1e-12));
+        assertThat(q.standoutPosition()).isEqualTo(6);
+        assertThat(q.standoutValue()).isEqualTo(0.60);
+        assertThat(q.standsOut()).isTrue();
+        assertThat(q.finalPositionStandsOut()).isTrue();
+        assertThat(q.summary()).isEqualTo("position 6 (the final position) stands out: mean attention to its previous "
+                + "token 0.600 vs a median of 0.150 over positions 1..6");
+        // the same departure in the middle: it stands out, but it is not the final position
+        AttentionAnalysis.PositionQuirk middle = AttentionAnalysis.quirk(new double[] {0, 0.10, 0.12, 0.60, 0.14,
+                0.16, 0.18});
+        assertThat(middle.standoutPosition()).isEqualTo(3);
+        assertThat(middle.standsOut()).isTrue();
+        assertThat(middle.finalPositionStandsOut()).isFalse();
+        assertThat(middle.summary()).startsWith("position 3 stands out");
+        // odd count (positions 1..5): median 0.14, deviations 0.04 0.02 0 0.02 0.06 -> MAD 0.02; 0.06 is not
+        // beyond 5 x 0.02 = 0.10: nothing stands out, though position 5 departs most
+        AttentionAnalysis.PositionQuirk odd = AttentionAnalysis.quirk(new double[] {0, 0.10, 0.12, 0.14, 0.16, 0.20});
+        assertThat(odd.medianValue()).isCloseTo(0.14, within(1e-12));
+        assertThat(odd.mad()).isCloseTo(0.02, within(1e-12));
+        assertThat(odd.standsOut()).isFalse();
+        assertThat(odd.standoutPosition()).isEqualTo(5);
+        assertThat(odd.summary()).isEqualTo("no position stands out: mean attention to the previous token has median "
+                + "0.140 over positions 1..5; the largest departure is position 5 (0.200)");
+        // beyond five MADs of a tiny spread but under the 0.05 floor: not a quirk
+        AttentionAnalysis.PositionQuirk small = AttentionAnalysis.quirk(new double[] {0, 0.100, 0.101, 0.100, 0.101,
+                0.140});
+        assertThat(small.standoutPosition()).isEqualTo(5);
+        assertThat(small.standsOut()).isFalse();
+    }
+
+    @Test
+    void aSetComparisonCountsEachSideAndTheOverlap() {
+        // T = 5: positions 0..9 are sequence 0 (0..4) and sequence 1 (5..9)
+        boolean[] a = new boolean[10], b = new boolean[10];
+        a[1] = a[2] = a[7] = true;
+        b[2] = b[7] = b[8] = b[9] = true;
+        AttentionAnalysis.SetComparison c = AttentionAnalysis.compare("attends", "predicts", 0.2, a, b, 5);
+        assertThat(c.sizeA()).isEqualTo(3);
+        assertThat(c.sizeB()).isEqualTo(4);
+        assertThat(c.intersection()).isEqualTo(2);
+        assertThat(c.onlyA()).isEqualTo(1);
+        assertThat(c.onlyB()).isEqualTo(2);
+        assertThat(c.symmetricDifference()).isEqualTo(3);
+        assertThat(c.equal()).isFalse();
+        assertThat(c.jaccard()).isCloseTo(2.0 / 5, within(1e-12));
+        assertThat(c.examplesOnlyA()).containsExactly(new int[] {0, 1});
+        assertThat(c.examplesOnlyB()).containsExactly(new int[] {1, 3}, new int[] {1, 4});
+        assertThat(c.summary()).isEqualTo("the sets differ: 3 vs 4 positions (attends vs predicts); 2 in both, 1 only "
+                + "in the first, 2 only in the second, Jaccard 0.400");
+    }
+
+    @Test
     void flatAttentionHasNoQuirkAndEqualSetsAreReportedEqual() {
         double[] flat = new double[10];
         for (int p = 1; p < 10; p++) {
