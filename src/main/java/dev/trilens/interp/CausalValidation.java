@@ -4,7 +4,6 @@ import dev.trilens.TrilensException;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.model.Hook;
 import dev.trilens.model.HookedTransformer;
-import dev.trilens.model.Logits;
 import dev.trilens.model.Tensor;
 import dev.trilens.train.EvalMetrics;
 import dev.trilens.train.Metrics;
@@ -293,7 +292,7 @@ public final class CausalValidation {
     }
 
     private static Scored score(HookedTransformer model, TrigramDataset data, PatternRule rule, PatternSink sink) {
-        int T = data.seqLen(), S = data.size(), V = data.dVocab();
+        int T = data.seqLen(), S = data.size();
         float[] probs = new float[S * (T - 1)];
         double lossSum = 0, lossTri = 0, lossOther = 0;
         long nTri = 0;
@@ -309,12 +308,13 @@ public final class CausalValidation {
                 logits = rule == null ? model.forward(tokens, B, T)
                         : model.runWithHooks(tokens, B, T, List.of(rule.hookFor(tokens, T)));
             }
-            lossSum += Metrics.loss(logits, tokens) * B * (T - 1);
-            float[] p = Metrics.correctTokenProbs(logits, tokens);
+            double[] lp = Metrics.nextTokenLogProbs(logits, tokens);
+            lossSum += Metrics.meanLoss(lp) * B * (T - 1);
+            float[] p = Metrics.probs(lp);
             System.arraycopy(p, 0, probs, from * (T - 1), p.length);
             for (int b = 0; b < B; b++) {
                 for (int t = 0; t < T - 1; t++) {
-                    double nll = -Logits.logProb(logits.data(), (b * T + t) * V, V, tokens[b * T + t + 1]);
+                    double nll = -lp[b * (T - 1) + t];
                     if (data.completesTrigram(from + b, t + 1)) {
                         lossTri += nll;
                         nTri++;

@@ -40,8 +40,8 @@ public final class Metrics {
         return meanLoss(nextTokenLogProbs(logits, tokens));
     }
 
-    /** The mean of -logProbs, summed in order. */
-    private static double meanLoss(double[] logProbs) {
+    /** The mean of -logProbs, summed in order: the loss of {@link #nextTokenLogProbs}. */
+    public static double meanLoss(double[] logProbs) {
         double total = 0;
         for (double lp : logProbs) {
             total -= lp;
@@ -49,7 +49,8 @@ public final class Metrics {
         return total / logProbs.length;
     }
 
-    private static float[] probs(double[] logProbs) {
+    /** exp of each log-probability, as floats: the correct-token probabilities of {@link #nextTokenLogProbs}. */
+    public static float[] probs(double[] logProbs) {
         float[] probs = new float[logProbs.length];
         for (int i = 0; i < probs.length; i++) {
             probs[i] = (float) Math.exp(logProbs[i]);

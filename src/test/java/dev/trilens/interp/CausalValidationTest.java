@@ -129,4 +129,51 @@ class CausalValidationTest {
         assertThat(cv.variant("rule_extracted").recoveredTrigramFrac()).isGreaterThan(0.8);
         assertThat(cv.variants()).hasSize(7);
     }
+
+    @Test
+    void theCleanVariantIsEvaluatesMetricsAndItsLossSplitsByPosition() {
+        HookedTransformer model = TrigramExtractorTestModels.tinyModel();
+        // more sequences than a chunk, so the sums cross a chunk boundary
+        TrigramDataset data = TrigramExtractorTestModels.tiny().dataset().slice(0, CausalValidation.CHUNK + 88);
+        CausalValidation.Result cv = CausalValidation.run(model, data, TrigramExtractor.extract(model.weights()));
+        CausalValidation.Variant clean = cv.variant("clean");
+        EvalMetrics want = Metrics.evaluate(model, data);
+        EvalMetrics got = clean.metrics();
+        assertThat(got.loss()).isCloseTo(want.loss(), within(1e-12 * want.loss()));
+        assertThat(got.meanCorrectProb()).isEqualTo(want.meanCorrectProb());
+        assertThat(got.medianCorrectProb()).isEqualTo(want.medianCorrectProb());
+        assertThat(got.minCorrectProb()).isEqualTo(want.minCorrectProb());
+        assertThat(got.trigramNCorrect()).isEqualTo(want.trigramNCorrect());
+        assertThat(got.trigramAvgCorrectProb()).isEqualTo(want.trigramAvgCorrectProb());
+        assertThat(CausalValidation.evaluate(model, data, null)).isEqualTo(got);
+        // the loss at positions that complete a trigram and at the others, by brute force
+        int T = data.seqLen(), V = data.dVocab();
+        float[] logits = model.forward(data.tokens(), data.size(), T).data();
+        double tri = 0, other = 0;
+        int nTri = 0, nOther = 0;
+        for (int s = 0; s < data.size(); s++) {
+            for (int t = 0; t < T - 1; t++) {
+                double nll = -dev.trilens.model.Logits.logProb(logits, (s * T + t) * V, V, data.tokens()[s * T + t + 1]);
+                if (data.completesTrigram(s, t + 1)) {
+                    tri += nll;
+                    nTri++;
+                } else {
+                    other += nll;
+                    nOther++;
+                }
+            }
+        }
+        assertThat(nTri).isPositive();
+        assertThat(nOther).isPositive();
+        assertThat(clean.lossTrigramPositions()).isCloseTo(tri / nTri, within(1e-9));
+        assertThat(clean.lossOtherPositions()).isCloseTo(other / nOther, within(1e-9));
+        // recovered fractions are measured from the baseline (0) to the clean model (1)
+        assertThat(clean.recoveredLoss()).isCloseTo(1.0, within(1e-12));
+        assertThat(clean.recoveredTrigramFrac()).isCloseTo(1.0, within(1e-12));
+        CausalValidation.Variant base = cv.variant(cv.baseline());
+        assertThat(base.recoveredLoss()).isZero();
+        assertThat(base.recoveredTrigramFrac()).isZero();
+        assertThat(cv.ruleAgreement()).isBetween(0.0, 1.0);
+        assertThat(cv.nExtracted()).isEqualTo(TrigramExtractor.extract(model.weights()).trigrams().size());
+    }
 }
