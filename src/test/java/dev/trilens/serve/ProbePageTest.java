@@ -19,6 +19,7 @@ import org.openqa.selenium.By;
 import org.openqa.selenium.Dimension;
 import org.openqa.selenium.JavascriptExecutor;
 import org.openqa.selenium.OutputType;
+import org.openqa.selenium.StaleElementReferenceException;
 import org.openqa.selenium.WebDriver;
 import org.openqa.selenium.WebElement;
 import org.openqa.selenium.chrome.ChromeDriver;
@@ -46,7 +47,10 @@ class ProbePageTest {
                 new ProbeServer.Model(b, "random-init.safetensors")).start("127.0.0.1", 0)) {
             WebDriver driver = dev.trilens.Chromium.start(tmp.resolve("profile"), 1280, 1000);
             try {
+                // the page re-renders the token strip after each reply: an element read mid-render is stale, and the
+                // wait reads it again rather than failing (seen on a loaded machine)
                 WebDriverWait wait = new WebDriverWait(driver, Duration.ofSeconds(30));
+                wait.ignoring(StaleElementReferenceException.class);
                 driver.get(server.url() + "/");
                 wait.until(d -> d.findElements(By.cssSelector("#strip .tok")).size() == 50);
 
