@@ -13,14 +13,60 @@ import org.junit.jupiter.api.Test;
 /** Every analysis on a small model trained inside the test: each finding is what the mechanism predicts. */
 class AnalysisOnTrainedModelTest {
     private static JsonNode json;
+    private static Analysis analysis;
+    private static final java.util.List<String> started = new java.util.ArrayList<>();
 
     @BeforeAll
     static void analyze() {
         Trainer tiny = TrigramExtractorTestModels.tiny();
         TrigramDataset data = TrigramDataset.generate(tiny.config().dVocab(), tiny.config().seqLen(),
                 tiny.config().trigramProb(), tiny.config().dataSeed(), 300);
-        Analysis analysis = Analysis.run(new AnalysisContext(new HookedTransformer(tiny.weights()), data), s -> { });
+        analysis = Analysis.run(new AnalysisContext(new HookedTransformer(tiny.weights()), data), started::add);
         json = Analysis.mapper().valueToTree(analysis.toJson("tiny", tiny.config().modelConfig(), data));
+    }
+
+    /** The sections in the order they are computed; the explanation and the worklog read the others. */
+    private static final java.util.List<String> COMPUTED = java.util.List.of("metrics", "predictions", "attention",
+            "circuits", "attribution", "ablation", "patching", "extraction", "causal_validation", "failure_modes",
+            "explanation", "worklog");
+
+    @Test
+    void everySectionIsTimedAndReadExplanationFirst() {
+        assertThat(started).containsExactlyElementsOf(COMPUTED);
+        assertThat(analysis.sections().keySet()).containsExactlyElementsOf(COMPUTED);
+        assertThat(analysis.seconds().keySet()).containsExactlyElementsOf(COMPUTED);
+        assertThat(analysis.seconds().values()).allSatisfy(t -> assertThat(t).isNotNegative());
+        java.util.List<String> reading = new java.util.ArrayList<>(java.util.List.of("explanation", "worklog"));
+        reading.addAll(COMPUTED.subList(0, COMPUTED.size() - 2));
+        assertThat(analysis.readingOrder()).containsExactlyElementsOf(reading);
+        java.util.List<String> keys = new java.util.ArrayList<>(java.util.List.of("model", "dataset", "explanation",
+                "glossary", "worklog"));
+        keys.addAll(COMPUTED.subList(0, COMPUTED.size() - 2));
+        keys.add("seconds");
+        assertThat(json.fieldNames()).toIterable().containsExactlyElementsOf(keys);
+    }
+
+    @Test
+    void eachSectionsSummaryLinesComeFromItsOwnNumbers() {
+        java.util.List<String> claims = analysis.summary("explanation");
+        assertThat(claims).hasSize(json.get("explanation").size()).isNotEmpty();
+        assertThat(claims.get(0)).isEqualTo(json.at("/explanation/0/text").asText());
+        java.util.List<String> answers = analysis.summary("worklog");
+        assertThat(answers).hasSize(json.get("worklog").size()).isNotEmpty();
+        assertThat(answers.get(0)).isEqualTo(json.at("/worklog/0/question").asText() + "\n    "
+                + json.at("/worklog/0/verdict").asText());
+        java.util.List<String> cv = analysis.summary("causal_validation");
+        assertThat(cv).hasSize(1 + json.at("/causal_validation/variants").size());
+        assertThat(cv.get(0)).isEqualTo("attention replaced by rules; recovered = share of the gap between the "
+                + "baseline (" + json.at("/causal_validation/baseline").asText() + ") and the clean model");
+        assertThat(cv.get(1)).startsWith("  clean ").contains(String.format("trigrams %d correct",
+                json.at("/causal_validation/variants/0/metrics/trigram_n_correct").asInt()));
+        java.util.List<String> fm = analysis.summary("failure_modes");
+        assertThat(fm).hasSize(1 + json.at("/failure_modes/families").size());
+        assertThat(fm.get(0)).startsWith(json.at("/failure_modes/catalogue/n_missed").asInt() + " of "
+                + json.at("/failure_modes/catalogue/n_trigrams").asInt() + " trigrams missed; causes ");
+        assertThat(analysis.summary("attention")).isNotEmpty();
+        assertThat(analysis.summary("no_such_section")).isEmpty();
     }
 
     @Test
