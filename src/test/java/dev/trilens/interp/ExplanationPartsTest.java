@@ -88,4 +88,73 @@ class ExplanationPartsTest {
                 + "adversarial input families fools it more than its control does.");
         assertThat(Explanation.failures(json("{}"))).isEmpty();
     }
+
+    private static JsonNode qkSections(double auc, int nLearned, String advantageByPosition) throws Exception {
+        // separation by group: token-token 3 - 1 = 2; position-position 0; cross (1 - 0.5) + (0.5 - 0) = 1;
+        // bias |0 - 1| = 1: shares 50%, 0%, 25%, 25%
+        return json("{'circuits': {'qk_circuit': {'heads': [{'name': 'L0H0', 'components': ["
+                + "{'name': 'token_token', 'mean_prefix': 3, 'mean_other': 1},"
+                + "{'name': 'position_position', 'mean_prefix': 5, 'mean_other': 5},"
+                + "{'name': 'query_token_key_position', 'mean_prefix': 1, 'mean_other': 0.5},"
+                + "{'name': 'query_position_key_token', 'mean_prefix': 0.5, 'mean_other': 0},"
+                + "{'name': 'query_bias_key_token', 'mean_prefix': 0, 'mean_other': 1},"
+                + "{'name': 'query_bias_key_position', 'mean_prefix': 0, 'mean_other': 0}],"
+                + "'positional_advantage_by_position': " + advantageByPosition + ","
+                + "'separation': {'auc': " + auc + ", 'n_prefixes': 10, 'n_other': 1000, 'auc_learned': 0.99, "
+                + "'n_learned': " + nLearned + ", 'mean_learned': 1.5, 'mean_not_learned': -0.25}}]}}}");
+    }
+
+    @Test
+    void theQkClaimWeighsEachGroupOfTermsByHowMuchItSeparatesPrefixes() throws Exception {
+        // the typical positions are 2 .. size - 2: (-1 - 2 - 3) / 3 = -2 (the first two and the last are left out)
+        Explanation.Claim c = Explanation.qk(qkSections(0.95, 8, "[9, 9, -1, -2, -3, 9]")).orElseThrow();
+        assertThat(c.text()).isEqualTo("The QK circuit decides where the head looks. The score advantage of a over b "
+                + "itself separates the dataset's 10 prefixes from the 1,000 other pairs (AUC 0.950); the 8 prefixes "
+                + "the model has learned it separates from all others with AUC 0.990 (mean advantage +1.50, against "
+                + "-0.25 for the prefixes it has not learned). The token-token terms carry 50% of that separation "
+                + "(token-token 50%, position-position 0%, token-position (cross) 25%, bias 25%). The positional "
+                + "terms are the same for every pair: on average they favour attending to the current token by 2.00, "
+                + "a default that only a token-token score above it overturns.");
+        assertThat(c.evidence()).containsEntry("positional_advantage", -2.0).containsEntry("share_token_token", 0.5)
+                .containsEntry("share_token_position_cross", 0.25).containsEntry("share_bias", 0.25);
+        assertThat(Explanation.qk(qkSections(0.9499, 0, "[0, 0, 1, 2, 3, 0]")).orElseThrow().text())
+                .contains("itself mostly separates").contains("(AUC 0.950); the model has learned none of them.")
+                .contains("on average they favour the previous token by 2.00, so the head leans to a");
+        assertThat(Explanation.qk(qkSections(0.75, 1, "[0, 0, 0, 0]")).orElseThrow().text())
+                .contains("itself mostly separates");
+        assertThat(Explanation.qk(qkSections(0.7499, 1, "[0, 0, 0, 0]")).orElseThrow().text())
+                .contains("itself hardly separates");
+        assertThat(Explanation.meanOver(json("[1, 'x', 3, 5]"), 1, 9)).isEqualTo(4.0);
+        assertThat(Explanation.meanOver(json("[1, 2]"), 2, 5)).isNaN();
+        assertThat(Explanation.qk(json("{'circuits': {}}"))).isEmpty();
+    }
+
+    private static JsonNode readoutSections(double mlp, boolean withOv) throws Exception {
+        return json("{'attribution': {'total_trigram': 33.4, 'components': ["
+                + "{'name': 'embed', 'mean_trigram': 1.0}, {'name': 'pos_embed', 'mean_trigram': 0.5},"
+                + "{'name': 'L0H0', 'mean_trigram': 2.0}, {'name': 'L0.b_O', 'mean_trigram': 0.1},"
+                + "{'name': 'L0.mlp_out', 'mean_trigram': " + mlp + "}, {'name': 'b_U', 'mean_trigram': -0.2}]}"
+                + (withOv ? ", 'circuits': {'ov_circuit': {'heads': [{'trigram_direct_effect': "
+                + "{'mean_rank': 12.3, 'chance_mean_rank': 38.0}}]}}" : "") + "}");
+    }
+
+    @Test
+    void theReadoutClaimNamesTheGroupThatWritesMostOfCsLogit() throws Exception {
+        ModelConfig cfg = ModelConfig.arena();
+        Explanation.Claim c = Explanation.readout(readoutSections(30, true), cfg);
+        assertThat(c.text()).isEqualTo("The head's OV circuit copies a into b's residual stream. Read straight "
+                + "through the unembedding, that copy alone ranks c only 12.3 of 75 on average (chance 38.0): it is "
+                + "not yet c's logit. Direct logit attribution at the trigram positions shows who writes c's logit: "
+                + "the MLP adds +30.00 of the +33.40 by which it beats the mean logit (embeddings +1.50, attention "
+                + "head +2.00, biases -0.10, MLP +30.00).");
+        assertThat(c.evidence()).containsEntry("dla_embeddings", 1.5).containsEntry("dla_MLP", 30.0)
+                .containsEntry("dla_total", 33.4).containsEntry("ov_mean_rank_of_c", 12.3);
+        assertThat(Explanation.readout(readoutSections(0.2, false), cfg).text()).isEqualTo("Direct logit "
+                + "attribution at the trigram positions shows who writes c's logit: the attention head adds +2.00 of "
+                + "the +33.40 by which it beats the mean logit (embeddings +1.50, attention head +2.00, biases -0.10, "
+                + "MLP +0.20).");
+        ModelConfig twoHeads = new ModelConfig(75, 50, 32, 1, 2, 16, 20, false);
+        assertThat(Explanation.readout(readoutSections(-5, false), twoHeads).text())
+                .contains("the attention heads add +2.00 of");
+    }
 }
