@@ -1,6 +1,7 @@
 package dev.trilens.interp;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.within;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -156,5 +157,45 @@ class ExplanationPartsTest {
         ModelConfig twoHeads = new ModelConfig(75, 50, 32, 1, 2, 16, 20, false);
         assertThat(Explanation.readout(readoutSections(-5, false), twoHeads).text())
                 .contains("the attention heads add +2.00 of");
+    }
+
+    @Test
+    void theLearnedClaimDescribesTheArgmaxRightTrigramsTheTableLeavesOut() throws Exception {
+        // three argmax-right trigrams left out: two a-dependent, one a bigram default; their P(c) 0.02, 0.04, 0.06
+        // (mean 0.04) and median over other a' 0.01, 0.02, 0.03 (mean 0.02); bigram defaults at 0.02 and 0.03 of
+        // V = 75: 1.5 and 2.25 times uniform
+        JsonNode sections = json("{'extraction': {'table': {'trigrams': [[1, 2, 3], [4, 5, 6]], 'cut': {'value': 0.45, "
+                + "'gap_low': 0.1, 'gap_high': 0.8}, 'bigram_defaults': [{'confidence': 0.02}, {'confidence': 0.03}]},"
+                + "'evaluation': {'n_argmax_correct': 5, 'n_a_dependent': 4, 'vs_model': {'n_correct': 2},"
+                + "'vs_model_a_dependent': {'n_correct': 2}, 'dataset_trigrams': ["
+                + "{'argmax_correct': true, 'extracted': true, 'a_dependent': true, 'prob_c': 0.9, 'median_other_a': 0},"
+                + "{'argmax_correct': true, 'extracted': false, 'a_dependent': true, 'bigram_default': false, "
+                + "'prob_c': 0.02, 'median_other_a': 0.01},"
+                + "{'argmax_correct': true, 'extracted': false, 'a_dependent': true, 'bigram_default': false, "
+                + "'prob_c': 0.04, 'median_other_a': 0.02},"
+                + "{'argmax_correct': true, 'extracted': false, 'a_dependent': false, 'bigram_default': true, "
+                + "'prob_c': 0.06, 'median_other_a': 0.03},"
+                + "{'argmax_correct': false, 'extracted': false, 'a_dependent': true, 'prob_c': 0.5, "
+                + "'median_other_a': 0.5}]}}}");
+        Explanation.Claim c = Explanation.learned(sections, ModelConfig.arena()).orElseThrow();
+        assertThat(c.text()).isEqualTo("Read from the weights alone (no data, no forward pass over a dataset), the model "
+                + "has learned 2 trigrams: those whose P(c) is above 0.450, the middle of the widest gap between the "
+                + "confidences (0.100 to 0.800). They are 2 of the 5 trigrams the model gets right by argmax, and 2 of "
+                + "the 4 whose prediction depends on a (P(c | a, b) more than twice its median over the other a'). "
+                + "The other 3 are right by a small margin: the model gives their c 0.040 on average (uniform "
+                + "0.013), and 0.020 after any other a'; a plays no part in 1 of them. 1 of them are bigram defaults: "
+                + "b alone raises c a little (1.5 to 2.3 times uniform), enough to win the argmax on the all-trigrams "
+                + "batch.");
+        assertThat(c.evidence()).containsEntry("n_argmax_correct_not_extracted", 3)
+                .containsEntry("n_not_extracted_a_dependent", 2).containsEntry("n_not_extracted_bigram_defaults", 1);
+        assertThat((double) c.evidence().get("mean_prob_c_not_extracted")).isCloseTo(0.04, within(1e-12));
+        assertThat((double) c.evidence().get("mean_median_other_a_not_extracted")).isCloseTo(0.02, within(1e-12));
+        // one trigram, none left out
+        JsonNode one = json("{'extraction': {'table': {'trigrams': [[1, 2, 3]], 'cut': {'value': 0.5, 'gap_low': 0.2, "
+                + "'gap_high': 0.8}, 'bigram_defaults': []}}}");
+        assertThat(Explanation.learned(one, ModelConfig.arena()).orElseThrow().text()).isEqualTo("Read from the "
+                + "weights alone (no data, no forward pass over a dataset), the model has learned 1 trigram: those "
+                + "whose P(c) is above 0.500, the middle of the widest gap between the confidences (0.200 to 0.800).");
+        assertThat(Explanation.learned(json("{}"), ModelConfig.arena())).isEmpty();
     }
 }
