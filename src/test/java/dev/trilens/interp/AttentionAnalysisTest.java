@@ -180,6 +180,15 @@ class AttentionAnalysisTest {
     }
 
     @Test
+    void aOneSentenceSummaryIsWrittenAsAListOfThatSentence() {
+        AttentionAnalysis.PositionQuirk q = AttentionAnalysis.quirk(new double[] {0, 0.1, 0.1, 0.1});
+        JsonNode json = new ObjectMapper().valueToTree(q);
+        assertThat(json.get("summary").isArray()).isTrue();
+        assertThat(json.get("summary")).hasSize(1);
+        assertThat(json.get("summary").get(0).asText()).isEqualTo(q.summary());
+    }
+
+    @Test
     void aSetComparisonCountsEachSideAndTheOverlap() {
         // T = 5: positions 0..9 are sequence 0 (0..4) and sequence 1 (5..9)
         boolean[] a = new boolean[10], b = new boolean[10];
