@@ -3,17 +3,21 @@ package dev.trilens.cli;
 import dev.trilens.TrilensException;
 import dev.trilens.io.FileText;
 import java.io.PrintWriter;
+import java.util.List;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
 @Command(name = "trilens", mixinStandardHelpOptions = true, version = "trilens 0.1.0",
         description = "Train and mechanistically interpret small transformers: the ARENA Nov 2024 trigram model.",
         footer = {"", "Grids of training runs: ./trilens sweep --help (a module of its own, on Apache Spark; built on "
-                + "first use)."},
-        subcommands = {DatasetCommand.class, EvaluateCommand.class, BenchCommand.class, TrainCommand.class, RunCommand.class,
-                CompareCommand.class, PatchCommand.class, PredictCommand.class, ServeCommand.class, ExtractCommand.class,
-                AnalyzeCommand.class, DynamicsCommand.class, CommandLine.HelpCommand.class})
+                + "first use)."})
 public final class Main implements Runnable {
+
+    /** Every subcommand, in the order the usage lists them. */
+    private static final List<Class<?>> SUBCOMMANDS = List.of(DatasetCommand.class, EvaluateCommand.class,
+            BenchCommand.class, TrainCommand.class, RunCommand.class, CompareCommand.class, PatchCommand.class,
+            PredictCommand.class, ServeCommand.class, ExtractCommand.class, AnalyzeCommand.class,
+            DynamicsCommand.class, CommandLine.HelpCommand.class);
 
     /** Set by --quiet for the command being run; execute resets it, so one JVM can run many commands. */
     private static volatile boolean quiet;
@@ -41,17 +45,38 @@ public final class Main implements Runnable {
         System.exit(execute(args));
     }
 
-    /** The command line with every subcommand, as execute runs it. */
+    /** The command line with every subcommand. */
     static CommandLine commandLine() {
+        return commandLine(List.of());
+    }
+
+    /**
+     * The command line for these arguments: when they name a subcommand (its name is their first word that is not
+     * a flag; the root's flags take no value), only that one. Picocli builds a command's model by reflection when it
+     * is added, about 150 ms of every start for the eleven a run does not use. The usage, `help`, and a word that is
+     * no command (its "did you mean" suggestions) get them all.
+     */
+    static CommandLine commandLine(List<String> args) {
         CommandLine cli = new CommandLine(new Main());
-        // wide enough that file names and calls in the descriptions are not split at their dots
+        String named = args.stream().filter(a -> !a.startsWith("-")).findFirst().orElse(null);
+        Class<?> only = SUBCOMMANDS.stream()
+                .filter(c -> c != CommandLine.HelpCommand.class
+                        && c.getAnnotation(Command.class).name().equals(named))
+                .findFirst().orElse(null);
+        if (only != null) {
+            cli.addSubcommand(only);
+        } else {
+            SUBCOMMANDS.forEach(cli::addSubcommand);
+        }
+        // wide enough that file names and calls in the descriptions are not split at their dots; set after the
+        // subcommands are added, as picocli applies it to those present
         cli.setUsageHelpWidth(110);
         return cli;
     }
 
     /** Runs the CLI and returns its exit code: 0 ok, 1 an error in what the user gave, 2 a bad flag. */
     public static int execute(String... args) {
-        return execute(commandLine(), args);
+        return execute(commandLine(List.of(args)), args);
     }
 
     /**
