@@ -176,11 +176,12 @@ public final class AnalyzeCommand implements Callable<Integer> {
         // leaves the previous set whole)
         List<Path> figures;
         try (OutputSet set = OutputSet.begin(dir, "analysis")) {
-            AtomicFiles.write(set.path("analysis.json"),
-                    os -> mapper.writeValue(new NonClosingOutputStream(os), tree));
-            figures = PngFigures.writeAll(tree, runMetrics, set.path("figures"));
             // and the training dynamics, when `trilens dynamics` wrote them here
-            ReportPage.write(tree, runMetrics, DynamicsCommand.readForReport(dir), set.path("report.html"));
+            JsonNode dynamics = DynamicsCommand.readForReport(dir);
+            figures = PngFigures.saveAlongside(PngFigures.charts(tree, runMetrics), set.path("figures"), List.of(
+                    () -> AtomicFiles.write(set.path("analysis.json"),
+                            os -> mapper.writeValue(new NonClosingOutputStream(os), tree)),
+                    () -> ReportPage.write(tree, runMetrics, dynamics, set.path("report.html"))));
             set.commit();
         }
         Path file = dir.resolve("analysis.json");

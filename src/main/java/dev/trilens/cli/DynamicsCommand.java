@@ -10,6 +10,7 @@ import dev.trilens.io.AtomicFiles;
 import dev.trilens.io.OutputLock;
 import dev.trilens.io.OutputSet;
 import dev.trilens.report.DynamicsFigures;
+import dev.trilens.report.PngFigures;
 import dev.trilens.report.ReportPage;
 import dev.trilens.train.RunSnapshots;
 import dev.trilens.train.Trainer;
@@ -17,6 +18,7 @@ import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.Callable;
 import picocli.CommandLine;
@@ -90,12 +92,14 @@ public final class DynamicsCommand implements Callable<Integer> {
         Path metrics = dir.resolve(Trainer.METRICS);
         List<Path> figures;
         try (OutputSet set = OutputSet.begin(dir, "dynamics")) {
-            AtomicFiles.write(set.path(FILE), os -> mapper.writeValue(new NonClosingOutputStream(os), tree));
-            figures = DynamicsFigures.writeAll(tree, set.path("figures"));
+            List<Runnable> files = new ArrayList<>();
+            files.add(() -> AtomicFiles.write(set.path(FILE),
+                    os -> mapper.writeValue(new NonClosingOutputStream(os), tree)));
             if (analysis != null) {
-                ReportPage.write(analysis, Files.isRegularFile(metrics) ? metrics : null, tree,
-                        set.path("report.html"));
+                files.add(() -> ReportPage.write(analysis, Files.isRegularFile(metrics) ? metrics : null, tree,
+                        set.path("report.html")));
             }
+            figures = PngFigures.saveAlongside(DynamicsFigures.charts(tree), set.path("figures"), files);
             set.commit();
         }
         term.println();

@@ -2,7 +2,6 @@ package dev.trilens.report;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.trilens.TrilensException;
-import dev.trilens.model.Parallel;
 import java.awt.BasicStroke;
 import java.awt.Color;
 import java.io.IOException;
@@ -35,16 +34,15 @@ public final class DynamicsFigures {
 
     /** Writes every figure into outDir as name.png and name.svg; returns the files written. */
     public static List<Path> writeAll(JsonNode dynamics, Path outDir) {
+        return PngFigures.saveAlongside(charts(dynamics), outDir, List.of());
+    }
+
+    /** The figures of dynamics.json, built but not drawn. */
+    public static List<PngFigures.Named> charts(JsonNode dynamics) {
         System.setProperty("java.awt.headless", "true");
-        try {
-            Files.createDirectories(outDir);
-        } catch (IOException e) {
-            throw new TrilensException("cannot create the figures folder " + outDir + ": " + e.getMessage(), e);
-        }
         JsonNode snaps = dynamics.path("snapshots");
         double nTrigrams = Math.max(1, dynamics.path("n_trigrams").asDouble(1));
         List<Double> phases = phaseEpochs(dynamics);
-        // built here, rendered and encoded below on every core: rendering and encoding are most of the time
         List<String> names = new ArrayList<>();
         List<XYChart> charts = new ArrayList<>();
 
@@ -104,14 +102,11 @@ public final class DynamicsFigures {
 
         names.add("dynamics_learning_order");
         charts.add(learningOrder(dynamics));
-        Path[][] files = new Path[charts.size()][];
-        Parallel.forEachItem(charts.size(), (worker, i) -> files[i] = PngFigures.save(charts.get(i), outDir,
-                names.get(i)).toArray(Path[]::new));
-        List<Path> written = new ArrayList<>();
-        for (Path[] f : files) {
-            written.addAll(List.of(f));
+        List<PngFigures.Named> named = new ArrayList<>();
+        for (int i = 0; i < charts.size(); i++) {
+            named.add(new PngFigures.Named(charts.get(i), names.get(i)));
         }
-        return written;
+        return named;
     }
 
     /** Each learned dataset trigram at (its count in the training data, the epoch it was learned). */

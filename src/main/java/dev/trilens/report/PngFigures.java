@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import dev.trilens.TrilensException;
+import dev.trilens.model.Parallel;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.io.AtomicFiles;
 import java.awt.BasicStroke;
@@ -55,64 +56,107 @@ public final class PngFigures {
     private PngFigures() {
     }
 
+    /** A chart and the file name (without extension) it is saved under. */
+    public record Named(Chart<?, ?> chart, String name) {
+    }
+
     /**
      * Writes every figure the analysis has data for into outDir, as name.png and name.svg; training_curves only when
-     * metricsJsonl exists. Returns the files written.
+     * metricsJsonl exists. Returns the files written, in {@link #charts}'s order.
      */
     public static List<Path> writeAll(JsonNode analysis, Path metricsJsonl, Path outDir) {
-        System.setProperty("java.awt.headless", "true");
+        return saveAlongside(charts(analysis, metricsJsonl), outDir, List.of());
+    }
+
+    /**
+     * Saves the charts into figureDir (created if needed) and runs the other writers, side by side on every core:
+     * the files are independent, and drawing, encoding and writing them is most of a command's last seconds. The
+     * others go first (the callers' JSON is the largest single file). Returns the figure files in the charts' order.
+     */
+    public static List<Path> saveAlongside(List<Named> charts, Path figureDir, List<Runnable> others) {
+        createFolder(figureDir);
+        Path[][] files = new Path[charts.size()][];
+        int k = others.size();
+        Parallel.forEachItem(k + charts.size(), (worker, i) -> {
+            if (i < k) {
+                others.get(i).run();
+            } else {
+                files[i - k] = save(charts.get(i - k), figureDir);
+            }
+        });
+        List<Path> written = new ArrayList<>();
+        for (Path[] f : files) {
+            written.addAll(List.of(f));
+        }
+        return written;
+    }
+
+    /** Saves name.png and name.svg in dir (see {@link #save(Chart, Path, String)}). */
+    public static Path[] save(Named named, Path dir) {
+        return save(named.chart(), dir, named.name()).toArray(Path[]::new);
+    }
+
+    public static void createFolder(Path outDir) {
         try {
             Files.createDirectories(outDir);
         } catch (IOException e) {
             throw new TrilensException("cannot create the figures folder " + outDir + ": " + e.getMessage(), e);
         }
-        List<Path> written = new ArrayList<>();
+    }
+
+    /**
+     * The figures the analysis has data for, built but not drawn: drawing and encoding them (most of the time) can
+     * then run on every core.
+     */
+    public static List<Named> charts(JsonNode analysis, Path metricsJsonl) {
+        System.setProperty("java.awt.headless", "true");
+        List<Named> charts = new ArrayList<>();
         JsonNode probs = analysis.at("/predictions/correct_probs");
         if (isMatrix(probs)) {
-            written.addAll(save(sampleProbs(probs), outDir, "sample_probs"));
+            charts.add(new Named(sampleProbs(probs), "sample_probs"));
         }
         JsonNode head = analysis.at("/attention/heads/0");
         JsonNode patterns = head.path("patterns");
         for (int n = 0; n < Math.min(2, patterns.size()) && isMatrix(patterns.get(n)); n++) {
-            written.addAll(save(heatmap("Attention pattern, sequence " + n + " (" + head.path("name").asText() + ")",
-                    "key position", "query position", patterns.get(n), Scale.sequential(0, 1), true), outDir,
+            charts.add(new Named(heatmap("Attention pattern, sequence " + n + " (" + head.path("name").asText() + ")",
+                    "key position", "query position", patterns.get(n), Scale.sequential(0, 1), true),
                     "attn_pattern_seq" + n));
         }
         JsonNode prev = head.path("mean_prev_attention_by_position");
         if (prev.isArray() && prev.size() > 0) {
-            written.addAll(save(prevTokenAttention(prev, analysis.at("/attention/threshold").asDouble(0.2)), outDir,
+            charts.add(new Named(prevTokenAttention(prev, analysis.at("/attention/threshold").asDouble(0.2)),
                     "prev_token_attention"));
         }
         JsonNode qk = analysis.at("/circuits/qk_circuit/heads/0");
         JsonNode tt = qk.at("/decomposition/token_token"), pp = qk.at("/decomposition/pos_pos");
         if (isMatrix(tt)) {
-            written.addAll(save(heatmap("QK scores, token x token", "key token", "query token", tt,
-                    Scale.symmetric(tt), false), outDir, "qk_token_token"));
+            charts.add(new Named(heatmap("QK scores, token x token", "key token", "query token", tt,
+                    Scale.symmetric(tt), false), "qk_token_token"));
         }
         if (isMatrix(pp)) {
-            written.addAll(save(heatmap("QK scores, position x position", "key position", "query position", pp,
-                    Scale.symmetric(pp), true), outDir, "qk_pos_pos"));
+            charts.add(new Named(heatmap("QK scores, position x position", "key position", "query position", pp,
+                    Scale.symmetric(pp), true), "qk_pos_pos"));
         }
         if (isMatrix(qk.path("prefix_advantage"))) {
-            written.addAll(save(prefixScores(qk.path("prefix_advantage"), analysis), outDir, "prefix_scores"));
+            charts.add(new Named(prefixScores(qk.path("prefix_advantage"), analysis), "prefix_scores"));
         }
         JsonNode cos = analysis.at("/circuits/qk_circuit/positional_cosine");
         if (isMatrix(cos)) {
-            written.addAll(save(heatmap("Cosine similarity of W_pos rows", "position", "position", cos,
-                    Scale.diverging(1), false), outDir, "wpos_similarity"));
+            charts.add(new Named(heatmap("Cosine similarity of W_pos rows", "position", "position", cos,
+                    Scale.diverging(1), false), "wpos_similarity"));
         }
         JsonNode ov = analysis.at("/circuits/ov_circuit/heads/0");
         if (!ov.isMissingNode()) {
-            written.addAll(save(ovSpectra(ov), outDir, "ov_svd"));
+            charts.add(new Named(ovSpectra(ov), "ov_svd"));
         }
         JsonNode components = analysis.at("/attribution/components");
         if (components.isArray() && components.size() > 0) {
-            written.addAll(save(dla(components), outDir, "dla"));
+            charts.add(new Named(dla(components), "dla"));
         }
         if (metricsJsonl != null && Files.isRegularFile(metricsJsonl)) {
-            written.addAll(save(trainingCurves(metricsJsonl), outDir, "training_curves"));
+            charts.add(new Named(trainingCurves(metricsJsonl), "training_curves"));
         }
-        return written;
+        return charts;
     }
 
     /** A non-empty array of non-empty rows: something a heatmap can draw. */
