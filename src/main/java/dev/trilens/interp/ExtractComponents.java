@@ -446,6 +446,8 @@ final class ExtractComponents {
         final double[] embed, ovPrev, ovRest, mlpOut, mid, post, tmpM, tmpD, logits;
         /** {@link #allLogits}'s product for a linear model: its factors [rows, M + 2H] and readout [M + 2H, stride]. */
         final double[] factors, readout;
+        /** {@link #allLogits}'s per-a weights of one head's background. */
+        final double[] rowWeights;
         double lnfScale = 1;
 
         Resid(ExtractComponents c) {
@@ -455,6 +457,7 @@ final class ExtractComponents {
             if (c.linear && c.M > 0) {
                 System.arraycopy(c.wOutU, 0, readout, 0, c.M * c.stride);
             }
+            rowWeights = new double[c.V];
             embed = new double[c.D];
             ovPrev = new double[c.D];
             ovRest = new double[c.D];
@@ -569,25 +572,33 @@ final class ExtractComponents {
             System.arraycopy(bg.valueU, h * V, readout, (M + 2 * h + 1) * stride, V);
         }
         for (int a = 0; a < V; a++) {
-            int row = a * stride, fa = a * K;
-            System.arraycopy(base, bp * V, out, row, V);
+            System.arraycopy(base, bp * V, out, a * stride, V);
             if (M > 0) {
-                System.arraycopy(preBase, bp * M, f, fa, M);
+                System.arraycopy(preBase, bp * M, f, a * K, M);
             }
-            for (int h = 0; h < H; h++) {
-                double wa = wPrev[a * H + h], wb = wSelf[a * H + h], wg = backgroundWeight(bg, wBg, a * H + h, h);
-                int ia = (a * N + p - 1) * H + h, ib = bp * H + h;
-                OPS.axpy(out, row, wa, voU, ia * V, V);
-                if (M > 0) {
-                    OPS.axpy(f, fa, wa, voIn, ia * M, M);
-                    OPS.axpy(f, fa, wb, voIn, ib * M, M);
-                    OPS.axpy(f, fa, wg, bg.valueIn, h * M, M);
-                }
-                f[fa + M + 2 * h] = wb;
-                f[fa + M + 2 * h + 1] = wg;
+        }
+        // per head, the same sums as one axpy per a in turn (row a of each: a's own OV at p-1, then b's, then the
+        // background's), one call over every a
+        int rowA = N * H, prev = (p - 1) * H;
+        double[] wg = r.rowWeights;
+        for (int h = 0; h < H; h++) {
+            for (int a = 0; a < V; a++) {
+                wg[a] = backgroundWeight(bg, wBg, a * H + h, h);
             }
+            OPS.axpyRows(out, 0, stride, wPrev, h, H, voU, (prev + h) * V, rowA * V, V, V);
+            if (M > 0) {
+                OPS.axpyRows(f, 0, K, wPrev, h, H, voIn, (prev + h) * M, rowA * M, V, M);
+                OPS.axpyRows(f, 0, K, wSelf, h, H, voIn, (bp * H + h) * M, 0, V, M);
+                OPS.axpyRows(f, 0, K, wg, 0, 1, bg.valueIn, h * M, 0, V, M);
+            }
+            for (int a = 0; a < V; a++) {
+                f[a * K + M + 2 * h] = wSelf[a * H + h];
+                f[a * K + M + 2 * h + 1] = wg[a];
+            }
+        }
+        for (int a = 0; a < V; a++) {
             for (int m = 0; m < M; m++) {
-                f[fa + m] = Math.max(0, f[fa + m]);
+                f[a * K + m] = Math.max(0, f[a * K + m]);
             }
         }
         OPS.matmulAdd(out, f, readout, rows, K, stride);

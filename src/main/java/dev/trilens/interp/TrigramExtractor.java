@@ -398,6 +398,12 @@ public final class TrigramExtractor {
                 pairs.tables(), pairs.maxRejected(), pairs.minExtracted(), (System.nanoTime() - t0) / 1e9);
     }
 
+    private static void divide(double[] v, int by) {
+        for (int i = 0; i < v.length; i++) {
+            v[i] /= by;
+        }
+    }
+
     /** medians: whether to read each b's median over a' (only the bigram defaults need it; a fifth of the pass). */
     private static Pairs pairs(ExtractComponents comp, Options opts, boolean medians) {
         int V = comp.V, H = comp.H;
@@ -442,18 +448,22 @@ public final class TrigramExtractor {
                             wPrevAll[a * H + h] = wPrev[h];
                             wSelfAll[a * H + h] = wSelf[h];
                             wBgAll[a * H + h] = Math.max(0, 1 - wPrev[h] - wSelf[h]);
-                            accAttn[a * H + h] += wPrev[h] / P;
-                            accAdv[a * H + h] += (sPrev[h] - sSelf[h]) / P;
+                            accAttn[a * H + h] += wPrev[h];
+                            accAdv[a * H + h] += sPrev[h] - sSelf[h];
                         }
                     }
                     comp.allLogits(logits, r, b, p, bg, wPrevAll, wSelfAll, wBgAll);
                     for (int a = 0; a < V; a++) {
                         ExtractComponents.softmax(logits, a * comp.stride, probs);
                         for (int c = 0; c < V; c++) {
-                            acc[a * V + c] += probs[c] / P;
+                            acc[a * V + c] += probs[c];
                         }
                     }
                 }
+                // sums over the positions, then the means: a division per mean instead of one per term
+                divide(acc, P);
+                divide(accAttn, P);
+                divide(accAdv, P);
                 for (int a = 0; a < V; a++) {
                     int best = 0;
                     for (int c = 1; c < V; c++) {

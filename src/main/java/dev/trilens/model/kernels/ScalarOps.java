@@ -520,6 +520,14 @@ public class ScalarOps implements TensorOps {
         }
     }
 
+    @Override
+    public void axpyRows(double[] y, int yOff, int yStride, double[] alpha, int alphaOff, int alphaStride,
+                         double[] x, int xOff, int xStride, int rows, int n) {
+        for (int r = 0; r < rows; r++) {
+            axpy(y, yOff + r * yStride, alpha[alphaOff + r * alphaStride], x, xOff + r * xStride, n);
+        }
+    }
+
     /** matmulAdd over rows [r0, r1) and columns [c0, c1) of out only. */
     static void matmulAdd(double[] out, double[] a, double[] b, int k, int m, int r0, int r1, int c0, int c1) {
         for (int r = r0; r < r1; r++) {

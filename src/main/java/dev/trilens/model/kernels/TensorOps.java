@@ -183,6 +183,14 @@ public interface TensorOps {
     void axpy(double[] y, int yOff, double a, double[] x, int xOff, int n);
 
     /**
+     * {@link #axpy} on rows rows at once, each exactly as axpy computes it: for r < rows, y[yOff + r * yStride ..
+     * + n) += alpha[alphaOff + r * alphaStride] * x[xOff + r * xStride .. + n) (a stride of 0 reuses one row). One
+     * call instead of one per row: the extractor's rows are only a few vectors long.
+     */
+    void axpyRows(double[] y, int yOff, int yStride, double[] alpha, int alphaOff, int alphaStride, double[] x,
+                  int xOff, int xStride, int rows, int n);
+
+    /**
      * In place, one vector: (x - mean) / sqrt(var + eps) * w + b, as TransformerLens's LayerNorm; returns the scale.
      * One implementation for both kernels: on a single d_model-wide vector lanes gain nothing, and one summation
      * order keeps what the extractor reads the same whichever kernels run.

@@ -557,7 +557,31 @@ public final class VectorOps extends ScalarOps {
                 y3.intoArray(out, o3 + c + L);
             }
         }
-        ScalarOps.matmulAdd(out, a, b, k, m, 0, nTiles, mTiles, m);
+        // columns past the two-vector tiles: one vector at a time while whole vectors remain (the extractor's 76
+        // columns left 4 of them to the scalar loop, a fifth of its time), then scalar
+        int mVectors = m / L * L;
+        for (int r = 0; r < nTiles; r += 4) {
+            int o0 = r * m, o1 = o0 + m, o2 = o1 + m, o3 = o2 + m;
+            int a0 = r * k, a1 = a0 + k, a2 = a1 + k, a3 = a2 + k;
+            for (int c = mTiles; c < mVectors; c += L) {
+                DoubleVector x0 = DoubleVector.fromArray(DV, out, o0 + c);
+                DoubleVector x1 = DoubleVector.fromArray(DV, out, o1 + c);
+                DoubleVector x2 = DoubleVector.fromArray(DV, out, o2 + c);
+                DoubleVector x3 = DoubleVector.fromArray(DV, out, o3 + c);
+                for (int j = 0; j < k; j++) {
+                    DoubleVector w0 = DoubleVector.fromArray(DV, b, j * m + c);
+                    x0 = w0.fma(DoubleVector.broadcast(DV, a[a0 + j]), x0);
+                    x1 = w0.fma(DoubleVector.broadcast(DV, a[a1 + j]), x1);
+                    x2 = w0.fma(DoubleVector.broadcast(DV, a[a2 + j]), x2);
+                    x3 = w0.fma(DoubleVector.broadcast(DV, a[a3 + j]), x3);
+                }
+                x0.intoArray(out, o0 + c);
+                x1.intoArray(out, o1 + c);
+                x2.intoArray(out, o2 + c);
+                x3.intoArray(out, o3 + c);
+            }
+        }
+        ScalarOps.matmulAdd(out, a, b, k, m, 0, nTiles, mVectors, m);
         ScalarOps.matmulAdd(out, a, b, k, m, nTiles, n, 0, m);
     }
 
@@ -572,6 +596,26 @@ public final class VectorOps extends ScalarOps {
         }
         for (; i < n; i++) {
             y[yOff + i] += a * x[xOff + i];
+        }
+    }
+
+    /** Each row as {@link #axpy}: whole vectors with fma, a scalar tail. */
+    @Override
+    public void axpyRows(double[] y, int yOff, int yStride, double[] alpha, int alphaOff, int alphaStride,
+                         double[] x, int xOff, int xStride, int rows, int n) {
+        int L = DV.length(), bound = DV.loopBound(n);
+        for (int r = 0; r < rows; r++) {
+            int yo = yOff + r * yStride, xo = xOff + r * xStride;
+            double a = alpha[alphaOff + r * alphaStride];
+            DoubleVector av = DoubleVector.broadcast(DV, a);
+            int i = 0;
+            for (; i < bound; i += L) {
+                DoubleVector.fromArray(DV, x, xo + i).fma(av, DoubleVector.fromArray(DV, y, yo + i))
+                        .intoArray(y, yo + i);
+            }
+            for (; i < n; i++) {
+                y[yo + i] += a * x[xo + i];
+            }
         }
     }
 }

@@ -474,8 +474,32 @@ class KernelsTest {
                         .isCloseTo(want[i], Offset.offset(1e-14 * (1 + Math.abs(want[i]))));
             }
         }
-        // rows and columns around the tile sizes (four rows, two vectors), k from 1
-        for (int[] nkm : new int[][] {{75, 20, 75}, {4, 1, 2 * LANES}, {3, 5, 7}, {9, 2, 2 * LANES + 1}}) {
+        // axpyRows: each row exactly as axpy computes it, with row strides, a shared row (stride 0) and a
+        // strided alpha
+        for (int n : new int[] {1, 4, 20, 75}) {
+            int rows = 5, yStride = n + 3, xStride = n + 1;
+            double[] x = new double[2 + rows * xStride], y = new double[1 + rows * yStride], alpha = new double[12];
+            for (int i = 0; i < x.length; i++) {
+                x[i] = rng.nextGaussian();
+            }
+            for (int i = 0; i < y.length; i++) {
+                y[i] = rng.nextGaussian();
+            }
+            for (int i = 0; i < alpha.length; i++) {
+                alpha[i] = rng.nextGaussian();
+            }
+            for (int xs : new int[] {xStride, 0}) {
+                double[] want = y.clone(), got = y.clone();
+                for (int r = 0; r < rows; r++) {
+                    ops.axpy(want, 1 + r * yStride, alpha[1 + 2 * r], x, 2 + r * xs, n);
+                }
+                ops.axpyRows(got, 1, yStride, alpha, 1, 2, x, 2, xs, rows, n);
+                assertThat(got).as("axpyRows n %d x stride %d", n, xs).containsExactly(want);
+            }
+        }
+        // rows and columns around the tile sizes (four rows, two vectors, then one), k from 1
+        for (int[] nkm : new int[][] {{75, 20, 75}, {76, 22, 76}, {4, 1, 2 * LANES}, {3, 5, 7},
+                {9, 2, 2 * LANES + 1}, {8, 3, 3 * LANES}, {5, 4, 3 * LANES + 1}}) {
             int n = nkm[0], k = nkm[1], m = nkm[2];
             double[] a = new double[n * k], b = new double[k * m], out = new double[n * m];
             for (int i = 0; i < a.length; i++) {
