@@ -106,4 +106,22 @@ final class VectorMath {
         }
         return v.lane(0);
     }
+
+    /**
+     * Sum of a[off..off+n): per-lane sums, hsum, then a scalar tail. Here rather than in VectorOps, whose methods the
+     * launcher keeps from being inlined (each kernel compiled on its own): a row's sum is a few vector adds, and as a
+     * call per row JFR put 5% of a LayerNorm model's training step in it.
+     */
+    static float sum(float[] a, int off, int n) {
+        int L = F.length(), i = 0;
+        FloatVector acc = FloatVector.zero(F);
+        for (; i + L <= n; i += L) {
+            acc = acc.add(FloatVector.fromArray(F, a, off + i));
+        }
+        float s = hsum(acc);
+        for (; i < n; i++) {
+            s += a[off + i];
+        }
+        return s;
+    }
 }

@@ -4,6 +4,7 @@ import static dev.trilens.model.kernels.VectorMath.F;
 import static dev.trilens.model.kernels.VectorMath.scratch;
 import static dev.trilens.model.kernels.VectorMath.exp;
 import static dev.trilens.model.kernels.VectorMath.hsum;
+import static dev.trilens.model.kernels.VectorMath.sum;
 import static dev.trilens.model.kernels.VectorMath.SOFTMAX_FLOOR;
 
 import jdk.incubator.vector.DoubleVector;
@@ -213,20 +214,6 @@ public final class VectorOps extends ScalarOps {
 
     // ---------------------------------------------------------------------------------------------------------
     // layernorm: lanes over d_model, sums across lanes in hsum's fixed order, a scalar tail
-
-    /** sum of a[off..off+n). */
-    private static float sum(float[] a, int off, int n) {
-        int L = F.length(), i = 0;
-        FloatVector acc = FloatVector.zero(F);
-        for (; i + L <= n; i += L) {
-            acc = acc.add(FloatVector.fromArray(F, a, off + i));
-        }
-        float s = hsum(acc);
-        for (; i < n; i++) {
-            s += a[off + i];
-        }
-        return s;
-    }
 
     @Override
     public void layerNormScale(float[] scale, int scaleOff, float[] inp, int inpOff, int T, int D) {
