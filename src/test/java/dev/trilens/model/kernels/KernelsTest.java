@@ -21,6 +21,15 @@ class KernelsTest {
     private static final int LANES = FloatVector.SPECIES_PREFERRED.length();
     private final Random rng = new Random(42);
 
+    /** n standard normal draws from rng, in order. */
+    private double[] gaussians(int n) {
+        double[] v = new double[n];
+        for (int i = 0; i < n; i++) {
+            v[i] = rng.nextGaussian();
+        }
+        return v;
+    }
+
     static Stream<Arguments> both() {
         return Stream.of(Arguments.of("scalar", Kernels.scalar()), Arguments.of("vector", Kernels.vector()));
     }
@@ -478,16 +487,7 @@ class KernelsTest {
         // strided alpha
         for (int n : new int[] {1, 4, 20, 75}) {
             int rows = 5, yStride = n + 3, xStride = n + 1;
-            double[] x = new double[2 + rows * xStride], y = new double[1 + rows * yStride], alpha = new double[12];
-            for (int i = 0; i < x.length; i++) {
-                x[i] = rng.nextGaussian();
-            }
-            for (int i = 0; i < y.length; i++) {
-                y[i] = rng.nextGaussian();
-            }
-            for (int i = 0; i < alpha.length; i++) {
-                alpha[i] = rng.nextGaussian();
-            }
+            double[] x = gaussians(2 + rows * xStride), y = gaussians(1 + rows * yStride), alpha = gaussians(12);
             for (int xs : new int[] {xStride, 0}) {
                 double[] want = y.clone(), got = y.clone();
                 for (int r = 0; r < rows; r++) {
@@ -501,16 +501,7 @@ class KernelsTest {
         for (int[] nkm : new int[][] {{75, 20, 75}, {76, 22, 76}, {4, 1, 2 * LANES}, {3, 5, 7},
                 {9, 2, 2 * LANES + 1}, {8, 3, 3 * LANES}, {5, 4, 3 * LANES + 1}}) {
             int n = nkm[0], k = nkm[1], m = nkm[2];
-            double[] a = new double[n * k], b = new double[k * m], out = new double[n * m];
-            for (int i = 0; i < a.length; i++) {
-                a[i] = rng.nextGaussian();
-            }
-            for (int i = 0; i < b.length; i++) {
-                b[i] = rng.nextGaussian();
-            }
-            for (int i = 0; i < out.length; i++) {
-                out[i] = rng.nextGaussian();
-            }
+            double[] a = gaussians(n * k), b = gaussians(k * m), out = gaussians(n * m);
             double[] want = out.clone();
             for (int r = 0; r < n; r++) {
                 for (int c = 0; c < m; c++) {
