@@ -1,11 +1,8 @@
 package dev.trilens.report;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import dev.trilens.TrilensException;
 import java.awt.BasicStroke;
 import java.awt.Color;
-import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
