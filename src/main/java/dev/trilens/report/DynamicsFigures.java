@@ -3,7 +3,6 @@ package dev.trilens.report;
 import com.fasterxml.jackson.databind.JsonNode;
 import java.awt.BasicStroke;
 import java.awt.Color;
-import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.TreeSet;
@@ -29,12 +28,7 @@ public final class DynamicsFigures {
     private DynamicsFigures() {
     }
 
-    /** Writes every figure into outDir as name.png and name.svg; returns the files written. */
-    public static List<Path> writeAll(JsonNode dynamics, Path outDir) {
-        return PngFigures.saveAlongside(charts(dynamics), outDir, List.of());
-    }
-
-    /** The figures of dynamics.json, built but not drawn. */
+    /** The figures of dynamics.json, built but not drawn (PngFigures.saveAlongside draws and writes them). */
     public static List<PngFigures.Named> charts(JsonNode dynamics) {
         System.setProperty("java.awt.headless", "true");
         JsonNode snaps = dynamics.path("snapshots");
