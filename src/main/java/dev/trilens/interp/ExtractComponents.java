@@ -27,7 +27,11 @@ final class ExtractComponents {
     final ModelConfig cfg;
     final int V, N, D, H, Dh, M;
     final boolean ln;
-    /** x[t, j, :] = W_E[t] + W_pos[j]: the residual stream a token enters with, [V, N, D]. */
+    /**
+     * x[t, j, :] = W_E[t] + W_pos[j]: the residual stream a token enters with, [V, N, D]. This, k, kByDim and vo are
+     * the direct route's tables: null when the model is {@link #linear} and the caller said it reads the tables only
+     * (see {@link #ExtractComponents(Weights, boolean, boolean)}).
+     */
     final double[] x;
     /** q, k of every (token, position), after ln1 when the model has it: [V, N, H, Dh]. */
     final double[] q, k;
@@ -63,6 +67,16 @@ final class ExtractComponents {
 
     /** shortcuts=false makes a model without LayerNorm take the direct route too, to check the shortcuts against. */
     ExtractComponents(Weights w, boolean shortcuts) {
+        this(w, shortcuts, true);
+    }
+
+    /**
+     * direct=false: the caller reads only what {@link #allLogits}, {@link #logits}, {@link #background} and
+     * {@link #attention} read, so a {@link #linear} model skips the direct route's tables (x, k, kByDim, vo; most of
+     * the construction), and {@link #forward} and {@link #score} are not available on it. Reading a run's snapshots
+     * builds one of these per snapshot.
+     */
+    ExtractComponents(Weights w, boolean shortcuts, boolean direct) {
         cfg = w.cfg;
         if (cfg.nLayers() != 1) {
             throw new TrilensException("trigram extraction reads one-layer models (the challenge's shape); this "
@@ -102,47 +116,48 @@ final class ExtractComponents {
         lnfw = ln ? d(w, ParamLayout.LN_FINAL + ".w") : null;
         lnfb = ln ? d(w, ParamLayout.LN_FINAL + ".b") : null;
 
-        x = new double[V * N * D];
+        linear = shortcuts && !ln;
+        boolean tables = direct || !linear;
         q = new double[V * N * H * Dh];
-        k = new double[V * N * H * Dh];
-        vo = new double[V * N * H * D];
-        kByDim = new double[H * Dh * N * V];
-        double[] xin = new double[D], v = new double[Dh];
+        x = tables ? new double[V * N * D] : null;
+        k = tables ? new double[V * N * H * Dh] : null;
+        vo = tables ? new double[V * N * H * D] : null;
+        kByDim = tables ? new double[H * Dh * N * V] : null;
+        double[] xin = new double[D], sq = new double[Dh], sk = new double[Dh], sv = new double[Dh];
         for (int t = 0; t < V; t++) {
             for (int j = 0; j < N; j++) {
-                int x_tj = (t * N + j) * D;
                 for (int i = 0; i < D; i++) {
-                    x[x_tj + i] = wE[t * D + i] + wPos[j * D + i];
+                    xin[i] = wE[t * D + i] + wPos[j * D + i];
                 }
-                System.arraycopy(x, x_tj, xin, 0, D);
+                if (tables) {
+                    System.arraycopy(xin, 0, x, (t * N + j) * D, D);
+                }
                 if (ln) {
                     OPS.layerNorm(xin, ln1w, ln1b);
                 }
                 for (int h = 0; h < H; h++) {
                     int qk = ((t * N + j) * H + h) * Dh;
+                    // every sum from its bias over i in order, the inner loop along e (contiguous in W_Q, W_K, W_V)
+                    project(xin, wQ, bQ, h, sq);
+                    System.arraycopy(sq, 0, q, qk, Dh);
+                    if (!tables) {
+                        continue;
+                    }
+                    project(xin, wK, bK, h, sk);
+                    project(xin, wV, bV, h, sv);
+                    System.arraycopy(sk, 0, k, qk, Dh);
                     for (int e = 0; e < Dh; e++) {
-                        double sq = bQ[h * Dh + e], sk = bK[h * Dh + e], sv = bV[h * Dh + e];
-                        for (int i = 0; i < D; i++) {
-                            int wi = (h * D + i) * Dh + e;
-                            sq += xin[i] * wQ[wi];
-                            sk += xin[i] * wK[wi];
-                            sv += xin[i] * wV[wi];
-                        }
-                        q[qk + e] = sq;
-                        k[qk + e] = sk;
-                        kByDim[((h * Dh + e) * N + j) * V + t] = sk;
-                        v[e] = sv;
+                        kByDim[((h * Dh + e) * N + j) * V + t] = sk[e];
                     }
                     int o = ((t * N + j) * H + h) * D;
                     for (int e = 0; e < Dh; e++) {
                         for (int i = 0; i < D; i++) {
-                            vo[o + i] += v[e] * wO[(h * Dh + e) * D + i];
+                            vo[o + i] += sv[e] * wO[(h * Dh + e) * D + i];
                         }
                     }
                 }
             }
         }
-        linear = shortcuts && !ln;
         stride = linear ? (V + OPS.lanes() - 1) / OPS.lanes() * OPS.lanes() : V;
         rows = linear ? (V + 3) / 4 * 4 : V;
         if (!linear) {
@@ -212,6 +227,18 @@ final class ExtractComponents {
             rows[r] += a[r % a.length] + b[r % b.length];
         }
         return rows;
+    }
+
+    /** out[e] = bias[h, e] + sum over i in order of xin[i] * w[h, i, e] (w [H, D, Dh]). */
+    private void project(double[] xin, double[] w, double[] bias, int h, double[] out) {
+        System.arraycopy(bias, h * Dh, out, 0, Dh);
+        for (int i = 0; i < D; i++) {
+            double xi = xin[i];
+            int wi = (h * D + i) * Dh;
+            for (int e = 0; e < Dh; e++) {
+                out[e] += xi * w[wi + e];
+            }
+        }
     }
 
     /** rows [n, D] @ w[h] ([H, D, Dh]) + bias[h] ([H, Dh]) for every head: [n, H, Dh]. */

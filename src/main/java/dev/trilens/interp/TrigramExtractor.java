@@ -315,7 +315,7 @@ public final class TrigramExtractor {
      * its work): for reading many models, such as a run's snapshots, when only the table is wanted.
      */
     public static Triples extractTriples(Weights w) {
-        ExtractComponents comp = new ExtractComponents(w, true);
+        ExtractComponents comp = new ExtractComponents(w, true, false);
         Options opts = Options.defaults();
         Pairs pairs = pairs(comp, opts, false);
         List<int[]> triples = new ArrayList<>();
