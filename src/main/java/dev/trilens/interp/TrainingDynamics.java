@@ -60,10 +60,13 @@ public final class TrainingDynamics {
     /** The epochs by which the number of learned trigrams is stated. */
     static final int[] MILESTONES = {10, 25, 50};
     /**
-     * Sequences per forward pass of a snapshot's evaluation: the cached activations of 50 sequences of the challenge's
-     * model (~2.5 MB) stay in a core's L2 cache (4 MB here); with 250 the pass was ~10% slower (warm, one thread).
+     * Sequences per forward pass of a snapshot's evaluation: the cached activations of 100 sequences of the
+     * challenge's model (~5 MB) mostly stay in a core's L2 cache (4 MB here); with 250 the pass was ~10% slower (warm,
+     * one thread). Fewer per pass would also do, but each pass has its set-up, and at 50 per pass there were enough
+     * of them (5,000 in a run of 100 epochs) for the JIT to spend seconds compiling that set-up with its optimizing
+     * compiler.
      */
-    static final int EVAL_CHUNK = 50;
+    static final int EVAL_CHUNK = 100;
     /** Learning order "follows" frequency when Spearman's rho is at most -ORDER_RHO with p below ORDER_P. */
     static final double ORDER_RHO = 0.2, ORDER_P = 0.01;
     static final int PERMUTATIONS = 2000;
@@ -249,6 +252,7 @@ public final class TrainingDynamics {
         Explanation.PrefixAttention.Sums learnedSums = new Explanation.PrefixAttention.Sums(H);
         Explanation.PrefixAttention.Sums datasetSums = new Explanation.PrefixAttention.Sums(H);
         DlaSums dlaSums = new DlaSums();
+        Attribution.Readout readout = new Attribution.Readout(model);
         // a chunk of sequences at a time (EVAL_CHUNK): the sums add up in the same order whatever its size
         for (int from = 0; from < B; from += EVAL_CHUNK) {
             TrigramDataset part = eval.slice(from, Math.min(B, from + EVAL_CHUNK));
@@ -262,7 +266,7 @@ public final class TrainingDynamics {
                 learnedSums.add(cache.get(pattern), part, table.prefixTable());
                 datasetSums.add(cache.get(pattern), part, datasetPrefix);
                 // only the trigram positions are attributed: the others are a twentieth as many and unused here
-                dlaSums.add(Attribution.perPosition(model, pass, n, T, T - 1,
+                dlaSums.add(readout.perPosition(pass, n, T, T - 1,
                         (s, p) -> part.completesTrigram(s, p + 1) ? tokens[s * T + p + 1] : -1), part);
             }
         }
@@ -344,6 +348,8 @@ public final class TrainingDynamics {
         }
     }
 
+    private static final java.util.regex.Pattern HEAD_COMPONENT = java.util.regex.Pattern.compile("L\\d+H\\d+");
+
     /** The group of an {@link Attribution} component: embed, pos_embed; LlHh, Ll.b_O; Ll.mlp_out; b_U, ln_final.b. */
     static String group(String component) {
         if (component.equals("embed") || component.equals("pos_embed")) {
@@ -352,7 +358,7 @@ public final class TrainingDynamics {
         if (component.endsWith(".mlp_out")) {
             return "mlp";
         }
-        if (component.matches("L\\d+H\\d+") || component.endsWith(".b_O")) {
+        if (HEAD_COMPONENT.matcher(component).matches() || component.endsWith(".b_O")) {
             return "attention";
         }
         return "bias";

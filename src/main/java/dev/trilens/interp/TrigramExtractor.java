@@ -424,41 +424,15 @@ public final class TrigramExtractor {
 
         // pass 1: every pair's position-averaged distribution, one query token b per task
         Parallel.forRange(V, (worker, from, to) -> {
-            double[] scratch = comp.backgroundScratch();
-            ExtractComponents.Resid r = new ExtractComponents.Resid(comp);
-            double[] wPrev = new double[H], wSelf = new double[H], sPrev = new double[H], sSelf = new double[H],
-                    probs = new double[V];
-            // the weights of every a, then the logits of every a: one matrix product per query (b, p)
-            double[] wPrevAll = new double[V * H], wSelfAll = new double[V * H], wBgAll = new double[V * H];
-            double[] logits = new double[comp.rows * comp.stride];
-            double[] acc = new double[V * V], accAttn = new double[V * H], accAdv = new double[V * H];
+            PositionSums sums = new PositionSums(comp);
+            double[] acc = sums.acc, accAttn = sums.accAttn, accAdv = sums.accAdv;
             double[] column = new double[V];
             for (int b = from; b < to; b++) {
                 Arrays.fill(acc, 0);
                 Arrays.fill(accAttn, 0);
                 Arrays.fill(accAdv, 0);
                 for (int pi = 0; pi < P; pi++) {
-                    int p = positions[pi];
-                    ExtractComponents.MeanField bg = new ExtractComponents.MeanField(comp);
-                    comp.background(bg, scratch, b, p, random);
-                    backgrounds[b][pi] = bg;
-                    for (int a = 0; a < V; a++) {
-                        comp.attention(a, b, p, bg, wPrev, wSelf, sPrev, sSelf);
-                        for (int h = 0; h < H; h++) {
-                            wPrevAll[a * H + h] = wPrev[h];
-                            wSelfAll[a * H + h] = wSelf[h];
-                            wBgAll[a * H + h] = Math.max(0, 1 - wPrev[h] - wSelf[h]);
-                            accAttn[a * H + h] += wPrev[h];
-                            accAdv[a * H + h] += sPrev[h] - sSelf[h];
-                        }
-                    }
-                    comp.allLogits(logits, r, b, p, bg, wPrevAll, wSelfAll, wBgAll);
-                    for (int a = 0; a < V; a++) {
-                        ExtractComponents.softmax(logits, a * comp.stride, probs);
-                        for (int c = 0; c < V; c++) {
-                            acc[a * V + c] += probs[c];
-                        }
-                    }
+                    backgrounds[b][pi] = sums.add(b, positions[pi], random);
                 }
                 // sums over the positions, then the means: a division per mean instead of one per term
                 divide(acc, P);
@@ -514,6 +488,66 @@ public final class TrigramExtractor {
         }
         return new Pairs(positions, new PairTables(V, argmax, conf, attnPrev, qkAdv, dist, medianOverA), cut, chosen,
                 maxRejected, minExtracted, backgrounds);
+    }
+
+    /**
+     * One worker's pass-1 sums over the positions of a query b: acc[a * V + c] (P(c | a, b)), accAttn and accAdv
+     * [a * H + h] (attention on a, and the score advantage of a over b). One query position per call: the JIT
+     * compiles this as a method of its own, invoked thousands of times per model, rather than the whole loop on the
+     * stack (on-stack replacement, then again as a method).
+     */
+    private static final class PositionSums {
+        final ExtractComponents comp;
+        final double[] scratch;
+        final ExtractComponents.Resid r;
+        final double[] wPrev, wSelf, sPrev, sSelf, probs;
+        // the weights of every a, then the logits of every a: one matrix product per query (b, p)
+        final double[] wPrevAll, wSelfAll, wBgAll, logits;
+        final double[] acc, accAttn, accAdv;
+
+        PositionSums(ExtractComponents comp) {
+            int V = comp.V, H = comp.H;
+            this.comp = comp;
+            scratch = comp.backgroundScratch();
+            r = new ExtractComponents.Resid(comp);
+            wPrev = new double[H];
+            wSelf = new double[H];
+            sPrev = new double[H];
+            sSelf = new double[H];
+            probs = new double[V];
+            wPrevAll = new double[V * H];
+            wSelfAll = new double[V * H];
+            wBgAll = new double[V * H];
+            logits = new double[comp.rows * comp.stride];
+            acc = new double[V * V];
+            accAttn = new double[V * H];
+            accAdv = new double[V * H];
+        }
+
+        /** Adds the query (b, p) of every a; returns its background. */
+        ExtractComponents.MeanField add(int b, int p, boolean random) {
+            int V = comp.V, H = comp.H;
+            ExtractComponents.MeanField bg = new ExtractComponents.MeanField(comp);
+            comp.background(bg, scratch, b, p, random);
+            for (int a = 0; a < V; a++) {
+                comp.attention(a, b, p, bg, wPrev, wSelf, sPrev, sSelf);
+                for (int h = 0; h < H; h++) {
+                    wPrevAll[a * H + h] = wPrev[h];
+                    wSelfAll[a * H + h] = wSelf[h];
+                    wBgAll[a * H + h] = Math.max(0, 1 - wPrev[h] - wSelf[h]);
+                    accAttn[a * H + h] += wPrev[h];
+                    accAdv[a * H + h] += sPrev[h] - sSelf[h];
+                }
+            }
+            comp.allLogits(logits, r, b, p, bg, wPrevAll, wSelfAll, wBgAll);
+            for (int a = 0; a < V; a++) {
+                ExtractComponents.softmax(logits, a * comp.stride, probs);
+                for (int c = 0; c < V; c++) {
+                    acc[a * V + c] += probs[c];
+                }
+            }
+            return bg;
+        }
     }
 
     /** The median of v[0..n): the middle value, or the mean of the two middle ones when n is even; NaN when n = 0. */

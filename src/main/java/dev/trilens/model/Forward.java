@@ -53,9 +53,9 @@ final class Forward {
         }
     }
 
-    final List<Act> acts = new ArrayList<>();
-    final List<Step> steps = new ArrayList<>();
-    private final Map<String, Integer> idByName = new HashMap<>();
+    final List<Act> acts;
+    final List<Step> steps;
+    private final Map<String, Integer> idByName;
     private final ModelConfig cfg;
     private final TensorOps ops;
     private final Options options;
@@ -74,7 +74,27 @@ final class Forward {
         this.T = T;
         this.Mp = packing.dMlpPadded;
         this.Vp = packing.dVocabPadded;
+        this.acts = new ArrayList<>();
+        this.steps = new ArrayList<>();
+        this.idByName = new HashMap<>();
         plan(packing);
+    }
+
+    /**
+     * The same pass as planned, with nothing bound: the plan (activations, steps, names) is shared and never changes
+     * once planned, so a caller may keep one planned pass and copy it per run rather than plan again (string
+     * building, maps) each time.
+     */
+    Forward(Forward planned) {
+        this.cfg = planned.cfg;
+        this.ops = planned.ops;
+        this.options = planned.options;
+        this.T = planned.T;
+        this.Mp = planned.Mp;
+        this.Vp = planned.Vp;
+        this.acts = planned.acts;
+        this.steps = planned.steps;
+        this.idByName = planned.idByName;
     }
 
     /** The packed weights the steps read (see {@link PackedParams#pack}); kept by reference. */

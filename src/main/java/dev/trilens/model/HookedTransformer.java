@@ -29,6 +29,9 @@ public final class HookedTransformer {
     private final TensorOps ops = Kernels.ops();
     /** W_Q, W_K, W_V repacked as [D, H*Dh] per layer, widths unpadded. */
     private final PackedParams packing;
+    /** The planned passes by T (negative: with per-head results); see {@link #forward}. */
+    private final java.util.concurrent.ConcurrentHashMap<Integer, Forward> plans =
+            new java.util.concurrent.ConcurrentHashMap<>();
 
     public HookedTransformer(Weights weights) {
         this.weights = weights;
@@ -178,9 +181,15 @@ public final class HookedTransformer {
         return new Run(logits, new ActivationCache(cached));
     }
 
-    /** The inference forward for sequences of T: unpadded widths (TransformerLens's shapes), query-major attention. */
+    /**
+     * The inference forward for sequences of T: unpadded widths (TransformerLens's shapes), query-major attention. A
+     * copy of a plan kept per (T, perHeadResult): a caller running many batches (dynamics runs thousands) would
+     * otherwise plan the pass, names and maps, every time.
+     */
     private Forward forward(int T, boolean perHeadResult) {
-        return new Forward(cfg, packing, ops, T, new Forward.Options(true, perHeadResult, false, false));
+        Forward planned = plans.computeIfAbsent(perHeadResult ? -T : T,
+                k -> new Forward(cfg, packing, ops, T, new Forward.Options(true, perHeadResult, false, false)));
+        return new Forward(planned);
     }
 
     /** TransformerLens puts the head axis before the positions for scores and pattern: [B, H, T, T]. */

@@ -77,6 +77,29 @@ class AttributionTest {
 
     @ParameterizedTest
     @MethodSource("configs")
+    void oneReadoutOverBatchesInTurnGivesEachBatchsOwnTable(ModelConfig cfg) {
+        HookedTransformer model = new HookedTransformer(randomWeights(cfg, 8));
+        int B = 4, T = cfg.nCtx();
+        Attribution.Readout readout = new Attribution.Readout(model);
+        for (int batch = 0; batch < 3; batch++) {
+            TrigramDataset data = TrigramDataset.generate(cfg.dVocab(), T, 0.2, 10 + batch, B);
+            java.util.function.IntBinaryOperator next = (s, p) -> data.token(s, p + 1);
+            HookedTransformer.Run pass = model.run(data.tokens(), B, T, Attribution.cachedWithoutLogits(cfg),
+                    java.util.List.of(), false);
+            Attribution.Table reused = readout.perPosition(pass, B, T, T - 1, next);
+            Attribution.Table fresh = Attribution.perPosition(model, data.tokens(), B, T, T - 1, next);
+            assertThat(reused.names()).isEqualTo(fresh.names());
+            assertThat(reused.sources()).isEqualTo(fresh.sources());
+            for (int c = 0; c < fresh.names().size(); c++) {
+                assertThat(reused.values()[c]).as("%s batch %d %s", cfg, batch, fresh.names().get(c))
+                        .containsExactly(fresh.values()[c]);
+            }
+            assertThat(reused.maxSumError()).isLessThan(1e-4);
+        }
+    }
+
+    @ParameterizedTest
+    @MethodSource("configs")
     void aPassWithoutLogitsGivesTheSameAttributionAndActualDifferences(ModelConfig cfg) {
         HookedTransformer model = new HookedTransformer(randomWeights(cfg, 6));
         int B = 5, T = cfg.nCtx();

@@ -47,6 +47,28 @@ class HookedTransformerTest {
 
     @ParameterizedTest
     @MethodSource("configs")
+    void oneModelRunAtSeveralLengthsGivesWhatAFreshModelGivesAtEach(ModelConfig cfg) {
+        Weights w = Weights.init(cfg, 12);
+        randomizeBiasesAndNorms(w, 13);
+        HookedTransformer reused = new HookedTransformer(w);
+        int B = 3;
+        // lengths in turn and back, with and without per-head results: each pass's plan is kept by length and kind
+        int[] lengths = {cfg.nCtx(), 2, cfg.nCtx(), 1, 2};
+        for (int i = 0; i < lengths.length; i++) {
+            int T = lengths[i];
+            int[] tokens = randomTokens(cfg, B, T, 20 + i);
+            String result = HookNames.attn(0, "result");
+            boolean perHead = i % 2 == 0;
+            HookedTransformer.Run again = reused.runWithCache(tokens, B, T, name -> perHead && name.equals(result));
+            HookedTransformer.Run fresh = new HookedTransformer(w).runWithCache(tokens, B, T,
+                    name -> perHead && name.equals(result));
+            assertThat(again.logits().data()).as("T=%d", T).containsExactly(fresh.logits().data());
+            assertThat(again.cache().names()).isEqualTo(fresh.cache().names());
+        }
+    }
+
+    @ParameterizedTest
+    @MethodSource("configs")
     void cachedHookedAndPlainRunsAgree(ModelConfig cfg) {
         Weights w = Weights.init(cfg, 3);
         HookedTransformer model = new HookedTransformer(w);
