@@ -60,13 +60,12 @@ public final class TrainingDynamics {
     /** The epochs by which the number of learned trigrams is stated. */
     static final int[] MILESTONES = {10, 25, 50};
     /**
-     * Sequences per forward pass of a snapshot's evaluation: the cached activations of 100 sequences of the
-     * challenge's model (~5 MB) mostly stay in a core's L2 cache (4 MB here); with 250 the pass was ~10% slower (warm,
-     * one thread). Fewer per pass would also do, but each pass has its set-up, and at 50 per pass there were enough
-     * of them (5,000 in a run of 100 epochs) for the JIT to spend seconds compiling that set-up with its optimizing
-     * compiler.
+     * Sequences per forward pass of a snapshot's evaluation. Smaller chunks keep the cached activations in a core's
+     * L2 cache (100 sequences: ~10% faster warm, one thread), but each pass has its set-up, and with 25 passes per
+     * snapshot (2,500 in a run of 100 epochs) the JIT compiled that set-up with its optimizing compiler four times
+     * over, ~2 s of a core during the first seconds (JFR jdk.Compilation); 10 passes per snapshot stay below that.
      */
-    static final int EVAL_CHUNK = 100;
+    static final int EVAL_CHUNK = 250;
     /** Learning order "follows" frequency when Spearman's rho is at most -ORDER_RHO with p below ORDER_P. */
     static final double ORDER_RHO = 0.2, ORDER_P = 0.01;
     static final int PERMUTATIONS = 2000;
