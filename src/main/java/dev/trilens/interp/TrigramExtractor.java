@@ -404,8 +404,11 @@ public final class TrigramExtractor {
         }
     }
 
-    /** medians: whether to read each b's median over a' (only the bigram defaults need it; a fifth of the pass). */
-    private static Pairs pairs(ExtractComponents comp, Options opts, boolean medians) {
+    /**
+     * full: whether to read each b's median over a' and keep every query's background (only the full extraction needs
+     * them, for its bigram defaults and its entries' explanations; the medians are a fifth of the pass).
+     */
+    private static Pairs pairs(ExtractComponents comp, Options opts, boolean full) {
         int V = comp.V, H = comp.H;
         int[] positions = opts.positions() == null ? defaultPositions(comp.N) : opts.positions();
         for (int p : positions) {
@@ -418,9 +421,10 @@ public final class TrigramExtractor {
         int P = positions.length;
         int[] argmax = new int[V * V];
         float[] conf = new float[V * V], attnPrev = new float[V * V], qkAdv = new float[V * V];
-        float[] dist = new float[V * V * V], medianOverA = medians ? new float[V * V] : null;
+        float[] dist = new float[V * V * V], medianOverA = full ? new float[V * V] : null;
         // backgrounds[b][i]: the context of query b at positions[i]; the same for every a, so pass 2 reads it back
-        ExtractComponents.MeanField[][] backgrounds = new ExtractComponents.MeanField[V][P];
+        // (only the full extraction explains its entries: the table alone keeps none of the V * P contexts)
+        ExtractComponents.MeanField[][] backgrounds = full ? new ExtractComponents.MeanField[V][P] : null;
 
         // pass 1: every pair's position-averaged distribution, one query token b per task
         Parallel.forRange(V, (worker, from, to) -> {
@@ -432,7 +436,10 @@ public final class TrigramExtractor {
                 Arrays.fill(accAttn, 0);
                 Arrays.fill(accAdv, 0);
                 for (int pi = 0; pi < P; pi++) {
-                    backgrounds[b][pi] = sums.add(b, positions[pi], random);
+                    ExtractComponents.MeanField bg = sums.add(b, positions[pi], random, backgrounds != null);
+                    if (backgrounds != null) {
+                        backgrounds[b][pi] = bg;
+                    }
                 }
                 // sums over the positions, then the means: a division per mean instead of one per term
                 divide(acc, P);
@@ -460,7 +467,7 @@ public final class TrigramExtractor {
                         dist[i * V + c] = (float) acc[a * V + c];
                     }
                 }
-                for (int c = 0; c < V && medians; c++) {
+                for (int c = 0; c < V && full; c++) {
                     for (int a = 0; a < V; a++) {
                         column[a] = acc[a * V + c];
                     }
@@ -504,10 +511,12 @@ public final class TrigramExtractor {
         // the weights of every a, then the logits of every a: one matrix product per query (b, p)
         final double[] wPrevAll, wSelfAll, wBgAll, logits;
         final double[] acc, accAttn, accAdv;
+        final ExtractComponents.MeanField reused;
 
         PositionSums(ExtractComponents comp) {
             int V = comp.V, H = comp.H;
             this.comp = comp;
+            reused = new ExtractComponents.MeanField(comp);
             scratch = comp.backgroundScratch();
             r = new ExtractComponents.Resid(comp);
             wPrev = new double[H];
@@ -524,10 +533,10 @@ public final class TrigramExtractor {
             accAdv = new double[V * H];
         }
 
-        /** Adds the query (b, p) of every a; returns its background. */
-        ExtractComponents.MeanField add(int b, int p, boolean random) {
+        /** Adds the query (b, p) of every a; returns its background, a new one if keep, else this worker's reused one. */
+        ExtractComponents.MeanField add(int b, int p, boolean random, boolean keep) {
             int V = comp.V, H = comp.H;
-            ExtractComponents.MeanField bg = new ExtractComponents.MeanField(comp);
+            ExtractComponents.MeanField bg = keep ? new ExtractComponents.MeanField(comp) : reused;
             comp.background(bg, scratch, b, p, random);
             for (int a = 0; a < V; a++) {
                 comp.attention(a, b, p, bg, wPrev, wSelf, sPrev, sSelf);

@@ -398,47 +398,65 @@ final class VectorAttention {
         }
     }
 
-    /** pattern rows = softmax(score rows), exp in vector lanes; -inf scores give exactly 0. */
+    /**
+     * pattern rows = softmax(score rows), exp in vector lanes; -inf scores give exactly 0. Each row in two calls that
+     * are compiled on their own ({@link VectorOps#softmaxRowExp}, {@link VectorOps#softmaxRowScale}, never inlined):
+     * as one loop body C2 sometimes ran out of its inlining budget part-way, left the rest of the row's vector
+     * operations as calls, and the kernel then allocated a vector object per operation for the rest of the run
+     * (in about a third of cold `dynamics` runs: ~5 GB of garbage, 1,300 collections instead of 250, 20-25 s wall
+     * instead of 15-18).
+     */
     static void softmaxForward(float[] pattern, int pOff, float[] scores, int sOff, int T, int H) {
+        for (int r = 0; r < H * T; r++) {
+            VectorOps.softmaxRowExp(pattern, pOff + r * T, scores, sOff + r * T, T);
+            VectorOps.softmaxRowScale(pattern, pOff + r * T, T);
+        }
+    }
+
+    /** pattern[p_r + j] = e^(scores[s_r + j] - max), 0 where the score is -inf; T >= the vector length. */
+    static void softmaxRowExp(float[] pattern, int p_r, float[] scores, int s_r, int T) {
         int L = F.length();
         int jBound = F.loopBound(T);
-        for (int r = 0; r < H * T; r++) {
-            int s_r = sOff + r * T, p_r = pOff + r * T;
-            FloatVector maxV = FloatVector.fromArray(F, scores, s_r + T - L);
-            for (int j = 0; j < jBound; j += L) {
-                maxV = maxV.max(FloatVector.fromArray(F, scores, s_r + j));
+        FloatVector maxV = FloatVector.fromArray(F, scores, s_r + T - L);
+        for (int j = 0; j < jBound; j += L) {
+            maxV = maxV.max(FloatVector.fromArray(F, scores, s_r + j));
+        }
+        float max = maxV.reduceLanes(VectorOperators.MAX); // exact in any order
+        // the last vector may overlap the one before: exp is recomputed identically there. Vectors wholly above
+        // the causal diagonal (all -inf) are zero without computing exp.
+        for (int blk = 0; blk < T; blk += L) {
+            int j = Math.min(blk, T - L);
+            FloatVector sv = FloatVector.fromArray(F, scores, s_r + j);
+            if (sv.compare(VectorOperators.NE, Float.NEGATIVE_INFINITY).anyTrue()) {
+                exp(sv.sub(max), SOFTMAX_FLOOR).intoArray(pattern, p_r + j);
+            } else {
+                FloatVector.zero(F).intoArray(pattern, p_r + j);
             }
-            float max = maxV.reduceLanes(VectorOperators.MAX); // exact in any order
-            // the last vector may overlap the one before: exp is recomputed identically there. Vectors wholly above
-            // the causal diagonal (all -inf) are zero without computing exp.
-            for (int blk = 0; blk < T; blk += L) {
-                int j = Math.min(blk, T - L);
-                FloatVector sv = FloatVector.fromArray(F, scores, s_r + j);
-                if (sv.compare(VectorOperators.NE, Float.NEGATIVE_INFINITY).anyTrue()) {
-                    exp(sv.sub(max), SOFTMAX_FLOOR).intoArray(pattern, p_r + j);
-                } else {
-                    FloatVector.zero(F).intoArray(pattern, p_r + j);
+        }
+    }
+
+    /** pattern[p_r .. p_r + T) divided by its sum (lane sums, hsum, then the tail); T >= the vector length. */
+    static void softmaxRowScale(float[] pattern, int p_r, int T) {
+        int L = F.length();
+        int jBound = F.loopBound(T);
+        FloatVector sumV = FloatVector.zero(F);
+        for (int j = 0; j < jBound; j += L) {
+            sumV = sumV.add(FloatVector.fromArray(F, pattern, p_r + j));
+        }
+        float sum = hsum(sumV);
+        for (int j = jBound; j < T; j++) {
+            sum += pattern[p_r + j];
+        }
+        float inv = 1f / sum;
+        for (int blk = 0; blk < T; blk += L) {
+            int j = Math.min(blk, T - L);
+            if (j < blk) {
+                // overlapped lanes are already scaled: scale only the tail
+                for (int jj = blk; jj < T; jj++) {
+                    pattern[p_r + jj] *= inv;
                 }
-            }
-            FloatVector sumV = FloatVector.zero(F);
-            for (int j = 0; j < jBound; j += L) {
-                sumV = sumV.add(FloatVector.fromArray(F, pattern, p_r + j));
-            }
-            float sum = hsum(sumV);
-            for (int j = jBound; j < T; j++) {
-                sum += pattern[p_r + j];
-            }
-            float inv = 1f / sum;
-            for (int blk = 0; blk < T; blk += L) {
-                int j = Math.min(blk, T - L);
-                if (j < blk) {
-                    // overlapped lanes are already scaled: scale only the tail
-                    for (int jj = blk; jj < T; jj++) {
-                        pattern[p_r + jj] *= inv;
-                    }
-                } else {
-                    FloatVector.fromArray(F, pattern, p_r + j).mul(inv).intoArray(pattern, p_r + j);
-                }
+            } else {
+                FloatVector.fromArray(F, pattern, p_r + j).mul(inv).intoArray(pattern, p_r + j);
             }
         }
     }

@@ -125,6 +125,16 @@ public final class VectorOps extends ScalarOps {
         VectorAttention.softmaxForward(pattern, pOff, scores, sOff, T, H);
     }
 
+    /** One row of {@link VectorAttention#softmaxForward}: here so that the launcher's dontinline covers it. */
+    static void softmaxRowExp(float[] pattern, int pRow, float[] scores, int sRow, int T) {
+        VectorAttention.softmaxRowExp(pattern, pRow, scores, sRow, T);
+    }
+
+    /** One row of {@link VectorAttention#softmaxForward}: here so that the launcher's dontinline covers it. */
+    static void softmaxRowScale(float[] pattern, int pRow, int T) {
+        VectorAttention.softmaxRowScale(pattern, pRow, T);
+    }
+
     @Override
     public void softmaxBackward(float[] dscores, int dsOff, float[] dpattern, int dpOff, float[] pattern, int pOff,
                                 int T, int H) {
