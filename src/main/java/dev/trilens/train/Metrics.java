@@ -137,7 +137,7 @@ public final class Metrics {
             first.accept(data);
             return evaluate(model, data);
         }
-        double[] lossSum = {0}, probSum = {0};
+        double[] lossTotal = {0}, probSum = {0};
         float[] min = {Float.POSITIVE_INFINITY};
         long[] count = {0};
         TrigramDataset[] head = {null};
@@ -153,7 +153,12 @@ public final class Metrics {
             }
             double[] lp = nextTokenLogProbs(model.forward(chunk.tokens(), chunk.size(), seqLen), chunk.tokens());
             float[] probs = probs(lp);
-            lossSum[0] += meanLoss(lp) * probs.length;
+            // summed in order across the chunks, as meanLoss sums one batch: the same loss, to the last bit, as
+            // evaluating the whole set at once (a sum of per-chunk means times their sizes differed in the last
+            // digits, and run's eval.json, one pass, then disagreed with evaluate on the same model)
+            for (double v : lp) {
+                lossTotal[0] -= v;
+            }
             if (kept != null) {
                 System.arraycopy(probs, 0, kept, (int) count[0], probs.length);
             }
@@ -177,7 +182,7 @@ public final class Metrics {
             });
         }
         TrigramDataset data = head[0];
-        double loss = lossSum[0] / count[0];
+        double loss = lossTotal[0] / count[0];
         TrigramScore tri = trigramScore(model, data);
         return new EvalMetrics(loss, lossAsFrac(loss, data.dVocab(), data.trigramProb()), probSum[0] / count[0],
                 median.median(), min[0], tri.nCorrect(), tri.fracCorrect(), tri.avgCorrectProb(), data.nTrigrams());
