@@ -104,42 +104,12 @@ public final class HookedTransformer {
         // batch. So an activation is kept batch-wide only if it is cached, hooked, or read in a later segment.
         // the unembed is the last step: without it, what the cache keeps ends the pass
         List<Forward.Step> steps = returnLogits ? pass.steps : pass.steps.subList(0, pass.steps.size() - 1);
-        int nSteps = steps.size();
         int[] segmentOfAct = new int[pass.acts.size()];
-        List<Integer> segmentEnds = new ArrayList<>();
-        for (int i = 0; i < nSteps; i++) {
-            Forward.Step st = steps.get(i);
-            segmentOfAct[st.out()] = segmentEnds.size();
-            if (hooksByName.containsKey(pass.acts.get(st.out()).name()) || i == nSteps - 1) {
-                segmentEnds.add(i + 1);
-            }
-        }
-        boolean[] crossesSegment = new boolean[pass.acts.size()];
-        for (Forward.Step st : steps) {
-            for (int in : new int[] {st.in0(), st.in1()}) {
-                if (in >= 0 && segmentOfAct[in] != segmentOfAct[st.out()]) {
-                    crossesSegment[in] = true;
-                }
-            }
-        }
+        List<Integer> segmentEnds = segments(pass, steps, hooksByName, segmentOfAct);
+        boolean[] crossesSegment = crossesSegment(steps, segmentOfAct);
         float[][] stored = new float[pass.acts.size()][];
         Map<String, Tensor> cached = new LinkedHashMap<>();
-        for (int i = 0; i < pass.acts.size(); i++) {
-            Forward.Act a = pass.acts.get(i);
-            boolean logits = a.name().equals(HookNames.LOGITS);
-            if (logits && !returnLogits) {
-                continue;
-            }
-            boolean keep = logits || cacheFilter.test(a.name());
-            if (keep || hooksByName.containsKey(a.name()) || crossesSegment[i]) {
-                // logits and what hooks see may be kept by the caller: those never come from the pool
-                int n = Math.multiplyExact(B, a.perSeq());
-                stored[i] = logits || hooksByName.containsKey(a.name()) ? new float[n] : BufferPool.take(n);
-            }
-            if (keep && !logits) {
-                cached.put(a.name(), new Tensor(batchShape(B, a.seqShape()), stored[i]));
-            }
-        }
+        allocate(pass, B, cacheFilter, hooksByName, returnLogits, crossesSegment, stored, cached);
         // packed on every run: a caller may have changed the weights in place since the last one
         float[] packed = new float[packing.size];
         packing.pack(weights.data, packed);
@@ -169,16 +139,77 @@ public final class HookedTransformer {
             }
             segmentStart = segmentEnd;
         }
+        giveBack(pass, stored, cached, hooksByName);
+        Tensor logits = returnLogits ? new Tensor(new int[] {B, T, cfg.dVocab()}, stored[pass.id(HookNames.LOGITS)])
+                : null;
+        return new Run(logits, new ActivationCache(cached));
+    }
+
+    // The loops of run's set-up, each a method of its own: run itself then has almost no loop of its own, so a caller
+    // running thousands of batches (dynamics) leaves it to the quick compiler, where as one method the optimizing
+    // compiler compiled it three times over (on-stack, per loop, and whole), ~1.8 s of a core (JFR jdk.Compilation).
+
+    /** The steps' segments, each ending at a hooked activation (or the last step): their ends, and each act's. */
+    private static List<Integer> segments(Forward pass, List<Forward.Step> steps, Map<String, List<Hook>> hooksByName,
+                                          int[] segmentOfAct) {
+        int nSteps = steps.size();
+        List<Integer> segmentEnds = new ArrayList<>();
+        for (int i = 0; i < nSteps; i++) {
+            Forward.Step st = steps.get(i);
+            segmentOfAct[st.out()] = segmentEnds.size();
+            if (hooksByName.containsKey(pass.acts.get(st.out()).name()) || i == nSteps - 1) {
+                segmentEnds.add(i + 1);
+            }
+        }
+        return segmentEnds;
+    }
+
+    /** Which activations a later segment reads. */
+    private static boolean[] crossesSegment(List<Forward.Step> steps, int[] segmentOfAct) {
+        boolean[] crosses = new boolean[segmentOfAct.length];
+        for (Forward.Step st : steps) {
+            if (st.in0() >= 0 && segmentOfAct[st.in0()] != segmentOfAct[st.out()]) {
+                crosses[st.in0()] = true;
+            }
+            if (st.in1() >= 0 && segmentOfAct[st.in1()] != segmentOfAct[st.out()]) {
+                crosses[st.in1()] = true;
+            }
+        }
+        return crosses;
+    }
+
+    /** stored[i]: a batch-wide array for each activation that is cached, hooked or read across segments. */
+    private static void allocate(Forward pass, int B, Predicate<String> cacheFilter,
+                                 Map<String, List<Hook>> hooksByName, boolean returnLogits, boolean[] crossesSegment,
+                                 float[][] stored, Map<String, Tensor> cached) {
+        for (int i = 0; i < pass.acts.size(); i++) {
+            Forward.Act a = pass.acts.get(i);
+            boolean logits = a.name().equals(HookNames.LOGITS);
+            if (logits && !returnLogits) {
+                continue;
+            }
+            boolean keep = logits || cacheFilter.test(a.name());
+            if (keep || hooksByName.containsKey(a.name()) || crossesSegment[i]) {
+                // logits and what hooks see may be kept by the caller: those never come from the pool
+                int n = Math.multiplyExact(B, a.perSeq());
+                stored[i] = logits || hooksByName.containsKey(a.name()) ? new float[n] : BufferPool.take(n);
+            }
+            if (keep && !logits) {
+                cached.put(a.name(), new Tensor(batchShape(B, a.seqShape()), stored[i]));
+            }
+        }
+    }
+
+    /** Returns to the pool what only a hook boundary needed: nobody else has seen it. */
+    private static void giveBack(Forward pass, float[][] stored, Map<String, Tensor> cached,
+                                 Map<String, List<Hook>> hooksByName) {
         for (int i = 0; i < stored.length; i++) {
             String name = pass.acts.get(i).name();
             if (stored[i] != null && !cached.containsKey(name) && !hooksByName.containsKey(name)
                     && !name.equals(HookNames.LOGITS)) {
-                BufferPool.give(stored[i]); // read across a hook only: nobody else has seen it
+                BufferPool.give(stored[i]);
             }
         }
-        Tensor logits = returnLogits ? new Tensor(new int[] {B, T, cfg.dVocab()}, stored[pass.id(HookNames.LOGITS)])
-                : null;
-        return new Run(logits, new ActivationCache(cached));
     }
 
     /**
