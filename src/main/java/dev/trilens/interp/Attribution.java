@@ -170,11 +170,14 @@ public record Attribution(String direction, boolean layerNormScaled, int nTrigra
      */
     public static final class Readout {
         private final ModelConfig cfg;
+        /** Every component's name and source, the tables' (filled by the constructor, unchanged after). */
         private final List<String> names = new ArrayList<>(), sources = new ArrayList<>();
+        private final List<String> tableNames, tableSources;
         /** Per component through ln_final: the cached activation it reads (null: fixedVector) and its layout. */
         private final List<String> actNames = new ArrayList<>();
         private final List<float[]> fixedVectors = new ArrayList<>();
         private final List<int[]> layout = new ArrayList<>(); // {stride, inner}; stride 0 = a vector added everywhere
+        private final int[][] layoutRows;
         private final int nResid;
         /** uc[v * D + d] = W_U[d, v] - mean_v' W_U[d, v']: the centred unembed, by target token (dots along memory). */
         private final double[] uc;
@@ -218,6 +221,9 @@ public record Attribution(String direction, boolean layerNormScaled, int nTrigra
             }
             names.add("b_U");
             sources.add(ParamLayout.B_U);
+            tableNames = List.copyOf(names);
+            tableSources = List.copyOf(sources);
+            layoutRows = layout.toArray(new int[0][]);
         }
 
         private void component(String name, String source, String act, float[] fixed, int stride, int inner) {
@@ -259,9 +265,9 @@ public record Attribution(String direction, boolean layerNormScaled, int nTrigra
             double[] actual = new double[N];
             float[] logits = run.logits() == null ? null : run.logits().data();
             float[] unembedIn = logits == null ? run.cache().get(unembedInput(cfg)).data() : null;
-            attribute(new Sources(acts, layout.toArray(new int[0][]), nResid, uc, bu, buMean, lnW, lnB, scale, logits,
+            attribute(new Sources(acts, layoutRows, nResid, uc, bu, buMean, lnW, lnB, scale, logits,
                     unembedIn, cfg.dModel(), cfg.dVocab()), B, T, P, target, values, actual);
-            return new Table(List.copyOf(names), List.copyOf(sources), values, actual, B, T);
+            return new Table(tableNames, tableSources, values, actual, B, T);
         }
     }
 

@@ -61,9 +61,9 @@ public final class TrainingDynamics {
     static final int[] MILESTONES = {10, 25, 50};
     /**
      * Sequences per forward pass of a snapshot's evaluation. Smaller chunks keep the cached activations in a core's
-     * L2 cache (100 sequences: ~10% faster warm, one thread), but each pass has its set-up, and with 25 passes per
-     * snapshot (2,500 in a run of 100 epochs) the JIT compiled that set-up with its optimizing compiler four times
-     * over, ~2 s of a core during the first seconds (JFR jdk.Compilation); 10 passes per snapshot stay below that.
+     * L2 cache (a little faster warm), but each pass has its set-up, and with 25 passes per snapshot (2,500 in a run
+     * of 100 epochs) the JIT compiled that set-up with its optimizing compiler several times over while the first
+     * snapshots ran (JFR jdk.Compilation); 10 passes per snapshot stay below that.
      */
     static final int EVAL_CHUNK = 250;
     /** Learning order "follows" frequency when Spearman's rho is at most -ORDER_RHO with p below ORDER_P. */

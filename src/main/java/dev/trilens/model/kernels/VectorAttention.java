@@ -403,8 +403,7 @@ final class VectorAttention {
      * are compiled on their own ({@link VectorOps#softmaxRowExp}, {@link VectorOps#softmaxRowScale}, never inlined):
      * as one loop body C2 sometimes ran out of its inlining budget part-way, left the rest of the row's vector
      * operations as calls, and the kernel then allocated a vector object per operation for the rest of the run
-     * (in about a third of cold `dynamics` runs: ~5 GB of garbage, 1,300 collections instead of 250, 20-25 s wall
-     * instead of 15-18).
+     * (in about a third of cold `dynamics` runs: gigabytes of garbage, 1,300 collections instead of 250).
      */
     static void softmaxForward(float[] pattern, int pOff, float[] scores, int sOff, int T, int H) {
         for (int r = 0; r < H * T; r++) {
