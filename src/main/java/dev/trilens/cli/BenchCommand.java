@@ -5,6 +5,7 @@ import dev.trilens.model.HookedTransformer;
 import dev.trilens.model.ModelConfig;
 import dev.trilens.model.Parallel;
 import dev.trilens.model.Weights;
+import dev.trilens.model.kernels.VectorWidth;
 import dev.trilens.train.AdamW;
 import java.io.PrintWriter;
 import java.util.Random;
@@ -87,6 +88,7 @@ public final class BenchCommand implements Callable<Integer> {
             weights = dev.trilens.io.Checkpoints.load(model, loading.allowNonFinite).weights();
         } else {
             weights = Weights.init(shape.applyTo(ModelConfig.arena()), 0);
+            VectorWidth.preferFor(weights.cfg.dHead());
         }
         if (what == What.serve) {
             if (clients < 1 || clients > 256 || !(seconds > 0 && seconds <= 600)) {

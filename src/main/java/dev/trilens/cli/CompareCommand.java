@@ -5,6 +5,7 @@ import dev.trilens.TrilensException;
 import dev.trilens.io.AtomicFiles;
 import dev.trilens.io.OutputLock;
 import dev.trilens.model.Parallel;
+import dev.trilens.model.kernels.VectorWidth;
 import dev.trilens.train.Comparison;
 import dev.trilens.train.TrainConfig;
 import dev.trilens.train.Trainer;
@@ -168,6 +169,8 @@ public final class CompareCommand implements Callable<Integer> {
      * with another config stops the command at once rather than hours in.
      */
     private List<Job> prepare(TrainConfig base, Iterable<String> variants, Path dir) {
+        // every variant keeps the base's d_head
+        VectorWidth.preferFor(base.dHead());
         List<Job> jobs = new ArrayList<>();
         for (String v : variants) {
             for (int i = 0; i < seeds; i++) {

@@ -8,6 +8,7 @@ import dev.trilens.io.AtomicFiles;
 import dev.trilens.io.OutputLock;
 import dev.trilens.model.HookedTransformer;
 import dev.trilens.model.Weights;
+import dev.trilens.model.kernels.VectorWidth;
 import dev.trilens.train.EvalMetrics;
 import dev.trilens.train.Metrics;
 import dev.trilens.train.RunSnapshots;
@@ -55,6 +56,7 @@ public final class RunCommand implements Callable<Integer> {
 
     private int run(CommandLine cl, Path runDir, TrainConfig trainConfig) throws Exception {
         PrintWriter out = cl.getOut();
+        VectorWidth.preferFor(trainConfig.dHead());
         Trainer trainer = Trainer.start(trainConfig, runDir);
         run.applyTo(trainer);
         Path dir = trainer.dir();

@@ -3,6 +3,7 @@ package dev.trilens.cli;
 import dev.trilens.TrilensException;
 import dev.trilens.io.OutputLock;
 import dev.trilens.model.Parallel;
+import dev.trilens.model.kernels.VectorWidth;
 import dev.trilens.train.TrainConfig;
 import dev.trilens.train.Trainer;
 import java.io.PrintWriter;
@@ -192,6 +193,7 @@ public final class TrainCommand implements Callable<Integer> {
         if (resume) {
             trainer = Trainer.resume(dir);
             TrainConfig saved = trainer.config();
+            VectorWidth.preferFor(saved.dHead());
             checkSameConfig(dir, saved, config.checked(cl, run.preset == null ? saved : TrainConfig.preset(
                     run.preset.name())));
             run.applyTo(trainer);
@@ -199,6 +201,7 @@ public final class TrainCommand implements Callable<Integer> {
                 out.printf("resuming %s after epoch %d of %d%n", dir, trainer.epochsDone(), saved.epochs());
             }
         } else {
+            VectorWidth.preferFor(fresh.dHead());
             trainer = Trainer.start(fresh, dir);
             run.applyTo(trainer);
             if (!Main.quiet()) {

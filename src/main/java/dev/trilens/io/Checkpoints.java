@@ -3,6 +3,7 @@ package dev.trilens.io;
 import dev.trilens.TrilensException;
 import dev.trilens.model.ParamLayout;
 import dev.trilens.model.Weights;
+import dev.trilens.model.kernels.VectorWidth;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.file.Files;
@@ -40,6 +41,8 @@ public final class Checkpoints {
         if (!allowNonFinite) {
             requireFinite(path, c.weights());
         }
+        // the command runs this model: its d_head may call for narrower vectors (if no kernel has run yet)
+        VectorWidth.preferFor(c.weights().cfg.dHead());
         return c;
     }
 

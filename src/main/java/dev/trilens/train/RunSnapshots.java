@@ -10,6 +10,7 @@ import dev.trilens.io.Safetensors;
 import dev.trilens.model.HookedTransformer;
 import dev.trilens.model.Parallel;
 import dev.trilens.model.Weights;
+import dev.trilens.model.kernels.VectorWidth;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -71,6 +72,8 @@ public record RunSnapshots(Path dir, TrainConfig config, int interval, SortedMap
             if (cfg == null) {
                 cfg = fileCfg;
                 cfgFrom = file;
+                // before the snapshots' trigram scores run the kernels
+                VectorWidth.preferFor(cfg.dHead());
             } else if (!fileCfg.equals(cfg)) {
                 throw new TrilensException(file + " was written by a run with another config than " + cfgFrom
                         + " (" + fileCfg.describe() + "): expected the snapshots of one run");

@@ -13,7 +13,8 @@ final class VectorMath {
     private VectorMath() {
     }
 
-    static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
+    /** The kernels' float vectors: the machine's widest, or 8 floats where {@link VectorWidth} chose them. */
+    static final VectorSpecies<Float> F = VectorWidth.species();
 
     /** Per-thread scratch: K or V transposed to [Dh, T], and for the scores Q of one head [T, Dh]. */
     private static final ThreadLocal<float[]> FLOAT_SCRATCH = ThreadLocal.withInitial(() -> new float[0]);
