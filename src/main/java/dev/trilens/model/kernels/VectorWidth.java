@@ -6,11 +6,11 @@ package dev.trilens.model.kernels;
  * AVX-512 machine's 16 floats), which then runs on 8-float vectors.
  *
  * <p>Why per process: the attention kernels need d_head to be whole vectors, and otherwise fall back to the scalar
- * reference (a d_head 8 training step at 23.7 ms against 11.2 ms on 8-float vectors, bench train on a 2-core AMD EPYC);
- * but a process cannot mix widths. With kernels of two widths in one JVM, Java 17's JIT stopped turning the Vector
- * API into vector instructions in the wider matmul kernels (their step went to ~200 ms: every vector operation a call
- * and an allocation), presumably because the two vector classes share the Vector API's own methods and their type
- * profiles. So a command calls {@link #preferFor} with its model's d_head before the first kernel runs, and the width
+ * reference (a d_head 8 training step took 26.3 ms against 12.1 ms on 8-float vectors: the README's 5 rounds on a
+ * 2-core AMD EPYC); but a process cannot mix widths. With kernels of two widths in one JVM, Java 17's JIT stopped
+ * turning the Vector API into vector instructions in the wider matmul kernels (the step became over ten times slower:
+ * every vector operation a call and an allocation), presumably because the two vector classes share the Vector API's
+ * own methods and their type profiles. So a command calls {@link #preferFor} with its model's d_head before the first kernel runs, and the width
  * is then fixed; a process running models of several d_heads (a sweep) keeps the widest. The system property
  * {@code trilens.vectorBits} overrides the choice: 256 for 8-float vectors, any other number for the widest (the
  * tests pin it, so that which test runs first does not choose the width of all of them).
