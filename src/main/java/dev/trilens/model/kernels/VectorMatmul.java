@@ -426,28 +426,46 @@ final class VectorMatmul {
         b1.intoArray(out, o + os + L);
     }
 
-    /** rows (8, 2 or 1) x one vector; the same addressing as rows8x2. */
+    /**
+     * rows (8, 2 or 1) x one vector; the same addressing as rows8x2. Each row count is a method of its own: as
+     * branches of one method, the two-row one (the tail vector's last two rows) was compiled with its Vector API calls
+     * left as calls, allocating a vector object per operation for the whole run (JFR: ~300 MB/s in a warm training
+     * step, at VectorMatmul.rowsNx1 from lastVector).
+     */
     private static void rowsNx1(float[] out, int o, int os, float[] x, int i, int xr, int xs, float[] w, int wo,
                                 int ws, float[] bias, int bo, boolean accumulate, int rows, int n) {
         if (rows == 1) {
-            FloatVector a0 = start(out, o, bias, bo, accumulate);
-            for (int c = 0; c < n; c++) {
-                a0 = FloatVector.fromArray(F, w, wo + c * ws).fma(FloatVector.broadcast(F, x[i + c * xs]), a0);
-            }
-            a0.intoArray(out, o);
-            return;
+            rows1x1(out, o, x, i, xs, w, wo, ws, bias, bo, accumulate, n);
+        } else if (rows == 2) {
+            rows2x1(out, o, os, x, i, xr, xs, w, wo, ws, bias, bo, accumulate, n);
+        } else {
+            rows8x1(out, o, os, x, i, xr, xs, w, wo, ws, bias, bo, accumulate, n);
         }
-        if (rows == 2) {
-            FloatVector a0 = start(out, o, bias, bo, accumulate), a1 = start(out, o + os, bias, bo, accumulate);
-            for (int c = 0; c < n; c++) {
-                FloatVector wa = FloatVector.fromArray(F, w, wo + c * ws);
-                a0 = wa.fma(FloatVector.broadcast(F, x[i + c * xs]), a0);
-                a1 = wa.fma(FloatVector.broadcast(F, x[i + xr + c * xs]), a1);
-            }
-            a0.intoArray(out, o);
-            a1.intoArray(out, o + os);
-            return;
+    }
+
+    private static void rows1x1(float[] out, int o, float[] x, int i, int xs, float[] w, int wo, int ws, float[] bias,
+                                int bo, boolean accumulate, int n) {
+        FloatVector a0 = start(out, o, bias, bo, accumulate);
+        for (int c = 0; c < n; c++) {
+            a0 = FloatVector.fromArray(F, w, wo + c * ws).fma(FloatVector.broadcast(F, x[i + c * xs]), a0);
         }
+        a0.intoArray(out, o);
+    }
+
+    private static void rows2x1(float[] out, int o, int os, float[] x, int i, int xr, int xs, float[] w, int wo,
+                                int ws, float[] bias, int bo, boolean accumulate, int n) {
+        FloatVector a0 = start(out, o, bias, bo, accumulate), a1 = start(out, o + os, bias, bo, accumulate);
+        for (int c = 0; c < n; c++) {
+            FloatVector wa = FloatVector.fromArray(F, w, wo + c * ws);
+            a0 = wa.fma(FloatVector.broadcast(F, x[i + c * xs]), a0);
+            a1 = wa.fma(FloatVector.broadcast(F, x[i + xr + c * xs]), a1);
+        }
+        a0.intoArray(out, o);
+        a1.intoArray(out, o + os);
+    }
+
+    private static void rows8x1(float[] out, int o, int os, float[] x, int i, int xr, int xs, float[] w, int wo,
+                                int ws, float[] bias, int bo, boolean accumulate, int n) {
         FloatVector a0 = start(out, o, bias, bo, accumulate), a1 = start(out, o + os, bias, bo, accumulate);
         FloatVector a2 = start(out, o + 2 * os, bias, bo, accumulate);
         FloatVector a3 = start(out, o + 3 * os, bias, bo, accumulate);
