@@ -8,6 +8,7 @@ import dev.trilens.io.Checkpoints;
 import dev.trilens.io.DatasetSource;
 import dev.trilens.model.HookedTransformer;
 import dev.trilens.model.ModelConfig;
+import dev.trilens.model.kernels.Kernels;
 import dev.trilens.train.EvalMetrics;
 import dev.trilens.train.Metrics;
 import java.io.PrintWriter;
@@ -44,6 +45,7 @@ public final class EvaluateCommand implements Callable<Integer> {
         Checkpoint ckpt = Checkpoints.load(model, loading.allowNonFinite);
         ModelConfig cfg = ckpt.weights().cfg;
         DatasetSource.Spec dataSpec = dataSpecFor(ckpt, data, spec.commandLine().getParseResult());
+        Kernels.preferForWork((double) data.size * cfg.nCtx() * cfg.tokenMultiplyAdds());
         // generated and run a chunk at a time: any --size in bounded memory
         TrigramDataset[] first = {null};
         EvalMetrics m = Metrics.evaluate(new HookedTransformer(ckpt.weights()), cfg.dVocab(), cfg.nCtx(), dataSpec.trigramProb(),

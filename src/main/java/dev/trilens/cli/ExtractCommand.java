@@ -12,6 +12,7 @@ import dev.trilens.io.Checkpoints;
 import dev.trilens.io.DatasetSource;
 import dev.trilens.model.HookedTransformer;
 import dev.trilens.model.ModelConfig;
+import dev.trilens.model.kernels.Kernels;
 import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -97,6 +98,9 @@ public final class ExtractCommand implements Callable<Integer> {
         }
         Checkpoint ckpt = Checkpoints.load(model, loading.allowNonFinite);
         ModelConfig cfg = ckpt.weights().cfg;
+        // every pair (a, b) at each query position, about a token's forward pass each
+        int nPositions = positions != null ? positions.length : TrigramExtractor.defaultPositions(cfg.nCtx()).length;
+        Kernels.preferForWork((double) cfg.dVocab() * cfg.dVocab() * nPositions * cfg.tokenMultiplyAdds());
         TrigramExtractor.Result r = TrigramExtractor.extract(ckpt.weights(),
                 new TrigramExtractor.Options(threshold, positions, bg));
         TrigramDataset ds = knownDataset(ckpt);

@@ -10,6 +10,7 @@ import dev.trilens.io.Checkpoint;
 import dev.trilens.io.Checkpoints;
 import dev.trilens.model.HookedTransformer;
 import dev.trilens.model.ModelConfig;
+import dev.trilens.model.kernels.Kernels;
 import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.StringJoiner;
@@ -97,6 +98,8 @@ public final class PatchCommand implements Callable<Integer> {
                 + "model has " + cfg.nLayers() + " layer(s) (0.." + (cfg.nLayers() - 1) + ")");
         TrigramDataset ds = EvaluateCommand.datasetFor(ckpt, data, cl.getParseResult());
         int[] tokens = ds.tokensOf(seq, seq + 1);
+        // a forward pass before and one after, on one sequence
+        Kernels.preferForWork(2L * cfg.nCtx() * cfg.tokenMultiplyAdds());
         Patching.SwapResult r = Patching.attentionSwap(new HookedTransformer(ckpt.weights()), tokens, pos, attend,
                 layer == null ? -1 : layer, head == null ? -1 : head);
         int triBefore = pos > 0 ? ds.completionOf(tokens[pos - 1], tokens[pos]) : -1;

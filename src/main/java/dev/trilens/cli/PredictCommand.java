@@ -7,6 +7,7 @@ import dev.trilens.io.Checkpoint;
 import dev.trilens.io.Checkpoints;
 import dev.trilens.model.HookedTransformer;
 import dev.trilens.model.ModelConfig;
+import dev.trilens.model.kernels.Kernels;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.charset.StandardCharsets;
@@ -67,6 +68,9 @@ public final class PredictCommand implements Callable<Integer> {
         TrainCommand.check(cl, top <= cfg.dVocab(), "--top " + top + " is more than the model's " + cfg.dVocab()
                 + " tokens");
         int[] seq = Probe.parseTokens(text, cfg);
+        // one sequence, then the weights-only extraction: a short job (see Kernels)
+        Kernels.preferForWork((cfg.nCtx() + (double) cfg.dVocab() * cfg.dVocab()
+                * TrigramExtractor.defaultPositions(cfg.nCtx()).length) * cfg.tokenMultiplyAdds());
         Probe probe = new Probe(new HookedTransformer(ckpt.weights()), TrigramExtractor.extract(ckpt.weights()),
                 null);
         Probe.Prediction r = probe.predict(seq, top);

@@ -34,6 +34,15 @@ public record ModelConfig(int dVocab, int nCtx, int dModel, int nLayers, int nHe
         return dMlp == 0;
     }
 
+    /**
+     * Multiply-adds of a forward pass per token, with causal attention reading (n_ctx + 1) / 2 keys on average: what
+     * a command weighs its work by (see Kernels.preferForWork).
+     */
+    public long tokenMultiplyAdds() {
+        long perLayer = 4L * dModel * nHeads * dHead + (long) nHeads * dHead * (nCtx + 1) + 2L * dModel * dMlp;
+        return nLayers * perLayer + (long) dModel * dVocab;
+    }
+
     public ModelConfig withDMlp(int newDMlp) {
         return new ModelConfig(dVocab, nCtx, dModel, nLayers, nHeads, dHead, newDMlp, layerNorm);
     }
