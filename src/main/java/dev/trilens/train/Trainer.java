@@ -342,6 +342,8 @@ public final class Trainer {
         float[] grads = new float[weights.data.length];
         Backprop backprop = new Backprop(cfg.modelConfig());
         List<EpochMetrics> done = new ArrayList<>();
+        KernelWarmUp.beforeRun((long) (untilEpoch - epochsDone) * nTrain * T, backprop, weights, cfg.weightDecay(),
+                all, T);
         while (epochsDone < untilEpoch) {
             int epoch = epochsDone + 1;
             long t0 = System.nanoTime();
