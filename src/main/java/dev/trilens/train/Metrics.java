@@ -5,7 +5,6 @@ import dev.trilens.model.HookedTransformer;
 import dev.trilens.model.Logits;
 import dev.trilens.model.Parallel;
 import dev.trilens.model.Tensor;
-import java.util.Arrays;
 
 /** The challenge's metrics, computed from logits. */
 public final class Metrics {
@@ -219,13 +218,25 @@ public final class Metrics {
             mean += p;
         }
         mean /= correctProbs.length;
-        float[] sorted = correctProbs.clone();
-        Arrays.sort(sorted);
-        // torch.median returns the lower of the two middle values
-        double median = sorted[(sorted.length - 1) / 2];
+        // torch.median's lower median and the smallest value, as a sorted copy would give them (NaN sorts last) but
+        // in linear time: a sort of the 122,500 probabilities took a tenth of analyze, which summarizes dozens of
+        // evaluations (JFR)
+        LowerMedian lower = new LowerMedian();
+        float min = Float.NaN;
+        for (float p : correctProbs) {
+            lower.count(p);
+            if (Float.isNaN(min) || p < min) {
+                min = p;
+            }
+        }
+        lower.locate();
+        for (float p : correctProbs) {
+            lower.refine(p);
+        }
+        double median = lower.median();
         double trigramProb = Double.isNaN(data.trigramProb())
                 ? data.nTrigrams() / ((double) data.dVocab() * (data.dVocab() - 1)) : data.trigramProb();
-        return new EvalMetrics(loss, lossAsFrac(loss, data.dVocab(), trigramProb), mean, median, sorted[0],
+        return new EvalMetrics(loss, lossAsFrac(loss, data.dVocab(), trigramProb), mean, median, min,
                 tri.nCorrect(), tri.fracCorrect(), tri.avgCorrectProb(), data.nTrigrams());
     }
 }
