@@ -96,6 +96,12 @@ public final class Main implements Runnable {
             report(commandLine.getErr(), ex);
             return 1;
         });
+        String kernels = dev.trilens.model.kernels.Kernels.overrideProblem();
+        if (kernels != null) {
+            cli.getErr().println("trilens: error: " + kernels);
+            cli.getErr().flush();
+            return 2;
+        }
         try {
             return cli.execute(args);
         } catch (StackOverflowError | OutOfMemoryError e) {

@@ -22,4 +22,20 @@ class MistypedInputTest extends CliTestBase {
         assertOneLineErrorOnly(2, "Unknown option: '--zzzzzzzz' (see 'trilens dataset --help')", "dataset",
                 "--zzzzzzzz");
     }
+
+    @Test
+    void aMistypedKernelChoiceIsRefusedBeforeAnyWork() {
+        String before = System.getProperty("trilens.kernels");
+        System.setProperty("trilens.kernels", "vectr");
+        try {
+            assertOneLineErrorOnly(2, "-Dtrilens.kernels=vectr is no kernel choice; expected vector or scalar",
+                    "evaluate", "--model", "x.pt");
+        } finally {
+            if (before == null) {
+                System.clearProperty("trilens.kernels");
+            } else {
+                System.setProperty("trilens.kernels", before);
+            }
+        }
+    }
 }

@@ -42,6 +42,15 @@ public final class Kernels {
         }
     }
 
+    /** What is wrong with -Dtrilens.kernels, or null when it is unset, vector or scalar. */
+    public static String overrideProblem() {
+        String v = System.getProperty("trilens.kernels");
+        if (v == null || v.equals("vector") || v.equals("scalar")) {
+            return null;
+        }
+        return "-Dtrilens.kernels=" + v + " is no kernel choice; expected vector or scalar (or no such property)";
+    }
+
     /** The kernels everything runs with; the first call fixes the choice. */
     public static TensorOps ops() {
         return Selected.OPS;
