@@ -39,14 +39,23 @@ final class KernelWarmUp {
     private KernelWarmUp() {
     }
 
-    /** Warms the kernels before a run of runTokens tokens, unless it is short or this process already did. */
-    static synchronized void beforeRun(long runTokens, Backprop backprop, Weights weights, double weightDecay,
-                                       int[] tokens, int T) {
+    /**
+     * Warms the kernels before a run of runTokens tokens, unless it is short, has fewer than {@link #SEQUENCES}
+     * sequences, or this process already did; returns whether it did.
+     */
+    static synchronized boolean beforeRun(long runTokens, Backprop backprop, Weights weights, double weightDecay,
+                                          int[] tokens, int T) {
         if (done || runTokens < MIN_RUN_TOKENS || tokens.length < SEQUENCES * T) {
-            return;
+            return false;
         }
         done = true;
         run(backprop, weights, weightDecay, Arrays.copyOf(tokens, SEQUENCES * T), T);
+        return true;
+    }
+
+    /** For tests: as if this process had not warmed up yet. */
+    static synchronized void forgetForTests() {
+        done = false;
     }
 
     /** The warm-up itself, on copies of weights; returns the steps it took. */

@@ -32,7 +32,7 @@ class KernelWarmUpTest {
 
         Backprop warmed = new Backprop(cfg);
         int steps = KernelWarmUp.run(warmed, w, 1e-3, randomTokens(KernelWarmUp.SEQUENCES * T, cfg.dVocab(), 2), T);
-        assertThat(steps).isBetween(KernelWarmUp.BLOCK, KernelWarmUp.MAX_STEPS);
+        assertThat(steps % KernelWarmUp.BLOCK).as("whole blocks").isZero();
         assertThat(w.data).as("the run's weights").isEqualTo(before);
         float[] after = new float[w.data.length];
         double afterLoss = warmed.lossAndGradients(w, batch, 8, T, after);
@@ -46,6 +46,26 @@ class KernelWarmUpTest {
         assertThat(KernelWarmUp.settled(new long[] {900, 100, 110, 114}, 3)).isTrue();
         assertThat(KernelWarmUp.settled(new long[] {100, 110, 116}, 2)).as("16% apart").isFalse();
         assertThat(KernelWarmUp.settled(new long[] {100, 100}, 1)).as("fewer than three blocks").isFalse();
+    }
+
+    @Test
+    void onlyALongRunWithEnoughSequencesIsWarmedAndOnlyOncePerProcess() {
+        ModelConfig cfg = new ModelConfig(24, 20, 32, 1, 1, 16, 20, false);
+        int T = cfg.nCtx();
+        Weights w = Weights.init(cfg, 4);
+        Backprop bp = new Backprop(cfg);
+        int[] enough = randomTokens(KernelWarmUp.SEQUENCES * T, cfg.dVocab(), 5);
+        long longRun = KernelWarmUp.MIN_RUN_TOKENS;
+        KernelWarmUp.forgetForTests();
+        try {
+            assertThat(KernelWarmUp.beforeRun(longRun - 1, bp, w, 1e-3, enough, T)).as("a short run").isFalse();
+            assertThat(KernelWarmUp.beforeRun(longRun, bp, w, 1e-3,
+                    java.util.Arrays.copyOf(enough, (KernelWarmUp.SEQUENCES - 1) * T), T)).as("3 sequences").isFalse();
+            assertThat(KernelWarmUp.beforeRun(longRun, bp, w, 1e-3, enough, T)).isTrue();
+            assertThat(KernelWarmUp.beforeRun(longRun, bp, w, 1e-3, enough, T)).as("the second run").isFalse();
+        } finally {
+            KernelWarmUp.forgetForTests();
+        }
     }
 
     @Test
