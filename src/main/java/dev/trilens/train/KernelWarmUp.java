@@ -8,12 +8,12 @@ import java.util.Arrays;
  * Before a long run's first epoch: training steps on a scratch copy of the weights and a handful of sequences, until
  * the JIT has compiled the training kernels.
  *
- * <p>Why: until the JIT's optimizing compiler has compiled them, the Vector API kernels run many times slower (every
- * vector operation a call and an allocation), and they get compiled only after they have run some thousands of times.
- * Run on full batches, that made an arena run's first epoch twice a warm one (4-5 s against 2-2.5 s on a 2-core AMD
- * EPYC). Run on 4 sequences a step, the same invocations cost a fraction, and the first epoch is within 1.5x of the
- * next (the README's cold start figures). Nothing of it reaches the run: the weights, the optimizer's moments and the
- * gradients it updates are copies, so the run's results are those without it, bit for bit.
+ * <p>Why: until the JIT's optimizing compiler has compiled them, the Vector API kernels run many times slower
+ * (every vector operation a call and an allocation), and they get compiled only after they have run some thousands
+ * of times. Run on full batches, that made an arena run's first epoch about twice a warm one. Run on 4 sequences a
+ * step, the same invocations cost a fraction, and the first epoch is within 1.5x of the next (the README's
+ * figures). Nothing of it reaches the run: the weights, the optimizer's moments and the gradients it updates are
+ * copies, so the run's results are those without it, bit for bit.
  *
  * <p>When to stop is read from the steps themselves: in blocks of {@link #BLOCK} steps, until three blocks in a row
  * take within 15% of one another (after at least {@link #MIN_STEPS}), or after {@link #MAX_STEPS} steps or

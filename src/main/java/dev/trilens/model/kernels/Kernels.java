@@ -6,14 +6,14 @@ package dev.trilens.model.kernels;
  * a short job.
  *
  * <p>Why short jobs run the scalar reference: until the JIT's optimizing compiler has compiled them, the Vector API
- * kernels are far slower than scalar code (every vector operation a call and an allocation), and compiling them takes
- * about 1.5 s of CPU. A job of a few forward passes is over before that pays off: `evaluate` on the challenge's 2500
- * sequences took 2.0 s on the vector kernels and 1.2 s on the scalar ones (the README's cold start figures); the two
- * cross at about 10,000 sequences. So a command whose whole kernel work it knows in advance (evaluate, predict, patch,
- * extract) calls {@link #preferForWork} before the first kernel runs, and below {@link #SHORT_JOB_MULTIPLY_ADDS} the
- * process runs the scalar reference. Results differ between the two in the last bits only (other summation orders),
- * and the same command on the same inputs always makes the same choice. {@code -Dtrilens.kernels=vector} or
- * {@code scalar} overrides it (the tests pin it, so that which test runs first does not choose for all of them).
+ * kernels are far slower than scalar code (every vector operation a call and an allocation), and compiling them
+ * takes seconds of CPU (-XX:+CITime). A job of a few forward passes is over before that pays off: `evaluate` on the
+ * challenge's 2500 sequences takes about half as long on the scalar ones (the README's cold start figures). So a
+ * command whose whole kernel work it knows in advance (evaluate, predict, patch, extract) calls {@link
+ * #preferForWork} before the first kernel runs, and below {@link #SHORT_JOB_MULTIPLY_ADDS} the process runs the
+ * scalar reference. Results differ between the two in the last bits only (other summation orders), and the same
+ * command on the same inputs always makes the same choice. {@code -Dtrilens.kernels=vector} or {@code scalar}
+ * overrides it (the tests pin it, so that which test runs first does not choose for all of them).
  */
 public final class Kernels {
     /** Whether the Vector API kernels can run: the module is present and not switched off. */
@@ -22,7 +22,7 @@ public final class Kernels {
 
     /**
      * Multiply-adds of a whole job below which the scalar reference finishes first: 2e9 is ~6,000 sequences of the
-     * challenge's shape in a forward pass, below the ~10,000 where the two took the same time.
+     * challenge's shape in a forward pass, short of where the two kernels take as long.
      */
     public static final double SHORT_JOB_MULTIPLY_ADDS = 2e9;
 
