@@ -98,9 +98,7 @@ public final class ExtractCommand implements Callable<Integer> {
         }
         Checkpoint ckpt = Checkpoints.load(model, loading.allowNonFinite);
         ModelConfig cfg = ckpt.weights().cfg;
-        // every pair (a, b) at each query position, about a token's forward pass each
-        int nPositions = positions != null ? positions.length : TrigramExtractor.defaultPositions(cfg.nCtx()).length;
-        Kernels.preferForWork((double) cfg.dVocab() * cfg.dVocab() * nPositions * cfg.tokenMultiplyAdds());
+        Kernels.preferForWork(TrigramExtractor.multiplyAdds(cfg, positions));
         TrigramExtractor.Result r = TrigramExtractor.extract(ckpt.weights(),
                 new TrigramExtractor.Options(threshold, positions, bg));
         TrigramDataset ds = knownDataset(ckpt);

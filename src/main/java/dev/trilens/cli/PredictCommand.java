@@ -69,8 +69,7 @@ public final class PredictCommand implements Callable<Integer> {
                 + " tokens");
         int[] seq = Probe.parseTokens(text, cfg);
         // one sequence, then the weights-only extraction: a short job (see Kernels)
-        Kernels.preferForWork((cfg.nCtx() + (double) cfg.dVocab() * cfg.dVocab()
-                * TrigramExtractor.defaultPositions(cfg.nCtx()).length) * cfg.tokenMultiplyAdds());
+        Kernels.preferForWork((double) cfg.nCtx() * cfg.tokenMultiplyAdds() + TrigramExtractor.multiplyAdds(cfg, null));
         Probe probe = new Probe(new HookedTransformer(ckpt.weights()), TrigramExtractor.extract(ckpt.weights()),
                 null);
         Probe.Prediction r = probe.predict(seq, top);

@@ -111,6 +111,15 @@ public final class TrigramExtractor {
     }
 
     /**
+     * The extraction's work in multiply-adds, for Kernels.preferForWork: every pair (a, b) at each query position,
+     * about a token's forward pass each. positions null = the default ones.
+     */
+    public static double multiplyAdds(ModelConfig cfg, int[] positions) {
+        int n = positions != null ? positions.length : defaultPositions(cfg.nCtx()).length;
+        return (double) cfg.dVocab() * cfg.dVocab() * n * cfg.tokenMultiplyAdds();
+    }
+
+    /**
      * Every position whose prediction the training loss uses, 1..n_ctx-2 (the last position predicts nothing and is
      * never trained), thinned to at most 16 evenly spaced ones for long contexts.
      */

@@ -70,7 +70,6 @@ final class KernelWarmUp {
         for (int block = 0; block < blocks.length; block++) {
             long t0 = System.nanoTime();
             for (int i = 0; i < BLOCK; i++, steps++) {
-                Arrays.fill(grads, 0f);
                 backprop.lossAndGradients(scratch, tokens, B, T, grads);
                 adam.step(scratch.data, grads, 1e-3);
             }

@@ -18,7 +18,7 @@ package dev.trilens.model.kernels;
 public final class Kernels {
     /** Whether the Vector API kernels can run: the module is present and not switched off. */
     public static final boolean VECTOR = ModuleLayer.boot().findModule("jdk.incubator.vector").isPresent()
-            && !Boolean.getBoolean("trilens.scalar") && !"scalar".equals(System.getProperty("trilens.kernels"));
+            && !Boolean.getBoolean("trilens.scalar") && !override().equals("scalar");
 
     /**
      * Multiply-adds of a whole job below which the scalar reference finishes first: 2e9 is ~6,000 sequences of the
@@ -44,11 +44,16 @@ public final class Kernels {
 
     /** What is wrong with -Dtrilens.kernels, or null when it is unset, vector or scalar. */
     public static String overrideProblem() {
-        String v = System.getProperty("trilens.kernels");
-        if (v == null || v.equals("vector") || v.equals("scalar")) {
+        String v = override();
+        if (v.isEmpty() || v.equals("vector") || v.equals("scalar")) {
             return null;
         }
         return "-Dtrilens.kernels=" + v + " is no kernel choice; expected vector or scalar (or no such property)";
+    }
+
+    /** -Dtrilens.kernels, "" when unset. */
+    private static String override() {
+        return System.getProperty("trilens.kernels", "");
     }
 
     /** The kernels everything runs with; the first call fixes the choice. */
@@ -63,8 +68,7 @@ public final class Kernels {
 
     private static synchronized TensorOps choose() {
         chosen = true;
-        String forced = System.getProperty("trilens.kernels", "");
-        boolean vector = VECTOR && (forced.equals("vector") || !shortJob);
+        boolean vector = VECTOR && (override().equals("vector") || !shortJob);
         return vector ? vector() : new ScalarOps();
     }
 
