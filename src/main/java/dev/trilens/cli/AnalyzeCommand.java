@@ -156,7 +156,7 @@ public final class AnalyzeCommand implements Callable<Integer> {
                 System.err.println("analyze: " + section + " ...");
             }
         });
-        Map<String, Object> json = analysis.toJson(modelPath, ctx.model().config(), ctx.data());
+        com.fasterxml.jackson.databind.JsonNode tree = analysis.toJson(modelPath, ctx.model().config(), ctx.data());
         ObjectMapper mapper = Analysis.mapper().enable(SerializationFeature.INDENT_OUTPUT);
         for (String section : analysis.readingOrder()) {
             term.printf("%n[%s] %.1fs%n", section, analysis.seconds().get(section));
@@ -170,7 +170,6 @@ public final class AnalyzeCommand implements Callable<Integer> {
         }
         // the run's training curves, when the model came out of `trilens run` in this folder
         Path metrics = dir.resolve(Trainer.METRICS);
-        com.fasterxml.jackson.databind.JsonNode tree = mapper.valueToTree(json);
         Path runMetrics = Files.isRegularFile(metrics) ? metrics : null;
         // analysis.json, the figures and the report are one set: all of them land, or none (a full disk half-way
         // leaves the previous set whole)

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.PropertyNamingStrategies;
 import com.fasterxml.jackson.databind.annotation.JsonNaming;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.trilens.data.TrigramDataset;
 import dev.trilens.model.HookedTransformer;
 import dev.trilens.model.ModelConfig;
@@ -36,6 +37,12 @@ public final class Analysis {
     }
 
     private final Map<String, Object> sections = new LinkedHashMap<>();
+    /**
+     * Each section as analysis.json's tree, made once when the section is computed: the explanation and the worklog
+     * read it, the terminal's summaries and analysis.json come from it (each used to convert every section again,
+     * several MB of JSON).
+     */
+    private final ObjectNode trees = JSON.createObjectNode();
     private final Map<String, Double> seconds = new LinkedHashMap<>();
 
     /** Receives each section's name as it starts, for progress output. */
@@ -72,7 +79,7 @@ public final class Analysis {
         a.section("causal_validation", progress, () -> CausalValidation.run(model, data, needs(extracted[0])));
         a.section("failure_modes", progress, () -> FailureModes.analyze(model, data, needs(extracted[0]),
                 FailureModes.DEFAULT_SAMPLES, data.seed()));
-        JsonNode tree = JSON.valueToTree(a.sections);
+        JsonNode tree = a.trees;
         a.section("explanation", progress, () -> Explanation.of(ctx, tree, extracted[0]));
         a.section("worklog", progress, () -> Worklog.answer(ctx, tree, worklogInputs));
         return a;
@@ -110,6 +117,7 @@ public final class Analysis {
         }
         sections.put(name, value);
         seconds.put(name, (System.nanoTime() - t0) / 1e9);
+        trees.set(name, JSON.valueToTree(value));
     }
 
     public Map<String, Object> sections() {
@@ -156,27 +164,32 @@ public final class Analysis {
      * The whole analysis as analysis.json's object: model and dataset description, then the sections (a map, as
      * which sections there are depends on the model), then each section's seconds.
      */
-    public Map<String, Object> toJson(String modelPath, ModelConfig cfg, TrigramDataset data) {
-        Map<String, Object> root = new LinkedHashMap<>();
-        root.put("model", new ModelInfo(modelPath, cfg, new dev.trilens.model.ParamLayout(cfg).totalSize()));
-        root.put("dataset", DatasetInfo.of(data));
+    public ObjectNode toJson(String modelPath, ModelConfig cfg, TrigramDataset data) {
+        ObjectNode root = JSON.createObjectNode();
+        root.set("model", JSON.valueToTree(new ModelInfo(modelPath, cfg,
+                new dev.trilens.model.ParamLayout(cfg).totalSize())));
+        root.set("dataset", JSON.valueToTree(DatasetInfo.of(data)));
         for (String first : FIRST) {
-            if (sections.containsKey(first)) {
-                root.put(first, sections.get(first));
+            if (trees.has(first)) {
+                root.set(first, trees.get(first));
                 if (first.equals("explanation")) {
-                    root.put("glossary", Explanation.GLOSSARY);
+                    root.set("glossary", JSON.valueToTree(Explanation.GLOSSARY));
                 }
             }
         }
-        sections.forEach(root::putIfAbsent);
-        root.put("seconds", seconds);
+        trees.fields().forEachRemaining(e -> {
+            if (!root.has(e.getKey())) {
+                root.set(e.getKey(), e.getValue());
+            }
+        });
+        root.set("seconds", JSON.valueToTree(seconds));
         return root;
     }
 
     /** The sentences each section offers as its summary (its "summary" key, a string or a list of them). */
     public List<String> summary(String section) {
         List<String> lines = new ArrayList<>();
-        JsonNode node = JSON.valueToTree(sections.get(section));
+        JsonNode node = trees.get(section);
         JsonNode s = node == null ? null : node.get("summary");
         if (node != null && node.isArray()) {
             // the explanation's claims and the worklog's answers are lists of objects, not sections with a summary

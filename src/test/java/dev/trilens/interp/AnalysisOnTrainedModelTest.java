@@ -47,6 +47,15 @@ class AnalysisOnTrainedModelTest {
     }
 
     @Test
+    void eachSectionsTreeIsItsRecordAsJacksonWritesItAtTheEnd() {
+        // each section is converted once, when it is computed: nothing may change it afterwards
+        for (String name : COMPUTED) {
+            assertThat(json.get(name)).as(name)
+                    .isEqualTo(Analysis.mapper().valueToTree(analysis.sections().get(name)));
+        }
+    }
+
+    @Test
     void eachSectionsSummaryLinesComeFromItsOwnNumbers() {
         java.util.List<String> claims = analysis.summary("explanation");
         assertThat(claims).hasSize(json.get("explanation").size()).isNotEmpty();
