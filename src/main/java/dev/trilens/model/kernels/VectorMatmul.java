@@ -103,9 +103,9 @@ final class VectorMatmul {
 
     // Register tiles. An FMA has a latency of about four cycles and two can start per cycle, so a loop needs eight or
     // more independent accumulators to keep the units busy; a tile of 8 rows x 2 vectors holds sixteen, and each
-    // weight vector it loads feeds eight FMAs. Outputs five or more vectors wide use 4 x 5 tiles (twenty), where
-    // each broadcast input feeds five FMAs instead of two. AVX-512 has 32 vector registers, enough for either tile
-    // and its operands.
+    // weight vector it loads feeds eight FMAs. Outputs four or more vectors wide use 4 x 5 and 4 x 4 tiles (twenty
+    // and sixteen), where each broadcast input feeds five or four FMAs instead of two. AVX-512 has 32 vector
+    // registers, enough for any of these tiles and its operands.
 
     /** out[T,OC] (= bias | += ) inp[T,C] @ w[C,OC] for OC a whole number of vectors. */
     private static void matmulTiled(float[] out, int outOff, float[] inp, int inpOff, float[] w, int wOff,
@@ -135,19 +135,32 @@ final class VectorMatmul {
                               boolean wide) {
         int L = F.length();
         int o = 0;
-        // five vectors wide (the unembed's 80 columns): each broadcast feeds five FMAs instead of two
-        for (; wide && o + 5 * L <= width; o += 5 * L) {
+        // groups of five vectors (the unembed's 80 columns): each broadcast feeds five FMAs instead of two; then of
+        // four where the rest would leave a single vector, which eight-row tiles of one vector run at about half the
+        // speed (128 columns were 5 + 2 + 1 vectors, now 4 + 4)
+        int vectors = width / L, fives = wide ? vectors / 5 : 0, fours = 0;
+        int rest = vectors - 5 * fives;
+        if (wide && rest == 4) {
+            fours = 1;
+        } else if (wide && fives > 0 && (rest == 1 || rest == 3)) {
+            fives--;
+            fours = rest == 1 ? 1 : 2; // 5 + 1 = 4 + 2, 5 + 3 = 4 + 4
+        }
+        for (int g = 0; g < fives; g++, o += 5 * L) {
             int r = 0;
             for (; r + 3 < rows; r += 4) {
                 rows4x5(out, outOff + r * OC + o, OC, x, xOff + r * xr, xr, xs, w, wOff + o, OC, bias, biasOff + o,
                         accumulate, n);
             }
-            for (; r < rows; r++) {
-                for (int v = o; v < o + 5 * L; v += L) {
-                    rowsNx1(out, outOff + r * OC + v, OC, x, xOff + r * xr, xr, xs, w, wOff + v, OC, bias,
-                            biasOff + v, accumulate, 1, n);
-                }
+            singleRows(out, outOff, x, xOff, xr, xs, w, wOff, bias, biasOff, accumulate, r, rows, n, OC, o, 5);
+        }
+        for (int g = 0; g < fours; g++, o += 4 * L) {
+            int r = 0;
+            for (; r + 3 < rows; r += 4) {
+                rows4x4(out, outOff + r * OC + o, OC, x, xOff + r * xr, xr, xs, w, wOff + o, OC, bias, biasOff + o,
+                        accumulate, n);
             }
+            singleRows(out, outOff, x, xOff, xr, xs, w, wOff, bias, biasOff, accumulate, r, rows, n, OC, o, 4);
         }
         for (; o + 2 * L <= width; o += 2 * L) {
             int r = 0;
@@ -173,6 +186,19 @@ final class VectorMatmul {
         }
         for (; o < width; o += L) {
             lastVector(out, outOff, x, xOff, xr, xs, w, wOff, bias, biasOff, accumulate, rows, n, OC, o);
+        }
+    }
+
+    /** Rows from..rows-1 of a group of `vectors` vectors from column o, one row and one vector at a time. */
+    private static void singleRows(float[] out, int outOff, float[] x, int xOff, int xr, int xs, float[] w, int wOff,
+                                   float[] bias, int biasOff, boolean accumulate, int from, int rows, int n, int OC,
+                                   int o, int vectors) {
+        int L = F.length();
+        for (int r = from; r < rows; r++) {
+            for (int v = o; v < o + vectors * L; v += L) {
+                rowsNx1(out, outOff + r * OC + v, OC, x, xOff + r * xr, xr, xs, w, wOff + v, OC, bias, biasOff + v,
+                        accumulate, 1, n);
+            }
         }
     }
 
@@ -401,6 +427,66 @@ final class VectorMatmul {
         c3.intoArray(out, o3 + 2 * L);
         d3.intoArray(out, o3 + 3 * L);
         e3.intoArray(out, o3 + 4 * L);
+    }
+
+    /** Four rows x four vectors; the same addressing as rows8x2. */
+    private static void rows4x4(float[] out, int o, int os, float[] x, int i, int xr, int xs, float[] w, int wo,
+                                int ws, float[] bias, int bo, boolean accumulate, int n) {
+        int L = F.length();
+        int o1 = o + os, o2 = o + 2 * os, o3 = o + 3 * os;
+        FloatVector a0 = start(out, o, bias, bo, accumulate), b0 = start(out, o + L, bias, bo + L, accumulate);
+        FloatVector c0 = start(out, o + 2 * L, bias, bo + 2 * L, accumulate);
+        FloatVector d0 = start(out, o + 3 * L, bias, bo + 3 * L, accumulate);
+        FloatVector a1 = start(out, o1, bias, bo, accumulate), b1 = start(out, o1 + L, bias, bo + L, accumulate);
+        FloatVector c1 = start(out, o1 + 2 * L, bias, bo + 2 * L, accumulate);
+        FloatVector d1 = start(out, o1 + 3 * L, bias, bo + 3 * L, accumulate);
+        FloatVector a2 = start(out, o2, bias, bo, accumulate), b2 = start(out, o2 + L, bias, bo + L, accumulate);
+        FloatVector c2 = start(out, o2 + 2 * L, bias, bo + 2 * L, accumulate);
+        FloatVector d2 = start(out, o2 + 3 * L, bias, bo + 3 * L, accumulate);
+        FloatVector a3 = start(out, o3, bias, bo, accumulate), b3 = start(out, o3 + L, bias, bo + L, accumulate);
+        FloatVector c3 = start(out, o3 + 2 * L, bias, bo + 2 * L, accumulate);
+        FloatVector d3 = start(out, o3 + 3 * L, bias, bo + 3 * L, accumulate);
+        for (int c = 0; c < n; c++) {
+            int wc = wo + c * ws;
+            FloatVector wa = FloatVector.fromArray(F, w, wc), wb = FloatVector.fromArray(F, w, wc + L);
+            FloatVector wcv = FloatVector.fromArray(F, w, wc + 2 * L), wd = FloatVector.fromArray(F, w, wc + 3 * L);
+            FloatVector xv = FloatVector.broadcast(F, x[i + c * xs]);
+            a0 = wa.fma(xv, a0);
+            b0 = wb.fma(xv, b0);
+            c0 = wcv.fma(xv, c0);
+            d0 = wd.fma(xv, d0);
+            xv = FloatVector.broadcast(F, x[i + xr + c * xs]);
+            a1 = wa.fma(xv, a1);
+            b1 = wb.fma(xv, b1);
+            c1 = wcv.fma(xv, c1);
+            d1 = wd.fma(xv, d1);
+            xv = FloatVector.broadcast(F, x[i + 2 * xr + c * xs]);
+            a2 = wa.fma(xv, a2);
+            b2 = wb.fma(xv, b2);
+            c2 = wcv.fma(xv, c2);
+            d2 = wd.fma(xv, d2);
+            xv = FloatVector.broadcast(F, x[i + 3 * xr + c * xs]);
+            a3 = wa.fma(xv, a3);
+            b3 = wb.fma(xv, b3);
+            c3 = wcv.fma(xv, c3);
+            d3 = wd.fma(xv, d3);
+        }
+        a0.intoArray(out, o);
+        b0.intoArray(out, o + L);
+        c0.intoArray(out, o + 2 * L);
+        d0.intoArray(out, o + 3 * L);
+        a1.intoArray(out, o1);
+        b1.intoArray(out, o1 + L);
+        c1.intoArray(out, o1 + 2 * L);
+        d1.intoArray(out, o1 + 3 * L);
+        a2.intoArray(out, o2);
+        b2.intoArray(out, o2 + L);
+        c2.intoArray(out, o2 + 2 * L);
+        d2.intoArray(out, o2 + 3 * L);
+        a3.intoArray(out, o3);
+        b3.intoArray(out, o3 + L);
+        c3.intoArray(out, o3 + 2 * L);
+        d3.intoArray(out, o3 + 3 * L);
     }
 
     /** Two rows x two vectors; the same addressing as rows8x2. */

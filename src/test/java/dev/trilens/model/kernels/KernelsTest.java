@@ -75,7 +75,11 @@ class KernelsTest {
         // the tiling is chosen by the machine's vector width (VectorMatmul.WIDE_REGISTERS), so each machine runs
         // only one of them otherwise; both must produce the same fma chain per output, bit for bit
         java.util.Random r = new java.util.Random(7);
-        for (int[] shape : new int[][] {{50, 32, 48}, {50, 32, 80}, {17, 20, 32}, {8, 5, 16 * 5}, {3, 7, 16}}) {
+        // widths of 1 to 13 vectors of 16: five-vector groups, four-vector groups where a single one would be left
+        // (6, 8, 9, 11, 13), pairs and single vectors; row counts not a multiple of the tiles' rows
+        for (int[] shape : new int[][] {{50, 32, 48}, {50, 32, 80}, {17, 20, 32}, {8, 5, 16 * 5}, {3, 7, 16},
+                {13, 9, 16 * 4}, {14, 11, 16 * 6}, {15, 6, 16 * 8}, {9, 10, 16 * 9}, {10, 3, 16 * 11},
+                {7, 12, 16 * 13}}) {
             int T = shape[0], C = shape[1], OC = shape[2] / LANES * LANES;
             if (OC == 0) {
                 continue;
