@@ -136,8 +136,8 @@ final class VectorMatmul {
         int L = F.length();
         int o = 0;
         // groups of five vectors (the unembed's 80 columns): each broadcast feeds five FMAs instead of two; then of
-        // four where the rest would leave a single vector, which eight-row tiles of one vector run at about half the
-        // speed (128 columns were 5 + 2 + 1 vectors, now 4 + 4)
+        // four where the rest would leave a single vector, whose tiles spend a broadcast load on every FMA (128
+        // columns were 5 + 2 + 1 vectors, now 4 + 4)
         int vectors = width / L, fives = wide ? vectors / 5 : 0, fours = 0;
         int rest = vectors - 5 * fives;
         if (wide && rest == 4) {
