@@ -443,9 +443,7 @@ public final class Backprop {
                     continue;
                 }
                 float[] x = attnIn(l);
-                ops.matmulBackwardWeight(g, at.wQ(), dq, 0, x, 0, P, D, HDh);
-                ops.matmulBackwardWeight(g, at.wK(), dk, 0, x, 0, P, D, HDh);
-                ops.matmulBackwardWeight(g, at.wV(), dv, 0, x, 0, P, D, HDh);
+                ops.matmulBackwardWeight3(g, at.wQ(), at.wK(), at.wV(), dq, 0, dk, 0, dv, 0, x, 0, P, D, HDh);
                 ops.biasBackward(g, at.bQ(), dq, 0, P, HDh);
                 ops.biasBackward(g, at.bK(), dk, 0, P, HDh);
                 ops.biasBackward(g, at.bV(), dv, 0, P, HDh);

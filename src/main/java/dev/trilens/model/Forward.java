@@ -252,9 +252,33 @@ final class Forward {
 
     /** Runs every step for sequence b, whose tokens start at tokens[tokOff]. */
     void run(Frame f, int b, int[] tokens, int tokOff) {
-        for (Step s : steps) {
-            run(s, f, b, tokens, tokOff);
+        run(steps, f, b, tokens, tokOff);
+    }
+
+    /**
+     * Runs these steps (a run of consecutive ones, e.g. a segment between hooks) for sequence b. A layer's Q, K and V
+     * steps, when all three are among them, run as one kernel call: they read the same input, which the kernel can
+     * then load once for the three (see {@link TensorOps#matmulForward3}; the numbers are the same).
+     */
+    void run(List<Step> some, Frame f, int b, int[] tokens, int tokOff) {
+        int n = some.size();
+        for (int i = 0; i < n; i++) {
+            Step s = some.get(i);
+            if (s.kind == Kind.QKV && i + 2 < n && some.get(i + 1).kind == Kind.QKV && some.get(i + 2).kind == Kind.QKV
+                    && some.get(i + 1).in0 == s.in0 && some.get(i + 2).in0 == s.in0) {
+                runQkv(s, some.get(i + 1), some.get(i + 2), f, b);
+                i += 2;
+            } else {
+                run(s, f, b, tokens, tokOff);
+            }
         }
+    }
+
+    private void runQkv(Step q, Step k, Step v, Frame f, int b) {
+        int HDh = cfg.nHeads() * cfg.dHead();
+        ops.matmulForward3(f.array(q.out), f.offset(q.out, b), f.array(k.out), f.offset(k.out, b), f.array(v.out),
+                f.offset(v.out, b), f.array(q.in0), f.offset(q.in0, b), w, q.p0, k.p0, v.p0, w, q.p1, k.p1, v.p1, T,
+                cfg.dModel(), HDh);
     }
 
     void run(Step s, Frame f, int b, int[] tokens, int tokOff) {

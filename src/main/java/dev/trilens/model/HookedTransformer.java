@@ -124,9 +124,7 @@ public final class HookedTransformer {
                 }
                 Forward.Frame f = frames[worker];
                 for (int b = from; b < to; b++) {
-                    for (Forward.Step st : segment) {
-                        pass.run(st, f, b, tokens, b * T);
-                    }
+                    pass.run(segment, f, b, tokens, b * T);
                 }
             });
             Forward.Act a = pass.acts.get(segment.get(segment.size() - 1).out());

@@ -50,6 +50,30 @@ public interface TensorOps {
     void matmulBackwardWeightStrided(float[] dw, int dwOff, float[] dout, int doutOff, float[] inp, int inpOff,
                                      int inpStride, int T, int C, int OC);
 
+    /**
+     * Three matmulForwards of one input, as attention's Q, K and V are: outQ = inp @ w[wQ..] + bias[bQ..], and K and V
+     * likewise (bias may be null). The same numbers as the three calls, to the bit; a kernel may run them together.
+     */
+    default void matmulForward3(float[] outQ, int oQ, float[] outK, int oK, float[] outV, int oV, float[] inp,
+                                int inpOff, float[] w, int wQ, int wK, int wV, float[] bias, int bQ, int bK, int bV,
+                                int T, int C, int OC) {
+        matmulForward(outQ, oQ, inp, inpOff, w, wQ, bias, bQ, T, C, OC);
+        matmulForward(outK, oK, inp, inpOff, w, wK, bias, bK, T, C, OC);
+        matmulForward(outV, oV, inp, inpOff, w, wV, bias, bV, T, C, OC);
+    }
+
+    /**
+     * Three matmulBackwardWeights of one input: dw[dwQ..] += inp^T @ dq, and dk, dv likewise. The same numbers as the
+     * three calls, to the bit.
+     */
+    default void matmulBackwardWeight3(float[] dw, int dwQ, int dwK, int dwV, float[] dq, int dqOff, float[] dk,
+                                       int dkOff, float[] dv, int dvOff, float[] inp, int inpOff, int T, int C,
+                                       int OC) {
+        matmulBackwardWeight(dw, dwQ, dq, dqOff, inp, inpOff, T, C, OC);
+        matmulBackwardWeight(dw, dwK, dk, dkOff, inp, inpOff, T, C, OC);
+        matmulBackwardWeight(dw, dwV, dv, dvOff, inp, inpOff, T, C, OC);
+    }
+
     /** dinp[T,C] += dout[T,OC] @ w^T, given wT = w transposed to [OC,C] (see {@link #transpose}). */
     void matmulBackwardInput(float[] dinp, int dinpOff, float[] dout, int doutOff, float[] wT, int wTOff,
                              int T, int C, int OC);

@@ -580,6 +580,110 @@ final class VectorMatmul {
         a7.intoArray(out, o + 7 * os);
     }
 
+    /**
+     * Whether three products of one input, each OC wide, run together ({@link #matmul3}): where OC is a single vector
+     * (Q, K and V of a d_head 16 head on AVX-512), alone each would run in 8 x 1 tiles, a broadcast load per FMA.
+     */
+    static boolean together(int OC) {
+        return OC == F.length() && WIDE_REGISTERS;
+    }
+
+    /**
+     * Three products of the same x, each one vector (L floats) wide: outA[oA + r*L] (+)= sum over k < n of
+     * x[i + r*xr + k*xs] * wA[woA + k*L], and B and C likewise, for r < rows: in tiles of 6 rows x the three, so each broadcast input feeds
+     * three FMAs; the last rows one product at a time. Every output is the fma chain the single products compute.
+     */
+    static void matmul3(float[] outA, int oA, float[] outB, int oB, float[] outC, int oC, float[] x, int i, int xr,
+                        int xs, float[] wA, int woA, float[] wB, int woB, float[] wC, int woC, float[] bias, int bA,
+                        int bB, int bC, boolean accumulate, int rows, int n) {
+        int L = F.length(), r = 0;
+        for (; r + 5 < rows; r += 6) {
+            rows6x3(outA, oA + r * L, outB, oB + r * L, outC, oC + r * L, L, x, i + r * xr, xr, xs, wA, woA, wB, woB,
+                    wC, woC, L, bias, bA, bB, bC, accumulate, n);
+        }
+        if (r < rows) {
+            int rest = rows - r, xi = i + r * xr;
+            tiles(outA, oA + r * L, x, xi, xr, xs, wA, woA, bias, bA, accumulate, rest, n, L, L, true);
+            tiles(outB, oB + r * L, x, xi, xr, xs, wB, woB, bias, bB, accumulate, rest, n, L, L, true);
+            tiles(outC, oC + r * L, x, xi, xr, xs, wC, woC, bias, bC, accumulate, rest, n, L, L, true);
+        }
+    }
+
+    /**
+     * Six rows x one vector of three products; the addressing of {@link #matmul3}. Eighteen accumulators: eight rows
+     * (twenty-four) made a method too large for C2 to inline every Vector API call, and the rest then boxed a vector
+     * object per operation.
+     */
+    private static void rows6x3(float[] outA, int oA, float[] outB, int oB, float[] outC, int oC, int os, float[] x,
+                                int i, int xr, int xs, float[] wA, int woA, float[] wB, int woB, float[] wC, int woC,
+                                int ws, float[] bias, int bA, int bB, int bC, boolean accumulate, int n) {
+        FloatVector a0 = start(outA, oA, bias, bA, accumulate);
+        FloatVector b0 = start(outB, oB, bias, bB, accumulate);
+        FloatVector c0 = start(outC, oC, bias, bC, accumulate);
+        FloatVector a1 = start(outA, oA + os, bias, bA, accumulate);
+        FloatVector b1 = start(outB, oB + os, bias, bB, accumulate);
+        FloatVector c1 = start(outC, oC + os, bias, bC, accumulate);
+        FloatVector a2 = start(outA, oA + 2 * os, bias, bA, accumulate);
+        FloatVector b2 = start(outB, oB + 2 * os, bias, bB, accumulate);
+        FloatVector c2 = start(outC, oC + 2 * os, bias, bC, accumulate);
+        FloatVector a3 = start(outA, oA + 3 * os, bias, bA, accumulate);
+        FloatVector b3 = start(outB, oB + 3 * os, bias, bB, accumulate);
+        FloatVector c3 = start(outC, oC + 3 * os, bias, bC, accumulate);
+        FloatVector a4 = start(outA, oA + 4 * os, bias, bA, accumulate);
+        FloatVector b4 = start(outB, oB + 4 * os, bias, bB, accumulate);
+        FloatVector c4 = start(outC, oC + 4 * os, bias, bC, accumulate);
+        FloatVector a5 = start(outA, oA + 5 * os, bias, bA, accumulate);
+        FloatVector b5 = start(outB, oB + 5 * os, bias, bB, accumulate);
+        FloatVector c5 = start(outC, oC + 5 * os, bias, bC, accumulate);
+        for (int k = 0; k < n; k++) {
+            FloatVector wa = FloatVector.fromArray(F, wA, woA + k * ws);
+            FloatVector wb = FloatVector.fromArray(F, wB, woB + k * ws);
+            FloatVector wc = FloatVector.fromArray(F, wC, woC + k * ws);
+            FloatVector xv = FloatVector.broadcast(F, x[i + k * xs]);
+            a0 = wa.fma(xv, a0);
+            b0 = wb.fma(xv, b0);
+            c0 = wc.fma(xv, c0);
+            xv = FloatVector.broadcast(F, x[i + xr + k * xs]);
+            a1 = wa.fma(xv, a1);
+            b1 = wb.fma(xv, b1);
+            c1 = wc.fma(xv, c1);
+            xv = FloatVector.broadcast(F, x[i + 2 * xr + k * xs]);
+            a2 = wa.fma(xv, a2);
+            b2 = wb.fma(xv, b2);
+            c2 = wc.fma(xv, c2);
+            xv = FloatVector.broadcast(F, x[i + 3 * xr + k * xs]);
+            a3 = wa.fma(xv, a3);
+            b3 = wb.fma(xv, b3);
+            c3 = wc.fma(xv, c3);
+            xv = FloatVector.broadcast(F, x[i + 4 * xr + k * xs]);
+            a4 = wa.fma(xv, a4);
+            b4 = wb.fma(xv, b4);
+            c4 = wc.fma(xv, c4);
+            xv = FloatVector.broadcast(F, x[i + 5 * xr + k * xs]);
+            a5 = wa.fma(xv, a5);
+            b5 = wb.fma(xv, b5);
+            c5 = wc.fma(xv, c5);
+        }
+        a0.intoArray(outA, oA);
+        b0.intoArray(outB, oB);
+        c0.intoArray(outC, oC);
+        a1.intoArray(outA, oA + os);
+        b1.intoArray(outB, oB + os);
+        c1.intoArray(outC, oC + os);
+        a2.intoArray(outA, oA + 2 * os);
+        b2.intoArray(outB, oB + 2 * os);
+        c2.intoArray(outC, oC + 2 * os);
+        a3.intoArray(outA, oA + 3 * os);
+        b3.intoArray(outB, oB + 3 * os);
+        c3.intoArray(outC, oC + 3 * os);
+        a4.intoArray(outA, oA + 4 * os);
+        b4.intoArray(outB, oB + 4 * os);
+        c4.intoArray(outC, oC + 4 * os);
+        a5.intoArray(outA, oA + 5 * os);
+        b5.intoArray(outB, oB + 5 * os);
+        c5.intoArray(outC, oC + 5 * os);
+    }
+
     /** dw[C,OC] += inp^T @ dout: the tiles of the forward matmul, walking positions instead of input channels. */
     static void matmulBackwardWeight(float[] dw, int dwOff, float[] dout, int doutOff, float[] inp, int inpOff,
                                      int T, int C, int OC) {

@@ -72,6 +72,30 @@ public final class VectorOps extends ScalarOps {
         VectorMatmul.matmulBackwardWeightStrided(dw, dwOff, dout, doutOff, inp, inpOff, inpStride, T, C, OC);
     }
 
+    @Override
+    public void matmulForward3(float[] outQ, int oQ, float[] outK, int oK, float[] outV, int oV, float[] inp,
+                               int inpOff, float[] w, int wQ, int wK, int wV, float[] bias, int bQ, int bK, int bV,
+                               int T, int C, int OC) {
+        if (!VectorMatmul.together(OC)) {
+            super.matmulForward3(outQ, oQ, outK, oK, outV, oV, inp, inpOff, w, wQ, wK, wV, bias, bQ, bK, bV, T, C, OC);
+            return;
+        }
+        VectorMatmul.matmul3(outQ, oQ, outK, oK, outV, oV, inp, inpOff, C, 1, w, wQ, w, wK, w, wV, bias, bQ, bK, bV,
+                false, T, C);
+    }
+
+    @Override
+    public void matmulBackwardWeight3(float[] dw, int dwQ, int dwK, int dwV, float[] dq, int dqOff, float[] dk,
+                                      int dkOff, float[] dv, int dvOff, float[] inp, int inpOff, int T, int C,
+                                      int OC) {
+        if (!VectorMatmul.together(OC)) {
+            super.matmulBackwardWeight3(dw, dwQ, dwK, dwV, dq, dqOff, dk, dkOff, dv, dvOff, inp, inpOff, T, C, OC);
+            return;
+        }
+        VectorMatmul.matmul3(dw, dwQ, dw, dwK, dw, dwV, inp, inpOff, 1, C, dq, dqOff, dk, dkOff, dv, dvOff, null, 0, 0,
+                0, true, C, T);
+    }
+
     /** Any C: lanes over C, whole vectors in tiles, otherwise fused multiply-adds one column at a time. */
     @Override
     public void matmulBackwardInput(float[] dinp, int dinpOff, float[] dout, int doutOff, float[] wT, int wTOff,

@@ -108,6 +108,50 @@ class KernelsTest {
         }
     }
 
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("both")
+    void threeProductsOfOneInputEqualThreeSingleOnes(String name, TensorOps ops) {
+        // Q, K and V run as one call (matmulForward3, and matmulBackwardWeight3 for their gradients), together in one
+        // tile where a head is one vector wide: each output must be the single product's fma chain, bit for bit. Row
+        // counts around the six-row tile, widths of one vector (run together) and others (run one by one).
+        for (int[] shape : new int[][] {{50, 32, LANES}, {49, 32, LANES}, {6, 5, LANES}, {13, 20, LANES},
+                {5, 7, LANES}, {1, 3, LANES}, {50, 32, 2 * LANES}, {11, 9, 12}}) {
+            int T = shape[0], C = shape[1], OC = shape[2];
+            float[] inp = random(T * C), w = random(5 + 3 * C * OC), bias = random(2 + 3 * OC);
+            int wQ = 5, wK = wQ + C * OC, wV = wK + C * OC, bQ = 2, bK = bQ + OC, bV = bK + OC;
+            float[] q = new float[T * OC], k = new float[T * OC + 3], v = new float[T * OC];
+            ops.matmulForward3(q, 0, k, 3, v, 0, inp, 0, w, wQ, wK, wV, bias, bQ, bK, bV, T, C, OC);
+            float[] expected = new float[T * OC];
+            String shapeName = "T=" + T + " C=" + C + " OC=" + OC;
+            ops.matmulForward(expected, 0, inp, 0, w, wQ, bias, bQ, T, C, OC);
+            assertThat(q).as("Q, %s", shapeName).containsExactly(expected);
+            ops.matmulForward(expected, 0, inp, 0, w, wK, bias, bK, T, C, OC);
+            assertThat(Arrays.copyOfRange(k, 3, k.length)).as("K, %s", shapeName).containsExactly(expected);
+            ops.matmulForward(expected, 0, inp, 0, w, wV, bias, bV, T, C, OC);
+            assertThat(v).as("V, %s", shapeName).containsExactly(expected);
+
+            float[] dq = random(T * OC), dk = random(T * OC), dv = random(T * OC);
+            float[] dwStart = random(3 * C * OC);
+            float[] together = dwStart.clone(), oneByOne = dwStart.clone();
+            ops.matmulBackwardWeight3(together, 0, C * OC, 2 * C * OC, dq, 0, dk, 0, dv, 0, inp, 0, T, C, OC);
+            ops.matmulBackwardWeight(oneByOne, 0, dq, 0, inp, 0, T, C, OC);
+            ops.matmulBackwardWeight(oneByOne, C * OC, dk, 0, inp, 0, T, C, OC);
+            ops.matmulBackwardWeight(oneByOne, 2 * C * OC, dv, 0, inp, 0, T, C, OC);
+            assertThat(together).as("weight gradients, %s", shapeName).containsExactly(oneByOne);
+            double[] dwQ = new double[C * OC];
+            for (int c = 0; c < C; c++) {
+                for (int o = 0; o < OC; o++) {
+                    double acc = dwStart[c * OC + o];
+                    for (int t = 0; t < T; t++) {
+                        acc += (double) inp[t * C + c] * dq[t * OC + o];
+                    }
+                    dwQ[c * OC + o] = acc;
+                }
+            }
+            assertClose(Arrays.copyOf(together, C * OC), dwQ, 1e-4);
+        }
+    }
+
     @Test
     void vectorKernelsAreInUse() {
         // the build and launcher pass --add-modules jdk.incubator.vector; without it everything runs scalar
