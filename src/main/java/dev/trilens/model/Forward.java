@@ -258,13 +258,18 @@ final class Forward {
     /**
      * Runs these steps (a run of consecutive ones, e.g. a segment between hooks) for sequence b. A layer's Q, K and V
      * steps, when all three are among them, run as one kernel call: they read the same input, which the kernel can
-     * then load once for the three (see {@link TensorOps#matmulForward3}; the numbers are the same).
+     * then load once for the three (see {@link TensorOps#matmulForward3}); so do a LayerNorm's two steps when no hook
+     * on hook_scale comes between them (its mean is summed once). The numbers are the same.
      */
     void run(List<Step> some, Frame f, int b, int[] tokens, int tokOff) {
         int n = some.size();
         for (int i = 0; i < n; i++) {
             Step s = some.get(i);
-            if (s.kind == Kind.QKV && i + 2 < n && some.get(i + 1).kind == Kind.QKV && some.get(i + 2).kind == Kind.QKV
+            if (s.kind == Kind.LN_SCALE && i + 1 < n && some.get(i + 1).kind == Kind.LN_NORMALIZED
+                    && some.get(i + 1).in0 == s.in0 && some.get(i + 1).in1 == s.out) {
+                runLayerNorm(s, some.get(i + 1), f, b);
+                i += 1;
+            } else if (s.kind == Kind.QKV && i + 2 < n && some.get(i + 1).kind == Kind.QKV && some.get(i + 2).kind == Kind.QKV
                     && some.get(i + 1).in0 == s.in0 && some.get(i + 2).in0 == s.in0) {
                 runQkv(s, some.get(i + 1), some.get(i + 2), f, b);
                 i += 2;
@@ -272,6 +277,12 @@ final class Forward {
                 run(s, f, b, tokens, tokOff);
             }
         }
+    }
+
+    private void runLayerNorm(Step scale, Step normalized, Frame f, int b) {
+        ops.layerNormForward(f.array(normalized.out), f.offset(normalized.out, b), f.array(scale.out),
+                f.offset(scale.out, b), f.array(scale.in0), f.offset(scale.in0, b), w, normalized.p0, w, normalized.p1,
+                T, cfg.dModel());
     }
 
     private void runQkv(Step q, Step k, Step v, Frame f, int b) {

@@ -108,6 +108,35 @@ final class VectorMath {
         return v.lane(0);
     }
 
+    /** A LayerNorm row's scale, sqrt(var + eps), given its mean: lanes over d_model, hsum, a scalar tail. */
+    static float layerNormRowScale(float[] inp, int x_t, float mean, int D) {
+        int L = F.length(), i = 0;
+        FloatVector meanV = FloatVector.broadcast(F, mean), acc = FloatVector.zero(F);
+        for (; i + L <= D; i += L) {
+            FloatVector c = FloatVector.fromArray(F, inp, x_t + i).sub(meanV);
+            acc = c.fma(c, acc);
+        }
+        float var = hsum(acc);
+        for (; i < D; i++) {
+            float c = inp[x_t + i] - mean;
+            var += c * c;
+        }
+        return (float) Math.sqrt(var / D + TensorOps.LN_EPS);
+    }
+
+    /** A LayerNorm row normalized: out = (x - mean) * rstd * w + b. */
+    static void layerNormRowApply(float[] out, int o_t, float[] inp, int x_t, float mean, float rstd, float[] w,
+                                  int wOff, float[] b, int bOff, int D) {
+        int L = F.length(), i = 0;
+        for (; i + L <= D; i += L) {
+            FloatVector.fromArray(F, inp, x_t + i).sub(mean).mul(rstd).mul(FloatVector.fromArray(F, w, wOff + i))
+                    .add(FloatVector.fromArray(F, b, bOff + i)).intoArray(out, o_t + i);
+        }
+        for (; i < D; i++) {
+            out[o_t + i] = (inp[x_t + i] - mean) * rstd * w[wOff + i] + b[bOff + i];
+        }
+    }
+
     /**
      * Sum of a[off..off+n): per-lane sums, hsum, then a scalar tail. Here rather than in VectorOps, whose methods the
      * launcher keeps from being inlined (each kernel compiled on its own): a row's sum is a few vector adds, and as a

@@ -4,6 +4,8 @@ import static dev.trilens.model.kernels.VectorMath.F;
 import static dev.trilens.model.kernels.VectorMath.scratch;
 import static dev.trilens.model.kernels.VectorMath.exp;
 import static dev.trilens.model.kernels.VectorMath.hsum;
+import static dev.trilens.model.kernels.VectorMath.layerNormRowApply;
+import static dev.trilens.model.kernels.VectorMath.layerNormRowScale;
 import static dev.trilens.model.kernels.VectorMath.sum;
 import static dev.trilens.model.kernels.VectorMath.SOFTMAX_FLOOR;
 
@@ -251,41 +253,32 @@ public final class VectorOps extends ScalarOps {
 
     @Override
     public void layerNormScale(float[] scale, int scaleOff, float[] inp, int inpOff, int T, int D) {
-        int L = F.length();
         for (int t = 0; t < T; t++) {
             int x_t = inpOff + t * D;
-            float mean = sum(inp, x_t, D) / D;
-            FloatVector meanV = FloatVector.broadcast(F, mean), acc = FloatVector.zero(F);
-            int i = 0;
-            for (; i + L <= D; i += L) {
-                FloatVector c = FloatVector.fromArray(F, inp, x_t + i).sub(meanV);
-                acc = c.fma(c, acc);
-            }
-            float var = hsum(acc);
-            for (; i < D; i++) {
-                float c = inp[x_t + i] - mean;
-                var += c * c;
-            }
-            scale[scaleOff + t] = (float) Math.sqrt(var / D + LN_EPS);
+            scale[scaleOff + t] = layerNormRowScale(inp, x_t, sum(inp, x_t, D) / D, D);
         }
     }
 
     @Override
     public void layerNormApply(float[] out, int outOff, float[] scale, int scaleOff, float[] inp, int inpOff,
                                float[] w, int wOff, float[] b, int bOff, int T, int D) {
-        int L = F.length();
         for (int t = 0; t < T; t++) {
-            int x_t = inpOff + t * D, o_t = outOff + t * D;
+            int x_t = inpOff + t * D;
+            layerNormRowApply(out, outOff + t * D, inp, x_t, sum(inp, x_t, D) / D, 1f / scale[scaleOff + t], w, wOff,
+                    b, bOff, D);
+        }
+    }
+
+    /** Both halves a row at a time, its mean summed once: the same numbers as layerNormScale then layerNormApply. */
+    @Override
+    public void layerNormForward(float[] out, int outOff, float[] scale, int scaleOff, float[] inp, int inpOff,
+                                 float[] w, int wOff, float[] b, int bOff, int T, int D) {
+        for (int t = 0; t < T; t++) {
+            int x_t = inpOff + t * D;
             float mean = sum(inp, x_t, D) / D;
-            float rstd = 1f / scale[scaleOff + t];
-            int i = 0;
-            for (; i + L <= D; i += L) {
-                FloatVector.fromArray(F, inp, x_t + i).sub(mean).mul(rstd).mul(FloatVector.fromArray(F, w, wOff + i))
-                        .add(FloatVector.fromArray(F, b, bOff + i)).intoArray(out, o_t + i);
-            }
-            for (; i < D; i++) {
-                out[o_t + i] = (inp[x_t + i] - mean) * rstd * w[wOff + i] + b[bOff + i];
-            }
+            float s = layerNormRowScale(inp, x_t, mean, D);
+            scale[scaleOff + t] = s;
+            layerNormRowApply(out, outOff + t * D, inp, x_t, mean, 1f / s, w, wOff, b, bOff, D);
         }
     }
 

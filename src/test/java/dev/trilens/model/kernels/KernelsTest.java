@@ -347,6 +347,13 @@ class KernelsTest {
             float[] x = random(T * D), w = random(D), b = random(D), dout = random(T * D);
             float[] out = new float[T * D], scale = new float[T];
             ops.layerNormForward(out, 0, scale, 0, x, 0, w, 0, b, 0, T, D);
+            // the forward in one call (a hookless pass) and in its two halves (a hook on hook_scale between them)
+            // must agree bit for bit
+            float[] outInHalves = new float[T * D], scaleInHalves = new float[T];
+            ops.layerNormScale(scaleInHalves, 0, x, 0, T, D);
+            ops.layerNormApply(outInHalves, 0, scaleInHalves, 0, x, 0, w, 0, b, 0, T, D);
+            assertThat(scale).as("D=%d", D).containsExactly(scaleInHalves);
+            assertThat(out).as("D=%d", D).containsExactly(outInHalves);
             double[][] want = Oracle.layerNorm(x, w, b, dout, T, D);
             assertClose(out, want[0], 1e-5);
             assertClose(scale, want[1], 1e-5);
