@@ -269,8 +269,9 @@ final class Forward {
                     && some.get(i + 1).in0 == s.in0 && some.get(i + 1).in1 == s.out) {
                 runLayerNorm(s, some.get(i + 1), f, b);
                 i += 1;
-            } else if (s.kind == Kind.QKV && i + 2 < n && some.get(i + 1).kind == Kind.QKV && some.get(i + 2).kind == Kind.QKV
-                    && some.get(i + 1).in0 == s.in0 && some.get(i + 2).in0 == s.in0) {
+            } else if (s.kind == Kind.QKV && i + 2 < n && some.get(i + 1).kind == Kind.QKV
+                    && some.get(i + 2).kind == Kind.QKV && some.get(i + 1).in0 == s.in0
+                    && some.get(i + 2).in0 == s.in0) {
                 runQkv(s, some.get(i + 1), some.get(i + 2), f, b);
                 i += 2;
             } else {

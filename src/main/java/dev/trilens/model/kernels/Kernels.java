@@ -8,11 +8,11 @@ package dev.trilens.model.kernels;
  * <p>Why short jobs run the scalar reference: until the JIT's optimizing compiler has compiled them, the Vector API
  * kernels are far slower than scalar code (every vector operation a call and an allocation), and compiling them
  * takes seconds of CPU (-XX:+CITime). A job of a few forward passes is over before that pays off: `evaluate` on the
- * challenge's 2500 sequences takes about half as long on the scalar ones (the README's cold start figures). So a
- * command whose whole kernel work it knows in advance (evaluate, predict, patch, extract) calls {@link
- * #preferForWork} before the first kernel runs, and below {@link #SHORT_JOB_MULTIPLY_ADDS} the process runs the
- * scalar reference. Results differ between the two in the last bits only (other summation orders), and the same
- * command on the same inputs always makes the same choice. {@code -Dtrilens.kernels=vector} or {@code scalar}
+ * challenge's 2500 sequences takes about half as long on the scalar ones (the cold start figures in
+ * docs/performance.md). So a command whose whole kernel work it knows in advance (evaluate, predict, patch, extract)
+ * calls {@link #preferForWork} before the first kernel runs, and below {@link #SHORT_JOB_MULTIPLY_ADDS} the process
+ * runs the scalar reference. Results differ between the two in the last bits only (other summation orders), and the
+ * same command on the same inputs always makes the same choice. {@code -Dtrilens.kernels=vector} or {@code scalar}
  * overrides it (the tests pin it, so that which test runs first does not choose for all of them).
  */
 public final class Kernels {

@@ -590,8 +590,9 @@ final class VectorMatmul {
 
     /**
      * Three products of the same x, each one vector (L floats) wide: outA[oA + r*L] (+)= sum over k < n of
-     * x[i + r*xr + k*xs] * wA[woA + k*L], and B and C likewise, for r < rows: in tiles of 6 rows x the three, so each broadcast input feeds
-     * three FMAs; the last rows one product at a time. Every output is the fma chain the single products compute.
+     * x[i + r*xr + k*xs] * wA[woA + k*L], and B and C likewise, for r < rows: in tiles of 6 rows x the three, so each
+     * broadcast input feeds three FMAs; the last rows one product at a time. Every output is the fma chain the single
+     * products compute.
      */
     static void matmul3(float[] outA, int oA, float[] outB, int oB, float[] outC, int oC, float[] x, int i, int xr,
                         int xs, float[] wA, int woA, float[] wB, int woB, float[] wC, int woC, float[] bias, int bA,
