@@ -124,8 +124,9 @@ class SweepCommandTest {
     void theLaunchersJvmOptionsAreSparksDocumentedList() {
         String ours = System.getProperty("trilens.sparkJvmArgs");
         assertThat(ours).as("set by the sweep module's surefire configuration").isNotNull();
-        // Spark's list, in its order, plus trilens's own: its vector kernels compiled on their own (see ./trilens)
-        List<String> own = List.of("-XX:CompileCommand=quiet",
+        // Spark's list, in its order, plus trilens's own: its vector kernels compiled on their own, without loop
+        // predication (see ./trilens)
+        List<String> own = List.of("-XX:-UseLoopPredicate", "-XX:CompileCommand=quiet",
                 "-XX:CompileCommand=dontinline,dev.trilens.model.kernels.VectorOps::*");
         assertThat(ours.split(" ")).containsAll(own);
         assertThat(Arrays.stream(ours.split(" ")).filter(o -> !own.contains(o)))
