@@ -72,7 +72,7 @@ class KernelsTest {
 
     @Test
     void largeAndSmallRegisterTilesGiveIdenticalProducts() {
-        // the tiling is chosen by the machine's vector width (VectorMatmul.WIDE_REGISTERS), so each machine runs
+        // the tiling is chosen by the machine's widest vectors (VectorMatmul.WIDE_REGISTERS), so each machine runs
         // only one of them otherwise; both must produce the same fma chain per output, bit for bit
         java.util.Random r = new java.util.Random(7);
         // widths of 1 to 13 vectors of 16: five-vector groups, four-vector groups where a single one would be left
