@@ -351,43 +351,64 @@ public final class VectorOps extends ScalarOps {
         float[] maxes = scratch(rows * (L + 1)); // each row's max, then each row's per-lane sums
         int sums = rows;
         for (int t = 0; t < rows; t++) {
-            int row = t * Vp;
-            FloatVector maxV = FloatVector.fromArray(F, logits, row);
-            for (int i = L; i < Vp; i += L) {
-                maxV = maxV.max(FloatVector.fromArray(F, logits, row + i));
-            }
-            maxes[t] = maxV.reduceLanes(VectorOperators.MAX);
+            maxes[t] = crossEntropyRowMax(logits, t * Vp, Vp);
         }
         for (int t = 0; t < rows; t++) {
-            int row = t * Vp;
-            float max = maxes[t];
-            FloatVector sumV = FloatVector.zero(F);
-            for (int i = 0; i < Vp; i += L) {
-                FloatVector e = exp(FloatVector.fromArray(F, logits, row + i).sub(max), SOFTMAX_FLOOR);
-                e.intoArray(dlogits, row + i);
-                sumV = sumV.add(e);
-            }
-            sumV.intoArray(maxes, sums + t * L);
+            crossEntropyRowExp(dlogits, logits, t * Vp, Vp, maxes[t], maxes, sums + t * L);
         }
         double loss = 0, sumProduct = 1;
         for (int t = 0; t < rows; t++) {
             int row = t * Vp;
-            float sum = hsum(FloatVector.fromArray(F, maxes, sums + t * L));
             int target = targets[targetOff + t];
             loss -= logits[row + target] - maxes[t];
+            float sum = crossEntropyRowScale(dlogits, row, Vp, maxes, sums + t * L, scale);
             // each sum is in [1, V] (the row's largest term is 1), so folding at 1e200 keeps the product finite
             sumProduct *= sum;
             if (sumProduct > 1e200) {
                 loss += Math.log(sumProduct);
                 sumProduct = 1;
             }
-            float inv = scale / sum;
-            for (int i = 0; i < Vp; i += L) {
-                FloatVector.fromArray(F, dlogits, row + i).mul(inv).intoArray(dlogits, row + i);
-            }
             dlogits[row + target] -= scale;
         }
         return loss + Math.log(sumProduct);
+    }
+
+    // One row of crossEntropyForwardBackward's passes each, compiled on their own (the launcher's dontinline covers
+    // this class): as one method, C2 sometimes failed to intrinsify the last pass's vector store (-XX:+PrintInlining:
+    // "VectorSupport::store failed to inline (intrinsic)"), and the kernel then boxed a vector per operation and ran
+    // five to seven times slower for the rest of the run, in about two JVMs in five.
+
+    /** The largest of logits[row .. row + Vp). */
+    static float crossEntropyRowMax(float[] logits, int row, int Vp) {
+        int L = F.length();
+        FloatVector maxV = FloatVector.fromArray(F, logits, row);
+        for (int i = L; i < Vp; i += L) {
+            maxV = maxV.max(FloatVector.fromArray(F, logits, row + i));
+        }
+        return maxV.reduceLanes(VectorOperators.MAX);
+    }
+
+    /** dlogits' row = e^(logit - max), and its per-lane sums at sums[at .. at + L). */
+    static void crossEntropyRowExp(float[] dlogits, float[] logits, int row, int Vp, float max, float[] sums, int at) {
+        int L = F.length();
+        FloatVector sumV = FloatVector.zero(F);
+        for (int i = 0; i < Vp; i += L) {
+            FloatVector e = exp(FloatVector.fromArray(F, logits, row + i).sub(max), SOFTMAX_FLOOR);
+            e.intoArray(dlogits, row + i);
+            sumV = sumV.add(e);
+        }
+        sumV.intoArray(sums, at);
+    }
+
+    /** dlogits' row times scale / its sum (the lane sums at sums[at ..], added across); returns that sum. */
+    static float crossEntropyRowScale(float[] dlogits, int row, int Vp, float[] sums, int at, float scale) {
+        int L = F.length();
+        float sum = hsum(FloatVector.fromArray(F, sums, at));
+        float inv = scale / sum;
+        for (int i = 0; i < Vp; i += L) {
+            FloatVector.fromArray(F, dlogits, row + i).mul(inv).intoArray(dlogits, row + i);
+        }
+        return sum;
     }
 
     // Elementwise kernels: whole vectors, then a scalar tail.
