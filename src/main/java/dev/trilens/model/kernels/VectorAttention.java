@@ -71,7 +71,7 @@ final class VectorAttention {
      * A T x T triangle of dot products at outOff: out[r, c] = scale * (a[r,:] . bT[:, c]) for c <= r (query-major
      * scores, keysAfter false) or for c >= r (key-major, keysAfter true), and fill on the other side of the
      * diagonal. Row r of a starts at aOff + r*aStride and has Dh entries; bT is [Dh, T], T >= the lane count. Lanes
-     * run over c, eight rows at a time, two vectors of columns per tile where the registers hold them (each
+     * run over c, eight rows at a time, in tiles of two vectors of columns where the registers hold them (each
      * broadcast of a[r, e] then feeds two FMAs: the loop was bound by those broadcasts); a row's last vector may
      * overlap the one before it, recomputing the same values.
      */
@@ -84,7 +84,9 @@ final class VectorAttention {
             int first = keysAfter ? r / L * L : 0, end = keysAfter ? T : r + 8;
             int blk = first;
             for (; VectorMatmul.WIDE_REGISTERS && blk + L < end; blk += 2 * L) {
-                dots8x2(out, outOff + r * T, a, a0, aStride, bT, T, Dh, scale, blk, Math.min(blk + L, T - L));
+                int cB = Math.min(blk + L, T - L);
+                dots4x2(out, outOff + r * T, a, a0, aStride, bT, T, Dh, scale, blk, cB);
+                dots4x2(out, outOff + (r + 4) * T, a, a0 + 4 * aStride, aStride, bT, T, Dh, scale, blk, cB);
             }
             for (; blk < end; blk += L) {
                 dots8x1(out, outOff + r * T, a, a0, aStride, bT, T, Dh, scale, Math.min(blk, T - L));
@@ -114,6 +116,7 @@ final class VectorAttention {
     /** Eight rows of a triangle (rows of out at o, o + T, ...) at the columns c .. c+L-1. */
     private static void dots8x1(float[] out, int o, float[] a, int a0, int aStride, float[] bT, int T, int Dh,
                                 float scale, int c) {
+        FloatVector scaleV = FloatVector.broadcast(F, scale); // one broadcast, not one per store
         FloatVector s0 = FloatVector.zero(F), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
         for (int e = 0; e < Dh; e++) {
             FloatVector bv = FloatVector.fromArray(F, bT, e * T + c);
@@ -127,21 +130,26 @@ final class VectorAttention {
             s7 = bv.fma(FloatVector.broadcast(F, a[a0 + 7 * aStride + e]), s7);
         }
         o += c;
-        s0.mul(scale).intoArray(out, o);
-        s1.mul(scale).intoArray(out, o + T);
-        s2.mul(scale).intoArray(out, o + 2 * T);
-        s3.mul(scale).intoArray(out, o + 3 * T);
-        s4.mul(scale).intoArray(out, o + 4 * T);
-        s5.mul(scale).intoArray(out, o + 5 * T);
-        s6.mul(scale).intoArray(out, o + 6 * T);
-        s7.mul(scale).intoArray(out, o + 7 * T);
+        s0.mul(scaleV).intoArray(out, o);
+        s1.mul(scaleV).intoArray(out, o + T);
+        s2.mul(scaleV).intoArray(out, o + 2 * T);
+        s3.mul(scaleV).intoArray(out, o + 3 * T);
+        s4.mul(scaleV).intoArray(out, o + 4 * T);
+        s5.mul(scaleV).intoArray(out, o + 5 * T);
+        s6.mul(scaleV).intoArray(out, o + 6 * T);
+        s7.mul(scaleV).intoArray(out, o + 7 * T);
     }
 
-    /** Eight rows of a triangle at two vectors of columns, cA .. cA+L-1 and cB .. cB+L-1 (which may overlap). */
-    private static void dots8x2(float[] out, int o, float[] a, int a0, int aStride, float[] bT, int T, int Dh,
+    /**
+     * Four rows of a triangle at two vectors of columns, cA .. cA+L-1 and cB .. cB+L-1 (which may overlap). Four rows,
+     * not eight: with sixteen accumulators the method grew past what C2 parses before it stops inlining, and in
+     * some JVMs its last stores then stayed calls that box their vectors (-XX:+PrintIntrinsics: "missing constant:
+     * vclass=DecodeN"), doubling the attention kernels' time for the rest of the run.
+     */
+    private static void dots4x2(float[] out, int o, float[] a, int a0, int aStride, float[] bT, int T, int Dh,
                                 float scale, int cA, int cB) {
-        FloatVector s0 = FloatVector.zero(F), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
-        FloatVector t0 = s0, t1 = s0, t2 = s0, t3 = s0, t4 = s0, t5 = s0, t6 = s0, t7 = s0;
+        FloatVector s0 = FloatVector.zero(F), s1 = s0, s2 = s0, s3 = s0;
+        FloatVector t0 = s0, t1 = s0, t2 = s0, t3 = s0;
         for (int e = 0; e < Dh; e++) {
             FloatVector bA = FloatVector.fromArray(F, bT, e * T + cA);
             FloatVector bB = FloatVector.fromArray(F, bT, e * T + cB);
@@ -157,36 +165,17 @@ final class VectorAttention {
             x = FloatVector.broadcast(F, a[a0 + 3 * aStride + e]);
             s3 = bA.fma(x, s3);
             t3 = bB.fma(x, t3);
-            x = FloatVector.broadcast(F, a[a0 + 4 * aStride + e]);
-            s4 = bA.fma(x, s4);
-            t4 = bB.fma(x, t4);
-            x = FloatVector.broadcast(F, a[a0 + 5 * aStride + e]);
-            s5 = bA.fma(x, s5);
-            t5 = bB.fma(x, t5);
-            x = FloatVector.broadcast(F, a[a0 + 6 * aStride + e]);
-            s6 = bA.fma(x, s6);
-            t6 = bB.fma(x, t6);
-            x = FloatVector.broadcast(F, a[a0 + 7 * aStride + e]);
-            s7 = bA.fma(x, s7);
-            t7 = bB.fma(x, t7);
         }
+        FloatVector scaleV = FloatVector.broadcast(F, scale);
         int oA = o + cA, oB = o + cB;
-        s0.mul(scale).intoArray(out, oA);
-        t0.mul(scale).intoArray(out, oB);
-        s1.mul(scale).intoArray(out, oA + T);
-        t1.mul(scale).intoArray(out, oB + T);
-        s2.mul(scale).intoArray(out, oA + 2 * T);
-        t2.mul(scale).intoArray(out, oB + 2 * T);
-        s3.mul(scale).intoArray(out, oA + 3 * T);
-        t3.mul(scale).intoArray(out, oB + 3 * T);
-        s4.mul(scale).intoArray(out, oA + 4 * T);
-        t4.mul(scale).intoArray(out, oB + 4 * T);
-        s5.mul(scale).intoArray(out, oA + 5 * T);
-        t5.mul(scale).intoArray(out, oB + 5 * T);
-        s6.mul(scale).intoArray(out, oA + 6 * T);
-        t6.mul(scale).intoArray(out, oB + 6 * T);
-        s7.mul(scale).intoArray(out, oA + 7 * T);
-        t7.mul(scale).intoArray(out, oB + 7 * T);
+        s0.mul(scaleV).intoArray(out, oA);
+        t0.mul(scaleV).intoArray(out, oB);
+        s1.mul(scaleV).intoArray(out, oA + T);
+        t1.mul(scaleV).intoArray(out, oB + T);
+        s2.mul(scaleV).intoArray(out, oA + 2 * T);
+        t2.mul(scaleV).intoArray(out, oB + 2 * T);
+        s3.mul(scaleV).intoArray(out, oA + 3 * T);
+        t3.mul(scaleV).intoArray(out, oB + 3 * T);
     }
 
     /**
