@@ -227,7 +227,7 @@ final class VectorMatmul {
      * accumulators + 3 = 15 registers). Every output is the same fma chain over k in either tiling, so the results
      * do not change. It is the machine's widest vectors that tell, not the width the kernels run at: an AVX-512
      * machine running 8-float vectors (a d_head of 8, see VectorWidth) still has its 32 registers, and the large
-     * tiles made such a training step about a sixth faster.
+     * tiles made such a training step faster.
      */
     static final boolean WIDE_REGISTERS = Boolean.getBoolean("trilens.wideTiles")
             || FloatVector.SPECIES_PREFERRED.length() >= 16;

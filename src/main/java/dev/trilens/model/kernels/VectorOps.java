@@ -376,7 +376,7 @@ public final class VectorOps extends ScalarOps {
     // One row of crossEntropyForwardBackward's passes each, compiled on their own (the launcher's dontinline covers
     // this class): as one method, C2 sometimes failed to intrinsify the last pass's vector store (-XX:+PrintInlining:
     // "VectorSupport::store failed to inline (intrinsic)"), and the kernel then boxed a vector per operation and ran
-    // five to seven times slower for the rest of the run, in about two JVMs in five.
+    // several times slower for the rest of the run, in about two JVMs in five.
 
     /** The largest of logits[row .. row + Vp). */
     static float crossEntropyRowMax(float[] logits, int row, int Vp) {
